@@ -1,0 +1,28 @@
+"""spikejax: differentiable models of neurons and neural populations in JAX.
+
+Families (subpackages): ``gfr`` (generalized firing-rate neurons, GRNN), ``glm`` (spiking GLM
+networks on graphs, spikeometric), ``meso`` (mesoscopic LIF populations, neuLVM), ``l5`` (V1
+layer-5 rate network), ``lfads`` (LFADS / RADICaL sequential VAEs). Shared machinery lives in
+:mod:`spikejax.core`.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from . import core
+from .core.errors import ConfigError, DataFormatError, NonFiniteError, ShapeError, SpikejaxError, TrainingDivergedError
+
+try:
+    __version__ = version("spikejax")
+except PackageNotFoundError:  # running from a source tree
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "core",
+    "SpikejaxError",
+    "ShapeError",
+    "NonFiniteError",
+    "ConfigError",
+    "DataFormatError",
+    "TrainingDivergedError",
+    "__version__",
+]

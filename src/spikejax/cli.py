@@ -1,0 +1,96 @@
+"""The ``spikejax`` command: one subcommand per family, plus ``demo``.
+
+Each family contributes ``spikejax/<family>/cli.py`` with ``register(subparsers)`` that adds
+its own sub-command tree (e.g. ``spikejax gfr fit ...``), and ``spikejax/<family>/demo.py``
+with ``run(out_dir: Path, *, quick: bool, seed: int) -> dict`` that writes that family's part
+of the main demo into ``out_dir`` and returns a small summary dict. Families are discovered
+from :data:`FAMILIES`; one that is not installed yet is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+from pathlib import Path
+
+from .core.errors import SpikejaxError
+
+FAMILIES = ("gfr", "glm", "meso", "l5", "lfads")
+
+
+def _family_module(family: str, name: str):
+    try:
+        return importlib.import_module(f"spikejax.{family}.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name in (f"spikejax.{family}", f"spikejax.{family}.{name}"):
+            return None
+        raise
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    only = [f.strip() for f in args.only.split(",")] if args.only else list(FAMILIES)
+    unknown = [f for f in only if f not in FAMILIES]
+    if unknown:
+        raise SpikejaxError(f"--only must name families among {', '.join(FAMILIES)}; got {unknown}")
+    summary = {}
+    for family in only:
+        mod = _family_module(family, "demo")
+        if mod is None:
+            continue
+        t0 = time.perf_counter()
+        print(f"[spikejax demo] {family}: running ...", flush=True)
+        result = mod.run(out / family, quick=args.quick, seed=args.seed)
+        dt = time.perf_counter() - t0
+        summary[family] = {"seconds": round(dt, 1), **(result or {})}
+        print(f"[spikejax demo] {family}: done in {dt:.1f} s -> {out / family}", flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    from .core.io import save_json
+
+    save_json(out / "summary.json", summary)
+    print(json.dumps(summary, indent=1, default=str))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spikejax",
+        description="Differentiable models of neurons and neural populations in JAX.",
+    )
+    parser.add_argument("--x64", action="store_true", help="run in float64 (jax_enable_x64)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    demo = sub.add_parser("demo", help="run the library's main job on bundled data and write figures/tables")
+    demo.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
+    demo.add_argument("--quick", action="store_true", help="smallest sizes (smoke test)")
+    demo.add_argument("--only", default=None, help="comma-separated families to run (default: all)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(func=_run_demo)
+    for family in FAMILIES:
+        mod = _family_module(family, "cli")
+        if mod is not None:
+            mod.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.x64:
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (SpikejaxError, FileNotFoundError) as exc:
+        print(f"spikejax: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

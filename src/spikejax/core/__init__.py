@@ -1,0 +1,46 @@
+"""What every spikejax family shares: time stepping, likelihoods, metrics, training, sweeps, IO, errors."""
+
+from .errors import (
+    ConfigError,
+    DataFormatError,
+    NonFiniteError,
+    ShapeError,
+    SpikejaxError,
+    TrainingDivergedError,
+    check_array,
+    check_binary,
+    check_choice,
+    check_finite,
+    check_keys,
+    check_positive,
+    check_range,
+    check_scalar,
+    check_shape,
+    is_traced,
+)
+from .io import atomic_open, atomic_path, load_h5, load_json, load_model, save_figure, save_h5, save_json, save_model
+from .likelihoods import (
+    bernoulli_nll,
+    gaussian_nll,
+    poisson_nll,
+    poisson_nll_log_rate,
+    reduce_masked,
+    zig_mean,
+    zig_nll,
+)
+from .metrics import (
+    bits_per_spike,
+    ev_ceiling,
+    evr,
+    explained_variance,
+    firing_rate,
+    isi,
+    mean_isi,
+    pearson_r,
+    r2_score,
+)
+from .scan import chunked_scan, scan, step_keys
+from .sweep import batch_size_of, shard_batch, stack, sweep, unstack
+from .training import EarlyStopping, FitResult, fit, make_train_step, trainable
+
+__all__ = [name for name in dir() if not name.startswith("_")]

@@ -1,0 +1,117 @@
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from spikejax.core import EarlyStopping, TrainingDivergedError, fit, trainable
+from spikejax.core.errors import ConfigError
+
+
+class Linear(eqx.Module):
+    w: jax.Array
+    b: jax.Array
+    scale: jax.Array
+
+
+def _data(n=64):
+    x = jax.random.normal(jax.random.PRNGKey(0), (n, 3))
+    y = x @ jnp.array([1.0, -2.0, 0.5]) + 0.3
+    return {"x": x, "y": y}
+
+
+def _loss(m, batch, key):
+    pred = m.scale * (batch["x"] @ m.w) + m.b
+    return jnp.mean((pred - batch["y"]) ** 2)
+
+
+def _model():
+    return Linear(jnp.zeros(3), jnp.zeros(()), jnp.ones(()))
+
+
+def test_fit_recovers_linear_weights_and_freezes_by_filter():
+    spec = trainable(_model(), frozen=lambda m: m.scale)
+    res = fit(_model(), _loss, _data(), optimizer=optax.adam(0.05), key=jax.random.PRNGKey(1),
+              n_epochs=150, batch_size=16, filter_spec=spec, progress=False)
+    np.testing.assert_allclose(res.model.w, [1.0, -2.0, 0.5], atol=0.05)
+    np.testing.assert_allclose(res.model.b, 0.3, atol=0.02)
+    assert float(res.model.scale) == 1.0  # frozen leaf untouched
+    assert res.n_steps == 150 * 4 and len(res.history["loss"]) == 150
+    assert res.history["loss"][-1] < res.history["loss"][0] * 1e-2
+
+
+def test_early_stopping_and_restore_best():
+    data = _data()
+    val = lambda m: _loss(m, data, None)
+    res = fit(_model(), _loss, data, optimizer=optax.sgd(1e-3), key=jax.random.PRNGKey(0), n_steps=5000,
+              steps_per_call=10, val_fn=val, early_stopping=EarlyStopping(patience=3, min_delta=1e-1),
+              restore_best=True, progress=False)
+    assert res.stop_reason == "early_stopping" and res.n_steps < 5000
+    assert res.best_step is not None
+
+
+def test_nan_guard_names_step():
+    def bad_loss(m, batch, key):
+        return jnp.sum(m.w) * jnp.log(m.b - 1.0)  # log of a negative number -> NaN at once
+    with pytest.raises(TrainingDivergedError, match="step 0"):
+        fit(_model(), bad_loss, None, optimizer=optax.adam(0.1), key=jax.random.PRNGKey(0), n_steps=5, progress=False)
+
+
+def test_checkpoint_resume_is_exact(tmp_path):
+    data = _data()
+    kw = dict(optimizer=optax.adam(0.02), key=jax.random.PRNGKey(3), batch_size=8, progress=False)
+    full = fit(_model(), _loss, data, n_epochs=6, **kw)
+    # "interrupted" run: stops after 3 epochs (checkpointed), then a new call resumes to 6
+    ckpt = tmp_path / "ckpt"
+    part = fit(_model(), _loss, data, n_epochs=3, checkpoint_dir=ckpt, checkpoint_every=8, **kw)
+    assert part.n_steps == 24 and (ckpt / "latest.json").is_file()
+    resumed = fit(_model(), _loss, data, n_epochs=6, checkpoint_dir=ckpt, checkpoint_every=8, **kw)
+    assert resumed.n_steps == 48
+    np.testing.assert_array_equal(np.asarray(resumed.model.w), np.asarray(full.model.w))
+    np.testing.assert_array_equal(np.asarray(resumed.history["loss"]), np.asarray(full.history["loss"]))
+
+
+def test_interrupted_by_exception_then_resumed(tmp_path):
+    data = _data()
+    kw = dict(optimizer=optax.adam(0.02), key=jax.random.PRNGKey(4), n_steps=40, steps_per_call=5, progress=False)
+    full = fit(_model(), _loss, data, **kw)
+
+    def crash(step, model, logs):
+        if step == 20:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(_model(), _loss, data, checkpoint_dir=tmp_path, checkpoint_every=10, callback=crash, **kw)
+    resumed = fit(_model(), _loss, data, checkpoint_dir=tmp_path, checkpoint_every=10, **kw)
+    np.testing.assert_array_equal(np.asarray(resumed.model.w), np.asarray(full.model.w))
+
+
+def test_many_independent_models_by_summed_loss():
+    """Adam is elementwise: a stacked model trained on the summed loss equals separate fits."""
+    data = _data()
+    targets = jnp.array([0.3, -1.0])
+
+    def one_loss(m, t):
+        return jnp.mean((m.scale * (data["x"] @ m.w) + m.b - (data["y"] - 0.3 + t)) ** 2)
+
+    def summed(ms, batch, key):
+        return jnp.sum(jax.vmap(one_loss)(ms, targets))
+
+    models = jax.tree_util.tree_map(lambda a: jnp.stack([a, a]), _model())
+    res = fit(models, summed, None, optimizer=optax.adam(0.05), key=jax.random.PRNGKey(0), n_steps=300, progress=False)
+    for i, t in enumerate(targets):
+        single = fit(_model(), lambda m, b, k: one_loss(m, t), None, optimizer=optax.adam(0.05),
+                     key=jax.random.PRNGKey(0), n_steps=300, progress=False)
+        np.testing.assert_allclose(res.model.b[i], single.model.b, rtol=1e-4, atol=1e-5)
+
+
+def test_fit_argument_errors():
+    with pytest.raises(ConfigError, match="exactly one of n_steps"):
+        fit(_model(), _loss, _data(), optimizer=optax.adam(0.1), key=jax.random.PRNGKey(0), progress=False)
+    with pytest.raises(ConfigError, match="batch_size"):
+        fit(_model(), _loss, _data(), optimizer=optax.adam(0.1), key=jax.random.PRNGKey(0), n_steps=1,
+            batch_size=1000, progress=False)
+    with pytest.raises(ConfigError, match="val_fn"):
+        fit(_model(), _loss, _data(), optimizer=optax.adam(0.1), key=jax.random.PRNGKey(0), n_steps=1,
+            early_stopping=EarlyStopping(), progress=False)
