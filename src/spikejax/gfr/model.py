@@ -1,0 +1,518 @@
+"""Generalized firing-rate (GFR) neurons with the conventions of AllenInstitute/GRNN's code.
+
+One step of a GFR neuron (one bin of ``bin_size`` ms; input current ``I_t`` in pA, output rate
+``f_t`` in spikes/ms) is::
+
+    h_i[t] = (1 - lambda_i) h_i[t-1] + alpha_i I[t] + kappa beta_i f[t-1]      (i = 1..n)
+    f[t]   = g(mean_i h_i[t])
+    g(z)   = gamma * relu(tanh(sum_k a_k**2 ((z - b) / sigma)**k))
+
+* no ``bin_size`` factor on ``alpha`` or ``beta`` (it is absorbed in the fitted values),
+* ``kappa = 1000`` (``bio_units=True``, turns spikes/ms into Hz in the feedback; required for the
+  released parameters) or ``kappa = 1``,
+* the powers are taken of ``(z - b) / sigma`` and ``a_0**2`` is *not* divided by ``sigma``,
+* the coefficients enter squared, ``gamma`` caps the rate,
+* every sweep starts from ``h = 0, f = 0``,
+* the decay rates ``lambda`` come from a fixed grid per bin size (:func:`decay_rates`) and are
+  never trained; ``sigma`` and ``gamma`` are fixed too (gradients through them are stopped).
+
+:class:`GFR` is one neuron (leaves ``alpha``, ``beta`` of shape ``(n,)``); stack many with
+:func:`spikejax.core.stack` and ``vmap``. :class:`GFRLayer` is ``N`` neurons sharing one decay grid
+(leaves with a leading neuron axis) with a single :meth:`GFRLayer.step` usable inside an RNN.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..core.errors import ConfigError, ShapeError, check_array, is_traced
+from ..core.scan import scan
+
+__all__ = [
+    "TAUS_MS",
+    "BIN_SIZES",
+    "CONFIGS",
+    "KAPPA_BIO",
+    "decay_rates",
+    "check_config",
+    "PolynomialActivation",
+    "GFR",
+    "GFRLayer",
+    "simulate",
+    "kernels",
+    "linear_drive",
+    "simulate_feedforward",
+    "default_neuron",
+    "default_layer",
+    "DEFAULT_DECAY",
+]
+
+#: Time constants (ms) of the decay grid; only those >= the bin size are kept.
+TAUS_MS: tuple[float, ...] = (10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0)
+#: Bin sizes (ms) the original preprocessing produces.
+BIN_SIZES: tuple[int, ...] = (10, 20, 50, 100)
+#: The six released (bin_size, activation_bin_size) configurations.
+CONFIGS: tuple[tuple[int, int], ...] = ((10, 20), (10, 100), (20, 20), (20, 100), (50, 100), (100, 100))
+#: Feedback scale of ``bio_units=True`` (spikes/ms -> Hz).
+KAPPA_BIO = 1000.0
+#: Decay rates of the default ("random") MNIST neuron: [1] + [1 - exp(-1/tau) for tau = 1, 2, 5 steps].
+DEFAULT_DECAY: tuple[float, ...] = (1.0,) + tuple(1.0 - math.exp(-1.0 / t) for t in (1.0, 2.0, 5.0))
+
+
+def _float_dtype():
+    return jnp.result_type(float)
+
+
+def _as_float(x: Any) -> jax.Array:
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        x = x.astype(_float_dtype())
+    return x
+
+
+def decay_rates(bin_size: float, taus: Sequence[float] | None = None) -> np.ndarray:
+    """The fixed decay grid ``lambda`` for bins of ``bin_size`` ms.
+
+    ``lambda = [1] + [1 - exp(-bin_size / tau) for tau in taus if tau >= bin_size]`` with the
+    default ``taus`` :data:`TAUS_MS` = (10, 20, 50, 100, 200, 500, 1000, 2000) ms, which gives
+    n = 9, 8, 7, 6 traces for bin sizes 10, 20, 50, 100 ms. With the default grid ``bin_size`` must
+    be one of :data:`BIN_SIZES`; pass ``taus`` (same unit as ``bin_size``) for other grids, e.g.
+    ``decay_rates(1, taus=(1, 2, 5))`` for the default MNIST neuron.
+
+    Returns
+    -------
+    numpy float64 array of shape (n,).
+    """
+    if taus is None:
+        if bin_size not in BIN_SIZES:
+            raise ConfigError(
+                f"bin_size must be one of {BIN_SIZES} ms for the default decay grid, got {bin_size!r}; "
+                "pass taus= for another grid"
+            )
+        taus = TAUS_MS
+    if not (isinstance(bin_size, (int, float, np.integer, np.floating)) and bin_size > 0):
+        raise ConfigError(f"bin_size must be a positive number of ms, got {bin_size!r}")
+    kept = [float(t) for t in taus if t >= bin_size]
+    return np.asarray([1.0] + [1.0 - math.exp(-float(bin_size) / t) for t in kept], dtype=np.float64)
+
+
+def check_config(bin_size: Any, activation_bin_size: Any, *, released_only: bool = False) -> tuple[int, int]:
+    """Validate a (bin_size, activation_bin_size) pair in ms; returns it as ints.
+
+    Both must be among :data:`BIN_SIZES`; with ``released_only`` the pair must be one of the six
+    released :data:`CONFIGS`.
+    """
+    pair = (bin_size, activation_bin_size)
+    ok = all(isinstance(v, (int, float, np.integer, np.floating)) and float(v) in BIN_SIZES for v in pair)
+    if ok and released_only:
+        ok = (int(bin_size), int(activation_bin_size)) in CONFIGS
+    if not ok:
+        allowed = CONFIGS if released_only else f"bin sizes in {BIN_SIZES}"
+        raise ConfigError(
+            f"unknown (bin_size, activation_bin_size) = {pair!r}; expected {allowed}"
+        )
+    return int(bin_size), int(activation_bin_size)
+
+
+class PolynomialActivation(eqx.Module):
+    """GRNN's activation ``g(z) = gamma * relu(tanh(sum_k a_k**2 ((z - b)/sigma)**k))``.
+
+    Attributes
+    ----------
+    poly_coeff : array (..., d+1)
+        Coefficients ``a_0..a_d`` (they enter squared). Trainable in stage 1.
+    b : array (...)
+        Threshold current, pA. Trainable in stage 1.
+    max_current : array (...)
+        ``sigma``, the largest |I| of the activation-fitting data, pA. Fixed (gradient stopped).
+    max_firing_rate : array (...)
+        ``gamma``, the cell's maximum instantaneous rate, spikes/ms. Fixed (gradient stopped).
+    bin_size : int or float (static)
+        ``Delta t'``, the bin width (ms) the activation was fitted with (a label only).
+
+    Leading axes ``(...)`` are neuron axes (a :class:`GFRLayer` holds shape ``(N, d+1)`` etc.).
+    """
+
+    poly_coeff: jax.Array
+    b: jax.Array
+    max_current: jax.Array
+    max_firing_rate: jax.Array
+    bin_size: Any = eqx.field(static=True, default=20)
+
+    def __init__(self, poly_coeff, b, max_current, max_firing_rate, bin_size=20):
+        self.poly_coeff = _as_float(poly_coeff)
+        self.b = _as_float(b)
+        self.max_current = _as_float(max_current)
+        self.max_firing_rate = _as_float(max_firing_rate)
+        self.bin_size = bin_size
+
+    @property
+    def degree(self) -> int:
+        return int(self.poly_coeff.shape[-1]) - 1
+
+    def polynomial(self, z: jax.Array) -> jax.Array:
+        """``p(x) = sum_k a_k**2 x**k`` with ``x = (z - b)/sigma`` (Horner), before tanh/relu."""
+        sigma = jax.lax.stop_gradient(self.max_current)
+        x = (z - self.b) / sigma
+        c = self.poly_coeff**2
+        p = c[..., -1]
+        for k in range(self.degree - 1, -1, -1):
+            p = p * x + c[..., k]
+        return p
+
+    def __call__(self, z: jax.Array) -> jax.Array:
+        """Rate (spikes/ms) for input ``z`` (pA); ``z``'s trailing axes broadcast against the neuron axes."""
+        gamma = jax.lax.stop_gradient(self.max_firing_rate)
+        return gamma * jax.nn.relu(jnp.tanh(self.polynomial(z)))
+
+
+def _gfr_step(alpha, beta, decay, kappa, g, state, current):
+    """Shared update; ``alpha``/``beta`` (..., n), ``h`` (..., n), ``f`` and ``current`` (...)."""
+    h, f_prev = state
+    lam = jax.lax.stop_gradient(decay)
+    h = (1.0 - lam) * h + alpha * current[..., None] + kappa * beta * f_prev[..., None]
+    f = g(jnp.mean(h, axis=-1))
+    return (h, f), f
+
+
+class GFR(eqx.Module):
+    """One GFR neuron (GRNN's ``GFR`` module with ``bio_units`` controlling ``kappa``).
+
+    Attributes
+    ----------
+    alpha : array (n,)
+        Input weights of the n traces (pA -> pA, no bin-size factor).
+    beta : array (n,)
+        Feedback weights (multiplied by ``kappa * f[t-1]``).
+    decay : array (n,)
+        ``lambda`` (the stored ``ds``); fixed, gradient stopped.
+    g : PolynomialActivation
+    bin_size : int or float (static)
+        ``Delta t`` in ms.
+    kappa : float (static)
+        Feedback scale: 1000 (``bio_units=True``, default) or 1.
+    """
+
+    alpha: jax.Array
+    beta: jax.Array
+    decay: jax.Array
+    g: PolynomialActivation
+    bin_size: Any = eqx.field(static=True, default=20)
+    kappa: float = eqx.field(static=True, default=KAPPA_BIO)
+
+    def __init__(self, alpha, beta, decay, g, bin_size=20, kappa=KAPPA_BIO):
+        self.alpha = _as_float(alpha)
+        self.beta = _as_float(beta)
+        self.decay = _as_float(decay)
+        self.g = g
+        self.bin_size = bin_size
+        self.kappa = float(kappa)
+        if not is_traced((self.alpha, self.beta, self.decay)):
+            n = self.decay.shape[-1:]
+            if self.alpha.shape[-1:] != n or self.beta.shape[-1:] != n:
+                raise ShapeError(
+                    f"alpha, beta and decay must share their last (trace) axis; got shapes "
+                    f"{tuple(self.alpha.shape)}, {tuple(self.beta.shape)}, {tuple(self.decay.shape)}"
+                )
+
+    @property
+    def n_traces(self) -> int:
+        return int(self.decay.shape[-1])
+
+    @classmethod
+    def init(
+        cls,
+        g: PolynomialActivation,
+        bin_size: int = 20,
+        *,
+        kappa: float = KAPPA_BIO,
+        decay: Sequence[float] | None = None,
+    ) -> GFR:
+        """The pre-fitting initialisation: ``alpha = [n, 0, ..., 0]``, ``beta = 0`` (so ``f_t = g(I_t)``)."""
+        lam = np.asarray(decay if decay is not None else decay_rates(bin_size), dtype=np.float64)
+        n = lam.shape[0]
+        alpha = np.zeros(n)
+        alpha[0] = n
+        dt = _float_dtype()
+        return cls(jnp.asarray(alpha, dt), jnp.zeros(n, dt), jnp.asarray(lam, dt), g, bin_size, kappa)
+
+    def init_state(self, batch_shape: Sequence[int] = ()) -> tuple[jax.Array, jax.Array]:
+        """Zero state ``(h, f_prev)`` with shapes ``(*batch_shape, n)`` and ``batch_shape``."""
+        dt = self.alpha.dtype
+        return jnp.zeros((*batch_shape, self.n_traces), dt), jnp.zeros(tuple(batch_shape), dt)
+
+    def step(self, state, current):
+        """One bin: ``current`` (pA, shape ``batch``) -> ``(new_state, rate)`` (rate in spikes/ms)."""
+        return _gfr_step(self.alpha, self.beta, self.decay, self.kappa, self.g, state, current)
+
+    def get_params(self) -> dict[str, Any]:
+        """Parameters in GRNN's ``get_params`` layout (dotted ``g.*`` keys, nested lists)."""
+        a = np.asarray(self.alpha)
+        if a.ndim != 1:
+            raise ShapeError(f"get_params needs a single neuron (alpha of shape (n,)), got alpha shape {a.shape}")
+        return {
+            "a": [[float(v) for v in a]],
+            "b": [[float(v) for v in np.asarray(self.beta)]],
+            "ds": [float(v) for v in np.asarray(self.decay)],
+            "bin_size": self.bin_size,
+            "g.max_current": [float(np.asarray(self.g.max_current))],
+            "g.max_firing_rate": [float(np.asarray(self.g.max_firing_rate))],
+            "g.poly_coeff": [[float(v) for v in np.asarray(self.g.poly_coeff)]],
+            "g.b": [float(np.asarray(self.g.b))],
+            "g.bin_size": self.g.bin_size,
+        }
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], *, kappa: float = KAPPA_BIO) -> GFR:
+        """Inverse of :meth:`get_params`; accepts dotted ``g.*`` keys or a nested ``g`` object."""
+        from .records import gfr_from_params  # local: records imports this module
+
+        return gfr_from_params(params, kappa=kappa)
+
+
+class GFRLayer(eqx.Module):
+    """``N`` GFR neurons sharing one decay grid (one (bin_size, activation_bin_size) configuration).
+
+    Attributes
+    ----------
+    alpha, beta : arrays (N, n)
+    decay : array (n,), shared, fixed.
+    g : PolynomialActivation with leaves of shape (N, d+1) and (N,).
+    bin_size : static, ms.
+    kappa : static feedback scale (1000 or 1).
+
+    Use :meth:`step` inside an RNN: ``state = layer.init_state(batch_shape)``, then
+    ``state, rate = layer.step(state, current)`` with ``current`` of shape ``(*batch_shape, N)``.
+    """
+
+    alpha: jax.Array
+    beta: jax.Array
+    decay: jax.Array
+    g: PolynomialActivation
+    bin_size: Any = eqx.field(static=True, default=20)
+    kappa: float = eqx.field(static=True, default=KAPPA_BIO)
+
+    def __init__(self, alpha, beta, decay, g, bin_size=20, kappa=KAPPA_BIO):
+        self.alpha = _as_float(alpha)
+        self.beta = _as_float(beta)
+        self.decay = _as_float(decay)
+        self.g = g
+        self.bin_size = bin_size
+        self.kappa = float(kappa)
+        if not is_traced((self.alpha, self.beta, self.decay)):
+            if self.alpha.ndim != 2 or self.alpha.shape != self.beta.shape or self.decay.shape != self.alpha.shape[-1:]:
+                raise ShapeError(
+                    "GFRLayer needs alpha and beta of shape (N, n) and decay of shape (n,); got shapes "
+                    f"{tuple(self.alpha.shape)}, {tuple(self.beta.shape)}, {tuple(self.decay.shape)}"
+                )
+            if self.g.b.shape != self.alpha.shape[:1]:
+                raise ShapeError(
+                    f"GFRLayer's activation needs b of shape (N,) = {self.alpha.shape[:1]}, got {tuple(self.g.b.shape)}"
+                )
+
+    @property
+    def n_neurons(self) -> int:
+        return int(self.alpha.shape[0])
+
+    @property
+    def n_traces(self) -> int:
+        return int(self.decay.shape[-1])
+
+    @classmethod
+    def from_neurons(cls, neurons: Sequence[GFR]) -> GFRLayer:
+        """Build a layer from single neurons of one configuration (same ``decay``, ``bin_size``, degree)."""
+        if not neurons:
+            raise ConfigError("from_neurons needs at least one GFR")
+        first = neurons[0]
+        for i, nrn in enumerate(neurons):
+            if nrn.bin_size != first.bin_size or nrn.g.bin_size != first.g.bin_size or nrn.kappa != first.kappa:
+                raise ConfigError(
+                    f"neuron {i} has (bin_size, activation_bin_size, kappa) = "
+                    f"({nrn.bin_size}, {nrn.g.bin_size}, {nrn.kappa}), expected "
+                    f"({first.bin_size}, {first.g.bin_size}, {first.kappa}): a layer shares one configuration"
+                )
+            if nrn.decay.shape != first.decay.shape or not np.allclose(np.asarray(nrn.decay), np.asarray(first.decay)):
+                raise ConfigError(f"neuron {i} has a different decay grid (ds) from neuron 0; a layer shares lambda")
+            if nrn.g.poly_coeff.shape != first.g.poly_coeff.shape:
+                raise ConfigError(f"neuron {i} has activation degree {nrn.g.degree}, neuron 0 has {first.g.degree}")
+        g = PolynomialActivation(
+            jnp.stack([n.g.poly_coeff for n in neurons]),
+            jnp.stack([n.g.b for n in neurons]),
+            jnp.stack([n.g.max_current for n in neurons]),
+            jnp.stack([n.g.max_firing_rate for n in neurons]),
+            first.g.bin_size,
+        )
+        return cls(
+            jnp.stack([n.alpha for n in neurons]),
+            jnp.stack([n.beta for n in neurons]),
+            first.decay,
+            g,
+            first.bin_size,
+            first.kappa,
+        )
+
+    def neuron(self, i: int) -> GFR:
+        """Neuron ``i`` as a standalone :class:`GFR`."""
+        g = PolynomialActivation(
+            self.g.poly_coeff[i], self.g.b[i], self.g.max_current[i], self.g.max_firing_rate[i], self.g.bin_size
+        )
+        return GFR(self.alpha[i], self.beta[i], self.decay, g, self.bin_size, self.kappa)
+
+    def init_state(self, batch_shape: Sequence[int] = ()) -> tuple[jax.Array, jax.Array]:
+        """Zero state ``(h, f_prev)`` of shapes ``(*batch_shape, N, n)`` and ``(*batch_shape, N)``."""
+        dt = self.alpha.dtype
+        return (
+            jnp.zeros((*batch_shape, self.n_neurons, self.n_traces), dt),
+            jnp.zeros((*batch_shape, self.n_neurons), dt),
+        )
+
+    def step(self, state, current):
+        """One bin for all neurons: ``current`` (pA, ``(*batch, N)``) -> ``(new_state, rates (*batch, N))``."""
+        return _gfr_step(self.alpha, self.beta, self.decay, self.kappa, self.g, state, current)
+
+    def get_params(self) -> list[dict[str, Any]]:
+        """One GRNN ``get_params`` dict per neuron."""
+        return [self.neuron(i).get_params() for i in range(self.n_neurons)]
+
+
+def _validate_current(model, current, name="current"):
+    if isinstance(model, GFRLayer):
+        cur = check_array(current, name, ndim=range(2, 64), finite=not is_traced(current))
+        if cur.shape[-2] != model.n_neurons:
+            raise ShapeError(
+                f"{name} for a GFRLayer must have shape (..., N, T) with N = {model.n_neurons} neurons, "
+                f"got {tuple(cur.shape)}"
+            )
+    elif isinstance(model, GFR):
+        cur = check_array(current, name, ndim=range(1, 64), finite=not is_traced(current))
+    else:
+        raise TypeError(f"model must be a GFR or GFRLayer, got {type(model).__name__}")
+    if cur.shape[-1] < 1:
+        raise ShapeError(f"{name} must have at least one time bin on its last axis, got shape {tuple(cur.shape)}")
+    return _as_float(cur).astype(model.alpha.dtype)
+
+
+def simulate(
+    model: GFR | GFRLayer,
+    current: jax.Array,
+    *,
+    checkpoint: bool | int = False,
+    return_state: bool = False,
+    state: Any = None,
+):
+    """Firing rates (spikes/ms) of a GFR driven by ``current`` (pA), from the zero state.
+
+    Parameters
+    ----------
+    model
+        A :class:`GFR` (``current`` of shape ``(..., T)``) or a :class:`GFRLayer` (``current`` of
+        shape ``(..., N, T)``, one current per neuron). Time (bins of ``model.bin_size`` ms) is the
+        last axis.
+    current
+        Mean injected current per bin, pA. Must be finite.
+    checkpoint
+        Gradient checkpointing of the time scan (``False``, ``True`` or a block length), see
+        :func:`spikejax.core.scan`.
+    return_state
+        Also return the final state ``(h, f)``.
+    state
+        Initial state (default: zeros, as in the original).
+
+    Returns
+    -------
+    rates with the shape of ``current`` (spikes/ms), and the final state if asked.
+    """
+    cur = _validate_current(model, current)
+    xs = jnp.moveaxis(cur, -1, 0)
+    if state is None:
+        state = model.init_state(xs.shape[1:-1] if isinstance(model, GFRLayer) else xs.shape[1:])
+
+    def step(carry, x):
+        return model.step(carry, x)
+
+    final, rates = scan(step, state, xs, checkpoint=checkpoint)
+    rates = jnp.moveaxis(rates, 0, -1)
+    return (rates, final) if return_state else rates
+
+
+def kernels(model: GFR | GFRLayer, length: int) -> tuple[jax.Array, jax.Array]:
+    """The LN-with-feedback kernels of length ``length`` (bins).
+
+    ``k_I(j) = (1/n) sum_i alpha_i (1 - lambda_i)**j`` (per bin, applied to pA) and
+    ``k_f(j) = (kappa/n) sum_i beta_i (1 - lambda_i)**j`` (applied to ``f_{t-1-j}``), so that
+    ``f_t = g(sum_j k_I(j) I_{t-j} + sum_j k_f(j) f_{t-1-j})``.
+
+    Returns
+    -------
+    ``(k_I, k_f)`` each of shape ``(..., length)`` (leading neuron axes as in ``alpha``).
+    """
+    if int(length) < 1:
+        raise ConfigError(f"length must be >= 1 bin, got {length!r}")
+    j = jnp.arange(int(length), dtype=model.alpha.dtype)
+    base = 1.0 - jax.lax.stop_gradient(model.decay)
+    powers = jnp.where(j[None, :] == 0, 1.0, jnp.power(base[:, None], j[None, :]))  # (n, L); 0**0 = 1
+    n = model.n_traces
+    k_i = model.alpha @ powers / n
+    k_f = model.kappa * (model.beta @ powers) / n
+    return k_i, k_f
+
+
+def linear_drive(model: GFR | GFRLayer, current: jax.Array) -> jax.Array:
+    """``sum_j k_I(j) I_{t-j}`` (pA), the feedforward part of the drive, by FFT convolution.
+
+    Exact (up to rounding) over the whole sweep: the kernel is taken as long as the input.
+    ``current`` has the same shape conventions as :func:`simulate`.
+    """
+    cur = _validate_current(model, current)
+    t = cur.shape[-1]
+    k_i, _ = kernels(model, t)
+    nfft = 1 << max(1, (2 * t - 1).bit_length())
+    spec = jnp.fft.rfft(cur, nfft, axis=-1) * jnp.fft.rfft(k_i, nfft, axis=-1)
+    return jnp.fft.irfft(spec, nfft, axis=-1)[..., :t].astype(cur.dtype)
+
+
+def simulate_feedforward(model: GFR | GFRLayer, current: jax.Array) -> jax.Array:
+    """Rates (spikes/ms) of a GFR **without feedback** (``beta = 0``) by FFT: ``g(k_I * I)``.
+
+    Raises :class:`~spikejax.core.errors.ConfigError` if ``beta`` is not zero (the recursion in
+    :func:`simulate` is then needed).
+    """
+    if not is_traced(model.beta) and np.any(np.asarray(model.beta) != 0):
+        raise ConfigError(
+            "simulate_feedforward needs beta = 0 (no feedback); with feedback use simulate(), got "
+            f"max |beta| = {float(np.max(np.abs(np.asarray(model.beta))))}"
+        )
+    z = linear_drive(model, current)
+    if isinstance(model, GFRLayer):
+        return jnp.moveaxis(model.g(jnp.moveaxis(z, -1, 0)), 0, -1)
+    return model.g(z)
+
+
+def default_neuron(*, kappa: float = 1.0) -> GFR:
+    """The default ("random") MNIST neuron: lambda = [1, .6321, .3935, .1813], alpha = [4, 0, 0, 0],
+    beta = 0, bin size 1 step, ``g(z) = relu(tanh(z))`` (sigma = 1, gamma = 1, b = 0, coefficients
+    (0, 1)). ``kappa`` defaults to 1 (``bio_units=False``) as in the newer GRNN revision."""
+    dt = _float_dtype()
+    g = PolynomialActivation(jnp.asarray([0.0, 1.0], dt), jnp.zeros((), dt), jnp.ones((), dt), jnp.ones((), dt), 1)
+    return GFR(
+        jnp.asarray([4.0, 0.0, 0.0, 0.0], dt),
+        jnp.zeros(4, dt),
+        jnp.asarray(DEFAULT_DECAY, dt),
+        g,
+        1,
+        kappa,
+    )
+
+
+def default_layer(n_neurons: int, *, kappa: float = 1.0) -> GFRLayer:
+    """A :class:`GFRLayer` of ``n_neurons`` copies of :func:`default_neuron`."""
+    if int(n_neurons) < 1:
+        raise ConfigError(f"n_neurons must be >= 1, got {n_neurons!r}")
+    return GFRLayer.from_neurons([default_neuron(kappa=kappa)] * int(n_neurons))
