@@ -1,0 +1,350 @@
+"""Preprocessing of Allen cell-types sweeps for GFR fitting (h5py only, no AllenSDK).
+
+Supported input layout (Allen Cell Types NWB v1 electrophysiology files, as written by the Allen
+Institute and read by AllenSDK's ``NwbDataSet``; the synthetic cell bank writes the same)::
+
+    /stimulus/presentation/Sweep_<n>/data                 injected current (attr ``conversion``: to A)
+    /stimulus/presentation/Sweep_<n>/starting_time        attr ``rate``: sampling rate (Hz)
+    /stimulus/presentation/Sweep_<n>/aibs_stimulus_name   e.g. "Long Square", "Ramp", "Noise 1"
+    /acquisition/timeseries/Sweep_<n>/data                membrane voltage (attr ``conversion``: to V)
+    /epochs/Sweep_<n>/stimulus/idx_start, count           the whole sweep's sample range
+    /epochs/Experiment_<n>/stimulus/idx_start, count      the experiment epoch (test pulse excluded)
+    /analysis/spike_times/Sweep_<n>                       spike times, s from the sweep's first sample
+    /general/specimen_id (optional)                       the cell id (else taken from the file name)
+
+``idx_start``/``count`` of the Experiment epoch give the sweep's ``index_range`` (the Sweep epoch
+is used when there is no Experiment epoch). ``aibs_stimulus_name`` may also sit in the
+acquisition group. Only the datasets named above are read.
+
+Processing per sweep (see the spec, section 5): window = ``index_range``; for "Ramp" sweeps cut
+at the peak current or at the last non-zero voltage sample, whichever comes first; except for
+"Test" sweeps start at the stimulus onset (first sample where the current changes). Bin at
+``bin_size`` ms in whole bins (partial last bin dropped): current = bin mean (pA), rate = spike
+count / bin_size (spikes/ms). gamma = max 1/ISI over all sweeps (spikes/ms).
+
+The result (:class:`CellData`) is saved as an h5 file (atomically) with :func:`save_cell` and read
+with :func:`load_cell`::
+
+    cell_id, gamma, sampling_rate            (scalars)
+    sweeps/Sweep_<n>/  attrs stimulus_name; current_<dt>, rate_<dt> for every bin size dt
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..core.errors import ConfigError, DataFormatError, NonFiniteError
+from ..core.io import load_h5, save_h5
+from .model import BIN_SIZES
+
+__all__ = [
+    "STIMULI",
+    "RawSweep",
+    "BinnedSweep",
+    "CellData",
+    "read_nwb",
+    "sweep_window",
+    "bin_sweep",
+    "max_firing_rate",
+    "preprocess_nwb",
+    "preprocess_files",
+    "save_cell",
+    "load_cell",
+    "load_cells",
+]
+
+#: Stimulus names used downstream (Long Square: activation and training; Ramp, Noise 1: training;
+#: Noise 1: validation; Noise 2: test).
+STIMULI = ("Long Square", "Ramp", "Noise 1", "Noise 2")
+
+
+@dataclasses.dataclass
+class RawSweep:
+    """One sweep at sample resolution (current in pA, voltage in mV, spike times in s from the sweep start)."""
+
+    number: int
+    stimulus_name: str
+    current: np.ndarray
+    voltage: np.ndarray | None
+    sampling_rate: float
+    index_range: tuple[int, int]
+    spike_times: np.ndarray
+
+
+@dataclasses.dataclass
+class BinnedSweep:
+    """One sweep binned at several bin sizes: ``binned[dt] = (current (T,) pA, rate (T,) spikes/ms)``."""
+
+    number: int
+    stimulus_name: str
+    binned: dict[int, tuple[np.ndarray, np.ndarray]]
+
+
+@dataclasses.dataclass
+class CellData:
+    """A preprocessed cell: its id, gamma (max 1/ISI, spikes/ms) and binned sweeps."""
+
+    cell_id: int
+    gamma: float
+    sweeps: list[BinnedSweep]
+    sampling_rate: float = float("nan")
+
+    def by_stimulus(self, name: str) -> list[BinnedSweep]:
+        return [s for s in self.sweeps if s.stimulus_name == name]
+
+    @property
+    def bin_sizes(self) -> tuple[int, ...]:
+        sizes = set()
+        for s in self.sweeps:
+            sizes |= set(s.binned)
+        return tuple(sorted(sizes))
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.ndarray):
+        value = value.reshape(-1)[0] if value.size else ""
+        return _text(value)
+    return str(value)
+
+
+def _scalar(ds: Any) -> Any:
+    v = ds[()]
+    return v.reshape(-1)[0] if isinstance(v, np.ndarray) else v
+
+
+def read_nwb(path: str | os.PathLike, stimulus_names: Iterable[str] | None = STIMULI) -> tuple[int, list[RawSweep]]:
+    """Read the sweeps of an Allen cell-types NWB (v1) file with h5py.
+
+    Parameters
+    ----------
+    path
+        The ``.nwb`` file (layout in the module docstring).
+    stimulus_names
+        Keep only sweeps whose ``aibs_stimulus_name`` is in this set (``None``: all).
+
+    Returns
+    -------
+    ``(cell_id, sweeps)``.
+    """
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such NWB file: {path}")
+    wanted = None if stimulus_names is None else set(stimulus_names)
+    try:
+        fh = h5py.File(path, "r")
+    except OSError as exc:
+        raise DataFormatError(f"{path} could not be opened as HDF5/NWB (truncated or not an NWB file?): {exc}") from None
+    sweeps = []
+    try:
+        with fh:
+            if "stimulus/presentation" not in fh:
+                raise DataFormatError(f"{path} has no /stimulus/presentation group: not an Allen cell-types NWB file")
+            if "general/specimen_id" in fh:
+                cell_id = int(_scalar(fh["general/specimen_id"]))
+            else:
+                digits = re.findall(r"\d+", path.stem)
+                if not digits:
+                    raise DataFormatError(f"{path}: no /general/specimen_id and no cell id in the file name")
+                cell_id = int(digits[0])
+            names = sorted(fh["stimulus/presentation"].keys(), key=lambda s: int(re.sub(r"\D", "", s) or -1))
+            for name in names:
+                m = re.fullmatch(r"Sweep_(\d+)", name)
+                if not m:
+                    continue
+                number = int(m.group(1))
+                stim = fh[f"stimulus/presentation/{name}"]
+                acq_name = f"acquisition/timeseries/{name}"
+                if "aibs_stimulus_name" in stim:
+                    stim_name = _text(stim["aibs_stimulus_name"][()])
+                elif acq_name in fh and "aibs_stimulus_name" in fh[acq_name]:
+                    stim_name = _text(fh[acq_name]["aibs_stimulus_name"][()])
+                else:
+                    raise DataFormatError(f"{path}: {name} has no aibs_stimulus_name")
+                if wanted is not None and stim_name not in wanted:
+                    continue
+                for key in ("data", "starting_time"):
+                    if key not in stim:
+                        raise DataFormatError(f"{path}: /stimulus/presentation/{name} is missing '{key}'")
+                current = np.asarray(stim["data"][()], dtype=np.float64) * float(stim["data"].attrs.get("conversion", 1.0)) * 1e12
+                rate = float(stim["starting_time"].attrs["rate"])
+                voltage = None
+                if acq_name in fh and "data" in fh[acq_name]:
+                    v = fh[acq_name]["data"]
+                    voltage = np.asarray(v[()], dtype=np.float64) * float(v.attrs.get("conversion", 1.0)) * 1e3
+                ep = f"epochs/Experiment_{number}/stimulus"
+                if ep not in fh:
+                    ep = f"epochs/Sweep_{number}/stimulus"
+                if ep in fh:
+                    start = int(_scalar(fh[ep]["idx_start"]))
+                    count = int(_scalar(fh[ep]["count"]))
+                    sweep_ep = f"epochs/Sweep_{number}/stimulus"
+                    offset = int(_scalar(fh[sweep_ep]["idx_start"])) if sweep_ep in fh else 0
+                    index_range = (start - offset, start - offset + count - 1)
+                else:
+                    index_range = (0, current.size - 1)
+                st = f"analysis/spike_times/{name}"
+                spikes = np.asarray(fh[st][()], dtype=np.float64).reshape(-1) if st in fh else np.zeros(0)
+                sweeps.append(RawSweep(number, stim_name, current, voltage, rate, index_range, spikes))
+    except DataFormatError:
+        raise
+    except (OSError, KeyError, ValueError, RuntimeError) as exc:
+        raise DataFormatError(f"{path} could not be read as an Allen NWB file (truncated?): {type(exc).__name__}: {exc}") from None
+    return cell_id, sweeps
+
+
+def sweep_window(sweep: RawSweep) -> tuple[int, int]:
+    """The analysis window ``[start, stop)`` (sample indices) of a sweep, as in the spec (section 5)."""
+    start, stop = sweep.index_range
+    n = sweep.current.size
+    if not (0 <= start <= stop < n):
+        raise DataFormatError(
+            f"sweep {sweep.number}: index_range {sweep.index_range} does not fit in its {n} samples"
+        )
+    stop += 1  # exclusive
+    if sweep.stimulus_name.startswith("Ramp"):
+        seg = sweep.current[start:stop]
+        cut = start + int(np.argmax(seg))
+        if sweep.voltage is not None:
+            nz = np.flatnonzero(sweep.voltage[start:stop] != 0)
+            if nz.size:
+                cut = min(cut, start + int(nz[-1]))
+        stop = max(start + 1, min(stop, cut))
+    if sweep.stimulus_name != "Test":
+        seg = sweep.current[start:stop]
+        changed = np.flatnonzero(seg != seg[0])
+        if changed.size:
+            start = start + int(changed[0])
+    return start, stop
+
+
+def bin_sweep(sweep: RawSweep, bin_size: float, window: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Bin one sweep at ``bin_size`` ms: (mean current per bin (pA), spike count / bin_size (spikes/ms))."""
+    if bin_size not in BIN_SIZES:
+        raise ConfigError(f"bin_size must be one of {BIN_SIZES} ms, got {bin_size!r}")
+    start, stop = window if window is not None else sweep_window(sweep)
+    per_bin = int(round(bin_size * sweep.sampling_rate / 1000.0))
+    if per_bin < 1:
+        raise ConfigError(f"sampling rate {sweep.sampling_rate} Hz is too low for {bin_size} ms bins")
+    n_bins = (stop - start) // per_bin
+    end = start + n_bins * per_bin
+    cur = sweep.current[start:end].reshape(n_bins, per_bin).mean(axis=1)
+    idx = np.round(sweep.spike_times * sweep.sampling_rate).astype(np.int64)
+    ind = np.zeros(sweep.current.size, dtype=np.int64)
+    idx = idx[(idx >= 0) & (idx < ind.size)]
+    np.add.at(ind, idx, 1)
+    ind = np.minimum(ind, 1)  # 0/1 indicator at sample resolution
+    counts = ind[start:end].reshape(n_bins, per_bin).sum(axis=1)
+    return cur, counts / float(bin_size)
+
+
+def max_firing_rate(sweeps: Sequence[RawSweep]) -> float:
+    """gamma = max over sweeps of 1/ISI, in spikes/ms (NaN if no sweep has two spikes)."""
+    best = 0.0
+    for s in sweeps:
+        t = np.sort(s.spike_times)
+        if t.size > 1:
+            isi_ms = np.diff(t) * 1000.0
+            isi_ms = isi_ms[isi_ms > 0]
+            if isi_ms.size:
+                best = max(best, float(1.0 / isi_ms.min()))
+    return best if best > 0 else float("nan")
+
+
+def preprocess_nwb(
+    path: str | os.PathLike,
+    bin_sizes: Sequence[int] = BIN_SIZES,
+    stimulus_names: Iterable[str] | None = STIMULI,
+) -> CellData:
+    """Read, window and bin one NWB file (see the module docstring)."""
+    for b in bin_sizes:
+        if b not in BIN_SIZES:
+            raise ConfigError(f"bin_sizes must be among {BIN_SIZES} ms, got {b!r}")
+    cell_id, raw = read_nwb(path, stimulus_names)
+    if not raw:
+        raise DataFormatError(f"{path}: no sweeps with stimulus names {sorted(stimulus_names or [])}")
+    sweeps = []
+    for s in raw:
+        if not np.all(np.isfinite(s.current)):
+            raise NonFiniteError(f"{path}: sweep {s.number} ({s.stimulus_name}) has NaN/inf current samples")
+        win = sweep_window(s)
+        binned = {int(b): bin_sweep(s, b, win) for b in bin_sizes}
+        sweeps.append(BinnedSweep(s.number, s.stimulus_name, binned))
+    return CellData(cell_id, max_firing_rate(raw), sweeps, raw[0].sampling_rate)
+
+
+def save_cell(path: str | os.PathLike, cell: CellData) -> Path:
+    """Write a :class:`CellData` as h5 (atomically; layout in the module docstring)."""
+    sweeps = {}
+    for s in cell.sweeps:
+        entry: dict[str, Any] = {"stimulus_name": s.stimulus_name, "number": np.int64(s.number)}
+        for b, (cur, rate) in s.binned.items():
+            entry[f"current_{b}"] = np.asarray(cur, dtype=np.float64)
+            entry[f"rate_{b}"] = np.asarray(rate, dtype=np.float64)
+        sweeps[f"Sweep_{s.number}"] = entry
+    data = {
+        "cell_id": np.int64(cell.cell_id),
+        "gamma": np.float64(cell.gamma),
+        "sampling_rate": np.float64(cell.sampling_rate),
+        "sweeps": sweeps,
+    }
+    return save_h5(path, data, attrs={"format": "spikejax.gfr.cell/1"})
+
+
+def load_cell(path: str | os.PathLike) -> CellData:
+    """Read a cell written by :func:`save_cell`; truncated or incomplete files raise DataFormatError."""
+    raw = load_h5(path, required=("cell_id", "gamma", "sweeps"))
+    sweeps = []
+    for name, entry in raw["sweeps"].items():
+        if not isinstance(entry, dict) or "stimulus_name" not in entry:
+            raise DataFormatError(f"{path}: sweeps/{name} has no stimulus_name")
+        binned = {}
+        for key in entry:
+            m = re.fullmatch(r"current_(\d+)", key)
+            if m:
+                b = int(m.group(1))
+                if f"rate_{b}" not in entry:
+                    raise DataFormatError(f"{path}: sweeps/{name} has current_{b} but no rate_{b}")
+                cur = np.asarray(entry[key], dtype=np.float64)
+                rate = np.asarray(entry[f"rate_{b}"], dtype=np.float64)
+                if cur.shape != rate.shape:
+                    raise DataFormatError(f"{path}: sweeps/{name} current_{b} and rate_{b} differ in shape")
+                binned[b] = (cur, rate)
+        number = int(entry.get("number", int(re.sub(r"\D", "", name) or 0)))
+        sweeps.append(BinnedSweep(number, str(entry["stimulus_name"]), binned))
+    sweeps.sort(key=lambda s: s.number)
+    return CellData(int(raw["cell_id"]), float(raw["gamma"]), sweeps, float(raw.get("sampling_rate", np.nan)))
+
+
+def preprocess_files(
+    paths: Sequence[str | os.PathLike],
+    save_path: str | os.PathLike,
+    bin_sizes: Sequence[int] = BIN_SIZES,
+) -> list[Path]:
+    """Preprocess NWB files into ``save_path/<cell_id>.h5``; returns the written paths."""
+    out = []
+    for p in paths:
+        cell = preprocess_nwb(p, bin_sizes)
+        out.append(save_cell(Path(save_path) / f"{cell.cell_id}.h5", cell))
+    return out
+
+
+def load_cells(paths: Sequence[str | os.PathLike] | str | os.PathLike) -> list[CellData]:
+    """Load preprocessed cells from h5 files or from every ``*.h5`` in a folder (sorted by name)."""
+    if isinstance(paths, (str, os.PathLike)) and Path(paths).is_dir():
+        paths = sorted(Path(paths).glob("*.h5"))
+    elif isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    if not paths:
+        raise FileNotFoundError("no preprocessed cell files (*.h5) given")
+    return [load_cell(p) for p in paths]
