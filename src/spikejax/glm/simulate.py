@@ -1,0 +1,392 @@
+"""Simulation of cascade networks with spikeometric's semantics, in bounded memory.
+
+``simulate(model, network, n_steps, key=...)``:
+
+1. the model's connectivity filter gives the lag kernel (``T`` lags);
+2. each neuron starts having spiked with probability 1/2 (SA models: activation ``U(0, 1)``); that
+   column is the most recent entry of a ``T``-step window whose older entries are zero;
+3. ``equilibration_steps`` steps are run (stimulus off) and not returned; only the last ``T``
+   entries of history are kept (the ring buffer holds exactly that);
+4. ``n_steps`` steps are recorded; the stimulus clock starts at 0;
+5. the raster ``(N, n_steps)`` is returned in ``store_as_dtype``. The state that the dynamics read
+   back is always float whatever the output dtype, so narrow output types never change the dynamics.
+
+Randomness: network ``b`` of a block-diagonal batch draws from ``fold_in(key, b)`` (see
+:func:`~spikejax.glm.network.batch_keys`); a single network draws from ``key``. Step ``t`` of the
+recorded run uses ``fold_in(k_run, t)`` (:func:`spikejax.core.step_keys`), so chunked and one-shot
+runs are identical.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..core.errors import ConfigError, ShapeError, check_scalar
+from ..core.scan import step_keys
+from .kernels import Coupler, LagKernel, make_coupler
+from .models import GLMModel
+from .network import Network
+
+__all__ = ["simulate", "SimState", "Engine", "make_engine", "init_state", "run_steps", "resolve_dtype"]
+
+
+class SimState(NamedTuple):
+    """Scan carry: ring buffers of the recurrent drive and of the presynaptic trace, the ring position, model state."""
+
+    drive: jax.Array | None  # (T, N): u(s) = W0^T trace(s)
+    hist: jax.Array | None  # (T, N): trace(s) (self kernels, general kernels)
+    pos: jax.Array  # int32: ring slot of the most recent entry (lag 0)
+    aux: Any  # model state (SA activation) or None
+
+
+class Engine(eqx.Module):
+    """Everything one step needs besides the model: synaptic kernel, lag kernel, blocks, stimulus."""
+
+    coupler: Coupler
+    block_sizes: tuple[int, ...] = eqx.field(static=True)
+
+    @property
+    def n(self) -> int:
+        return self.coupler.n
+
+
+def make_engine(network: Network, model: GLMModel, backend: str = "auto", *, capacity: int | None = None) -> Engine:
+    """Precompute the synaptic kernel of ``network`` for ``model`` (outside jit)."""
+    coupler = make_coupler(network, backend, spiking=type(model).spiking_trace, capacity=capacity)
+    return Engine(coupler, tuple(network.block_sizes or (network.num_nodes,)))
+
+
+def _blockwise(fn: Callable, block_sizes: tuple[int, ...], keys: jax.Array, *arrays):
+    """Apply an elementwise-in-neurons ``fn(key, *arrays)`` per network block with that block's key."""
+    if len(block_sizes) == 1:
+        return fn(keys[0], *arrays)
+    nb = block_sizes[0]
+    if all(s == nb for s in block_sizes):
+        k = len(block_sizes)
+        shaped = [a.reshape((k, nb) + a.shape[1:]) for a in arrays]
+        out = jax.vmap(fn)(keys, *shaped)
+        return out.reshape((k * nb,) + out.shape[2:])
+    outs, start = [], 0
+    for b, s in enumerate(block_sizes):
+        outs.append(fn(keys[b], *[a[start : start + s] for a in arrays]))
+        start += s
+    return jnp.concatenate(outs, axis=0)
+
+
+def _ring_profile(profile: jax.Array, pos: jax.Array) -> jax.Array:
+    """Profile reordered to ring slots: slot j holds lag (pos - j) mod T."""
+    T = profile.shape[0]
+    return jnp.take(profile, (pos - jnp.arange(T)) % T)
+
+
+def _synaptic(kernel: LagKernel, engine: Engine, state: SimState) -> jax.Array:
+    T = state.drive.shape[0] if state.drive is not None else state.hist.shape[0]
+    syn = 0.0
+    if kernel.coupling is not None:
+        syn = syn + _ring_profile(kernel.coupling, state.pos) @ state.drive
+    if kernel.self_kernel is not None:
+        syn = syn + _ring_profile(kernel.self_kernel, state.pos) @ state.hist
+    if kernel.edge_kernel is not None:
+        lag_hist = jnp.take(state.hist, (state.pos - jnp.arange(T)) % T, axis=0)
+        c = engine.coupler
+        syn = syn + c.project_edges(lag_hist, kernel.edge_kernel, c.src if c.src is not None else None, c.dst)
+    return syn
+
+
+def _needs(kernel: LagKernel) -> tuple[bool, bool]:
+    return kernel.coupling is not None, kernel.self_kernel is not None or kernel.edge_kernel is not None
+
+
+def init_state(model: GLMModel, kernel: LagKernel, engine: Engine, keys: jax.Array, dtype) -> SimState:
+    """The initial window: random spikes (p = 1/2) as the most recent column, zeros before."""
+    T = kernel.T
+    n = engine.n
+
+    def one(key, dummy):
+        trace, aux = model.init_trace(dummy.shape[0], key=key, dtype=dtype)
+        return trace if aux is None else jnp.stack([trace, aux], axis=-1)
+
+    packed = _blockwise(one, engine.block_sizes, keys, jnp.zeros((n,), dtype))
+    if packed.ndim == 2:
+        trace, aux = packed[:, 0], packed[:, 1]
+    else:
+        trace, aux = packed, None
+    need_drive, need_hist = _needs(kernel)
+    pos = jnp.asarray(0, jnp.int32)
+    drive = jnp.zeros((T, n), dtype).at[0].set(engine.coupler.project(trace)) if need_drive else None
+    hist = jnp.zeros((T, n), dtype).at[0].set(trace) if need_hist else None
+    return SimState(drive, hist, pos, aux)
+
+
+def _step(model: GLMModel, kernel: LagKernel, engine: Engine, state: SimState, keys: jax.Array, stim: jax.Array, straight_through: bool = False):
+    """One step; returns the new state, the counts ``x``, the expected counts ``mu`` and ``g``."""
+    syn = _synaptic(kernel, engine, state)
+    stim = model.stimulus_filter(stim)
+    stim = jnp.broadcast_to(stim, syn.shape).astype(syn.dtype)
+    in_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys)
+    em_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
+    g = _blockwise(lambda k, s, e: model.input(s, e, key=k), engine.block_sizes, in_keys, syn, stim)
+    mu = model.non_linearity(g)
+    x = _blockwise(lambda k, m: model.emit_spikes(m, key=k), engine.block_sizes, em_keys, jax.lax.stop_gradient(mu))
+    if straight_through:
+        x = x + mu - jax.lax.stop_gradient(mu)
+    trace, aux = model.presynaptic(x, state.aux)
+    T = state.drive.shape[0] if state.drive is not None else state.hist.shape[0]
+    pos = (state.pos + 1) % T
+    drive = state.drive.at[pos].set(engine.coupler.project(trace)) if state.drive is not None else None
+    hist = state.hist.at[pos].set(trace) if state.hist is not None else None
+    return SimState(drive, hist, pos, aux), x, mu, g
+
+
+def _zero_stim(t):
+    return jnp.zeros((), jnp.result_type(float))
+
+
+def _cast(x: jax.Array, dtype) -> jax.Array:
+    dtype = jnp.dtype(dtype)
+    if dtype == jnp.bool_:
+        return x > 0
+    if jnp.issubdtype(dtype, jnp.integer):
+        info = jnp.iinfo(dtype)
+        return jnp.clip(x, info.min, info.max).astype(dtype)
+    return x.astype(dtype)
+
+
+def run_steps(
+    model: GLMModel,
+    kernel: LagKernel,
+    engine: Engine,
+    state: SimState,
+    block_keys: jax.Array,
+    stimulus: Callable | None,
+    t0: jax.Array,
+    length: int,
+    out_dtype=None,
+    *,
+    record: str = "x",
+):
+    """Scan ``length`` steps from absolute step ``t0`` (stimulus clock and per-step keys).
+
+    ``record``: ``"x"`` (counts cast to ``out_dtype``), ``"none"`` or ``"count"`` (total counts per neuron).
+    """
+    stim_fn = stimulus if stimulus is not None else _zero_stim
+    ts = t0 + jnp.arange(length, dtype=jnp.int32)
+    # per-step, per-network keys: fold_in(block_key, t) (core step_keys)
+    keys = jax.vmap(lambda k: step_keys(k, ts), out_axes=1)(block_keys)  # (length, blocks, ...)
+
+    def body(carry, inp):
+        st, acc = carry
+        t, k = inp
+        st, x, _, _ = _step(model, kernel, engine, st, k, stim_fn(t))
+        if record == "x":
+            return (st, acc), _cast(x, out_dtype)
+        if record == "count":
+            return (st, acc + x), None
+        return (st, acc), None
+
+    acc0 = jnp.zeros((engine.n,), jnp.result_type(float)) if record == "count" else None
+    (state, acc), ys = jax.lax.scan(body, (state, acc0), (ts, keys))
+    if record == "count":
+        return state, acc
+    return state, ys
+
+
+def _equilibrate_impl(model, engine, block_keys, n_eq: int):
+    kernel = model.connectivity_filter().padded()
+    dtype = jnp.result_type(float)
+    k_init = jax.vmap(lambda k: jax.random.fold_in(k, 0))(block_keys)
+    k_eq = jax.vmap(lambda k: jax.random.fold_in(k, 1))(block_keys)
+    state = init_state(model, kernel, engine, k_init, dtype)
+    if n_eq > 0:
+        state, _ = run_steps(model, kernel, engine, state, k_eq, None, jnp.asarray(0, jnp.int32), n_eq, record="none")
+    return state
+
+
+def _chunk_impl(model, engine, stimulus, state, block_keys, t0, length: int, out_dtype, record: str):
+    kernel = model.connectivity_filter().padded()
+    k_run = jax.vmap(lambda k: jax.random.fold_in(k, 2))(block_keys)
+    return run_steps(model, kernel, engine, state, k_run, stimulus, t0, length, out_dtype, record=record)
+
+
+_equilibrate = eqx.filter_jit(_equilibrate_impl)
+_chunk = eqx.filter_jit(_chunk_impl)
+
+
+_DTYPES = {
+    "int": jnp.int32,
+    "int32": jnp.int32,
+    "int8": jnp.int8,
+    "uint8": jnp.uint8,
+    "int16": jnp.int16,
+    "int64": jnp.int64,
+    "float": jnp.float32,
+    "float32": jnp.float32,
+    "float64": jnp.float64,
+    "double": jnp.float64,
+    "bool": jnp.bool_,
+}
+
+
+def resolve_dtype(store_as_dtype) -> jnp.dtype:
+    """Output dtype from a numpy/jax dtype, a name (``"int"``, ``"uint8"``, ``"bool"``, ...) or a torch dtype."""
+    if store_as_dtype is None:
+        return jnp.dtype(jnp.int32)
+    name = str(store_as_dtype)
+    if name.startswith("torch."):
+        name = name[len("torch.") :]
+    if isinstance(store_as_dtype, str) or name in _DTYPES:
+        if name not in _DTYPES:
+            raise ConfigError(f"store_as_dtype must be one of {sorted(_DTYPES)} or a numpy dtype, got {store_as_dtype!r}")
+        dt = jnp.dtype(_DTYPES[name])
+    else:
+        try:
+            dt = jnp.dtype(store_as_dtype)
+        except TypeError:
+            raise ConfigError(f"store_as_dtype must be a dtype, got {store_as_dtype!r}") from None
+    if dt.kind not in "biuf":
+        raise ConfigError(f"store_as_dtype must be a bool, integer or float dtype, got {dt}")
+    if dt == jnp.float64 and not jax.config.jax_enable_x64:
+        dt = jnp.dtype(jnp.float32)
+    if dt == jnp.int64 and not jax.config.jax_enable_x64:
+        dt = jnp.dtype(jnp.int32)
+    return dt
+
+
+def _validate_stimulus(stimulus, n: int, dtype):
+    if stimulus is None:
+        return None
+    if not callable(stimulus):
+        raise TypeError(f"stimulus must be a callable t -> input (N,), got {type(stimulus).__name__}")
+    probe = jax.eval_shape(stimulus, jax.ShapeDtypeStruct((), jnp.int32))
+    shape = tuple(getattr(probe, "shape", ()))
+    if len(shape) >= 1 and shape[0] not in (1, n):
+        raise ShapeError(
+            f"stimulus returns shape {shape} at a step but the network has {n} neurons; "
+            f"its masks (or output) must have {n} entries (one per neuron of the batch)"
+        )
+    return stimulus
+
+
+def simulate(
+    model: GLMModel,
+    network: Network,
+    n_steps: int,
+    *,
+    key: jax.Array,
+    stimulus: Callable | None = None,
+    equilibration_steps: int = 100,
+    store_as_dtype=jnp.int32,
+    backend: str = "auto",
+    chunk_size: int = 10_000,
+    capacity: int | None = None,
+    return_state: bool = False,
+):
+    """Simulate ``model`` on ``network`` for ``n_steps`` steps; returns the raster ``(N, n_steps)``.
+
+    Parameters
+    ----------
+    model
+        A :class:`~spikejax.glm.GLMModel` (BernoulliGLM, PoissonGLM, RectifiedLNP, RectifiedSAM,
+        ThresholdSAM or a subclass).
+    network
+        A :class:`~spikejax.glm.Network`, a block-diagonal batch (``batch_networks``) or a stacked batch
+        (``stack_networks``, simulated under ``vmap``; returns ``(B, N, n_steps)``).
+    n_steps
+        Number of recorded steps (each ``model.dt`` ms).
+    key
+        PRNG key. Network ``b`` of a batch uses ``fold_in(key, b)``.
+    stimulus
+        ``None`` or a callable ``t -> (N,)`` (or scalar, or ``(N, C)`` multi-channel for a model with a
+        ``stimulus_filter``) of the integer step ``t``; the clock starts at 0 for the first recorded step.
+    equilibration_steps
+        Steps run before recording (stimulus off), not returned.
+    store_as_dtype
+        dtype of the returned raster only (``int32`` default; ``bool`` means "spiked"; integer types
+        saturate instead of wrapping). The dynamics always read float counts.
+    backend
+        Synaptic kernel: ``"auto"``, ``"dense"``, ``"sparse"`` or ``"event"`` (same results).
+    chunk_size
+        Steps per compiled chunk; memory is bounded by one chunk and results do not depend on it.
+    capacity
+        Event kernel capacity (see :func:`~spikejax.glm.kernels.make_coupler`).
+    return_state
+        Also return the final :class:`SimState` (to continue a run).
+    """
+    if not isinstance(model, GLMModel):
+        raise TypeError(f"model must be a spikejax.glm model (GLMModel subclass), got {type(model).__name__}")
+    if not isinstance(network, Network):
+        raise TypeError(f"network must be a spikejax.glm.Network, got {type(network).__name__}")
+    check_scalar(n_steps, "n_steps", low=1, integer=True)
+    check_scalar(equilibration_steps, "equilibration_steps", low=0, integer=True)
+    check_scalar(chunk_size, "chunk_size", low=1, integer=True)
+    n_steps, equilibration_steps, chunk_size = int(n_steps), int(equilibration_steps), int(chunk_size)
+    out_dtype = resolve_dtype(store_as_dtype)
+    dtype = jnp.result_type(float)
+    _check_network_weights(network)
+    if network.is_stacked:
+        return _simulate_stacked(model, network, n_steps, key, stimulus, equilibration_steps, out_dtype, backend, chunk_size)
+    _validate_stimulus(stimulus, network.num_nodes, dtype)
+    engine = make_engine(network, model, backend, capacity=capacity)
+    nb = len(engine.block_sizes)
+    block_keys = jnp.asarray(key)[None] if network.block_sizes is None else _batch_keys(key, nb)
+    state = _equilibrate(model, engine, block_keys, equilibration_steps)
+    outs = []
+    t = 0
+    while t < n_steps:
+        m = min(chunk_size, n_steps - t)
+        state, ys = _chunk(model, engine, stimulus, state, block_keys, jnp.asarray(t, jnp.int32), m, out_dtype, "x")
+        outs.append(ys)
+        t += m
+    raster = outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=0)
+    raster = raster.T
+    return (raster, state) if return_state else raster
+
+
+def _batch_keys(key, k):
+    return jax.vmap(lambda b: jax.random.fold_in(key, b))(jnp.arange(k))
+
+
+def _check_network_weights(network: Network) -> None:
+    from ..core.errors import check_finite
+
+    check_finite(network.weight, "network.weight (connectivity W0)")
+
+
+def _simulate_stacked(model, network, n_steps, key, stimulus, n_eq, out_dtype, backend, chunk_size):
+    """vmap over a leading network axis (dense or edge kernel; random numbers per network as in a batch)."""
+    B = network.src.shape[0]
+    n = network.num_nodes
+    if backend in ("auto", "event"):
+        backend = "dense" if n <= 256 else "sparse"
+    _validate_stimulus(stimulus, n, jnp.result_type(float))
+    engines = []
+    for b in range(B):
+        net_b = Network(network.src[b], network.dst[b], network.weight[b], n, None, network.max_out_degree)
+        engines.append(make_engine(net_b, model, backend))
+    engine = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *engines)
+    keys = _batch_keys(key, B)[:, None]
+
+    @eqx.filter_jit
+    def eq_all(model, engine, keys):
+        return jax.vmap(lambda e, k: _equilibrate_impl(model, e, k, n_eq))(engine, keys)
+
+    state = eq_all(model, engine, keys)
+
+    @eqx.filter_jit
+    def chunk_all(model, engine, stimulus, state, keys, t0, length):
+        return jax.vmap(lambda e, s, k: _chunk_impl(model, e, stimulus, s, k, t0, length, out_dtype, "x"), in_axes=(0, 0, 0))(engine, state, keys)
+
+    outs, t = [], 0
+    while t < n_steps:
+        m = min(chunk_size, n_steps - t)
+        state, ys = chunk_all(model, engine, stimulus, state, keys, jnp.asarray(t, jnp.int32), m)
+        outs.append(ys)
+        t += m
+    raster = outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=1)
+    return jnp.swapaxes(raster, 1, 2)
