@@ -1,0 +1,776 @@
+"""Fitting GFR neurons to preprocessed cells, as the GRNN training pipeline does, many cells at once.
+
+Stage 1 (activation ``g``): the Long Square onset pairs ``(I_k, f_k)`` at ``activation_bin_size``
+(first bin after step onset of every Long Square sweep); ``sigma = max |I_k|``, ``gamma`` = the
+cell's max 1/ISI; data-driven initialisation (``b`` = the current just below the first point whose
+rate exceeds 0.01/ms, ``a_1 = |slope * sigma|`` with the slope between that point and the point of
+maximum rate, other coefficients ~ N(0, 0.1^2)); loss = sum over sweeps of the torch-convention
+Poisson NLL of ``g(I_k) dt'`` against ``f_k dt'``; full-batch Adam (lr 0.05, 1000 epochs);
+3 restarts, the lowest final loss kept.
+
+Stage 2 (``alpha``, ``beta``; ``g`` frozen by a filter spec, ``lambda`` fixed): sweeps grouped by
+stimulus type (Long Square, Ramp, Noise 1), each a zero-padded batch; the order of the
+type-batches is shuffled once; one Adam step per type-batch per epoch; loss per batch = mean over
+sweeps of the sum over bins of the Poisson NLL of ``f_hat dt`` against ``f dt`` (eps 1e-8, padded
+bins count) + ``C (||alpha||_0 + ||beta||_0)`` (no gradient: ``C`` has no effect, as in the
+original); the logged loss is divided by the padded length and averaged over the epoch's batches.
+Independent restarts from the same initialisation per learning rate (default 1e-2, 1e-3, 1e-4,
+200 epochs each), early stopping when the epoch loss is identical ``patience`` = 3 epochs in a row;
+the run with the best Noise-1 EVR is kept and its Noise-2 EVR reported.
+
+:func:`fit_cells` runs all of this for many cells in **one compiled program**: cells are stacked
+and padded (sweeps, bins and activation pairs) with masks so that each cell's loss equals its own
+unpadded loss; restarts and learning rates are a second batch axis; early stopping freezes a
+member's parameters. :func:`fit_cell` is the one-cell reference built on :func:`spikejax.core.fit`
+(with its checkpoint/resume); both give the same parameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pandas as pd
+
+from ..core.errors import ConfigError, DataFormatError, NonFiniteError
+from ..core.io import load_json, load_model as _load_state, save_json, save_model as _save_state
+from ..core.likelihoods import poisson_nll
+from ..core.training import fit as core_fit, make_train_step, trainable
+from .model import GFR, KAPPA_BIO, PolynomialActivation, check_config, decay_rates, simulate
+from .preprocess import CellData
+from .records import make_record
+
+__all__ = [
+    "FitConfig",
+    "PreparedCell",
+    "FitCellsResult",
+    "prepare_cell",
+    "init_activation",
+    "activation_loss",
+    "stage2_loss",
+    "masked_evr",
+    "evaluate",
+    "fit_cells",
+    "fit_cell",
+    "selection_criteria",
+]
+
+
+@dataclasses.dataclass
+class FitConfig:
+    """Training configuration (GRNN's ``configs/default.json`` plus the pipeline arguments).
+
+    Attributes
+    ----------
+    bin_size, activation_bin_size : ms (``--bin_size``, ``--activation_bin_size``).
+    degree : polynomial degree of ``g`` (``--degree``, default 1).
+    C : the "L0" penalty weight; it has **no effect** on training (zero gradient), kept for parity.
+    eps : Poisson NLL epsilon.
+    activation_lr, activation_epochs, activation_repeats : stage 1.
+    hparams : ``((lr, epochs), ...)`` stage-2 restarts from the same initialisation.
+    patience : early stopping when the epoch loss is identical this many epochs in a row.
+    kappa : feedback scale (1000 = ``bio_units``).
+    seed : initialisation draws and the shuffled type-batch order.
+    bptt_checkpoint : gradient checkpointing of the time scan (False, True or a block length).
+    """
+
+    bin_size: int = 20
+    activation_bin_size: int = 20
+    degree: int = 1
+    C: float = 0.0
+    eps: float = 1e-8
+    activation_lr: float = 0.05
+    activation_epochs: int = 1000
+    activation_repeats: int = 3
+    hparams: tuple[tuple[float, int], ...] = ((1e-2, 200), (1e-3, 200), (1e-4, 200))
+    patience: int = 3
+    kappa: float = KAPPA_BIO
+    seed: int = 0
+    bptt_checkpoint: bool | int = False
+    train_stimuli: tuple[str, ...] = ("Long Square", "Ramp", "Noise 1")
+    activation_stimulus: str = "Long Square"
+    val_stimulus: str = "Noise 1"
+    test_stimulus: str = "Noise 2"
+
+    def __post_init__(self) -> None:
+        check_config(self.bin_size, self.activation_bin_size)
+        self.bin_size, self.activation_bin_size = int(self.bin_size), int(self.activation_bin_size)
+        if int(self.degree) < 1:
+            raise ConfigError(f"degree must be >= 1, got {self.degree!r}")
+        if not self.hparams:
+            raise ConfigError("hparams must hold at least one (lr, epochs) entry")
+        hp = []
+        for entry in self.hparams:
+            if isinstance(entry, dict):
+                entry = (entry.get("lr"), entry.get("epochs"))
+            lr, ep = entry
+            if not (isinstance(lr, (int, float)) and lr > 0 and isinstance(ep, (int, np.integer)) and ep >= 0):
+                raise ConfigError(f"hparams entries must be (lr > 0, epochs >= 0), got {entry!r}")
+            hp.append((float(lr), int(ep)))
+        self.hparams = tuple(hp)
+        for name in ("activation_epochs", "activation_repeats", "patience"):
+            if int(getattr(self, name)) < (1 if name != "activation_epochs" else 0):
+                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        self.train_stimuli = tuple(self.train_stimuli)
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike, **overrides: Any) -> FitConfig:
+        """Read a GRNN-style config (``hparams`` as ``[{"lr":..., "epochs":...}]``, ``eps``,
+        ``activation_epochs``, ``activation_repeats`` ...); unknown keys (``finetune``,
+        ``retrain_model``, ``freeze_activation``) are accepted and ignored; ``overrides`` win."""
+        raw = load_json(path)
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path} must hold a JSON object, got {type(raw).__name__}")
+        if raw.get("freeze_activation") is False:
+            raise ConfigError(f"{path}: freeze_activation=false is not supported (stage 2 trains alpha and beta only)")
+        fields = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in raw.items() if k in fields}
+        kwargs.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["hparams"] = [{"lr": lr, "epochs": ep} for lr, ep in self.hparams]
+        return d
+
+
+@dataclasses.dataclass
+class PreparedCell:
+    """Numpy arrays of one cell ready for fitting (see :func:`prepare_cell`)."""
+
+    cell_id: int
+    gamma: float
+    sigma: float
+    act_current: np.ndarray
+    act_rate: np.ndarray
+    groups: dict[str, tuple[np.ndarray, np.ndarray]]
+    val: tuple[np.ndarray, np.ndarray]
+    test: tuple[np.ndarray, np.ndarray]
+
+
+def _pad_stack(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    t = max(a.size for a in arrays)
+    out = np.zeros((len(arrays), t))
+    for i, a in enumerate(arrays):
+        out[i, : a.size] = a
+    return out
+
+
+def _check_sweep(cell_id, sw, b, cur, rate):
+    where = f"cell {cell_id}, sweep {sw.number} ({sw.stimulus_name}), bin size {b} ms"
+    if not (np.all(np.isfinite(cur)) and np.all(np.isfinite(rate))):
+        raise NonFiniteError(f"{where}: current and rate must be finite")
+    if np.any(rate < 0):
+        raise DataFormatError(f"{where}: rates must be >= 0 spikes/ms, got minimum {rate.min()!r}")
+
+
+def prepare_cell(cell: CellData, config: FitConfig) -> PreparedCell:
+    """Select and pad one cell's sweeps for fitting (raises DataFormatError when something is missing)."""
+    b, ab = config.bin_size, config.activation_bin_size
+
+    def binned(sw, size):
+        if size not in sw.binned:
+            raise DataFormatError(f"cell {cell.cell_id}: sweep {sw.number} has no {size} ms binning (have {sorted(sw.binned)})")
+        cur, rate = (np.asarray(x, dtype=np.float64) for x in sw.binned[size])
+        _check_sweep(cell.cell_id, sw, size, cur, rate)
+        return cur, rate
+
+    ls = [binned(sw, ab) for sw in cell.by_stimulus(config.activation_stimulus)]
+    ls = [(c, r) for c, r in ls if c.size > 0]
+    if len(ls) < 2:
+        raise DataFormatError(
+            f"cell {cell.cell_id}: stage 1 needs at least 2 '{config.activation_stimulus}' sweeps, got {len(ls)}"
+        )
+    act_i = np.asarray([c[0] for c, _ in ls])
+    act_f = np.asarray([r[0] for _, r in ls])
+    if not np.isfinite(cell.gamma) or cell.gamma <= 0:
+        raise DataFormatError(f"cell {cell.cell_id}: gamma (max 1/ISI) must be > 0 spikes/ms, got {cell.gamma!r}")
+    groups = {}
+    for name in config.train_stimuli:
+        sws = [binned(sw, b) for sw in cell.by_stimulus(name)]
+        sws = [(c, r) for c, r in sws if c.size > 0]
+        if sws:
+            groups[name] = (_pad_stack([c for c, _ in sws]), _pad_stack([r for _, r in sws]))
+    if not groups:
+        raise DataFormatError(f"cell {cell.cell_id}: no training sweeps among {config.train_stimuli}")
+
+    def trials(name):
+        sws = [binned(sw, b) for sw in cell.by_stimulus(name)]
+        sws = [(c, r) for c, r in sws if c.size > 0]
+        if not sws:
+            raise DataFormatError(
+                f"cell {cell.cell_id}: no '{name}' sweeps; models exist only for cells with both Noise 1 and Noise 2"
+            )
+        cur = _pad_stack([c for c, _ in sws])
+        return cur[0], _pad_stack([r for _, r in sws])
+
+    sigma = float(np.max(np.abs(act_i)))
+    if sigma <= 0:
+        raise DataFormatError(f"cell {cell.cell_id}: the activation currents are all zero (sigma = 0)")
+    return PreparedCell(int(cell.cell_id), float(cell.gamma), sigma, act_i, act_f, groups, trials(config.val_stimulus), trials(config.test_stimulus))
+
+
+# --------------------------------------------------------------------------------------------
+# stage 1
+# --------------------------------------------------------------------------------------------
+
+
+def init_activation(prep: PreparedCell, config: FitConfig, restart: int) -> PolynomialActivation:
+    """GRNN's data-driven initialisation of ``g`` (see the module docstring); ``restart`` varies the random draws."""
+    order = np.argsort(prep.act_current, kind="stable")
+    cur, rate = prep.act_current[order], prep.act_rate[order]
+    above = np.flatnonzero(rate > 0.01)
+    if above.size:
+        first = int(above[0])
+        b = cur[first - 1] if first > 0 else cur[first]
+        top = int(np.argmax(rate))
+        di = cur[top] - cur[first]
+        slope = (rate[top] - rate[first]) / di if di != 0 else rate[first] / max(cur[first] - b, 1.0)
+    else:
+        first, b = len(cur) - 1, cur[-1]
+        slope = 0.0
+    a1 = abs(slope * prep.sigma)
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(config.seed), prep.cell_id % (2**31 - 1)), restart)
+    coeff = np.array(0.1 * jax.random.normal(key, (config.degree + 1,)), dtype=np.float64)
+    coeff[1] = a1
+    dt = jnp.result_type(float)
+    return PolynomialActivation(
+        jnp.asarray(coeff, dt), jnp.asarray(b, dt), jnp.asarray(prep.sigma, dt), jnp.asarray(prep.gamma, dt), config.activation_bin_size
+    )
+
+
+def activation_loss(g: PolynomialActivation, batch: dict[str, jax.Array], eps: float = 1e-8) -> jax.Array:
+    """Stage-1 loss: sum over the (masked) Long Square pairs of the torch Poisson NLL of counts."""
+    dt = batch["dt"]
+    return poisson_nll(g(batch["current"]) * dt, batch["rate"] * dt, mask=batch["mask"], convention="torch", eps=eps, reduction="sum")
+
+
+def _activation_spec(g: PolynomialActivation) -> Any:
+    return trainable(g, frozen=lambda m: (m.max_current, m.max_firing_rate))
+
+
+def _gfr_spec(model: GFR) -> Any:
+    return trainable(model, frozen=lambda m: (m.decay, m.g))
+
+
+# --------------------------------------------------------------------------------------------
+# stage 2
+# --------------------------------------------------------------------------------------------
+
+
+def stage2_loss(model: GFR, batch: dict[str, jax.Array], *, eps: float = 1e-8, C: float = 0.0, checkpoint: bool | int = False) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Loss of one type-batch: mean over sweeps of the summed Poisson NLL (padded bins inside the
+    cell's batch length count; bins/sweeps beyond it — cross-cell padding — are masked).
+
+    ``batch``: ``current``/``rate`` (S, T), ``n_sweeps``, ``n_bins`` (the cell's own padded batch
+    shape) and ``dt``. Returns ``(loss, {"per_bin": loss / n_bins})`` (the logged quantity).
+    """
+    cur, rate = batch["current"], batch["rate"]
+    s, t = cur.shape
+    mask = (jnp.arange(s)[:, None] < batch["n_sweeps"]) & (jnp.arange(t)[None, :] < batch["n_bins"])
+    pred = simulate(model, cur, checkpoint=checkpoint)
+    dt = batch["dt"]
+    nll = poisson_nll(pred * dt, rate * dt, mask=mask, convention="torch", eps=eps, reduction="sum")
+    n_s = jnp.maximum(batch["n_sweeps"], 1)
+    loss = nll / n_s
+    per_bin = loss / jnp.maximum(batch["n_bins"], 1)
+    # GRNN's "L0" penalty: a count of non-zero weights, whose gradient is zero (C has no effect on training).
+    penalty = C * jax.lax.stop_gradient(jnp.count_nonzero(model.alpha) + jnp.count_nonzero(model.beta)).astype(loss.dtype)
+    return loss + penalty, {"per_bin": per_bin}
+
+
+def masked_evr(model_trace: jax.Array, trials: jax.Array, trial_mask: jax.Array, n_bins: jax.Array) -> jax.Array:
+    """EVR over the first ``n_bins`` bins and the trials with ``trial_mask`` (equals
+    :func:`spikejax.core.evr` on the unpadded arrays). ``model_trace`` (T,), ``trials`` (K, T)."""
+    t = trials.shape[-1]
+    tm = (jnp.arange(t) < n_bins).astype(trials.dtype)
+    nt = jnp.maximum(jnp.sum(tm), 1.0)
+
+    def var(x):
+        mu = jnp.sum(x * tm, -1, keepdims=True) / nt
+        return jnp.sum(((x - mu) * tm) ** 2, -1) / nt
+
+    def ev(x, y):
+        vx, vy, vd = var(x), var(y), var(x - y)
+        den = vx + vy
+        return jnp.where(den > 0, (den - vd) / jnp.where(den > 0, den, 1.0), jnp.nan)
+
+    km = trial_mask.astype(trials.dtype)
+    nk = jnp.maximum(jnp.sum(km), 1.0)
+    psth = jnp.sum(trials * km[:, None], 0) / nk
+    ev_d = jnp.sum(jnp.where(km > 0, ev(trials, psth[None, :]), 0.0)) / nk
+    ev_m = jnp.sum(jnp.where(km > 0, ev(trials, model_trace[None, :]), 0.0)) / nk
+    return ev_m / ev_d
+
+
+def _eval_member(model: GFR, ev: dict[str, jax.Array], eps: float) -> dict[str, jax.Array]:
+    out = {}
+    for name in ("val", "test"):
+        d = ev[name]
+        m = simulate(model, d["current"])
+        out[f"{name}_evr"] = masked_evr(m, d["trials"], d["trial_mask"], d["n_bins"])
+        batch = {"current": jnp.broadcast_to(d["current"], d["trials"].shape), "rate": d["trials"], "n_sweeps": jnp.sum(d["trial_mask"]), "n_bins": d["n_bins"], "dt": d["dt"]}
+        # Noise trials share the first trial's current in the model's response (as the EVR does).
+        out[f"{name}_loss"] = stage2_loss(model, batch, eps=eps)[1]["per_bin"]
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# batching many cells
+# --------------------------------------------------------------------------------------------
+
+
+def _group_order(config: FitConfig) -> list[str]:
+    rng = np.random.default_rng(config.seed)
+    return [config.train_stimuli[i] for i in rng.permutation(len(config.train_stimuli))]
+
+
+def _stack_cells(preps: Sequence[PreparedCell], config: FitConfig) -> dict[str, Any]:
+    """Pad and stack cells: activation pairs, type-batches (in the shuffled order) and val/test trials."""
+    dtype = jnp.result_type(float)
+    c = len(preps)
+    k = max(p.act_current.size for p in preps)
+    act = {"current": np.zeros((c, k)), "rate": np.zeros((c, k)), "mask": np.zeros((c, k), bool)}
+    for i, p in enumerate(preps):
+        n = p.act_current.size
+        act["current"][i, :n], act["rate"][i, :n], act["mask"][i, :n] = p.act_current, p.act_rate, True
+    act["dt"] = np.full(c, float(config.activation_bin_size))
+    groups = []
+    for name in _group_order(config):
+        shapes = [p.groups[name][0].shape if name in p.groups else (0, 0) for p in preps]
+        if not any(s[0] for s in shapes):
+            continue
+        s_max = max(s[0] for s in shapes)
+        t_max = max(s[1] for s in shapes)
+        g = {"current": np.zeros((c, s_max, t_max)), "rate": np.zeros((c, s_max, t_max)),
+             "n_sweeps": np.zeros(c, np.int32), "n_bins": np.zeros(c, np.int32), "dt": np.full(c, float(config.bin_size))}
+        for i, p in enumerate(preps):
+            if name in p.groups:
+                cur, rate = p.groups[name]
+                g["current"][i, : cur.shape[0], : cur.shape[1]] = cur
+                g["rate"][i, : cur.shape[0], : cur.shape[1]] = rate
+                g["n_sweeps"][i], g["n_bins"][i] = cur.shape
+        groups.append((name, g))
+    ev = {}
+    for name in ("val", "test"):
+        trials = [getattr(p, name)[1] for p in preps]
+        k_max = max(t.shape[0] for t in trials)
+        t_max = max(t.shape[1] for t in trials)
+        e = {"current": np.zeros((c, t_max)), "trials": np.zeros((c, k_max, t_max)), "trial_mask": np.zeros((c, k_max), bool),
+             "n_bins": np.zeros(c, np.int32), "dt": np.full(c, float(config.bin_size))}
+        for i, p in enumerate(preps):
+            cur, tr = getattr(p, name)
+            e["current"][i, : cur.size] = cur
+            e["trials"][i, : tr.shape[0], : tr.shape[1]] = tr
+            e["trial_mask"][i, : tr.shape[0]] = True
+            e["n_bins"][i] = tr.shape[1]
+        ev[name] = e
+    conv = lambda d: {k: jnp.asarray(v, dtype if v.dtype.kind == "f" else None) for k, v in d.items()}  # noqa: E731
+    return {"act": conv(act), "groups": [(n, conv(g)) for n, g in groups], "ev": {k: conv(v) for k, v in ev.items()}}
+
+
+def _where_tree(active, new, old):
+    def pick(a, b):
+        m = active.reshape(active.shape + (1,) * (a.ndim - active.ndim))
+        return jnp.where(m, a, b)
+
+    return jax.tree_util.tree_map(pick, new, old)
+
+
+def _train_members(
+    params: Any,
+    frozen: Any,
+    lrs: jax.Array,
+    batches: Sequence[dict[str, jax.Array]],
+    loss_fn,
+    n_epochs: jax.Array,
+    max_epochs: int,
+    patience: int | None,
+    *,
+    epochs_per_call: int,
+    checkpoint_dir: Path | None,
+    checkpoint_every: int | None,
+    resume: bool,
+    stop_after: int | None = None,
+) -> dict[str, Any]:
+    """Train a (cells, members) grid of models, one Adam step per batch per epoch, with per-member
+    learning rates ``lrs`` (members,), epoch budgets ``n_epochs`` (members,) and early stopping.
+
+    ``params``/``frozen`` are the two halves of ``eqx.partition`` with leaves of leading shape
+    (cells, members); batches have a leading cell axis (shared by the members). Returns the final
+    params, per-member last epoch loss, epochs run and the loss history (epochs, cells, members).
+    """
+    c, m = jax.tree_util.tree_leaves(params)[0].shape[:2]
+    dummy_key = jax.random.PRNGKey(0)
+
+    def member_step(p, s, fz, batch, lr):
+        step = make_train_step(loss_fn, optax.adam(lr), fz, has_aux=True)
+        p2, s2, _, aux = step(p, s, batch, dummy_key)
+        return p2, s2, aux["per_bin"]
+
+    vstep = jax.vmap(jax.vmap(member_step, in_axes=(0, 0, 0, None, 0)), in_axes=(0, 0, 0, 0, None))
+    opt_state = jax.vmap(jax.vmap(optax.adam(1.0).init))(params)
+    active_group = [b["n_sweeps"] > 0 if "n_sweeps" in b else jnp.ones(c, bool) for b in batches]
+    p_hist = max(int(patience or 1) - 1, 1)
+    dtype = jax.tree_util.tree_leaves(params)[0].dtype
+    state = {
+        "params": params,
+        "opt_state": opt_state,
+        "stopped": jnp.zeros((c, m), bool),
+        "recent": jnp.full((c, m, p_hist), jnp.nan, dtype),
+        "n_done": jnp.zeros((c, m), jnp.int32),
+        "last_loss": jnp.full((c, m), jnp.nan, dtype),
+    }
+
+    @jax.jit
+    def run(state, epoch0):
+        def epoch(st, e):
+            params, opt_state = st["params"], st["opt_state"]
+            budget = (epoch0 + e) < n_epochs[None, :]
+            was_active = ~st["stopped"] & budget
+            total = jnp.zeros((c, m), dtype)
+            count = jnp.zeros((c, m), dtype)
+            for batch, present in zip(batches, active_group):
+                p2, s2, per_bin = vstep(params, opt_state, frozen, batch, lrs)
+                act = was_active & present[:, None]
+                params = _where_tree(act, p2, params)
+                opt_state = _where_tree(act, s2, opt_state)
+                total = total + jnp.where(present[:, None], per_bin, 0.0)
+                count = count + present[:, None]
+            loss = total / jnp.maximum(count, 1)
+            if patience:
+                same = jnp.all(st["recent"] == loss[..., None], axis=-1) & (st["n_done"] + 1 >= patience)
+            else:
+                same = jnp.zeros_like(was_active)
+            recent = jnp.where(was_active[..., None], jnp.concatenate([st["recent"][..., 1:], loss[..., None]], -1), st["recent"])
+            new = {
+                "params": params,
+                "opt_state": opt_state,
+                "stopped": st["stopped"] | (was_active & same),
+                "recent": recent,
+                "n_done": st["n_done"] + was_active,
+                "last_loss": jnp.where(was_active, loss, st["last_loss"]),
+            }
+            return new, jnp.where(was_active, loss, jnp.nan)
+
+        return jax.lax.scan(epoch, state, jnp.arange(epochs_per_call))
+
+    history: list[np.ndarray] = []
+    done = 0
+    if checkpoint_dir is not None and resume and (checkpoint_dir / "latest.json").is_file():
+        meta = load_json(checkpoint_dir / "latest.json")
+        state = _load_state(checkpoint_dir / meta["state"], state)
+        done = int(meta["epoch"])
+        history = [np.asarray(h, dtype=float) for h in meta["history"]]
+    calls = 0
+    while done < max_epochs:
+        if bool(jnp.all(state["stopped"] | (done >= n_epochs[None, :]))):
+            break
+        state, hist = run(state, jnp.asarray(done))
+        hist = np.asarray(hist)
+        n_keep = min(epochs_per_call, max_epochs - done)
+        history.extend(list(hist[:n_keep]))
+        done += epochs_per_call
+        calls += 1
+        if checkpoint_dir is not None and (done >= max_epochs or (checkpoint_every and done % checkpoint_every == 0)):
+            _save_train_state(checkpoint_dir, state, min(done, max_epochs), history)
+        if stop_after is not None and calls >= stop_after:
+            raise _Interrupted(f"interrupted after {done} epochs (test hook)")
+    if not all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree_util.tree_leaves(state["params"])):
+        raise NonFiniteError(
+            "a parameter became NaN/inf while fitting; lower the learning rates or enable float64 "
+            "(jax.config.update('jax_enable_x64', True))"
+        )
+    hist_arr = np.stack(history) if history else np.zeros((0, c, m))
+    return {**state, "history": hist_arr, "epochs_run": min(done, max_epochs)}
+
+
+def _save_train_state(ckpt: Path, state: Any, epoch: int, history: list[np.ndarray]) -> None:
+    ckpt.mkdir(parents=True, exist_ok=True)
+    name = f"state-{epoch:07d}.eqx"
+    previous = load_json(ckpt / "latest.json").get("state") if (ckpt / "latest.json").is_file() else None
+    _save_state(ckpt / name, state)
+    save_json(ckpt / "latest.json", {"epoch": epoch, "state": name, "history": [np.asarray(h).tolist() for h in history]}, indent=None)
+    if previous and previous != name:
+        (ckpt / previous).unlink(missing_ok=True)
+
+
+@dataclasses.dataclass
+class FitCellsResult:
+    """What :func:`fit_cells` returns.
+
+    Attributes
+    ----------
+    models : one fitted :class:`GFR` per cell (the learning rate with the best Noise-1 EVR).
+    table : DataFrame with one row per cell: ``cell_id``, ``val_evr``, ``test_evr``, ``train_loss``,
+        ``test_loss``, ``best_lr``, ``epochs``, ``selected`` (release criteria), ``activation_loss``
+        and ``val_evr@lr`` / ``test_evr@lr`` columns for every learning rate.
+    records : the fitted models in the ``gfr_dataset.json`` record layout.
+    history : stage-2 per-bin loss history, array (epochs, cells, learning rates) (NaN after stopping).
+    """
+
+    models: list[GFR]
+    table: pd.DataFrame
+    records: list[dict[str, Any]]
+    history: np.ndarray
+    activation_history: np.ndarray
+
+
+def selection_criteria(val_evr: Any, train_loss: Any, *, min_val_evr: float = 0.5, max_train_loss: float = 0.45) -> np.ndarray:
+    """GRNN's release selection: ``val_evr > 0.5`` and ``train_loss < 0.45`` (NaN fails)."""
+    v = np.asarray(val_evr, dtype=float)
+    lo = np.asarray(train_loss, dtype=float)
+    return (v > min_val_evr) & (lo < max_train_loss)
+
+
+def _ckpt(root: Path | None, sub: str) -> Path | None:
+    return None if root is None else Path(root) / sub
+
+
+def fit_cells(
+    cells: Sequence[CellData],
+    config: FitConfig | None = None,
+    *,
+    epochs_per_call: int = 50,
+    checkpoint_dir: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool = True,
+    cre_lines: dict[int, str] | None = None,
+    _stop_after: int | None = None,
+) -> FitCellsResult:
+    """Fit GFR models to many cells in one compiled program (stage 1 then stage 2).
+
+    Parameters
+    ----------
+    cells
+        Preprocessed cells (:func:`spikejax.gfr.preprocess.load_cells`), binned at
+        ``config.bin_size`` and ``config.activation_bin_size``.
+    config
+        :class:`FitConfig` (defaults as GRNN's ``configs/default.json``).
+    epochs_per_call
+        Epochs per compiled call (checkpoints happen between calls).
+    checkpoint_dir, checkpoint_every, resume
+        Save the training state every ``checkpoint_every`` epochs (a multiple of
+        ``epochs_per_call``; default every call) under ``checkpoint_dir/stage1`` and ``.../stage2``;
+        a later call with ``resume=True`` continues from there and gives the same result.
+    cre_lines
+        Optional ``{cell_id: cre line}`` for the records.
+    """
+    config = config or FitConfig()
+    if not cells:
+        raise ConfigError("fit_cells needs at least one cell")
+    if checkpoint_every is not None and checkpoint_every % epochs_per_call:
+        raise ConfigError(f"checkpoint_every ({checkpoint_every}) must be a multiple of epochs_per_call ({epochs_per_call})")
+    ids = [c.cell_id for c in cells]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"cell ids must be unique, got duplicates in {ids}")
+    preps = [prepare_cell(c, config) for c in cells]
+    data = _stack_cells(preps, config)
+    n_cells = len(preps)
+    ckpt_root = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    if ckpt_root is not None:
+        ckpt_root.mkdir(parents=True, exist_ok=True)
+        cfg_file = ckpt_root / "config.json"
+        cfg = {"config": config.to_dict(), "cells": ids}
+        if resume and cfg_file.is_file():
+            if json.loads(json.dumps(cfg)) != load_json(cfg_file):
+                raise ConfigError(f"{cfg_file} was written for another configuration or cell list; use a fresh checkpoint_dir")
+        else:
+            save_json(cfg_file, cfg)
+
+    # ---- stage 1: (cells, restarts)
+    r = config.activation_repeats
+    inits = [[init_activation(p, config, k) for k in range(r)] for p in preps]
+    g_stack = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *[jax.tree_util.tree_map(lambda *ys: jnp.stack(ys), *row) for row in inits])
+    spec1 = _activation_spec(inits[0][0])
+    p1, f1 = eqx.partition(g_stack, spec1)
+    eps = config.eps
+
+    def act_loss(g, batch, key):
+        loss = activation_loss(g, batch, eps)
+        return loss, {"per_bin": loss}
+
+    act_batch = data["act"]
+    res1 = _train_members(
+        p1, f1, jnp.full(r, config.activation_lr), [act_batch], act_loss,
+        jnp.full(r, config.activation_epochs), config.activation_epochs, None,
+        epochs_per_call=min(max(epochs_per_call, 100), max(config.activation_epochs, 1)) if ckpt_root is None else epochs_per_call,
+        checkpoint_dir=_ckpt(ckpt_root, "stage1"), checkpoint_every=checkpoint_every, resume=resume,
+    )
+    g_fit = eqx.combine(res1["params"], f1)
+    final1 = jax.jit(jax.vmap(jax.vmap(lambda g, b: activation_loss(g, b, eps), in_axes=(0, None))))(g_fit, act_batch)
+    final1 = np.where(np.isfinite(np.asarray(final1)), np.asarray(final1), np.inf)
+    best_r = np.argmin(final1, axis=1)
+    g_best = jax.tree_util.tree_map(lambda a: a[np.arange(n_cells), best_r], g_fit)
+
+    # ---- stage 2: (cells, learning rates), same initialisation for every learning rate
+    lrs = jnp.asarray([lr for lr, _ in config.hparams])
+    budgets = jnp.asarray([ep for _, ep in config.hparams], jnp.int32)
+    n_l = len(config.hparams)
+    lam = jnp.asarray(decay_rates(config.bin_size), jnp.result_type(float))
+    g_cells = [jax.tree_util.tree_map(lambda a: a[i], g_best) for i in range(n_cells)]
+    models0 = [GFR.init(g, config.bin_size, kappa=config.kappa, decay=np.asarray(lam)) for g in g_cells]
+    stack2 = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *[jax.tree_util.tree_map(lambda a: jnp.stack([a] * n_l), m) for m in models0])
+    spec2 = _gfr_spec(models0[0])
+    p2, f2 = eqx.partition(stack2, spec2)
+    ckp = config.bptt_checkpoint
+    C = config.C
+
+    def loss2(model, batch, key):
+        return stage2_loss(model, batch, eps=eps, C=C, checkpoint=ckp)
+
+    res2 = _train_members(
+        p2, f2, lrs, [g for _, g in data["groups"]], loss2, budgets, int(max(ep for _, ep in config.hparams)),
+        config.patience, epochs_per_call=epochs_per_call, checkpoint_dir=_ckpt(ckpt_root, "stage2"),
+        checkpoint_every=checkpoint_every, resume=resume, stop_after=_stop_after,
+    )
+    fitted = eqx.combine(res2["params"], f2)
+    ev = jax.jit(jax.vmap(jax.vmap(lambda mdl, e: _eval_member(mdl, e, eps), in_axes=(0, None))))(fitted, data["ev"])
+    ev = {k: np.asarray(v) for k, v in ev.items()}
+    val = np.where(np.isfinite(ev["val_evr"]), ev["val_evr"], -np.inf)
+    best = np.argmax(val, axis=1)
+    rows_ = np.arange(n_cells)
+    models = [jax.tree_util.tree_map(lambda a, i=i: a[i, best[i]], fitted) for i in range(n_cells)]
+    train_loss = np.asarray(res2["last_loss"])[rows_, best]
+    table = pd.DataFrame(
+        {
+            "cell_id": ids,
+            "val_evr": ev["val_evr"][rows_, best],
+            "test_evr": ev["test_evr"][rows_, best],
+            "train_loss": train_loss,
+            "test_loss": ev["test_loss"][rows_, best],
+            "best_lr": np.asarray(lrs)[best],
+            "epochs": np.asarray(res2["n_done"])[rows_, best],
+            "activation_loss": final1[rows_, best_r],
+        }
+    )
+    table["selected"] = selection_criteria(table["val_evr"], table["train_loss"])
+    for j, (lr, _) in enumerate(config.hparams):
+        table[f"val_evr@{lr:g}"] = ev["val_evr"][:, j]
+        table[f"test_evr@{lr:g}"] = ev["test_evr"][:, j]
+    records = [
+        make_record(
+            mdl, cell_id=cid, cre_line=(cre_lines or {}).get(cid),
+            val_evr=float(table.at[i, "val_evr"]), test_evr=float(table.at[i, "test_evr"]),
+            train_loss=float(table.at[i, "train_loss"]), test_loss=float(table.at[i, "test_loss"]),
+        )
+        for i, (cid, mdl) in enumerate(zip(ids, models))
+    ]
+    return FitCellsResult(models, table, records, np.asarray(res2["history"]), np.asarray(res1["history"]))
+
+
+class _Interrupted(Exception):
+    """Raised by the test hook ``_stop_after`` to simulate an interruption after a checkpoint."""
+
+
+def evaluate(model: GFR, cell: CellData, config: FitConfig | None = None) -> dict[str, float]:
+    """Noise-1 / Noise-2 EVR and per-bin Poisson NLL of a model on one cell."""
+    config = config or FitConfig(bin_size=model.bin_size, activation_bin_size=model.g.bin_size)
+    data = _stack_cells([prepare_cell(cell, config)], config)
+    ev = _eval_member(model, jax.tree_util.tree_map(lambda a: a[0], data["ev"]), config.eps)
+    return {k: float(v) for k, v in ev.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# one cell with core.fit (the reference per-cell loop, with checkpoint / resume)
+# --------------------------------------------------------------------------------------------
+
+
+def fit_cell(
+    cell: CellData,
+    config: FitConfig | None = None,
+    *,
+    checkpoint_dir: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool = True,
+    progress: bool = False,
+    _stop_after: int | None = None,
+) -> tuple[GFR, dict[str, Any]]:
+    """Fit one cell with :func:`spikejax.core.fit` (stage 1 restarts, then one fit per learning rate).
+
+    The same computation as :func:`fit_cells` for one cell, one fit at a time (GRNN's loop).
+    ``checkpoint_dir`` enables core.fit's checkpointing (``checkpoint_every`` steps) and exact
+    resume. Returns ``(model, summary dict)``.
+    """
+    config = config or FitConfig()
+    prep = prepare_cell(cell, config)
+    data = jax.tree_util.tree_map(lambda a: a[0], _stack_cells([prep], config))
+    eps = config.eps
+    root = Path(checkpoint_dir) if checkpoint_dir is not None else None
+
+    def act_loss(g, batch, key):
+        return activation_loss(g, data["act"], eps)
+
+    best_g, best_loss = None, np.inf
+    for k in range(config.activation_repeats):
+        g0 = init_activation(prep, config, k)
+        res = core_fit(
+            g0, act_loss, None, optimizer=optax.adam(config.activation_lr), key=jax.random.PRNGKey(0),
+            n_steps=config.activation_epochs, filter_spec=_activation_spec(g0), progress=progress,
+            checkpoint_dir=_ckpt(root, f"stage1_{k}"), checkpoint_every=checkpoint_every, resume=resume,
+            desc=f"cell {prep.cell_id} activation {k}",
+        )
+        final = float(act_loss(res.model, None, None))
+        if np.isfinite(final) and final < best_loss:
+            best_g, best_loss = res.model, final
+    if best_g is None:
+        raise NonFiniteError(f"cell {prep.cell_id}: every activation restart ended with a non-finite loss")
+
+    groups = [g for _, g in data["groups"]]
+    s_max = max(g["current"].shape[0] for g in groups)
+    t_max = max(g["current"].shape[1] for g in groups)
+
+    def pad(a):
+        return jnp.pad(a, ((0, s_max - a.shape[0]), (0, t_max - a.shape[1])))
+
+    stacked = {
+        "current": jnp.stack([pad(g["current"]) for g in groups]),
+        "rate": jnp.stack([pad(g["rate"]) for g in groups]),
+        "n_sweeps": jnp.stack([g["n_sweeps"] for g in groups]),
+        "n_bins": jnp.stack([g["n_bins"] for g in groups]),
+        "dt": jnp.stack([g["dt"] for g in groups]),
+    }
+    n_groups = len(groups)
+    model0 = GFR.init(best_g, config.bin_size, kappa=config.kappa)
+    spec = _gfr_spec(model0)
+
+    def loss2(model, batch, key):
+        b = jax.tree_util.tree_map(lambda a: a[0], batch)
+        return stage2_loss(model, b, eps=eps, C=config.C, checkpoint=config.bptt_checkpoint)
+
+    runs = []
+    for j, (lr, epochs) in enumerate(config.hparams):
+        sub = _ckpt(root, f"stage2_{j}")
+        losses: list[float] = []
+        if sub is not None and resume and (sub / "latest.json").is_file():
+            losses = [float(v) for v in load_json(sub / "latest.json")["history"].get("per_bin", [])]
+
+        def stop_rule(step, model, logs, losses=losses, j=j):
+            if _stop_after is not None and j == 0 and step > _stop_after * n_groups:
+                raise _Interrupted(f"interrupted at step {step} (test hook)")
+            losses.append(float(logs["per_bin"]))
+            return len(losses) >= config.patience and len(set(losses[-config.patience:])) == 1
+
+        res = core_fit(
+            model0, loss2, stacked, optimizer=optax.adam(lr), key=jax.random.PRNGKey(0), n_epochs=epochs,
+            batch_size=1, shuffle=False, filter_spec=spec, has_aux=True, steps_per_call=n_groups,
+            callback=stop_rule, checkpoint_dir=sub, checkpoint_every=None if checkpoint_every is None else checkpoint_every * n_groups,
+            resume=resume, progress=progress, desc=f"cell {prep.cell_id} lr {lr:g}",
+        )
+        ev = {k: float(v) for k, v in _eval_member(res.model, data["ev"], eps).items()}
+        runs.append((res.model, ev, losses[-1] if losses else float("nan"), len(losses)))
+    vals = [r[1]["val_evr"] if np.isfinite(r[1]["val_evr"]) else -np.inf for r in runs]
+    j = int(np.argmax(vals))
+    model, ev, train_loss, n_ep = runs[j]
+    summary = {"cell_id": prep.cell_id, **ev, "train_loss": train_loss, "best_lr": config.hparams[j][0], "epochs": n_ep,
+               "activation_loss": best_loss, "selected": bool(selection_criteria(ev["val_evr"], train_loss))}
+    return model, summary
