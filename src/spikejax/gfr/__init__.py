@@ -1,6 +1,8 @@
 """Generalized firing-rate (GFR) neurons of AllenInstitute/GRNN, fitted to Allen cell-types recordings.
 
-Model (:mod:`spikejax.gfr.model`), parameter records (:mod:`spikejax.gfr.records`).
+Model (:mod:`spikejax.gfr.model`), parameter records (:mod:`spikejax.gfr.records`), NWB
+preprocessing (:mod:`spikejax.gfr.preprocess`), the synthetic Allen-like cell bank
+(:mod:`spikejax.gfr.synthetic`) and fitting many cells at once (:mod:`spikejax.gfr.fit`).
 Conventions follow the original code: pA in, spikes/ms out, feedback scale kappa = 1000, no
 bin-size factor, ``(z - b)/sigma`` inside the activation's powers, zero initial state.
 """
@@ -36,6 +38,32 @@ from .records import (
     params_to_layout,
     save_records,
     selection_mask,
+)
+from .preprocess import (
+    STIMULI,
+    BinnedSweep,
+    CellData,
+    RawSweep,
+    bin_sweep,
+    load_cell,
+    load_cells,
+    max_firing_rate,
+    preprocess_files,
+    preprocess_nwb,
+    read_nwb,
+    save_cell,
+    sweep_window,
+)
+from .synthetic import draw_cells, make_cell_bank, simulate_neurons, stimulus_protocol, write_nwb
+from .fit import (
+    FitCellsResult,
+    FitConfig,
+    evaluate,
+    fit_cell,
+    fit_cells,
+    masked_evr,
+    prepare_cell,
+    selection_criteria,
 )
 
 __all__ = [name for name in dir() if not name.startswith("_")]

@@ -430,6 +430,12 @@ def simulate(
     rates with the shape of ``current`` (spikes/ms), and the final state if asked.
     """
     cur = _validate_current(model, current)
+    rates, final = _simulate_jit(model, cur, state, checkpoint)
+    return (rates, final) if return_state else rates
+
+
+@eqx.filter_jit
+def _simulate_jit(model, cur, state, checkpoint):
     xs = jnp.moveaxis(cur, -1, 0)
     if state is None:
         state = model.init_state(xs.shape[1:-1] if isinstance(model, GFRLayer) else xs.shape[1:])
@@ -438,8 +444,7 @@ def simulate(
         return model.step(carry, x)
 
     final, rates = scan(step, state, xs, checkpoint=checkpoint)
-    rates = jnp.moveaxis(rates, 0, -1)
-    return (rates, final) if return_state else rates
+    return jnp.moveaxis(rates, 0, -1), final
 
 
 def kernels(model: GFR | GFRLayer, length: int) -> tuple[jax.Array, jax.Array]:
