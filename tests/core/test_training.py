@@ -115,3 +115,17 @@ def test_fit_argument_errors():
     with pytest.raises(ConfigError, match="val_fn"):
         fit(_model(), _loss, _data(), optimizer=optax.adam(0.1), key=jax.random.PRNGKey(0), n_steps=1,
             early_stopping=EarlyStopping(), progress=False)
+
+
+def test_checkpoint_helpers_roundtrip_and_mismatch(tmp_path):
+    from spikejax.core import DataFormatError, load_checkpoint, save_checkpoint
+
+    assert load_checkpoint(tmp_path, {"w": jnp.zeros(3)}) is None
+    save_checkpoint(tmp_path, 5, {"w": jnp.arange(3.0)}, {"note": "a"})
+    save_checkpoint(tmp_path, 10, {"w": jnp.arange(3.0) + 1}, {"note": "b"})
+    step, state, meta = load_checkpoint(tmp_path, {"w": jnp.zeros(3)})
+    assert step == 10 and meta == {"note": "b"}
+    np.testing.assert_array_equal(state["w"], [1.0, 2.0, 3.0])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.json", "state-000000010.eqx"]
+    with pytest.raises(DataFormatError, match="does not match"):
+        load_checkpoint(tmp_path, {"w": jnp.zeros(7)})

@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .errors import ConfigError, TrainingDivergedError
+from .errors import ConfigError, DataFormatError, TrainingDivergedError
 from .io import atomic_path, load_json, save_json
 
 __all__ = [
@@ -46,6 +46,8 @@ __all__ = [
     "trainable",
     "make_train_step",
     "fit",
+    "save_checkpoint",
+    "load_checkpoint",
 ]
 
 
@@ -306,11 +308,9 @@ def fit(
     bad_evals = 0
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
 
-    if ckpt is not None and resume and (ckpt / "latest.json").is_file():
-        meta = load_json(ckpt / "latest.json")
-        skeleton = (params, opt_state, best_params)
-        params, opt_state, best_params = eqx.tree_deserialise_leaves(ckpt / meta["state"], skeleton)
-        step = int(meta["step"])
+    loaded = load_checkpoint(ckpt, (params, opt_state, best_params)) if (ckpt is not None and resume) else None
+    if loaded is not None:
+        step, (params, opt_state, best_params), meta = loaded
         history = {k: list(v) for k, v in meta["history"].items()}
         best_val, best_step, bad_evals = meta["best_val"], meta["best_step"], int(meta["bad_evals"])
 
@@ -369,7 +369,8 @@ def fit(
                 if callback(step, model_now, logs):
                     stop_reason, stop = "callback", True
             if ckpt is not None and (step % checkpoint_every == 0 or step == total or stop):
-                _save_checkpoint(ckpt, step, (params, opt_state, best_params), history, best_val, best_step, bad_evals)
+                meta = {"history": history, "best_val": best_val, "best_step": best_step, "bad_evals": bad_evals}
+                save_checkpoint(ckpt, step, (params, opt_state, best_params), meta)
             if stop:
                 break
     finally:
@@ -380,23 +381,40 @@ def fit(
     return FitResult(eqx.combine(final, static), opt_state, hist, step, stop_reason, best_step)
 
 
-def _save_checkpoint(ckpt: Path, step: int, state: Any, history, best_val, best_step, bad_evals) -> None:
+def save_checkpoint(directory: str | Path, step: int, state: Any, meta: dict[str, Any] | None = None) -> Path:
+    """Write a training checkpoint into ``directory`` atomically.
+
+    ``state`` (any pytree of arrays: parameters, optimiser state, ...) is saved with equinox's leaf
+    serialisation as ``state-<step>.eqx``; then ``latest.json`` (``step``, the state file name and the
+    JSON-able ``meta``: history, early-stopping counters, ...) is replaced atomically, and the previous
+    state file is removed. A crash at any point leaves the previous checkpoint usable.
+    """
+    ckpt = Path(directory)
     ckpt.mkdir(parents=True, exist_ok=True)
-    name = f"state-{step:09d}.eqx"
+    name = f"state-{int(step):09d}.eqx"
     with atomic_path(ckpt / name, suffix=".eqx") as tmp:
         eqx.tree_serialise_leaves(tmp, state)
     previous = load_json(ckpt / "latest.json").get("state") if (ckpt / "latest.json").is_file() else None
-    save_json(
-        ckpt / "latest.json",
-        {
-            "step": step,
-            "state": name,
-            "history": history,
-            "best_val": best_val,
-            "best_step": best_step,
-            "bad_evals": bad_evals,
-        },
-        indent=None,
-    )
+    save_json(ckpt / "latest.json", {"step": int(step), "state": name, "meta": meta or {}}, indent=None)
     if previous and previous != name:
         (ckpt / previous).unlink(missing_ok=True)
+    return ckpt / name
+
+
+def load_checkpoint(directory: str | Path, like: Any) -> tuple[int, Any, dict[str, Any]] | None:
+    """Latest checkpoint of ``directory`` as ``(step, state, meta)``, or ``None`` if there is none.
+
+    ``like`` is a skeleton pytree with the structure, shapes and dtypes of the saved state.
+    """
+    ckpt = Path(directory)
+    if not (ckpt / "latest.json").is_file():
+        return None
+    info = load_json(ckpt / "latest.json")
+    try:
+        state = eqx.tree_deserialise_leaves(ckpt / info["state"], like)
+    except Exception as exc:
+        raise DataFormatError(
+            f"checkpoint {ckpt / info.get('state', '?')} does not match this model/optimiser or is damaged "
+            f"({type(exc).__name__}: {exc}); pass resume=False or a fresh checkpoint folder"
+        ) from None
+    return int(info["step"]), state, dict(info.get("meta", {}))
