@@ -20,6 +20,8 @@ Time constants ``tau`` are in ms; kernels are evaluated at lags ``k * dt`` ms.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from typing import ClassVar
 
 import equinox as eqx
@@ -74,34 +76,57 @@ def _poisson_unit(u: jax.Array, mu: jax.Array) -> jax.Array:
     return x
 
 
-def sample_poisson(key: jax.Array, mu: jax.Array) -> jax.Array:
+# Trace-time switch set by the simulator: "fast" draws every count by one inversion pass, exact only
+# while every mean is <= 1; the simulator checks that (and re-runs a chunk in exact mode otherwise).
+_POISSON_FAST = contextvars.ContextVar("spikejax_glm_poisson_fast", default=False)
+
+
+@contextlib.contextmanager
+def fast_poisson(enabled: bool = True):
+    """Within this context (at trace time) :func:`sample_poisson` skips its exact fallback for means > 1."""
+    token = _POISSON_FAST.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _POISSON_FAST.reset(token)
+
+
+def sample_poisson(key: jax.Array, mu: jax.Array, u: jax.Array | None = None) -> jax.Array:
     """Exact Poisson counts with means ``mu`` (float array, same dtype as ``mu``; NaN stays NaN).
 
     A Poisson(mu) count is the sum of ``m = ceil(max mu)`` independent Poisson(mu / m) counts, each
     drawn by inverting its CDF with one uniform (means <= 1 need at most 14 terms). In the usual
     regime (a fraction of a spike per step) this is a single pass with one uniform per neuron —
     much cheaper to run and to compile than rejection sampling. Means above 1024 per step use a
-    rounded normal approximation.
+    rounded normal approximation. ``u`` optionally supplies the first piece's uniforms (it must equal
+    ``jax.random.uniform(key, mu.shape, mu.dtype)``; the simulator precomputes them in bulk).
     """
     bad = jnp.isnan(mu)
     mu = jnp.where(bad, 0.0, jnp.maximum(mu, 0.0))
-    big = mu > _POISSON_NORMAL
-    mu_small = jnp.where(big, 0.0, mu)
-    m = jnp.maximum(jnp.ceil(jnp.max(mu_small, initial=0.0)), 1.0)
-    piece = mu_small / m
+    u0 = jax.random.uniform(key, mu.shape, mu.dtype) if u is None else u
+    if _POISSON_FAST.get():
+        return jnp.where(bad, jnp.nan, _poisson_unit(u0, mu))
+    top = jnp.max(mu, initial=0.0)
 
-    def body(carry):
-        i, acc = carry
-        u = jax.random.uniform(jax.random.fold_in(key, i), mu.shape, mu.dtype)
-        return i + 1, acc + _poisson_unit(u, piece)
+    def fast(_):
+        return _poisson_unit(u0, mu)
 
-    _, x = jax.lax.while_loop(lambda c: c[0] < m.astype(jnp.int32), body, (jnp.asarray(0, jnp.int32), jnp.zeros_like(mu)))
+    def slow(_):
+        big = mu > _POISSON_NORMAL
+        mu_small = jnp.where(big, 0.0, mu)
+        m = jnp.maximum(jnp.ceil(jnp.max(mu_small, initial=0.0)), 1.0)
+        piece = mu_small / m
 
-    def normal(x):
+        def body(carry):
+            i, acc = carry
+            ui = jax.random.uniform(jax.random.fold_in(key, i), mu.shape, mu.dtype)
+            return i + 1, acc + _poisson_unit(ui, piece)
+
+        x = jax.lax.while_loop(lambda c: c[0] < m.astype(jnp.int32), body, (jnp.asarray(1, jnp.int32), _poisson_unit(u0, piece)))[1]
         z = jax.random.normal(jax.random.fold_in(key, 2**31 - 1), mu.shape, mu.dtype)
         return jnp.where(big, jnp.maximum(jnp.round(mu + jnp.sqrt(mu) * z), 0.0), x)
 
-    x = jax.lax.cond(jnp.any(big), normal, lambda x: x, x)
+    x = jax.lax.cond(top <= 1.0, fast, slow, None)
     return jnp.where(bad, jnp.nan, x)
 
 
@@ -116,6 +141,9 @@ class GLMModel(eqx.Module):
     tunable: ClassVar[tuple[str, ...]] = ()
     #: True when the presynaptic trace is a sparse spike count (enables the event-driven kernel).
     spiking_trace: ClassVar[bool] = True
+    #: True when ``emit_spikes`` uses ``jax.random.uniform(key, mu.shape)`` (the simulator then draws
+    #: these uniforms for many steps at once, which is much faster for small networks).
+    uses_uniform: ClassVar[bool] = False
 
     # -- the cascade ---------------------------------------------------------------------------
     def connectivity_filter(self) -> LagKernel:
@@ -130,8 +158,13 @@ class GLMModel(eqx.Module):
         """Expected count per step ``mu = f(g)``."""
         raise NotImplementedError
 
-    def emit_spikes(self, mu: jax.Array, *, key: jax.Array) -> jax.Array:
-        """A sample of the counts (float array) given the expected counts ``mu``."""
+    def emit_spikes(self, mu: jax.Array, *, key: jax.Array, u: jax.Array | None = None) -> jax.Array:
+        """A sample of the counts (float array) given the expected counts ``mu``.
+
+        ``u`` is ``None`` or ``jax.random.uniform(key, mu.shape, mu.dtype)`` precomputed by the simulator
+        in bulk (when the class sets ``uses_uniform = True``); implementations must give the same result
+        either way.
+        """
         raise NotImplementedError
 
     def stimulus_filter(self, stimulus: jax.Array) -> jax.Array:
@@ -269,8 +302,11 @@ class BernoulliGLM(GLMModel):
     def non_linearity(self, g):
         return _sigmoid(g - self.theta) * self.dt
 
-    def emit_spikes(self, mu, *, key):
-        return (jax.random.uniform(key, mu.shape, mu.dtype) < mu).astype(mu.dtype)
+    uses_uniform: ClassVar[bool] = True
+
+    def emit_spikes(self, mu, *, key, u=None):
+        u = jax.random.uniform(key, mu.shape, mu.dtype) if u is None else u
+        return (u < mu).astype(mu.dtype)
 
 
 class _ExpKernelMixin:
@@ -320,8 +356,10 @@ class PoissonGLM(_ExpKernelMixin, GLMModel):
     def non_linearity(self, g):
         return self.dt / self.alpha * jnp.exp(self.beta * g)
 
-    def emit_spikes(self, mu, *, key):
-        return sample_poisson(key, mu)
+    uses_uniform: ClassVar[bool] = True
+
+    def emit_spikes(self, mu, *, key, u=None):
+        return sample_poisson(key, mu, u)
 
     def presynaptic(self, x, aux):
         return x * self.dt, aux
@@ -365,8 +403,10 @@ class RectifiedLNP(_ExpKernelMixin, GLMModel):
     def non_linearity(self, g):
         return self.lambda_0 * self.dt * jax.nn.relu(g - self.theta)
 
-    def emit_spikes(self, mu, *, key):
-        return sample_poisson(key, mu)
+    uses_uniform: ClassVar[bool] = True
+
+    def emit_spikes(self, mu, *, key, u=None):
+        return sample_poisson(key, mu, u)
 
 
 class RectifiedSAM(SAModel):
@@ -400,8 +440,10 @@ class RectifiedSAM(SAModel):
     def non_linearity(self, g):
         return self.lambda_0 * self.dt * jax.nn.relu(g - self.theta)
 
-    def emit_spikes(self, mu, *, key):
-        return sample_poisson(key, mu)
+    uses_uniform: ClassVar[bool] = True
+
+    def emit_spikes(self, mu, *, key, u=None):
+        return sample_poisson(key, mu, u)
 
 
 class ThresholdSAM(SAModel):
@@ -445,7 +487,7 @@ class ThresholdSAM(SAModel):
     def non_linearity(self, g):
         return g
 
-    def emit_spikes(self, mu, *, key):
+    def emit_spikes(self, mu, *, key, u=None):
         return (mu > self.theta).astype(mu.dtype)
 
 

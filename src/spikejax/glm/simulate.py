@@ -30,10 +30,10 @@ import numpy as np
 from ..core.errors import ConfigError, ShapeError, check_scalar
 from ..core.scan import step_keys
 from .kernels import Coupler, LagKernel, make_coupler
-from .models import GLMModel
+from .models import GLMModel, fast_poisson
 from .network import Network
 
-__all__ = ["simulate", "SimState", "Engine", "make_engine", "init_state", "run_steps", "resolve_dtype"]
+__all__ = ["simulate", "SimState", "Engine", "make_engine", "init_state", "run_steps", "resolve_dtype", "state_from_window", "input_from_window", "conditional_rate"]
 
 
 class SimState(NamedTuple):
@@ -124,24 +124,60 @@ def init_state(model: GLMModel, kernel: LagKernel, engine: Engine, keys: jax.Arr
     return SimState(drive, hist, pos, aux)
 
 
-def _step(model: GLMModel, kernel: LagKernel, engine: Engine, state: SimState, keys: jax.Array, stim: jax.Array, straight_through: bool = False):
+def draw_step_noise(model: GLMModel, engine: Engine, keys: jax.Array):
+    """Per-step keys ``(steps, blocks)`` -> input keys, emission keys and (if the model uses them) the
+    emission uniforms ``(steps, N)``, drawn in bulk: identical to drawing them inside each step."""
+    in_keys = jax.vmap(jax.vmap(lambda k: jax.random.fold_in(k, 0)))(keys)
+    em_keys = jax.vmap(jax.vmap(lambda k: jax.random.fold_in(k, 1)))(keys)
+    if not type(model).uses_uniform:
+        return in_keys, em_keys, None
+    dtype = jnp.result_type(float)
+    zeros = jnp.zeros((engine.n,), dtype)
+
+    def one_step(ek):
+        return _blockwise(lambda k, z: jax.random.uniform(k, z.shape, z.dtype), engine.block_sizes, ek, zeros)
+
+    return in_keys, em_keys, jax.vmap(one_step)(em_keys)
+
+
+def _step(
+    model: GLMModel,
+    kernel: LagKernel,
+    engine: Engine,
+    state: SimState,
+    in_keys: jax.Array,
+    em_keys: jax.Array,
+    stim: jax.Array,
+    u: jax.Array | None = None,
+    straight_through: bool = False,
+):
     """One step; returns the new state, the counts ``x``, the expected counts ``mu`` and ``g``."""
     syn = _synaptic(kernel, engine, state)
     stim = model.stimulus_filter(stim)
     stim = jnp.broadcast_to(stim, syn.shape).astype(syn.dtype)
-    in_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys)
-    em_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
     g = _blockwise(lambda k, s, e: model.input(s, e, key=k), engine.block_sizes, in_keys, syn, stim)
     mu = model.non_linearity(g)
-    x = _blockwise(lambda k, m: model.emit_spikes(m, key=k), engine.block_sizes, em_keys, jax.lax.stop_gradient(mu))
+    mu_d = jax.lax.stop_gradient(mu)
+    if u is None:
+        x = _blockwise(lambda k, m: model.emit_spikes(m, key=k), engine.block_sizes, em_keys, mu_d)
+    else:
+        x = _blockwise(lambda k, m, uu: model.emit_spikes(m, key=k, u=uu), engine.block_sizes, em_keys, mu_d, u)
     if straight_through:
-        x = x + mu - jax.lax.stop_gradient(mu)
+        x = x + mu - mu_d
     trace, aux = model.presynaptic(x, state.aux)
     T = state.drive.shape[0] if state.drive is not None else state.hist.shape[0]
     pos = (state.pos + 1) % T
     drive = state.drive.at[pos].set(engine.coupler.project(trace)) if state.drive is not None else None
     hist = state.hist.at[pos].set(trace) if state.hist is not None else None
     return SimState(drive, hist, pos, aux), x, mu, g
+
+
+def _block_len(length: int, cap: int = 256) -> int:
+    """Largest divisor of ``length`` not above ``cap`` (steps whose noise is drawn together)."""
+    for b in range(min(cap, length), 0, -1):
+        if length % b == 0:
+            return b
+    return 1
 
 
 def _zero_stim(t):
@@ -170,31 +206,45 @@ def run_steps(
     out_dtype=None,
     *,
     record: str = "x",
+    track_max: bool = False,
 ):
     """Scan ``length`` steps from absolute step ``t0`` (stimulus clock and per-step keys).
 
     ``record``: ``"x"`` (counts cast to ``out_dtype``), ``"none"`` or ``"count"`` (total counts per neuron).
+    ``track_max``: also return the largest expected count ``mu`` seen (for the fast Poisson check).
     """
     stim_fn = stimulus if stimulus is not None else _zero_stim
     ts = t0 + jnp.arange(length, dtype=jnp.int32)
     # per-step, per-network keys: fold_in(block_key, t) (core step_keys)
-    keys = jax.vmap(lambda k: step_keys(k, ts), out_axes=1)(block_keys)  # (length, blocks, ...)
+    keys = jax.vmap(lambda k: step_keys(k, ts), out_axes=1)(block_keys)  # (length, blocks)
+    B = _block_len(length) if type(model).uses_uniform else length
 
     def body(carry, inp):
-        st, acc = carry
-        t, k = inp
-        st, x, _, _ = _step(model, kernel, engine, st, k, stim_fn(t))
+        st, acc, top = carry
+        t, ik, ek, u = inp
+        st, x, mu, _ = _step(model, kernel, engine, st, ik, ek, stim_fn(t), u)
+        if track_max:
+            top = jnp.maximum(top, jnp.max(mu))
         if record == "x":
-            return (st, acc), _cast(x, out_dtype)
+            return (st, acc, top), _cast(x, out_dtype)
         if record == "count":
-            return (st, acc + x), None
-        return (st, acc), None
+            return (st, acc + x, top), None
+        return (st, acc, top), None
+
+    def block(carry, inp):
+        tb, kb = inp
+        ik, ek, u = draw_step_noise(model, engine, kb)
+        return jax.lax.scan(body, carry, (tb, ik, ek, u))
 
     acc0 = jnp.zeros((engine.n,), jnp.result_type(float)) if record == "count" else None
-    (state, acc), ys = jax.lax.scan(body, (state, acc0), (ts, keys))
-    if record == "count":
-        return state, acc
-    return state, ys
+    nblk = length // B
+    shaped = (ts.reshape(nblk, B), keys.reshape((nblk, B) + keys.shape[1:]))
+    top0 = jnp.asarray(-jnp.inf, jnp.result_type(float))
+    (state, acc, top), ys = jax.lax.scan(block, (state, acc0, top0), shaped)
+    out = acc if record == "count" else (ys.reshape((length,) + ys.shape[2:]) if ys is not None else None)
+    if track_max:
+        return state, out, top
+    return state, out
 
 
 def _equilibrate_impl(model, engine, block_keys, n_eq: int):
@@ -204,14 +254,25 @@ def _equilibrate_impl(model, engine, block_keys, n_eq: int):
     k_eq = jax.vmap(lambda k: jax.random.fold_in(k, 1))(block_keys)
     state = init_state(model, kernel, engine, k_init, dtype)
     if n_eq > 0:
-        state, _ = run_steps(model, kernel, engine, state, k_eq, None, jnp.asarray(0, jnp.int32), n_eq, record="none")
+        with fast_poisson(False):
+            state, _ = run_steps(model, kernel, engine, state, k_eq, None, jnp.asarray(0, jnp.int32), n_eq, record="none")
     return state
 
 
-def _chunk_impl(model, engine, stimulus, state, block_keys, t0, length: int, out_dtype, record: str):
+def _chunk_impl(model, engine, stimulus, state, block_keys, t0, length: int, out_dtype, record: str, fast: bool = False):
     kernel = model.connectivity_filter().padded()
     k_run = jax.vmap(lambda k: jax.random.fold_in(k, 2))(block_keys)
-    return run_steps(model, kernel, engine, state, k_run, stimulus, t0, length, out_dtype, record=record)
+    with fast_poisson(fast):
+        res = run_steps(model, kernel, engine, state, k_run, stimulus, t0, length, out_dtype, record=record, track_max=fast)
+    return res
+
+
+def _run_chunk(model, engine, stimulus, state, block_keys, t0, length, out_dtype, record="x"):
+    """One chunk: optimistic fast Poisson sampling, re-run exactly if some mean exceeded 1 (same numbers)."""
+    new_state, ys, top = _chunk(model, engine, stimulus, state, block_keys, t0, length, out_dtype, record, True)
+    if float(top) > 1.0:
+        new_state, ys = _chunk(model, engine, stimulus, state, block_keys, t0, length, out_dtype, record, False)
+    return new_state, ys
 
 
 _equilibrate = eqx.filter_jit(_equilibrate_impl)
@@ -340,7 +401,7 @@ def simulate(
     t = 0
     while t < n_steps:
         m = min(chunk_size, n_steps - t)
-        state, ys = _chunk(model, engine, stimulus, state, block_keys, jnp.asarray(t, jnp.int32), m, out_dtype, "x")
+        state, ys = _run_chunk(model, engine, stimulus, state, block_keys, jnp.asarray(t, jnp.int32), m, out_dtype)
         outs.append(ys)
         t += m
     raster = outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=0)
@@ -390,3 +451,83 @@ def _simulate_stacked(model, network, n_steps, key, stimulus, n_eq, out_dtype, b
         t += m
     raster = outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=1)
     return jnp.swapaxes(raster, 1, 2)
+
+
+def state_from_window(model: GLMModel, network: Network, window, *, layout: str = "lag", aux=None, backend: str = "dense") -> tuple[SimState, Engine]:
+    """A simulator state whose history is ``window`` ``(N, T)``.
+
+    ``layout="lag"``: ``window[:, k]`` is the trace ``k + 1`` steps ago (column 0 = previous step);
+    ``layout="spikeometric"``: column ``T - 1`` is the previous step (spikeometric's ``state``).
+    For SA models pass the activation as ``window`` ``(N, 1)``.
+    """
+    kernel = model.connectivity_filter().padded()
+    T = kernel.T
+    w = jnp.asarray(window, jnp.result_type(float))
+    if w.ndim != 2 or w.shape[0] != network.num_nodes or w.shape[1] != T:
+        raise ShapeError(f"window must have shape ({network.num_nodes}, T={T}), got {tuple(w.shape)}")
+    if layout == "spikeometric":
+        w = w[:, ::-1]
+    elif layout != "lag":
+        raise ConfigError(f"layout must be 'lag' or 'spikeometric', got {layout!r}")
+    engine = make_engine(network, model, backend)
+    need_drive, need_hist = _needs(kernel)
+    # ring slot j holds lag (pos - j) mod T; with pos = 0, slot j holds lag (-j) mod T
+    slots = (-jnp.arange(T)) % T
+    hist_ring = w.T[slots]  # (T, N): slot j <- lag slots[j]
+    drive = jax.vmap(engine.coupler.project)(hist_ring) if need_drive else None
+    hist = hist_ring if need_hist else None
+    if aux is None and isinstance(model, _sa_base()):
+        aux = w[:, 0]
+    return SimState(drive, hist, jnp.asarray(0, jnp.int32), aux), engine
+
+
+def _sa_base():
+    from .models import SAModel
+
+    return SAModel
+
+
+def input_from_window(model: GLMModel, network: Network, window, *, stimulus=None, key=None, layout: str = "lag", backend: str = "dense") -> jax.Array:
+    """The input ``g`` (N,) of the next step given a history ``window`` (see :func:`state_from_window`).
+
+    ``stimulus`` is the stimulus value at that step (``(N,)``, scalar or ``(N, C)``); ``key`` feeds a noisy
+    background (ThresholdSAM).
+    """
+    state, engine = state_from_window(model, network, window, layout=layout, backend=backend)
+    kernel = model.connectivity_filter().padded()
+    syn = _synaptic(kernel, engine, state)
+    stim = jnp.zeros((), syn.dtype) if stimulus is None else jnp.asarray(stimulus, syn.dtype)
+    stim = jnp.broadcast_to(model.stimulus_filter(stim), syn.shape)
+    key = jax.random.key(0) if key is None else key
+    return model.input(syn, stim, key=key)
+
+
+def conditional_rate(model: GLMModel, network: Network, raster, *, stimulus=None, initial_window=None, backend: str = "auto") -> jax.Array:
+    """Mean conditional intensity (Hz) of ``model`` given an observed raster ``(N, n_steps)``.
+
+    ``mu_i(t) = f(g_i(t))`` with ``g`` computed from the *observed* history (teacher forcing); the result
+    ``mean(mu) / dt * 1000`` is the differentiable "firing rate" of spikeometric's ``tune`` (detached
+    history), smooth in the model parameters. Deterministic backgrounds only (not ThresholdSAM).
+    """
+    x = jnp.asarray(raster, jnp.result_type(float))
+    n, L = x.shape
+    kernel = model.connectivity_filter().padded()
+    T = kernel.T
+    w0 = jnp.zeros((n, T), x.dtype) if initial_window is None else jnp.asarray(initial_window, x.dtype)
+    state, engine = state_from_window(model, network, w0, backend="sparse" if backend == "event" else backend)
+    stim_fn = stimulus if stimulus is not None else _zero_stim
+
+    def body(st, inp):
+        t, xt = inp
+        syn = _synaptic(kernel, engine, st)
+        stim = jnp.broadcast_to(model.stimulus_filter(stim_fn(t)), syn.shape).astype(syn.dtype)
+        g = model.input(syn, stim, key=jax.random.key(0))
+        mu = model.non_linearity(g)
+        trace, aux = model.presynaptic(xt, st.aux)
+        pos = (st.pos + 1) % T
+        drive = st.drive.at[pos].set(engine.coupler.project(trace)) if st.drive is not None else None
+        hist = st.hist.at[pos].set(trace) if st.hist is not None else None
+        return SimState(drive, hist, pos, aux), mu
+
+    _, mus = jax.lax.scan(body, state, (jnp.arange(L, dtype=jnp.int32), x.T))
+    return jnp.mean(mus) / model.dt * 1000.0

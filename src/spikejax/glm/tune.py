@@ -1,0 +1,300 @@
+"""Tuning model (and stimulus) parameters to a target firing rate.
+
+Two estimators of the rate ``r_hat = mean_{i,t} mu_i(t) / dt * 1000`` (the mean conditional intensity
+in Hz) and its gradient:
+
+``estimator="spikeometric"`` (compatibility baseline)
+    Every epoch starts from a random window (each neuron spiked with probability 1/2), runs 10
+    equilibration steps without gradient, then ``n_steps`` steps whose history is detached
+    (``stop_gradient`` on the sampled counts): the gradient is the open-loop effect on the current
+    step's intensity only. Adam on ``(target - r_hat)^2``; the last iterate is returned. Its fixed point
+    is biased when ``n_steps`` is not much larger than ``T`` (the initial burst stays in the window).
+
+``estimator="stationary"`` (default)
+    A persistent chain: one burn-in of ``equilibration_steps`` (default ``max(10 T, 500)``) steps, then
+    each epoch continues from where the previous one stopped, so every measured step is drawn from the
+    stationary regime and ``E[r_hat]`` is the true rate: the fixed point of the loss is the target rate.
+    Gradients flow through the recurrence (backprop through time with a straight-through spike:
+    ``x + mu - stop_gradient(mu)``, i.e. ``dx/dmu = 1``, exact in expectation for Poisson counts), with
+    gradient checkpointing. The returned parameters are the average of the last quarter of the epochs
+    (Polyak averaging) which removes the epoch-to-epoch noise.
+
+Learning rate: ``lr`` is Adam's (absolute) step size. ``lr=None`` (default) scales steps per parameter:
+``rel_lr * max(|p0|, 1e-6)`` — convenient because rate parameters span many orders of magnitude
+(``theta ~ 1e-4`` next to ``lambda_0 ~ 100``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ..core.errors import ConfigError, NonFiniteError, TrainingDivergedError, check_choice, check_scalar
+from ..core.scan import scan as core_scan
+from ..core.scan import step_keys
+from .models import GLMModel, SAModel
+from .network import Network, batch_networks
+from .simulate import _batch_keys, _step, draw_step_noise, init_state, make_engine, run_steps
+
+__all__ = ["tune", "TuneResult", "resolve_tunable", "rate_estimate"]
+
+
+class TuneResult(NamedTuple):
+    """Tuned ``model`` and ``stimulus``; ``history`` has per-epoch ``rate`` (Hz), ``loss`` and parameter values."""
+
+    model: GLMModel
+    stimulus: Any
+    history: dict
+    seconds: float
+
+
+def resolve_tunable(model: GLMModel, stimulus, tunable_parameters) -> list[str]:
+    """Names to tune: ``"all"``, ``"model"``, ``"stimulus"`` or a list (``"stimulus.<name>"`` for stimulus parameters)."""
+    model_names = list(type(model).tunable)
+    stim_names = [f"stimulus.{n}" for n in getattr(type(stimulus), "tunable", ())] if stimulus is not None else []
+    valid = model_names + stim_names
+    if tunable_parameters is None or (not isinstance(tunable_parameters, str) and len(tunable_parameters) == 0):
+        raise ConfigError("No parameters to tune: tunable_parameters is empty")
+    if not valid:
+        raise ConfigError(f"{type(model).__name__} has no tunable parameters (and no tunable stimulus is attached)")
+    if isinstance(tunable_parameters, str):
+        if tunable_parameters == "all":
+            names = valid
+        elif tunable_parameters == "model":
+            names = model_names
+        elif tunable_parameters == "stimulus":
+            names = stim_names
+        else:
+            names = [tunable_parameters]
+    else:
+        names = list(tunable_parameters)
+    bad = [n for n in names if n not in valid]
+    if bad:
+        raise ConfigError(f"unknown or fixed parameter(s) {bad}; valid parameter names are {valid}")
+    if not names:
+        raise ConfigError(f"No parameters to tune in group {tunable_parameters!r} (valid names: {valid})")
+    return names
+
+
+def _get(pair, name):
+    model, stim = pair
+    if name.startswith("stimulus."):
+        return getattr(stim, name[len("stimulus.") :])
+    return getattr(model, name)
+
+
+def _set(pair, values: dict):
+    model, stim = pair
+    m_names = [n for n in values if not n.startswith("stimulus.")]
+    s_names = [n for n in values if n.startswith("stimulus.")]
+    if m_names:
+        model = eqx.tree_at(lambda m: [getattr(m, n) for n in m_names], model, [values[n] for n in m_names])
+    if s_names:
+        stim = eqx.tree_at(lambda s: [getattr(s, n[9:]) for n in s_names], stim, [values[n] for n in s_names])
+    return model, stim
+
+
+def rate_estimate(mu: jax.Array, dt) -> jax.Array:
+    """Mean conditional intensity in Hz: ``mean(mu) / dt * 1000``."""
+    return jnp.mean(mu) / dt * 1000.0
+
+
+def tune(
+    model: GLMModel,
+    network: Network | Sequence[Network],
+    firing_rate: float,
+    tunable_parameters="all",
+    *,
+    key: jax.Array,
+    stimulus=None,
+    lr: float | None = None,
+    rel_lr: float = 0.05,
+    n_steps: int | None = None,
+    n_epochs: int = 100,
+    estimator: str = "stationary",
+    equilibration_steps: int | None = None,
+    backend: str = "auto",
+    checkpoint: int | None = None,
+    average_last: float = 0.25,
+    stimulus_offset: bool = False,
+    sam_inverse_rate: bool = False,
+    progress: bool = False,
+) -> TuneResult:
+    """Tune parameters so that the network fires at ``firing_rate`` Hz.
+
+    Parameters
+    ----------
+    model, network
+        The model and a network (or list of networks, batched block-diagonally).
+    firing_rate
+        Target population rate in Hz.
+    tunable_parameters
+        ``"all"``, ``"model"``, ``"stimulus"`` or a list of names (``"theta"``, ``"stimulus.strength"``, ...).
+    key
+        PRNG key.
+    stimulus
+        Optional stimulus whose tunable parameters may be tuned too.
+    lr, rel_lr
+        Adam step size (absolute), or ``None`` for per-parameter steps ``rel_lr * max(|p0|, 1e-6)``.
+    n_steps
+        Steps per epoch (default: 100 for ``"spikeometric"``, ``max(200, 5 T)`` for ``"stationary"``).
+    n_epochs
+        Number of Adam steps.
+    estimator
+        ``"stationary"`` (default, unbiased, gradient through the recurrence) or ``"spikeometric"``.
+    equilibration_steps
+        Burn-in steps: ``"stationary"`` once, before the first epoch (default ``max(10 T, 500)``);
+        ``"spikeometric"`` every epoch (default 10, its fixed value).
+    backend
+        Synaptic kernel (``"auto"``, ``"dense"``, ``"sparse"``; the event kernel is not differentiable
+        in the weights but is fine here since weights are not tuned).
+    checkpoint
+        Block length of gradient checkpointing for ``"stationary"`` (default ``~sqrt(n_steps)``).
+    average_last
+        ``"stationary"``: fraction of final epochs whose parameters are averaged (0 = last iterate).
+    stimulus_offset
+        Compatibility: evaluate the stimulus at ``t + T`` during tuning (spikeometric's clock offset).
+    sam_inverse_rate
+        Compatibility (SA models, ``"spikeometric"``): use spikeometric's ``dt / mean(mu)`` "rate".
+
+    Returns
+    -------
+    :class:`TuneResult` with the tuned model and stimulus, the per-epoch history and the wall time (s).
+    """
+    check_choice(estimator, "estimator", ("stationary", "spikeometric"))
+    if not isinstance(model, GLMModel):
+        raise TypeError(f"model must be a spikejax.glm model, got {type(model).__name__}")
+    if stimulus is not None and not callable(stimulus):
+        raise TypeError(f"stimulus must be callable t -> input, got {type(stimulus).__name__}")
+    if not isinstance(network, Network):
+        network = batch_networks(list(network))
+    check_scalar(firing_rate, "firing_rate", low=0.0)
+    check_scalar(n_epochs, "n_epochs", low=1, integer=True)
+    names = resolve_tunable(model, stimulus, tunable_parameters)
+    T = model.connectivity_filter().T
+    if n_steps is None:
+        n_steps = 100 if estimator == "spikeometric" else max(200, 5 * T)
+    check_scalar(n_steps, "n_steps", low=1, integer=True)
+    if equilibration_steps is None:
+        equilibration_steps = 10 if estimator == "spikeometric" else max(10 * T, 500)
+    check_scalar(equilibration_steps, "equilibration_steps", low=0, integer=True)
+    n_steps, n_epochs, equilibration_steps = int(n_steps), int(n_epochs), int(equilibration_steps)
+    if lr is not None:
+        check_scalar(lr, "lr", low=0.0, low_inclusive=False)
+    check_scalar(rel_lr, "rel_lr", low=0.0, low_inclusive=False)
+    check_scalar(average_last, "average_last", low=0.0, high=1.0)
+
+    engine = make_engine(network, model, "sparse" if backend == "event" else backend)
+    if engine.coupler.kind == "event":
+        engine = make_engine(network, model, "sparse")
+    nb = len(engine.block_sizes)
+    block_keys = jnp.asarray(key)[None] if network.block_sizes is None else _batch_keys(key, nb)
+    pair = (model, stimulus)
+    params0 = {n: jnp.asarray(_get(pair, n)) for n in names}
+    if lr is None:
+        scales = {n: rel_lr * jnp.maximum(jnp.abs(v), 1e-6) for n, v in params0.items()}
+        opt = optax.chain(optax.scale_by_adam(), optax.scale(-1.0))
+    else:
+        scales = {n: jnp.asarray(lr, v.dtype) for n, v in params0.items()}
+        opt = optax.chain(optax.scale_by_adam(), optax.scale(-1.0))
+    # optimise in scaled coordinates z = (p - p0) / scale, so one Adam unit moves p by `scale`
+    z0 = {n: jnp.zeros_like(v) for n, v in params0.items()}
+    opt_state = opt.init(z0)
+    target = jnp.asarray(firing_rate, jnp.result_type(float))
+    stim_shift = T if stimulus_offset else 0
+    ck = checkpoint if checkpoint is not None else max(1, int(round(np.sqrt(n_steps))))
+    sam_inv = bool(sam_inverse_rate) and isinstance(model, SAModel)
+
+    def params_of(z):
+        return {n: params0[n] + scales[n] * z[n] for n in names}
+
+    def epoch_loss(z, state, keys_ep):
+        m, s = _set(pair, params_of(z))
+        kernel = m.connectivity_filter().padded()
+        stim_fn = s if s is not None else (lambda t: jnp.zeros((), jnp.result_type(float)))
+        ts = jnp.arange(n_steps, dtype=jnp.int32)
+        keys = jax.vmap(lambda k: step_keys(k, ts), out_axes=1)(keys_ep)
+        ik, ek, u = draw_step_noise(m, engine, keys)
+        xs = (ts, ik, ek, u)
+        if estimator == "spikeometric":
+            def body(st, inp):
+                t, ikt, ekt, ut = inp
+                st = jax.lax.stop_gradient(st)
+                st, x, mu, g = _step(m, kernel, engine, st, ikt, ekt, stim_fn(t + stim_shift), ut)
+                return jax.lax.stop_gradient(st), mu
+
+            state, mus = jax.lax.scan(body, state, xs)
+        else:
+            def body(st, inp):
+                t, ikt, ekt, ut = inp
+                st, x, mu, g = _step(m, kernel, engine, st, ikt, ekt, stim_fn(t + stim_shift), ut, straight_through=True)
+                return st, mu
+
+            state, mus = core_scan(body, state, xs, checkpoint=ck)
+        if sam_inv:
+            rate = m.dt / jnp.mean(mus)
+        else:
+            rate = rate_estimate(mus, m.dt)
+        loss = (target - rate) ** 2
+        return loss, (jax.lax.stop_gradient(state), rate)
+
+    @eqx.filter_jit
+    def fresh_state(z, keys_ep, n_eq):
+        m, _ = _set(pair, params_of(z))
+        m = jax.lax.stop_gradient(m)
+        kernel = m.connectivity_filter().padded()
+        k_init = jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys_ep)
+        k_eq = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys_ep)
+        st = init_state(m, kernel, engine, k_init, jnp.result_type(float))
+        if n_eq > 0:
+            st, _ = run_steps(m, kernel, engine, st, k_eq, None, jnp.asarray(0, jnp.int32), n_eq, record="none")
+        return st
+
+    @eqx.filter_jit
+    def train_step(z, opt_state, state, keys_ep):
+        (loss, (state, rate)), grads = jax.value_and_grad(epoch_loss, has_aux=True)(z, state, keys_ep)
+        updates, opt_state = opt.update(grads, opt_state, z)
+        z = optax.apply_updates(z, updates)
+        return z, opt_state, state, loss, rate
+
+    t0 = time.perf_counter()
+    z = z0
+    hist = {"rate": [], "loss": [], **{n: [] for n in names}}
+    state = None
+    n_avg = int(round(average_last * n_epochs)) if estimator == "stationary" else 0
+    z_sum = None
+    for ep in range(n_epochs):
+        ek = jax.vmap(lambda k: jax.random.fold_in(k, ep))(block_keys)
+        if estimator == "spikeometric" or state is None:
+            n_eq = equilibration_steps
+            state = fresh_state(z, jax.vmap(lambda k: jax.random.fold_in(k, 10**6))(ek), n_eq)
+        z, opt_state, state, loss, rate = train_step(z, opt_state, state, ek)
+        loss_f = float(loss)
+        if not np.isfinite(loss_f):
+            raise TrainingDivergedError(
+                f"tune diverged at epoch {ep}: loss {loss_f} (rate {float(rate)} Hz); lower lr/rel_lr or try jax_enable_x64"
+            )
+        hist["rate"].append(float(rate))
+        hist["loss"].append(loss_f)
+        p = params_of(z)
+        for n in names:
+            hist[n].append(float(p[n]))
+        if n_avg and ep >= n_epochs - n_avg:
+            z_sum = z if z_sum is None else jax.tree_util.tree_map(jnp.add, z_sum, z)
+        if progress and (ep % max(1, n_epochs // 10) == 0 or ep == n_epochs - 1):
+            print(f"[glm tune] epoch {ep + 1}/{n_epochs}: rate {float(rate):.3f} Hz, loss {loss_f:.4g}", flush=True)
+    if z_sum is not None:
+        z = jax.tree_util.tree_map(lambda a: a / n_avg, z_sum)
+    final = params_of(z)
+    for n, v in final.items():
+        if not bool(jnp.all(jnp.isfinite(v))):
+            raise NonFiniteError(f"tuned parameter {n} is not finite ({v})")
+    model_t, stim_t = _set(pair, {n: v.astype(params0[n].dtype) for n, v in final.items()})
+    return TuneResult(model_t, stim_t, hist, time.perf_counter() - t0)
