@@ -1,0 +1,521 @@
+"""Mesoscopic age-structured renewal model of LIF populations with a finite-size term.
+
+Schwalger, Deger & Gerstner (2017) without adaptation, as used by neuLVM (Wang et al. 2022), at
+bin size Δ = 4 ms. ``Z[t, α] = n_α(t)/N_α`` is the fraction of population α firing in bin t.
+
+One step (age index k = 0 … K−1; the neurons of age k fired in bin t−1−k):
+
+* synaptic trace per presynaptic population: ``s(t) = e^{−Δα_s} s(t−1) + (1 − e^{−Δα_s}) Z(t−1)/Δ``
+  (``s(0) = A0``); input ``I = J_effᵀ s + ε I_ext``;
+* potential of every age bin: exact exponential integration with the input held over the bin,
+  ``V ← c + (V − c) e^{−α_m Δ}``, ``c = μ + I/α_m`` (default, ``integrator="exact"``), or neuLVM's
+  forward Euler ``V ← V + Δ(α_m(μ − V) + I)`` (``integrator="euler"``); ``V = 0`` for ``kΔ < t_ref``;
+* hazard ``λ = exp(V − θ)`` Hz (1e-8 while refractory); ``P = λΔ`` if ``λΔ < 0.01`` else ``1 − e^{−λΔ}``;
+* survivors ``m(k) = S(k) Z(t−1−k)``, variance proxy ``v = (1 − S) m``;
+* ``Z̄(t) = Σ P m + Λ (1 − Σ m)`` with ``Λ = Σ P v / Σ v``, clipped to [0, 1];
+* shift the age axis: ``V(k+1) ← V(k)``, ``log S(k+1) ← log S(k) − λ(k)Δ``.
+
+Two implementations are provided and tested against each other:
+
+* :func:`predict` – given the *whole* latent trajectory Z (as in the likelihood), every quantity is a
+  closed-form function of two linear recurrences (synaptic trace and free potential ``U``), so the
+  model is evaluated for all (time, age) pairs at once in a cohort layout (no scan over time
+  through the K-long age buffer). This is what the likelihood, the E-step and the M-step use.
+* :func:`step` / :func:`simulate` – the classic sequential update, used for free simulation (Z drawn
+  from the model) and as a reference.
+
+Observed neurons (:func:`observed_logits`) have their own potential driven by the same input and
+reset by their own spikes; ``log p(y)`` is Bernoulli with ``P = 1 − e^{−λΔ}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..core.errors import ConfigError, check_array, check_choice, check_finite, check_range, check_scalar
+from ..core.likelihoods import bernoulli_nll, gaussian_nll
+from .params import MesoParams
+
+__all__ = [
+    "DT",
+    "N_AGE",
+    "HIST_BINS",
+    "MesoConfig",
+    "ref_bins",
+    "validate_Z",
+    "Integrator",
+    "MesoState",
+    "stationary_state",
+    "predict",
+    "observed_logits",
+    "population_nll",
+    "observed_nll",
+    "loss",
+    "LossParts",
+    "step",
+    "simulate",
+    "initial_age",
+]
+
+DT = 0.004  # s, meso bin
+N_AGE = 64  # age bins of the model (256 ms; older neurons sit in the free bin)
+HIST_BINS = 250  # history window of the data (1 s)
+Integrator = Literal["exact", "euler"]
+_REF_LAMBDA = 1e-8  # hazard (Hz) of refractory neurons, as in neuLVM
+_VAR_FLOOR_HZ = 0.1  # variance floor 0.1*Δ/N (a 0.1 Hz rate)
+
+
+@dataclasses.dataclass(frozen=True)
+class MesoConfig:
+    """Static options of the mesoscopic model (hashable; changing them recompiles).
+
+    Attributes
+    ----------
+    dt : float
+        Bin size Δ in s (default 0.004 = 4 ms).
+    n_age : int
+        Age bins of the refractory-density buffer (default 64 = 256 ms).
+    free_bin : bool
+        Keep neurons older than ``n_age`` bins in a free bin (Schwalger 2017; default True).
+        ``n_age=250, free_bin=False`` is neuLVM's layout (older neurons dropped and covered by
+        the finite-size term only).
+    integrator : {"exact", "euler"}
+        Exact exponential membrane update (default) or neuLVM's forward Euler at Δ.
+    unroll : int
+        ``lax.scan`` unroll factor of the time loop (speed only).
+    """
+
+    dt: float = DT
+    n_age: int = N_AGE
+    free_bin: bool = True
+    integrator: str = "exact"
+    unroll: int = 2
+
+    def __post_init__(self):
+        check_scalar(self.dt, "dt", low=0.0, low_inclusive=False)
+        check_scalar(self.n_age, "n_age", low=2, integer=True)
+        check_choice(self.integrator, "integrator", ("exact", "euler"))
+        check_scalar(self.unroll, "unroll", low=1, integer=True)
+        if not isinstance(self.free_bin, bool):
+            raise ConfigError(f"free_bin must be True or False, got {self.free_bin!r}")
+
+
+def ref_bins(params: MesoParams, dt: float) -> int:
+    """Number of refractory age bins: ``#{k : kΔ < t_ref}`` (1 for t_ref = Δ = 4 ms)."""
+    return max(int(math.ceil(params.t_ref / dt - 1e-9)), 0)
+
+
+def _decay(params: MesoParams, dt: float, integrator: str) -> jax.Array:
+    """Per-bin decay factor ``a`` of the membrane: ``e^{−α_m Δ}`` (exact) or ``1 − α_m Δ`` (Euler)."""
+    check_choice(integrator, "integrator", ("exact", "euler"))
+    if integrator == "exact":
+        return jnp.exp(-params.amem * dt)
+    return 1.0 - params.amem * dt
+
+
+def _hazard_prob(lam: jax.Array, dt: float) -> jax.Array:
+    """neuLVM's firing probability in a bin: ``λΔ`` below 0.01, else ``1 − e^{−λΔ}``."""
+    x = lam * dt
+    return jnp.where(x < 0.01, x, -jnp.expm1(-jnp.maximum(x, 0.01)))
+
+
+def _linear_recurrence(a: jax.Array, b: jax.Array) -> jax.Array:
+    """``x[t] = a[t] * x[t-1] + b[t]`` along axis 0 with ``x[-1] = 0`` (parallel associative scan)."""
+
+    def combine(left, right):
+        a1, b1 = left
+        a2, b2 = right
+        return a1 * a2, a2 * b1 + b2
+
+    a = jnp.broadcast_to(a, b.shape)
+    return jax.lax.associative_scan(combine, (a, b), axis=0)[1]
+
+
+# ----------------------------------------------------------------------------------------------
+# stationary initial state
+# ----------------------------------------------------------------------------------------------
+
+
+class MesoState(NamedTuple):
+    """State of the sequential mesoscopic model (all (M, K) except ``syn`` (M,) and ``t``).
+
+    ``V[:, k]`` is the potential (Δu) and ``logS[:, k]`` the log survival of the neurons that fired
+    in bin t−1−k; ``Zhist[:, k] = Z(t−1−k)``; ``syn`` the synaptic trace (Hz); ``t`` the step.
+    """
+
+    V: jax.Array
+    logS: jax.Array
+    Zhist: jax.Array
+    syn: jax.Array
+    x: jax.Array
+    z: jax.Array
+    Vf: jax.Array
+    t: jax.Array
+
+
+def _free_potential(params: MesoParams, A0: jax.Array) -> jax.Array:
+    """``h = μ + (J_effᵀ A0)/α_m`` in Δu: the stationary potential at constant rates A0 (Hz)."""
+    return params.mu + jnp.einsum("...ba,...b->...a", params.J_eff, A0) / params.amem
+
+
+def stationary_state(
+    params: MesoParams, A0: jax.Array, *, n_age: int = N_AGE, dt: float = DT, sub: int = 4
+) -> tuple[jax.Array, jax.Array]:
+    """Stationary potentials and log-survival per age bin for constant rates ``A0`` (Hz).
+
+    ``V(k) = h (1 − e^{−α_m kΔ})`` (0 for ``kΔ < t_ref``) and
+    ``log S(k) = −∫_0^{kΔ} λ(V(r)) dr``, integrated with the trapezoid rule on a grid of Δ/``sub``
+    (1 ms by default, as neuLVM). Returns ``(V, logS)``, each of shape (M, n_age).
+    """
+    h = _free_potential(params, A0)[:, None]  # (M, 1)
+    amem, theta = params.amem[:, None], params.theta[:, None]
+    k = jnp.arange(n_age, dtype=h.dtype)[None, :]
+    V = jnp.where(k * dt < params.t_ref - 1e-12, 0.0, h * (1.0 - jnp.exp(-amem * k * dt)))
+    dr = dt / sub
+    r = jnp.arange((n_age - 1) * sub + 1, dtype=h.dtype)[None, :] * dr
+    Vr = h * (1.0 - jnp.exp(-amem * r))
+    lam = jnp.where(r < params.t_ref - 1e-12, 0.0, jnp.exp(Vr - theta))
+    cum = jnp.concatenate([jnp.zeros_like(lam[:, :1]), jnp.cumsum(0.5 * (lam[:, 1:] + lam[:, :-1]) * dr, axis=1)], 1)
+    logS = -cum[:, ::sub]
+    return V, logS
+
+
+def initial_age(y_hist: jax.Array) -> jax.Array:
+    """Bins since the last spike in the history window, per observed neuron (0 when none: neuLVM's quirk).
+
+    ``y_hist`` has shape (K, M, n); returns an int array (M, n).
+    """
+    K = y_hist.shape[0]
+    rev = jnp.flip(y_hist, axis=0) > 0
+    return jnp.where(jnp.any(rev, axis=0), jnp.argmax(rev, axis=0), 0).astype(jnp.int32) * (K > 0)
+
+
+# ----------------------------------------------------------------------------------------------
+# parallel (whole-trajectory) evaluation
+# ----------------------------------------------------------------------------------------------
+
+
+def _drive(params, Z, A0, I_ext, dt, integrator):
+    """Synaptic trace, input and free potential U for the fitted window.
+
+    Returns ``U`` (T, M) with ``U[t] = Σ_{j<=t} a^{t-j} (1-a) c_j`` and ``c = μ + I/α_m``, and ``a``.
+    """
+    T, M = Z.shape
+    e = jnp.exp(-params.asyn * dt)
+    # s[0] = A0; s[t] = e s[t-1] + (1-e) Z[t-1]/dt
+    b = jnp.concatenate([A0[None, :], (1.0 - e) * Z[:-1] / dt], axis=0)
+    a_syn = jnp.concatenate([jnp.zeros((1, M), Z.dtype), jnp.broadcast_to(e, (T - 1, M))], axis=0)
+    syn = _linear_recurrence(a_syn, b)
+    I = syn @ params.J_eff
+    if I_ext is not None:
+        I = I + params.eps * I_ext
+    a = _decay(params, dt, integrator)
+    c = params.mu + I / params.amem
+    U = _linear_recurrence(a, (1.0 - a) * c)
+    return U, a
+
+
+class LossParts(NamedTuple):
+    """The neuLVM objective ``total = L_y + L_Z`` (per population and bin, see :func:`loss`)."""
+
+    total: jax.Array
+    L_y: jax.Array
+    L_Z: jax.Array
+
+
+def population_nll(
+    params: MesoParams, Z: jax.Array, zbar: jax.Array, *, dt: float = DT, reduction: str = "sum"
+) -> jax.Array:
+    """Gaussian NLL of Z given Z̄, variance ``Z̄/N + 0.1Δ/N`` (core :func:`gaussian_nll`)."""
+    N = params.N_array
+    var = zbar / N + _VAR_FLOOR_HZ * dt / N
+    return gaussian_nll(Z, zbar, var=var, reduction=reduction)
+
+
+def observed_nll(y: jax.Array, logits: jax.Array, *, reduction: str = "sum") -> jax.Array:
+    """Bernoulli NLL of the observed spikes (core :func:`bernoulli_nll`)."""
+    return bernoulli_nll(y, logits=logits, reduction=reduction)
+
+
+def loss(
+    params: MesoParams,
+    Z: jax.Array,
+    y: jax.Array,
+    A0: jax.Array,
+    age0: jax.Array,
+    I_ext: jax.Array | None = None,
+    cfg: MesoConfig = MesoConfig(),
+) -> LossParts:
+    """The neuLVM objective ``L = L_y + L_Z`` (pure, differentiable in ``params`` and ``Z``).
+
+    ``L_Z`` is the Gaussian NLL of the population activity and ``L_y`` the Bernoulli NLL of the
+    observed spikes (summed over neurons), both averaged over populations and bins:
+    ``L = −log p(y, Z | Θ) / (M·T)`` up to a constant. Shapes: Z (T, M), y (T, M, n),
+    A0 (M,) Hz, age0 (M, n) bins. No validation (use :func:`spikejax.meso.MesoData`).
+    """
+    T, M = Z.shape
+    zbar = predict(params, Z, A0, I_ext, cfg)
+    logits = observed_logits(params, Z, A0, y, age0, I_ext, cfg)
+    L_Z = population_nll(params, Z, zbar, dt=cfg.dt) / (M * T)
+    L_y = observed_nll(y, logits) / (M * T)
+    return LossParts(L_y + L_Z, L_y, L_Z)
+
+
+# ----------------------------------------------------------------------------------------------
+# sequential model: one bin at a time (likelihood, E-step, free simulation)
+# ----------------------------------------------------------------------------------------------
+
+
+def init_state(params: MesoParams, A0: jax.Array, cfg: MesoConfig = MesoConfig()) -> MesoState:
+    """Stationary start for constant rates ``A0`` (Hz): history ``Z = A0·Δ``, synaptic trace ``s = A0``.
+
+    Age bins take V and log S from :func:`stationary_state`; with ``free_bin`` the stationary mass of
+    the ages ``n_age … 249`` (the rest of neuLVM's 1-s window) starts in the free bin.
+    """
+    dt, K = cfg.dt, cfg.n_age
+    H = max(K + 1, HIST_BINS)
+    V, logS = stationary_state(params, A0, n_age=H, dt=dt)
+    z0 = (A0 * dt)[:, None]
+    Zhist = jnp.broadcast_to(z0, (params.M, K)).astype(V.dtype)
+    if cfg.free_bin:
+        S_old = jnp.exp(logS[:, K:HIST_BINS]) if K < HIST_BINS else jnp.zeros((params.M, 0), V.dtype)
+        x = (z0 * S_old).sum(1)
+        z = (z0 * S_old * (1.0 - S_old)).sum(1)
+        Vf = V[:, K]
+    else:
+        x = z = Vf = jnp.zeros((params.M,), V.dtype)
+    return MesoState(
+        V=V[:, :K], logS=logS[:, :K], Zhist=Zhist, syn=jnp.asarray(A0, V.dtype), x=x, z=z, Vf=Vf,
+        t=jnp.asarray(0, jnp.int32),
+    )
+
+
+def step(
+    params: MesoParams,
+    state: MesoState,
+    I_ext_t: jax.Array | None = None,
+    cfg: MesoConfig = MesoConfig(),
+):
+    """One bin of the mesoscopic model.
+
+    Returns ``(zbar, advance)``: the expected fraction firing ``Z̄(t)`` (M,) and a function
+    ``advance(Z_t) -> MesoState`` that appends the realised (or latent) ``Z(t)`` and moves the
+    age axis by one bin.
+    """
+    K = state.V.shape[1]
+    dt, free_bin = cfg.dt, cfg.free_bin
+    ref = ref_bins(params, dt)
+    e = jnp.exp(-params.asyn * dt)
+    syn = jnp.where(state.t > 0, e * state.syn + (1.0 - e) * state.Zhist[:, 0] / dt, state.syn)
+    I = syn @ params.J_eff
+    if I_ext_t is not None:
+        I = I + params.eps * I_ext_t
+    a = _decay(params, dt, cfg.integrator)
+    c = params.mu + I / params.amem
+    refractory = (jnp.arange(K) < ref)[None, :]
+    V = jnp.where(refractory, 0.0, a[:, None] * state.V + ((1.0 - a) * c)[:, None])
+    lam = jnp.where(refractory, _REF_LAMBDA, jnp.exp(jnp.where(refractory, 0.0, V) - params.theta[:, None]))
+    P = _hazard_prob(lam, dt)
+    S = jnp.exp(state.logS)
+    m = S * state.Zhist
+    v = (1.0 - S) * m
+    sum_m, sum_pm, sum_v, sum_pv = m.sum(1), (P * m).sum(1), v.sum(1), (P * v).sum(1)
+    if free_bin:
+        Vf = a * state.Vf + (1.0 - a) * c
+        Pf = _hazard_prob(jnp.exp(Vf - params.theta), dt)
+        sum_m, sum_pm = sum_m + state.x, sum_pm + Pf * state.x
+        sum_v, sum_pv = sum_v + state.z, sum_pv + Pf * state.z
+    ok = sum_v > 0
+    Lam = jnp.where(ok, sum_pv / jnp.where(ok, sum_v, 1.0), 0.0)
+    zbar = jnp.clip(sum_pm + Lam * (1.0 - sum_m), 0.0, 1.0)
+
+    def advance(Z_t):
+        zero = jnp.zeros_like(V[:, :1])
+        logS_new = state.logS - lam * dt
+        if free_bin:
+            S_e = jnp.exp(logS_new[:, -1])
+            m_e = S_e * state.Zhist[:, -1]
+            kept = (1.0 - Pf) * state.x
+            x = kept + m_e
+            z = (1.0 - Pf) ** 2 * state.z + Pf * state.x + (1.0 - S_e) * m_e
+            okx = x > 0
+            Vf_new = jnp.where(okx, (kept * Vf + m_e * V[:, -1]) / jnp.where(okx, x, 1.0), Vf)
+        else:
+            x, z, Vf_new = state.x, state.z, state.Vf
+        return MesoState(
+            V=jnp.concatenate([zero, V[:, :-1]], 1),
+            logS=jnp.concatenate([zero, logS_new[:, :-1]], 1),
+            Zhist=jnp.concatenate([Z_t[:, None], state.Zhist[:, :-1]], 1),
+            syn=syn, x=x, z=z, Vf=Vf_new, t=state.t + 1,
+        )
+
+    return zbar, advance
+
+
+def predict(
+    params: MesoParams,
+    Z: jax.Array,
+    A0: jax.Array,
+    I_ext: jax.Array | None = None,
+    cfg: MesoConfig = MesoConfig(),
+) -> jax.Array:
+    """Expected activity ``Z̄(t)`` (T, M) given the latent trajectory Z (teacher forcing).
+
+    Parameters
+    ----------
+    params
+        Model parameters.
+    Z
+        (T, M) fraction of each population firing per bin of Δ (spikes/neuron/bin). The history
+        before the window is the constant ``A0·Δ`` (neuLVM's stationary start).
+    A0
+        (M,) initial rates in Hz (stationary state, synaptic trace).
+    I_ext
+        Optional (T, M) external input in Δu/s.
+    cfg
+        Static options (:class:`MesoConfig`: bin size, age bins, free bin, integrator).
+    """
+    state = init_state(params, A0, cfg)
+
+    def body(st, x):
+        Zt, It = x
+        zbar, adv = step(params, st, It, cfg)
+        return adv(Zt), zbar
+
+    _, zbar = jax.lax.scan(body, state, (Z, I_ext), unroll=cfg.unroll)
+    return zbar
+
+
+def observed_logits(
+    params: MesoParams,
+    Z: jax.Array,
+    A0: jax.Array,
+    y: jax.Array,
+    age0: jax.Array,
+    I_ext: jax.Array | None = None,
+    cfg: MesoConfig = MesoConfig(),
+) -> jax.Array:
+    """Bernoulli logits ``log(e^{λΔ} − 1)`` of the observed neurons' spikes, shape (T, M, n).
+
+    Each observed neuron receives its population's input, is reset to 0 by its own spikes
+    ``y`` (T, M, n) and starts from the stationary potential at its initial age ``age0`` (M, n)
+    in bins. ``P(y = 1) = 1 − e^{−λΔ}``, ``λ = exp(V − θ)`` Hz (1e-8 Hz while refractory).
+    The potential is the closed form of the same membrane update as :func:`step`:
+    ``V(t) = U(t) − a^{k−r+1} U(t−k+r−1)`` for a neuron of age k (r refractory bins), with the
+    free potential ``U(t) = a U(t−1) + (1 − a)(μ + I(t)/α_m)``.
+    """
+    T, M = Z.shape
+    dt = cfg.dt
+    ref = ref_bins(params, dt)
+    dtype = Z.dtype
+    U, a = _drive(params, Z, A0, I_ext, dt, cfg.integrator)
+    loga = jnp.log(a)[None, :, None]
+    h = _free_potential(params, A0)[None, :, None]
+    t = jnp.arange(T)[:, None, None]
+    # cohort index d = (bin of the last spike before t) + 1, or -age0 when none yet
+    never = -(1 << 30)
+    spk = jnp.where(y > 0, t + 1, never)
+    last = jax.lax.cummax(spk, axis=0)
+    last = jnp.concatenate([jnp.full((1,) + last.shape[1:], never, last.dtype), last[:-1]], axis=0)
+    d = jnp.where(last > never // 2, last, -age0[None].astype(last.dtype))
+    k = t - d  # age in bins at step t
+    U_prev = jnp.concatenate([jnp.zeros((1, M), dtype), U], axis=0)  # U_prev[i] = U[i-1]
+    gidx = jnp.clip(d + ref, 0, T)
+    Ud = jnp.take_along_axis(jnp.broadcast_to(U_prev[:, :, None], (T + 1, M, y.shape[-1])), gidx, axis=0)
+    Ut = U[:, :, None]
+    V_in = Ut - jnp.exp((k - ref + 1).astype(dtype) * loga) * Ud
+    j0 = (-d).astype(dtype)
+    V0 = jnp.where(j0 * dt < params.t_ref - 1e-12, 0.0, h * (1.0 - jnp.exp(-params.amem[None, :, None] * j0 * dt)))
+    V_old = Ut + jnp.exp((t + 1).astype(dtype) * loga) * V0
+    V = jnp.where(d >= 1 - ref, V_in, V_old)
+    refractory = k < ref
+    log_x = jnp.where(refractory, math.log(_REF_LAMBDA), V - params.theta[None, :, None]) + math.log(dt)
+    x = jnp.exp(log_x)
+    # log(1 - e^{-x}) (stable for small x); logit = log(1 - e^{-x}) + x
+    log_p1 = jnp.where(x < 1e-4, log_x - 0.5 * x, jnp.log(-jnp.expm1(-jnp.maximum(x, 1e-4))))
+    return log_p1 + x
+
+
+def simulate(
+    params: MesoParams,
+    n_bins: int,
+    *,
+    key: jax.Array,
+    A0: jax.Array | None = None,
+    I_ext: jax.Array | None = None,
+    noise: Literal["gaussian", "binomial"] = "gaussian",
+    cfg: MesoConfig = MesoConfig(),
+) -> tuple[jax.Array, jax.Array]:
+    """Free simulation of the mesoscopic model for ``n_bins`` bins of Δ.
+
+    At each bin ``Z ~ N(Z̄, Z̄/N)`` truncated at 0 (neuLVM, ``noise="gaussian"``) or
+    ``Z = Binomial(N, Z̄)/N`` (``noise="binomial"``), and Z is fed back as history.
+
+    Parameters
+    ----------
+    params
+        Model parameters.
+    n_bins
+        Number of bins of Δ (4 ms) to simulate (any length; only Z and Z̄ are kept).
+    key
+        PRNG key (``fold_in(key, t)`` per bin, so runs of different length share their start).
+    A0
+        (M,) initial rates in Hz for the stationary start (default 1 Hz everywhere, as neuLVM).
+    I_ext
+        Optional (n_bins, M) external input in Δu/s (e.g. from :func:`spikejax.meso.pulse_input`).
+    cfg
+        Static model options (:class:`MesoConfig`).
+
+    Returns
+    -------
+    (Z, zbar)
+        Sampled and expected fractions, each (n_bins, M); rates in Hz are ``Z / dt``.
+    """
+    n_bins = int(check_scalar(n_bins, "n_bins", low=1, integer=True))
+    check_choice(noise, "noise", ("gaussian", "binomial"))
+    M = params.M
+    dtype = params.amem.dtype
+    A0 = jnp.ones((M,), dtype) if A0 is None else check_array(A0, "A0", (M,), low=0.0).astype(dtype)
+    if I_ext is not None:
+        I_ext = check_array(I_ext, "I_ext", (n_bins, M)).astype(dtype)
+    return _simulate(params, key, A0, I_ext, n_bins=n_bins, noise=noise, cfg=cfg)
+
+
+@functools.partial(jax.jit, static_argnames=("n_bins", "noise", "cfg"))
+def _simulate(params, key, A0, I_ext, *, n_bins, noise, cfg):
+    N = params.N_array
+    state = init_state(params, A0, cfg)
+
+    def body(st, x):
+        t, It = x
+        zbar, adv = step(params, st, It, cfg)
+        k = jax.random.fold_in(key, t)
+        if noise == "gaussian":
+            Zt = jnp.maximum(zbar + jnp.sqrt(zbar / N) * jax.random.normal(k, zbar.shape, zbar.dtype), 0.0)
+        else:
+            Zt = jax.random.binomial(k, N, zbar).astype(zbar.dtype) / N
+        return adv(Zt), (Zt, zbar)
+
+    _, (Z, zbar) = jax.lax.scan(body, state, (jnp.arange(n_bins), I_ext), unroll=cfg.unroll)
+    return Z, zbar
+
+
+def validate_Z(Z, name: str = "Z", M: int | None = None) -> jax.Array:
+    """Check a latent/population trajectory: (T, M), finite, within [0, 1]."""
+    Z = check_array(Z, name, (None, M), ndim=2)
+    check_finite(Z, name)
+    check_range(Z, name, low=0.0, high=1.0)
+    if Z.shape[0] < 2:
+        raise ConfigError(f"{name} needs at least 2 bins, got shape {tuple(Z.shape)}")
+    return Z
+
+
+def as_numpy(x) -> np.ndarray:
+    return np.asarray(jax.device_get(x))
