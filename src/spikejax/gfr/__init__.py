@@ -59,6 +59,7 @@ from .fit import (
     FitCellsResult,
     FitConfig,
     evaluate,
+    fit_alpha_beta,
     fit_cell,
     fit_cells,
     masked_evr,

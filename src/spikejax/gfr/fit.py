@@ -61,6 +61,7 @@ __all__ = [
     "evaluate",
     "fit_cells",
     "fit_cell",
+    "fit_alpha_beta",
     "selection_criteria",
 ]
 
@@ -313,14 +314,16 @@ def masked_evr(model_trace: jax.Array, trials: jax.Array, trial_mask: jax.Array,
 
 
 def _eval_member(model: GFR, ev: dict[str, jax.Array], eps: float) -> dict[str, jax.Array]:
+    """Noise-1 (val) and Noise-2 (test) EVR and per-bin NLL of the response to the first trial's current."""
     out = {}
     for name in ("val", "test"):
         d = ev[name]
         m = simulate(model, d["current"])
         out[f"{name}_evr"] = masked_evr(m, d["trials"], d["trial_mask"], d["n_bins"])
-        batch = {"current": jnp.broadcast_to(d["current"], d["trials"].shape), "rate": d["trials"], "n_sweeps": jnp.sum(d["trial_mask"]), "n_bins": d["n_bins"], "dt": d["dt"]}
-        # Noise trials share the first trial's current in the model's response (as the EVR does).
-        out[f"{name}_loss"] = stage2_loss(model, batch, eps=eps)[1]["per_bin"]
+        k, t = d["trials"].shape
+        mask = d["trial_mask"][:, None] & (jnp.arange(t)[None, :] < d["n_bins"])
+        nll = poisson_nll(jnp.broadcast_to(m, (k, t)) * d["dt"], d["trials"] * d["dt"], mask=mask, convention="torch", eps=eps, reduction="sum")
+        out[f"{name}_loss"] = nll / jnp.maximum(jnp.sum(d["trial_mask"]), 1) / jnp.maximum(d["n_bins"], 1)
     return out
 
 
@@ -419,7 +422,14 @@ def _train_members(
 
     vstep = jax.vmap(jax.vmap(member_step, in_axes=(0, 0, 0, None, 0)), in_axes=(0, 0, 0, 0, None))
     opt_state = jax.vmap(jax.vmap(optax.adam(1.0).init))(params)
-    active_group = [b["n_sweeps"] > 0 if "n_sweeps" in b else jnp.ones(c, bool) for b in batches]
+    # one common padded shape for every type-batch, scanned over (one compiled step body)
+    batches = list(batches)
+    stacked = {}
+    for k in batches[0]:
+        arrs = [b[k] for b in batches]
+        shape = tuple(max(a.shape[i] for a in arrs) for i in range(arrs[0].ndim))
+        stacked[k] = jnp.stack([jnp.pad(a, [(0, n - d) for n, d in zip(shape, a.shape)]) for a in arrs])
+    present_g = jnp.stack([b["n_sweeps"] > 0 if "n_sweeps" in b else jnp.ones(c, bool) for b in batches])
     p_hist = max(int(patience or 1) - 1, 1)
     dtype = jax.tree_util.tree_leaves(params)[0].dtype
     state = {
@@ -434,18 +444,22 @@ def _train_members(
     @jax.jit
     def run(state, epoch0):
         def epoch(st, e):
-            params, opt_state = st["params"], st["opt_state"]
             budget = (epoch0 + e) < n_epochs[None, :]
             was_active = ~st["stopped"] & budget
-            total = jnp.zeros((c, m), dtype)
-            count = jnp.zeros((c, m), dtype)
-            for batch, present in zip(batches, active_group):
+
+            def group_step(carry, xs):
+                params, opt_state, total, count = carry
+                batch, present = xs
                 p2, s2, per_bin = vstep(params, opt_state, frozen, batch, lrs)
                 act = was_active & present[:, None]
                 params = _where_tree(act, p2, params)
                 opt_state = _where_tree(act, s2, opt_state)
                 total = total + jnp.where(present[:, None], per_bin, 0.0)
                 count = count + present[:, None]
+                return (params, opt_state, total, count), None
+
+            init = (st["params"], st["opt_state"], jnp.zeros((c, m), dtype), jnp.zeros((c, m), dtype))
+            (params, opt_state, total, count), _ = jax.lax.scan(group_step, init, (stacked, present_g))
             loss = total / jnp.maximum(count, 1)
             if patience:
                 same = jnp.all(st["recent"] == loss[..., None], axis=-1) & (st["n_done"] + 1 >= patience)
@@ -774,3 +788,64 @@ def fit_cell(
     summary = {"cell_id": prep.cell_id, **ev, "train_loss": train_loss, "best_lr": config.hparams[j][0], "epochs": n_ep,
                "activation_loss": best_loss, "selected": bool(selection_criteria(ev["val_evr"], train_loss))}
     return model, summary
+
+
+def fit_alpha_beta(
+    model: GFR,
+    current: jax.Array,
+    rate: jax.Array,
+    *,
+    lr: float = 1e-2,
+    n_epochs: int = 200,
+    eps: float = 1e-8,
+    optimizer: optax.GradientTransformation | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
+    progress: bool = False,
+    bptt_checkpoint: bool | int = False,
+    method: str = "adam",
+    tol: float = 1e-10,
+) -> Any:
+    """Stage 2 on given sweeps: train ``alpha`` and ``beta`` of ``model`` (``g`` and ``lambda``
+    frozen by a filter spec) on ``current``/``rate`` of shape (sweeps, T) (pA, spikes/ms) on the
+    torch-convention Poisson NLL of counts (mean over sweeps, sum over bins).
+
+    ``method="adam"`` (GRNN's optimiser; full batch, :func:`spikejax.core.fit`, ``n_epochs`` steps)
+    or ``"bfgs"`` (optimistix BFGS on the 2n parameters, at most ``n_epochs`` iterations, tolerance
+    ``tol``; converges far more tightly on small problems, e.g. parameter recovery).
+    Returns :class:`spikejax.core.FitResult` (``history["per_bin"]``: per-bin NLL).
+    """
+    from ..core.errors import check_array
+
+    cur = check_array(current, "current", ndim=2)
+    r = check_array(rate, "rate", shape=cur.shape, low=0.0)
+    batch = {"current": cur, "rate": r, "n_sweeps": jnp.asarray(cur.shape[0]), "n_bins": jnp.asarray(cur.shape[1]),
+             "dt": jnp.asarray(float(model.bin_size), cur.dtype)}
+
+    def loss(m, _batch, key):
+        return stage2_loss(m, batch, eps=eps, checkpoint=bptt_checkpoint)
+
+    if method == "bfgs":
+        import optimistix as optx
+
+        from ..core.training import FitResult
+
+        def objective(y, _):
+            m = eqx.tree_at(lambda m: (m.alpha, m.beta), model, y)
+            return stage2_loss(m, batch, eps=eps, checkpoint=bptt_checkpoint)[1]["per_bin"]
+
+        sol = optx.minimise(objective, optx.BFGS(rtol=tol, atol=tol), (model.alpha, model.beta), max_steps=max(int(n_epochs), 1), throw=False)
+        fitted = eqx.tree_at(lambda m: (m.alpha, m.beta), model, sol.value)
+        final = float(objective(sol.value, None))
+        if not np.isfinite(final):
+            raise NonFiniteError("fit_alpha_beta(method='bfgs') ended with a non-finite loss; try float64 or Adam")
+        steps = int(sol.stats["num_steps"])
+        reason = "completed" if sol.result == optx.RESULTS.successful else "max_steps"
+        return FitResult(fitted, None, {"step": np.asarray([steps]), "per_bin": np.asarray([final])}, steps, reason)
+    if method != "adam":
+        raise ConfigError(f"method must be 'adam' or 'bfgs', got {method!r}")
+    return core_fit(
+        model, loss, None, optimizer=optimizer or optax.adam(lr), key=jax.random.PRNGKey(0), n_steps=n_epochs,
+        filter_spec=_gfr_spec(model), has_aux=True, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
+        progress=progress, desc="fit_alpha_beta",
+    )
