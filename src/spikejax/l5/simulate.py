@@ -1,0 +1,507 @@
+"""The L5 simulation: sims x directions vmapped, ``lax.scan`` over 25-step blocks of steps.
+
+One run (one network, one direction) integrates
+
+    tau dr/dt = -r + phi(W r + u(t)),   W_in = I,
+
+with forward Euler (default) or the original RK4 (output clipped at 0), then, from step
+``number_steps_before_learning`` on and outside 'Rest' phases, the weights
+``W <- W + dt * M * G / tau_learn`` (or the same through RK4). Rates and (type-level) weights
+are averaged over blocks of ``block`` steps; the final weight is the mean over the last
+25 blocks (as the original's ``weights[:, -25:]`` on block-averaged samples).
+
+Threshold filters are recursive (O(N) per step): the uniform BCM window and the truncated
+exponential Slide_BCM window are running sums over a ring buffer of the last L rates
+(L = int(-(tau_threshold/dt) ln 0.1)), exactly the original's windows; ``threshold_filter='ema'``
+uses untruncated leaky integrators instead (no buffer, for tuning and sweeps).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from ..core.errors import ConfigError, ShapeError, check_array
+from .config import L5Config
+from .dynamics import PHASE_MODES, neuron_mask, phase_row_masks, phi, rule_gradient
+from .network import Network, check_network, type_index
+from .stimulus import spatial_projection, stimulus_at, thalamic_gain
+
+__all__ = ["L5Params", "Spec", "SimOutput", "make_spec", "simulate", "simulate_config"]
+
+
+class L5Params(eqx.Module):
+    """Continuous parameters of a run (array leaves: vary them without recompiling).
+
+    Attributes
+    ----------
+    amplitude : (4,)   input amplitudes [CS, CC, PV, SST]
+    steady : (4,)      steady-input flags (0/1 as floats)
+    tau : (4,)         rate time constant per type (model time)
+    delta_t : ()       step (model time)
+    tau_learn, tau_threshold : ()  learning and threshold time constants
+    spatialF, temporalF, spatialPhase : ()  grating parameters (temporalF in rad/step)
+    phi_lo, phi_hi : ()  bounds of the clipped ReLU
+    w_gain : (4, 4)    type-level gains on W (rows = presynaptic type), 1 = unchanged
+    degree : (D,)      directions in degrees
+    thal_g_orth, thal_g_pref : ()  thalamic gains
+    """
+
+    amplitude: Float[Array, " 4"]
+    steady: Float[Array, " 4"]
+    tau: Float[Array, " 4"]
+    delta_t: Float[Array, ""]
+    tau_learn: Float[Array, ""]
+    tau_threshold: Float[Array, ""]
+    spatialF: Float[Array, ""]
+    temporalF: Float[Array, ""]
+    spatialPhase: Float[Array, ""]
+    phi_lo: Float[Array, ""]
+    phi_hi: Float[Array, ""]
+    w_gain: Float[Array, "4 4"]
+    degree: Float[Array, " D"]
+    thal_g_orth: Float[Array, ""]
+    thal_g_pref: Float[Array, ""]
+
+    @classmethod
+    def from_config(cls, cfg: L5Config) -> L5Params:
+        """Array leaves from a validated config (current default float dtype)."""
+        cfg.validate()
+        f = lambda v: jnp.asarray(np.asarray(v, dtype=float), dtype=jnp.result_type(float))  # noqa: E731
+        tau = np.broadcast_to(np.asarray(cfg.tau, dtype=float), (4,))
+        return cls(
+            amplitude=f(cfg.amplitude),
+            steady=f(cfg.steady_input),
+            tau=f(tau),
+            delta_t=f(cfg.delta_t),
+            tau_learn=f(cfg.tau_learn),
+            tau_threshold=f(cfg.tau_threshold),
+            spatialF=f(cfg.spatialF),
+            temporalF=f(cfg.temporalF),
+            spatialPhase=f(cfg.spatialPhase),
+            phi_lo=f(cfg.phi_lo),
+            phi_hi=f(cfg.phi_hi),
+            w_gain=f(np.ones((4, 4))),
+            degree=f(np.asarray(cfg.degree, dtype=float).reshape(-1)),
+            thal_g_orth=f(cfg.thal_scalar_orthogonal),
+            thal_g_pref=f(cfg.thal_scalar_preferred),
+        )
+
+    def validate(self) -> L5Params:
+        """Check shapes and values of concrete parameters (skipped under tracing)."""
+        for name, shape in (("amplitude", (4,)), ("steady", (4,)), ("tau", (4,)), ("w_gain", (4, 4))):
+            check_array(getattr(self, name), f"params.{name}", shape)
+        check_array(self.degree, "params.degree", (None,))
+        for name in ("delta_t", "tau_learn", "tau_threshold", "spatialF", "temporalF", "spatialPhase", "phi_lo", "phi_hi"):
+            check_array(getattr(self, name), f"params.{name}", ())
+        check_array(self.tau, "params.tau", (4,), low=0.0)
+        if not eqx.is_array(self.tau) or isinstance(self.tau, jax.core.Tracer):
+            return self
+        t = np.asarray(self.tau)
+        if np.any(t <= 0):
+            raise ConfigError(f"params.tau must be > 0, got {t.tolist()}")
+        if np.any(float(self.delta_t) >= t):
+            raise ConfigError(f"params.delta_t must be < tau, got delta_t={float(self.delta_t)} and tau={t.tolist()}")
+        if float(self.tau_learn) <= 0 or float(self.tau_threshold) <= 0:
+            raise ConfigError("params.tau_learn and params.tau_threshold must be > 0")
+        return self
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Static structure of a simulation (changing it recompiles)."""
+
+    N: tuple
+    steps: int
+    block: int
+    n_before: int
+    rule: str
+    variant: str
+    integrator: str
+    nonlinearity: str
+    gamma: float
+    smooth_beta: float
+    neurons: str
+    phase_modes: tuple
+    eval_steps: int
+    capacity: int
+    stimulus: str
+    thal_fraction: tuple
+    thal_degree_index: int
+    threshold_filter: str
+    record_weights: bool = True
+    record_states: bool = False
+    remat: bool = False
+
+    @property
+    def n_blocks(self) -> int:
+        return self.steps // self.block
+
+    @property
+    def acc_steps(self) -> int:
+        return min(25 * self.block, self.steps)
+
+    @property
+    def learning(self) -> bool:
+        """Whether W can change at all (the faithful RK4 clips W even for rule 'None')."""
+        if self.n_before >= self.steps:
+            return False
+        if self.rule != "None":
+            return True
+        return self.integrator == "runge_kutta" and self.variant == "faithful"
+
+
+def make_spec(
+    cfg: L5Config,
+    *,
+    record_weights: bool = True,
+    record_states: bool = False,
+    remat: bool = False,
+    capacity: int | None = None,
+    steps: int | None = None,
+) -> Spec:
+    """The static half of a config. ``capacity`` (ring-buffer length) defaults to the window length
+    capped at steps + 1; pass ``steps + 1`` when ``tau_threshold`` will vary (search, tuning)."""
+    cfg.validate()
+    steps = cfg.steps if steps is None else int(steps)
+    cap = min(cfg.window_length, steps + 1) if capacity is None else int(capacity)
+    if cfg.threshold_filter == "window" and cfg.learning_rule in ("BCM", "Slide_BCM", "Cov") and cfg.window_length < cfg.block:
+        raise ConfigError(
+            f"the threshold window int(-(tau_threshold/delta_t) ln 0.1) = {cfg.window_length} steps must be >= block="
+            f"{cfg.block}; raise tau_threshold, lower block or use threshold_filter='ema'"
+        )
+    return Spec(
+        N=tuple(int(n) for n in cfg.N),
+        steps=steps,
+        block=int(cfg.block),
+        n_before=int(cfg.number_steps_before_learning),
+        rule=cfg.learning_rule,
+        variant=cfg.variant,
+        integrator=cfg.integrator,
+        nonlinearity=cfg.nonlinearity_rule,
+        gamma=float(cfg.gamma),
+        smooth_beta=float(cfg.smooth_beta),
+        neurons=cfg.neurons,
+        phase_modes=tuple(PHASE_MODES.index(m) for m in cfg.phase_list),
+        eval_steps=int(cfg.eval_steps),
+        capacity=max(1, cap),
+        stimulus=cfg.stimulus,
+        thal_fraction=tuple(float(x) for x in cfg.thal_fraction),
+        thal_degree_index=int(cfg.thal_degree_index),
+        threshold_filter=cfg.threshold_filter,
+        record_weights=record_weights,
+        record_states=record_states,
+        remat=remat,
+    )
+
+
+class SimOutput(eqx.Module):
+    """Outputs of :func:`simulate` (leading axes: S simulations, D directions).
+
+    rates : (S, D, n_blocks, N)   block-mean rates
+    w_trace : (S, D, n_blocks, 4, 4)  type-level mean weights [post, pre] at each block end
+    W_final : (S, D, N, N)   mean W over the last 25 blocks
+    W_init : (S, N, N)       initial W (after type-level gains)
+    r_steps, W_steps : per-step rates (S, D, T, N) and weights (S, D, T, N, N) (record_states only)
+    """
+
+    rates: Array
+    w_trace: Array | None
+    W_final: Array | None
+    W_init: Array
+    r_steps: Array | None = None
+    W_steps: Array | None = None
+
+
+def _run_one(p: L5Params, spec: Spec, W0, struct, pos_a, pos_b, r0, theta, theta_pref):
+    N = spec.N
+    n = int(sum(N))
+    dtype = r0.dtype
+    tid = type_index(N)
+    sgn = jnp.asarray(np.where(tid < 2, 1.0, -1.0), dtype)
+    amp_n = p.amplitude[tid]
+    steady_n = p.steady[tid]
+    tau_n = p.tau[tid]
+    dt = p.delta_t
+    s = spatial_projection(pos_a, pos_b, theta)
+    gain = None
+    if spec.stimulus == "thalamic":
+        gain = thalamic_gain(tid, N, theta, theta_pref, spec.thal_fraction, p.thal_g_orth, p.thal_g_pref)
+
+    def u_at(t):
+        return stimulus_at(spec.stimulus, amp_n, steady_n, s, t.astype(dtype), p.spatialF, p.temporalF, p.spatialPhase, gain)
+
+    def nl(x):
+        return phi(x, kind=spec.nonlinearity, lo=p.phi_lo, hi=p.phi_hi, gamma=spec.gamma, beta=spec.smooth_beta, variant=spec.variant)
+
+    def f_rate(r, W, u):
+        return (-r + nl(W @ r + u)) / tau_n
+
+    def rate_step(r, W, u):
+        if spec.integrator == "forward_euler":
+            return r + dt * f_rate(r, W, u)
+        k1 = f_rate(r, W, u)
+        k2 = f_rate(r + 0.5 * k1 * dt, W, u)
+        k3 = f_rate(r + 0.5 * k2 * dt, W, u)
+        k4 = f_rate(r + k3 * dt, W, u)
+        return jnp.maximum(r + dt * ((1.0 / 6.0) * k1 + (1.0 / 3.0) * k2 + (1.0 / 3.0) * k3 + (1.0 / 6.0) * k4), 0.0)
+
+    # ---- masks (static numpy) ----
+    nmask_np = neuron_mask(N, spec.neurons, spec.variant)
+    rows_np = phase_row_masks(N, spec.variant)
+    nmask = jnp.asarray(nmask_np, dtype)
+    rows = jnp.asarray(rows_np, dtype)
+    modes = np.asarray(spec.phase_modes, dtype=np.int32)
+    rest = PHASE_MODES.index("Rest")
+    used = [m for m in set(spec.phase_modes) if m != rest]
+    rows_trivial = all(np.all(rows_np[m] == 1) for m in used)
+    mask_trivial = bool(np.all(nmask_np == 1)) and rows_trivial
+    modes_j = jnp.asarray(modes)
+
+    # ---- threshold filters ----
+    # window: running sums over the last L rates; the rates leaving the window during a block are
+    # read once per block from a ring of past blocks (needs L >= block), so the per-step carry
+    # holds only O(N) sums.
+    C = int(spec.capacity)
+    B = spec.block
+    window = spec.threshold_filter == "window"
+    a_exp = jnp.exp(-dt / p.tau_threshold)
+    L = jnp.clip(jnp.floor(-(p.tau_threshold / dt) * jnp.log(jnp.asarray(0.1, dtype))).astype(jnp.int32), B, max(C, B))
+    aL = jnp.exp(-(L * dt) / p.tau_threshold)
+    n_slots = max(C, B) // B + 2
+    if window:
+        thr0 = (r0, r0**2, r0**2)
+        ring0 = jnp.zeros((n_slots, B, n), dtype)
+    else:
+        thr0 = (r0, r0**2)
+        ring0 = jnp.zeros((), dtype)
+
+    def leaving(ring, t0):
+        # rates r_h (h = step index of the sample, r0 has h = -1) leaving the window at steps t0..t0+B-1
+        h0 = t0 - L
+        c1 = jnp.floor_divide(h0, B)
+        off = h0 - c1 * B
+        cat = jnp.concatenate([ring[jnp.mod(c1, n_slots)], ring[jnp.mod(c1 + 1, n_slots)]], axis=0)
+        old = jax.lax.dynamic_slice_in_dim(cat, off, B, axis=0)
+        h = h0 + jnp.arange(B)
+        old = jnp.where((h == -1)[:, None], r0[None, :], old)
+        return old, h >= -1
+
+    def thr_update(thr, r_new, old, valid):
+        if window:
+            s1, s2, e = thr
+            oldv = jnp.where(valid, old, 0.0)
+            s1 = s1 + r_new - oldv
+            s2 = s2 + r_new**2 - oldv**2
+            e = a_exp * e + r_new**2 - aL * oldv**2
+            return (s1, s2, e)
+        m1, m2 = thr
+        lam = dt / p.tau_threshold
+        return (m1 + lam * (r_new - m1), m2 + lam * (r_new**2 - m2))
+
+    def thr_values(thr, j):
+        if window:
+            s1, s2, e = thr
+            cnt = jnp.minimum(j + 1, L).astype(dtype)
+            return s2 / cnt, (dt / p.tau_threshold) * e, s1 / cnt
+        m1, m2 = thr
+        return m2, m2, m1
+
+    def w_step(W, r, u, thr, j, mode):
+        if mask_trivial:
+            mask = struct if spec.variant == "corrected" else 1.0
+        else:
+            mask = nmask if rows_trivial else nmask * rows[mode][:, None]
+            if spec.variant == "corrected":
+                mask = mask * struct
+        th_b, th_s, rbar = thr_values(thr, j)
+
+        def dW(Wc):
+            G = rule_gradient(spec.rule, spec.variant, Wc, r, u, sgn, theta_bcm=th_b, theta_slide=th_s, r_mean=rbar)
+            return mask * G / p.tau_learn
+
+        if spec.rule == "None":
+            W_new = W
+        elif spec.integrator == "runge_kutta":
+            if spec.rule == "Oja":
+                k1 = dW(W)
+                k2 = dW(W + 0.5 * k1 * dt)
+                k3 = dW(W + 0.5 * k2 * dt)
+                k4 = dW(W + k3 * dt)
+            else:
+                k1 = k2 = k3 = k4 = dW(W)
+            W_new = W + dt * ((1.0 / 6.0) * k1 + (1.0 / 3.0) * k2 + (1.0 / 3.0) * k3 + (1.0 / 6.0) * k4)
+        else:
+            W_new = W + dt * dW(W)
+        if spec.integrator == "runge_kutta" and spec.variant == "faithful":
+            W_new = jnp.maximum(W_new, 0.0)
+        if spec.variant == "corrected":
+            W_new = jnp.where(sgn[None, :] > 0, jnp.maximum(W_new, 0.0), jnp.minimum(W_new, 0.0)) * struct
+        return W_new
+
+    learning = spec.learning
+    acc_from = spec.steps - spec.acc_steps
+    keep_W = spec.record_weights and learning
+    has_rest = rest in spec.phase_modes
+
+    def step_factory(learn_flag, acc_flag):
+        # learn_flag / acc_flag: False, True or "cond" (decided per step: only in a block that
+        # straddles the learning onset or the start of the final-weight window)
+        def step(carry, xs):
+            t, old, valid = xs
+            r, W, thr, wacc = carry
+            u = u_at(t)
+            r_new = rate_step(r, W if learning else W0, u)
+            j = t + 1
+            thr = thr_update(thr, r_new, old, valid)
+            if learning and learn_flag:
+                mode = modes_j[jnp.mod(t, len(modes))]
+                if learn_flag == "cond" or has_rest:
+                    do = (t >= spec.n_before) & (mode != rest)
+                    W = jax.lax.cond(do, lambda W_: w_step(W_, r_new, u, thr, j, mode), lambda W_: W_, W)
+                else:
+                    W = w_step(W, r_new, u, thr, j, mode)
+            if keep_W and acc_flag:
+                if acc_flag == "cond":
+                    wacc = jax.lax.cond(t >= acc_from, lambda a: a + W, lambda a: a, wacc)
+                else:
+                    wacc = wacc + W
+            ys = (r_new, W) if spec.record_states else r_new
+            return (r_new, W, thr, wacc), ys
+
+        return step
+
+    P = np.zeros((n, 4))
+    P[np.arange(n), tid] = 1.0
+    P = jnp.asarray(P / np.maximum(P.sum(0), 1.0), dtype)
+
+    def block_factory(step):
+        def block_fn(carry_ring, bts):
+            carry, ring = carry_ring
+            b, ts = bts
+            if window:
+                old, valid = leaving(ring, ts[0])
+            else:
+                old, valid = jnp.zeros((B, 1), dtype), jnp.zeros((B,), bool)
+            carry, ys = jax.lax.scan(step, carry, (ts, old, valid))
+            rs = ys[0] if spec.record_states else ys
+            if window:
+                ring = jax.lax.dynamic_update_slice_in_dim(ring, rs[None], jnp.mod(b, n_slots), axis=0)
+            out = {"rates": jnp.mean(rs, axis=0)}
+            if spec.record_weights:
+                out["w_trace"] = P.T @ (carry[1] if learning else W0) @ P
+            if spec.record_states:
+                out["r_steps"], out["W_steps"] = ys
+            return (carry, ring), out
+
+        return jax.checkpoint(block_fn) if spec.remat else block_fn
+
+    # static segments of blocks with the same (learn, acc) flags
+
+    def flag(start, end, edge):
+        return True if start >= edge else (False if end <= edge else "cond")
+
+    segs = []
+    for blk in range(spec.n_blocks):
+        f = (flag(blk * B, (blk + 1) * B, spec.n_before), flag(blk * B, (blk + 1) * B, acc_from))
+        if segs and segs[-1][2] == f:
+            segs[-1][1] = blk + 1
+        else:
+            segs.append([blk, blk + 1, f])
+    W_c = W0 if learning else jnp.zeros((), dtype)
+    wacc0 = jnp.zeros_like(W0) if keep_W else jnp.zeros((), dtype)
+    ts_all = jnp.arange(spec.steps, dtype=jnp.int32).reshape(spec.n_blocks, spec.block)
+    carry = ((r0, W_c, thr0, wacc0), ring0)
+    b_all = jnp.arange(spec.n_blocks, dtype=jnp.int32)
+    outs = []
+    for b0, b1, (lf, af) in segs:
+        carry, o = jax.lax.scan(block_factory(step_factory(lf, af)), carry, (b_all[b0:b1], ts_all[b0:b1]))
+        outs.append(o)
+    carry = carry[0]
+    out = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs, axis=0), *outs)
+    wacc = carry[3]
+    res = {"rates": out["rates"]}
+    if spec.record_weights:
+        res["w_trace"] = out["w_trace"]
+        res["W_final"] = wacc / spec.acc_steps if keep_W else W0
+    if spec.record_states:
+        res["r_steps"] = out["r_steps"].reshape(spec.steps, n)
+        W_steps = out["W_steps"]
+        res["W_steps"] = W_steps.reshape((spec.steps,) + W_steps.shape[2:]) if learning else jnp.broadcast_to(W0, (spec.steps, n, n))
+    return res
+
+
+def apply_gain(W, w_gain, N):
+    """W[post, pre] scaled by the type-level gain ``w_gain[type(pre), type(post)]``."""
+    tid = type_index(N)
+    return W * w_gain[tid][:, tid].T
+
+
+def _simulate(p: L5Params, net: Network, spec: Spec) -> SimOutput:
+    theta = jnp.deg2rad(p.degree)
+    theta_pref = theta[spec.thal_degree_index] if spec.stimulus == "thalamic" else theta[0]
+    W0 = jax.vmap(lambda W: apply_gain(W, p.w_gain, spec.N))(net.W)
+
+    def per_sim(W, st, a, b, r0):
+        f = lambda th: _run_one(p, spec, W, st, a, b, r0, th, theta_pref)  # noqa: E731
+        return jax.vmap(f)(theta)
+
+    res = jax.vmap(per_sim)(W0, net.struct, net.pos_a, net.pos_b, net.r0)
+    return SimOutput(
+        rates=res["rates"],
+        w_trace=res.get("w_trace"),
+        W_final=res.get("W_final"),
+        W_init=W0,
+        r_steps=res.get("r_steps"),
+        W_steps=res.get("W_steps"),
+    )
+
+
+_simulate_jit = eqx.filter_jit(_simulate)
+
+
+def simulate(params: L5Params, net: Network, spec: Spec, *, jit: bool = True) -> SimOutput:
+    """Run every simulation of ``net`` for every direction in ``params.degree``.
+
+    Pure and differentiable in ``params`` (and ``net.W``); ``spec`` is static. Use
+    :func:`simulate_config` for the one-call version from a config.
+    """
+    if not isinstance(spec, Spec):
+        raise TypeError(f"spec must be a Spec (see make_spec), got {type(spec).__name__}")
+    if not isinstance(params, L5Params):
+        raise TypeError(f"params must be L5Params, got {type(params).__name__}")
+    params.validate()
+    check_network(net, spec.N)
+    if spec.steps % spec.block:
+        raise ShapeError(f"steps={spec.steps} must be a multiple of block={spec.block}")
+    return (_simulate_jit if jit else _simulate)(params, net, spec)
+
+
+def simulate_config(cfg: L5Config, *, key: jax.Array | None = None, record_weights: bool = True):
+    """Build the networks of ``cfg`` and simulate them. Returns ``(output, params, net, spec)``."""
+    from .network import build_network
+
+    key = jax.random.PRNGKey(cfg.seed) if key is None else key
+    net = build_network(cfg, key=key)
+    params = L5Params.from_config(cfg)
+    spec = make_spec(cfg, record_weights=record_weights)
+    return simulate(params, net, spec), params, net, spec
+
+
+def replace_params(p: L5Params, **changes) -> L5Params:
+    """Copy of ``p`` with leaves replaced (values cast to the old leaf's dtype/shape: no recompiles)."""
+    for k, v in changes.items():
+        old = getattr(p, k)
+        new = jnp.asarray(v, dtype=old.dtype)
+        if new.shape != old.shape:
+            new = jnp.broadcast_to(new, old.shape)
+        p = eqx.tree_at(lambda q, k=k: getattr(q, k), p, new)
+    return p
+
+
+__all__ += ["apply_gain", "replace_params"]
