@@ -1,0 +1,322 @@
+"""Data for LFADS: the LFADS/lfads-torch h5 layout, validation, and synthetic Lorenz / 2-photon data.
+
+h5 layout (lfads-torch, autolfads-tf2, RADICaL): ``train_data``, ``valid_data`` (trials × time ×
+neurons), optional ``train_recon_data``/``valid_recon_data`` (lfads-torch's ``*_encod_data`` names
+are accepted too), ``train_ext_input``/``valid_ext_input``, ``*_truth``, ``*_inds`` and scalars
+such as ``conversion_factor``. Arrays written as MATLAB ``[neurons × samples × trials]`` by the
+RADICaL/GCP tools appear to Python as trials × time × neurons already (column-major); an array
+written from Python in ``(neurons, samples, trials)`` order is read with
+``layout="neurons_samples_trials"``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from ..core.errors import DataFormatError, ShapeError
+from ..core.io import atomic_path
+
+__all__ = [
+    "LAYOUTS",
+    "load_lfads_h5",
+    "save_lfads_h5",
+    "check_dataset",
+    "make_sv_mask",
+    "load_lorenz_tutorial",
+    "lorenz_trajectories",
+    "generate_lorenz_dataset",
+    "generate_calcium_dataset",
+]
+
+LAYOUTS = ("trials_time_neurons", "neurons_samples_trials")
+
+
+def _read(f, key, layout):
+    arr = np.asarray(f[key][()])
+    if arr.ndim == 3 and layout == "neurons_samples_trials":
+        arr = np.transpose(arr, (2, 1, 0))
+    return arr
+
+
+def load_lfads_h5(path: str | Path, *, layout: str = "trials_time_neurons") -> dict[str, Any]:
+    """Read an LFADS-style h5 file.
+
+    Returns ``{"train": {...}, "valid": {...}, "extra": {...}}`` where each split holds ``data``
+    (trials × time × neurons, float), and where present ``recon``, ``ext``, ``truth``, ``inds``
+    (0-based as stored). Other datasets go to ``extra``.
+
+    Raises
+    ------
+    DataFormatError
+        Missing ``train_data``/``valid_data``, non-3-D arrays, or train/valid arrays that disagree
+        on time or neuron counts (often a sign of the wrong ``layout``).
+    """
+    if layout not in LAYOUTS:
+        raise DataFormatError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no LFADS h5 file at {path}")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise DataFormatError(f"{path} is not a readable HDF5 file ({exc})") from exc
+    out: dict[str, Any] = {"train": {}, "valid": {}, "extra": {}}
+    with f:
+        keys = set(f.keys())
+        names = {"data": ("{s}_data", "{s}_encod_data"), "recon": ("{s}_recon_data",),
+                 "ext": ("{s}_ext_input",), "truth": ("{s}_truth",), "inds": ("{s}_inds",)}
+        used = set()
+        for split in ("train", "valid"):
+            for field, pats in names.items():
+                for pat in pats:
+                    k = pat.format(s=split)
+                    if k in keys:
+                        out[split][field] = _read(f, k, layout) if field != "inds" else np.asarray(f[k][()])
+                        used.add(k)
+                        break
+            if "data" not in out[split]:
+                raise DataFormatError(
+                    f"{path}: no '{split}_data' (or '{split}_encod_data') dataset; found keys {sorted(keys)}. "
+                    "LFADS h5 files need train_data and valid_data (trials x time x neurons).")
+        for k in sorted(keys - used):
+            if isinstance(f[k], h5py.Dataset):
+                out["extra"][k] = np.asarray(f[k][()])
+    for split in ("train", "valid"):
+        for field in ("data", "recon", "ext", "truth"):
+            if field in out[split] and out[split][field].ndim != 3:
+                raise DataFormatError(
+                    f"{path}: {split}_{field} must be 3-D (trials x time x neurons), got shape "
+                    f"{out[split][field].shape}")
+        out[split]["data"] = out[split]["data"].astype(np.float32)
+    tr, va = out["train"]["data"], out["valid"]["data"]
+    if tr.shape[1:] != va.shape[1:]:
+        raise DataFormatError(
+            f"{path}: train_data {tr.shape} and valid_data {va.shape} disagree on (time, neurons); expected "
+            f"layout {layout!r} (trials x time x neurons after reading). If the file stores "
+            "[neurons x samples x trials] from Python, pass layout='neurons_samples_trials'.")
+    return out
+
+
+def save_lfads_h5(path: str | Path, train: dict[str, Any], valid: dict[str, Any], extra: dict[str, Any] | None = None,
+                  *, compression: str | None = "gzip") -> Path:
+    """Write an LFADS-style h5 file atomically (float32 data; the int8 cast of the MATLAB tools is avoided)."""
+    names = {"data": "{s}_data", "recon": "{s}_recon_data", "ext": "{s}_ext_input", "truth": "{s}_truth",
+             "inds": "{s}_inds"}
+    path = Path(path)
+    with atomic_path(path, suffix=".h5") as tmp:
+        with h5py.File(tmp, "w") as f:
+            for split, d in (("train", train), ("valid", valid)):
+                if "data" not in d:
+                    raise DataFormatError(f"save_lfads_h5: the {split} split needs a 'data' array")
+                for field, v in d.items():
+                    if field not in names:
+                        raise DataFormatError(f"save_lfads_h5: unknown field {field!r} in {split}; use {sorted(names)}")
+                    v = np.asarray(v)
+                    if field != "inds":
+                        v = v.astype(np.float32)
+                    f.create_dataset(names[field].format(s=split), data=v,
+                                     compression=compression if v.ndim >= 2 else None)
+            for k, v in (extra or {}).items():
+                f.create_dataset(k, data=np.asarray(v))
+    return path
+
+
+def check_dataset(data: dict[str, Any], config, *, sbtt: bool = False, name: str = "data") -> None:
+    """Validate a split dict against a model config; raise a clear error on bad input.
+
+    Checks the shapes ``(trials, encod_seq_len, data_dim)`` / ``(trials, recon_seq_len,
+    recon_dim)``, NaN only with ``sbtt=True``, no inf, non-negative counts for Poisson, and for
+    ZIG that every non-zero event exceeds ``s_min``.
+    """
+    if not isinstance(data, dict) or "data" not in data:
+        raise DataFormatError(f"{name} must be a dict with a 'data' array (trials x time x neurons)")
+    x = np.asarray(data["data"], dtype=float)
+    if x.ndim != 3 or x.shape[1:] != (config.encod_seq_len, config.data_dim):
+        raise ShapeError(f"{name}['data'] must have shape (trials, {config.encod_seq_len}, {config.data_dim}) "
+                         f"(trials x encod_seq_len x data_dim), got {x.shape}")
+    y = np.asarray(data.get("recon", data["data"]), dtype=float)
+    if y.shape[1:] != (config.recon_seq_len, config.recon_dim) or y.shape[0] != x.shape[0]:
+        raise ShapeError(f"{name}['recon'] must have shape ({x.shape[0]}, {config.recon_seq_len}, "
+                         f"{config.recon_dim}), got {y.shape}")
+    if "ext" in data:
+        e = np.asarray(data["ext"])
+        if e.shape != (x.shape[0], config.recon_seq_len, config.ext_input_dim):
+            raise ShapeError(f"{name}['ext'] must have shape ({x.shape[0]}, {config.recon_seq_len}, "
+                             f"{config.ext_input_dim}), got {e.shape}")
+        if not np.all(np.isfinite(e)):
+            raise DataFormatError(f"{name}['ext'] contains NaN/inf")
+    elif config.ext_input_dim > 0:
+        raise DataFormatError(f"{name} needs an 'ext' array: the model has ext_input_dim={config.ext_input_dim}")
+    for arr, which in ((x, "data"), (y, "recon")):
+        if np.any(np.isinf(arr)):
+            raise DataFormatError(f"{name}['{which}'] contains inf values")
+        n_nan = int(np.isnan(arr).sum())
+        if n_nan and not sbtt:
+            raise DataFormatError(
+                f"{name}['{which}'] contains {n_nan} NaN entries (missing samples) but SBTT is off; pass "
+                "sbtt=True to train on the observed entries only, or fill the missing values")
+        v = arr[~np.isnan(arr)]
+        if config.reconstruction == "poisson":
+            if v.size and v.min() < 0:
+                raise DataFormatError(f"{name}['{which}'] has negative counts (min {v.min()}); the Poisson "
+                                      "observation model needs counts >= 0")
+        else:
+            if v.size and v.min() < 0:
+                raise DataFormatError(f"{name}['{which}'] has negative events (min {v.min()}); ZIG needs y >= 0")
+            bad = (v > 0) & (v <= config.s_min)
+            if bad.any():
+                raise DataFormatError(
+                    f"{name}['{which}'] has {int(bad.sum())} non-zero events <= s_min={config.s_min} (smallest "
+                    f"{v[v > 0].min():.4g}); the ZIG needs every event > s_min: threshold the events (set y <= s_min "
+                    "to 0) or lower s_min below the smallest event")
+
+
+def make_sv_mask(shape, sv_rate: float, seed: int) -> np.ndarray:
+    """Fixed sample-validation mask: True = held in (probability 1 - sv_rate), seeded."""
+    rng = np.random.default_rng(seed)
+    return rng.random(shape) >= sv_rate
+
+
+def load_lorenz_tutorial() -> dict[str, Any]:
+    """The bundled LFADS-tutorial Lorenz dataset (MIT; see ``spikejax/data/lfads/README.md``).
+
+    Returns ``{"train": {...}, "valid": {...}}`` with ``data`` (counts per 10-ms bin, trials × 100 ×
+    60), ``truth`` (spikes/s), ``lowd`` (standardised Lorenz x, y, z), ``inds`` and ``cond``.
+    """
+    from ..data import path as data_path
+
+    p = data_path("lfads/lfads_lorenz.h5")
+    with h5py.File(p, "r") as f:
+        per = int(f["n_trials_per_init_cond"][0])
+        ct, cl = f["cond_truth"][()], f["cond_lowd"][()]
+        out = {}
+        for s in ("train", "valid"):
+            inds = f[f"{s}_inds"][()]
+            cond = inds // per
+            out[s] = {"data": f[f"{s}_data"][()].astype(np.float32), "truth": ct[cond], "lowd": cl[cond],
+                      "inds": inds, "cond": cond}
+    out["bin_ms"] = 10.0
+    return out
+
+
+def lorenz_trajectories(n: int, steps: int, *, dt: float, rng: np.random.Generator, burn_in: int = 500,
+                        sigma: float = 10.0, rho: float = 28.0, beta: float = 8.0 / 3.0,
+                        standard: bool = True) -> np.ndarray:
+    """Forward-Euler Lorenz trajectories (n, steps, 3) from ``N(0, I) + (0, 0, 25)`` after ``burn_in`` steps.
+
+    ``standard=False`` reproduces the published lfads-run-manager variant without the ``-y`` term.
+    """
+    s = rng.normal(size=(n, 3)) + np.array([0.0, 0.0, 25.0])
+    out = np.empty((n, steps, 3))
+
+    def deriv(s):
+        x, y, z = s[:, 0], s[:, 1], s[:, 2]
+        dy = x * (rho - z) - (y if standard else 0.0)
+        return np.stack([sigma * (y - x), dy, x * y - beta * z], axis=1)
+
+    for _ in range(burn_in):
+        s = s + dt * deriv(s)
+    for t in range(steps):
+        s = s + dt * deriv(s)
+        out[:, t] = s
+    return out
+
+
+def generate_lorenz_dataset(*, n_conditions: int = 65, trials_per_condition: int = 24, n_neurons: int = 29,
+                            steps: int = 1000, dt: float = 0.006, bin_ms: int = 20, base_rate_hz: float = 5.0,
+                            valid_fraction: float = 0.2, standard: bool = True, seed: int = 0) -> dict[str, Any]:
+    """The LFADS "lorenz" demo-data recipe (spec §5.1): 1-ms Poisson spikes thresholded to 0/1, binned.
+
+    Latents are centred per condition and divided by their max; rates ``exp(clip(W x + b, -20, 20))``
+    spikes/ms with ``|W| ∈ [1, 2]`` and ``b = log(base_rate_hz/1000)``. Returns train/valid splits
+    with ``data`` (counts per bin), ``truth`` (spikes/s, binned mean) and ``latents``.
+    """
+    rng = np.random.default_rng(seed)
+    lat = lorenz_trajectories(n_conditions, steps, dt=dt, rng=rng, standard=standard)
+    lat = lat - lat.mean(axis=1, keepdims=True)
+    lat = lat / np.abs(lat).max(axis=1, keepdims=True)
+    w = (rng.random((n_neurons, 3)) + 1.0) * np.sign(rng.normal(size=(n_neurons, 3)))
+    b = np.log(base_rate_hz / 1000.0)
+    rates = np.exp(np.clip(lat @ w.T + b, -20, 20))  # spikes/ms, (cond, steps, neurons)
+    cond = np.repeat(np.arange(n_conditions), trials_per_condition)
+    spikes = (rng.poisson(rates[cond]) > 0).astype(np.float32)
+    nb = steps // bin_ms
+    counts = spikes[:, : nb * bin_ms].reshape(len(cond), nb, bin_ms, n_neurons).sum(2)
+    truth = rates[cond][:, : nb * bin_ms].reshape(len(cond), nb, bin_ms, n_neurons).mean(2) * 1000.0
+    latb = lat[cond][:, : nb * bin_ms].reshape(len(cond), nb, bin_ms, 3).mean(2)
+    return _split(rng, {"data": counts, "truth": truth.astype(np.float32), "latents": latb.astype(np.float32),
+                        "cond": cond}, valid_fraction, bin_ms)
+
+
+def _split(rng, arrays, valid_fraction, bin_ms):
+    n = len(arrays["cond"])
+    valid = np.zeros(n, bool)
+    valid[np.arange(n) % max(int(round(1 / valid_fraction)), 2) == 0] = True
+    out = {"train": {}, "valid": {}, "bin_ms": float(bin_ms)}
+    for k, v in arrays.items():
+        out["train"][k] = v[~valid]
+        out["valid"][k] = v[valid]
+    out["train"]["inds"] = np.flatnonzero(~valid)
+    out["valid"]["inds"] = np.flatnonzero(valid)
+    return out
+
+
+def generate_calcium_dataset(*, n_conditions: int = 16, trials_per_condition: int = 20, n_neurons: int = 60,
+                             n_bins: int = 60, bin_ms: float = 10.0, frame_bins: int = 3, speed: float = 1.0,
+                             base_rate_hz: float = 8.0, gain: tuple[float, float] = (1.0, 2.0),
+                             tau_rise_ms: float = 30.0, tau_decay_ms: float = 400.0, amplitude: float = 1.0,
+                             noise_sd: float = 0.1, s_min: float = 0.1, threshold: float | None = None,
+                             valid_fraction: float = 0.2, seed: int = 0) -> dict[str, Any]:
+    """Synthetic RADICaL-style 2-photon data with staggered sampling (a spikejax recipe, spec §5.3).
+
+    Pipeline: Lorenz latents (standard equations; ``speed`` scales time) → rates
+    ``base·exp(W x)`` (spikes/s, ``|W|`` in ``gain``) → Poisson spike counts per ``bin_ms`` bin →
+    calcium ``Σ spikes ⋆ amplitude·(e^{-t/τ_d} − e^{-t/τ_r})`` (peak-normalised, GCaMP6f-like) → ΔF/F
+    with Gaussian noise ``noise_sd`` → sampled once per frame of ``frame_bins`` bins at the neuron's
+    sub-frame offset ``n mod frame_bins`` (staggered) → AR(1) deconvolution at the frame rate
+    (``s_k = max(F_k − γ F_{k−1}, 0)``, ``γ = exp(−frame/τ_d)``) → events ``<= threshold`` set to 0
+    (``threshold`` defaults to ``max(s_min, 3·noise_sd)``) → NaN at every unsampled bin.
+
+    Returns train/valid splits with ``data`` (events, NaN where not sampled), ``rates`` (true
+    spikes/s per bin), ``spikes``, ``latents``, ``cond``; plus ``s_min``, ``bin_ms``, ``frame_bins``.
+    """
+    rng = np.random.default_rng(seed)
+    dt_lorenz = 0.01 * speed * bin_ms / 10.0
+    sub = 5
+    lat = lorenz_trajectories(n_conditions, n_bins * sub, dt=dt_lorenz / sub, rng=rng)[:, ::sub]
+    lat = (lat - lat.mean(axis=(0, 1))) / lat.std(axis=(0, 1))
+    w = rng.uniform(*gain, size=(n_neurons, 3)) * np.sign(rng.normal(size=(n_neurons, 3))) / np.sqrt(3)
+    rates = base_rate_hz * np.exp(lat @ w.T)  # spikes/s
+    cond = np.repeat(np.arange(n_conditions), trials_per_condition)
+    n_tr = len(cond)
+    r = rates[cond]
+    spikes = rng.poisson(r * bin_ms / 1000.0).astype(np.float32)
+    t = np.arange(n_bins) * bin_ms
+    kern = np.exp(-t / tau_decay_ms) - np.exp(-t / tau_rise_ms)
+    kern = amplitude * kern / kern.max()
+    calcium = np.zeros_like(spikes)
+    for lag in range(n_bins):
+        calcium[:, lag:] += kern[lag] * spikes[:, : n_bins - lag]
+    fluor = calcium + noise_sd * rng.normal(size=calcium.shape)
+    events = np.full(spikes.shape, np.nan, np.float32)
+    gamma = np.exp(-frame_bins * bin_ms / tau_decay_ms)
+    thr = max(s_min, 3 * noise_sd) if threshold is None else threshold
+    if thr < s_min:
+        raise ValueError(f"threshold ({thr}) must be >= s_min ({s_min})")
+    for n in range(n_neurons):
+        idx = np.arange(n % frame_bins, n_bins, frame_bins)
+        f = fluor[:, idx, n]
+        prev = np.concatenate([f[:, :1], f[:, :-1]], axis=1)
+        s = np.maximum(f - gamma * prev, 0.0)
+        s[:, 0] = 0.0
+        s[s <= thr] = 0.0
+        events[:, idx, n] = s
+    arrays = {"data": events, "rates": r.astype(np.float32), "spikes": spikes,
+              "latents": lat[cond].astype(np.float32), "cond": cond}
+    out = _split(rng, arrays, valid_fraction, bin_ms)
+    out.update({"s_min": float(s_min), "frame_bins": int(frame_bins), "threshold": float(thr)})
+    return out
