@@ -247,15 +247,27 @@ def run_steps(
     return state, out
 
 
-def _equilibrate_impl(model, engine, block_keys, n_eq: int):
+def _equilibrate_impl(model, engine, block_keys, n_eq: int, fast: bool = False):
     kernel = model.connectivity_filter().padded()
     dtype = jnp.result_type(float)
     k_init = jax.vmap(lambda k: jax.random.fold_in(k, 0))(block_keys)
     k_eq = jax.vmap(lambda k: jax.random.fold_in(k, 1))(block_keys)
     state = init_state(model, kernel, engine, k_init, dtype)
+    top = jnp.asarray(-jnp.inf, dtype)
     if n_eq > 0:
-        with fast_poisson(False):
-            state, _ = run_steps(model, kernel, engine, state, k_eq, None, jnp.asarray(0, jnp.int32), n_eq, record="none")
+        with fast_poisson(fast):
+            res = run_steps(model, kernel, engine, state, k_eq, None, jnp.asarray(0, jnp.int32), n_eq, record="none", track_max=fast)
+        state = res[0]
+        if fast:
+            top = res[2]
+    return state, top
+
+
+def _run_equilibrate(model, engine, block_keys, n_eq):
+    """Equilibration with optimistic fast Poisson sampling (re-run exactly if a mean exceeded 1)."""
+    state, top = _equilibrate(model, engine, block_keys, n_eq, True)
+    if float(top) > 1.0:
+        state, _ = _equilibrate(model, engine, block_keys, n_eq, False)
     return state
 
 
@@ -396,7 +408,7 @@ def simulate(
     engine = make_engine(network, model, backend, capacity=capacity)
     nb = len(engine.block_sizes)
     block_keys = jnp.asarray(key)[None] if network.block_sizes is None else _batch_keys(key, nb)
-    state = _equilibrate(model, engine, block_keys, equilibration_steps)
+    state = _run_equilibrate(model, engine, block_keys, equilibration_steps)
     outs = []
     t = 0
     while t < n_steps:
@@ -435,7 +447,7 @@ def _simulate_stacked(model, network, n_steps, key, stimulus, n_eq, out_dtype, b
 
     @eqx.filter_jit
     def eq_all(model, engine, keys):
-        return jax.vmap(lambda e, k: _equilibrate_impl(model, e, k, n_eq))(engine, keys)
+        return jax.vmap(lambda e, k: _equilibrate_impl(model, e, k, n_eq)[0])(engine, keys)
 
     state = eq_all(model, engine, keys)
 

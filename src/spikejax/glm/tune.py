@@ -200,69 +200,23 @@ def tune(
     params0 = {n: jnp.asarray(_get(pair, n)) for n in names}
     if lr is None:
         scales = {n: rel_lr * jnp.maximum(jnp.abs(v), 1e-6) for n, v in params0.items()}
-        opt = optax.chain(optax.scale_by_adam(), optax.scale(-1.0))
     else:
         scales = {n: jnp.asarray(lr, v.dtype) for n, v in params0.items()}
-        opt = optax.chain(optax.scale_by_adam(), optax.scale(-1.0))
     # optimise in scaled coordinates z = (p - p0) / scale, so one Adam unit moves p by `scale`
     z0 = {n: jnp.zeros_like(v) for n, v in params0.items()}
-    opt_state = opt.init(z0)
+    opt_state = _OPT.init(z0)
     target = jnp.asarray(firing_rate, jnp.result_type(float))
-    stim_shift = T if stimulus_offset else 0
-    ck = checkpoint if checkpoint is not None else max(1, int(round(np.sqrt(n_steps))))
-    sam_inv = bool(sam_inverse_rate) and isinstance(model, SAModel)
+    cfg = _Cfg(
+        names=tuple(names),
+        estimator=estimator,
+        n_steps=n_steps,
+        checkpoint=checkpoint if checkpoint is not None else max(1, int(round(np.sqrt(n_steps)))),
+        stim_shift=T if stimulus_offset else 0,
+        sam_inverse=bool(sam_inverse_rate) and isinstance(model, SAModel),
+    )
 
     def params_of(z):
-        return {n: params0[n] + scales[n] * z[n] for n in names}
-
-    def epoch_loss(z, state, keys_ep):
-        m, s = _set(pair, params_of(z))
-        kernel = m.connectivity_filter().padded()
-        stim_fn = s if s is not None else (lambda t: jnp.zeros((), jnp.result_type(float)))
-        ts = jnp.arange(n_steps, dtype=jnp.int32)
-        keys = jax.vmap(lambda k: step_keys(k, ts), out_axes=1)(keys_ep)
-        ik, ek, u = draw_step_noise(m, engine, keys)
-        xs = (ts, ik, ek, u)
-        if estimator == "spikeometric":
-            def body(st, inp):
-                t, ikt, ekt, ut = inp
-                st = jax.lax.stop_gradient(st)
-                st, x, mu, g = _step(m, kernel, engine, st, ikt, ekt, stim_fn(t + stim_shift), ut)
-                return jax.lax.stop_gradient(st), mu
-
-            state, mus = jax.lax.scan(body, state, xs)
-        else:
-            def body(st, inp):
-                t, ikt, ekt, ut = inp
-                st, x, mu, g = _step(m, kernel, engine, st, ikt, ekt, stim_fn(t + stim_shift), ut, straight_through=True)
-                return st, mu
-
-            state, mus = core_scan(body, state, xs, checkpoint=ck)
-        if sam_inv:
-            rate = m.dt / jnp.mean(mus)
-        else:
-            rate = rate_estimate(mus, m.dt)
-        loss = (target - rate) ** 2
-        return loss, (jax.lax.stop_gradient(state), rate)
-
-    @eqx.filter_jit
-    def fresh_state(z, keys_ep, n_eq):
-        m, _ = _set(pair, params_of(z))
-        m = jax.lax.stop_gradient(m)
-        kernel = m.connectivity_filter().padded()
-        k_init = jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys_ep)
-        k_eq = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys_ep)
-        st = init_state(m, kernel, engine, k_init, jnp.result_type(float))
-        if n_eq > 0:
-            st, _ = run_steps(m, kernel, engine, st, k_eq, None, jnp.asarray(0, jnp.int32), n_eq, record="none")
-        return st
-
-    @eqx.filter_jit
-    def train_step(z, opt_state, state, keys_ep):
-        (loss, (state, rate)), grads = jax.value_and_grad(epoch_loss, has_aux=True)(z, state, keys_ep)
-        updates, opt_state = opt.update(grads, opt_state, z)
-        z = optax.apply_updates(z, updates)
-        return z, opt_state, state, loss, rate
+        return _params_of(names, params0, scales, z)
 
     t0 = time.perf_counter()
     z = z0
@@ -273,9 +227,8 @@ def tune(
     for ep in range(n_epochs):
         ek = jax.vmap(lambda k: jax.random.fold_in(k, ep))(block_keys)
         if estimator == "spikeometric" or state is None:
-            n_eq = equilibration_steps
-            state = fresh_state(z, jax.vmap(lambda k: jax.random.fold_in(k, 10**6))(ek), n_eq)
-        z, opt_state, state, loss, rate = train_step(z, opt_state, state, ek)
+            state = _fresh_state(cfg, z, pair, params0, scales, engine, jax.vmap(lambda k: jax.random.fold_in(k, 10**6))(ek), equilibration_steps)
+        z, opt_state, state, loss, rate = _train_step(cfg, z, opt_state, state, ek, pair, params0, scales, engine, target)
         loss_f = float(loss)
         if not np.isfinite(loss_f):
             raise TrainingDivergedError(
@@ -298,3 +251,71 @@ def tune(
             raise NonFiniteError(f"tuned parameter {n} is not finite ({v})")
     model_t, stim_t = _set(pair, {n: v.astype(params0[n].dtype) for n, v in final.items()})
     return TuneResult(model_t, stim_t, hist, time.perf_counter() - t0)
+
+
+class _Cfg(NamedTuple):
+    names: tuple
+    estimator: str
+    n_steps: int
+    checkpoint: int
+    stim_shift: int
+    sam_inverse: bool
+
+
+_OPT = optax.chain(optax.scale_by_adam(), optax.scale(-1.0))
+
+
+def _params_of(names, params0, scales, z):
+    return {n: params0[n] + scales[n] * z[n] for n in names}
+
+
+def _epoch_loss(z, cfg: _Cfg, state, keys_ep, pair, params0, scales, engine, target):
+    m, s = _set(pair, _params_of(cfg.names, params0, scales, z))
+    kernel = m.connectivity_filter().padded()
+    stim_fn = s if s is not None else (lambda t: jnp.zeros((), jnp.result_type(float)))
+    ts = jnp.arange(cfg.n_steps, dtype=jnp.int32)
+    keys = jax.vmap(lambda k: step_keys(k, ts), out_axes=1)(keys_ep)
+    ik, ek, u = draw_step_noise(m, engine, keys)
+    xs = (ts, ik, ek, u)
+    shift = cfg.stim_shift
+    if cfg.estimator == "spikeometric":
+
+        def body(st, inp):
+            t, ikt, ekt, ut = inp
+            st = jax.lax.stop_gradient(st)
+            st, x, mu, g = _step(m, kernel, engine, st, ikt, ekt, stim_fn(t + shift), ut)
+            return jax.lax.stop_gradient(st), mu
+
+        state, mus = jax.lax.scan(body, state, xs)
+    else:
+
+        def body(st, inp):
+            t, ikt, ekt, ut = inp
+            st, x, mu, g = _step(m, kernel, engine, st, ikt, ekt, stim_fn(t + shift), ut, straight_through=True)
+            return st, mu
+
+        state, mus = core_scan(body, state, xs, checkpoint=cfg.checkpoint)
+    rate = m.dt / jnp.mean(mus) if cfg.sam_inverse else rate_estimate(mus, m.dt)
+    loss = (target - rate) ** 2
+    return loss, (jax.lax.stop_gradient(state), rate)
+
+
+@eqx.filter_jit
+def _train_step(cfg, z, opt_state, state, keys_ep, pair, params0, scales, engine, target):
+    (loss, (state, rate)), grads = jax.value_and_grad(_epoch_loss, has_aux=True)(z, cfg, state, keys_ep, pair, params0, scales, engine, target)
+    updates, opt_state = _OPT.update(grads, opt_state, z)
+    z = optax.apply_updates(z, updates)
+    return z, opt_state, state, loss, rate
+
+
+@eqx.filter_jit
+def _fresh_state(cfg, z, pair, params0, scales, engine, keys_ep, n_eq: int):
+    m, _ = _set(pair, _params_of(cfg.names, params0, scales, z))
+    m = jax.lax.stop_gradient(m)
+    kernel = m.connectivity_filter().padded()
+    k_init = jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys_ep)
+    k_eq = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys_ep)
+    st = init_state(m, kernel, engine, k_init, jnp.result_type(float))
+    if n_eq > 0:
+        st, _ = run_steps(m, kernel, engine, st, k_eq, None, jnp.asarray(0, jnp.int32), n_eq, record="none")
+    return st
