@@ -28,6 +28,7 @@ member's parameters. :func:`fit_cell` is the one-cell reference built on :func:`
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from collections.abc import Sequence
@@ -42,9 +43,9 @@ import optax
 import pandas as pd
 
 from ..core.errors import ConfigError, DataFormatError, NonFiniteError
-from ..core.io import load_json, load_model as _load_state, save_json, save_model as _save_state
+from ..core.io import load_json, save_json
 from ..core.likelihoods import poisson_nll
-from ..core.training import fit as core_fit, make_train_step, trainable
+from ..core.training import fit as core_fit, load_checkpoint, make_train_step, save_checkpoint, trainable
 from .model import GFR, KAPPA_BIO, PolynomialActivation, check_config, decay_rates, simulate
 from .preprocess import CellData
 from .records import make_record
@@ -338,7 +339,9 @@ def _group_order(config: FitConfig) -> list[str]:
 
 
 def _stack_cells(preps: Sequence[PreparedCell], config: FitConfig) -> dict[str, Any]:
-    """Pad and stack cells: activation pairs, type-batches (in the shuffled order) and val/test trials."""
+    """Pad and stack cells (numpy, then one transfer): activation pairs (C, K); the type-batches in
+    the shuffled order, padded to one common shape (G, C, S, T) with each cell's own batch shape in
+    ``n_sweeps``/``n_bins`` (G, C); val/test trials (C, K, T)."""
     dtype = jnp.result_type(float)
     c = len(preps)
     k = max(p.act_current.size for p in preps)
@@ -347,28 +350,26 @@ def _stack_cells(preps: Sequence[PreparedCell], config: FitConfig) -> dict[str, 
         n = p.act_current.size
         act["current"][i, :n], act["rate"][i, :n], act["mask"][i, :n] = p.act_current, p.act_rate, True
     act["dt"] = np.full(c, float(config.activation_bin_size))
-    groups = []
-    for name in _group_order(config):
-        shapes = [p.groups[name][0].shape if name in p.groups else (0, 0) for p in preps]
-        if not any(s[0] for s in shapes):
-            continue
-        s_max = max(s[0] for s in shapes)
-        t_max = max(s[1] for s in shapes)
-        g = {"current": np.zeros((c, s_max, t_max)), "rate": np.zeros((c, s_max, t_max)),
-             "n_sweeps": np.zeros(c, np.int32), "n_bins": np.zeros(c, np.int32), "dt": np.full(c, float(config.bin_size))}
+    names = [n for n in _group_order(config) if any(n in p.groups for p in preps)]
+    s_max = max(p.groups[n][0].shape[0] for p in preps for n in names if n in p.groups)
+    t_max = max(p.groups[n][0].shape[1] for p in preps for n in names if n in p.groups)
+    g_ = len(names)
+    groups = {"current": np.zeros((g_, c, s_max, t_max)), "rate": np.zeros((g_, c, s_max, t_max)),
+              "n_sweeps": np.zeros((g_, c), np.int32), "n_bins": np.zeros((g_, c), np.int32),
+              "dt": np.full((g_, c), float(config.bin_size))}
+    for j, name in enumerate(names):
         for i, p in enumerate(preps):
             if name in p.groups:
                 cur, rate = p.groups[name]
-                g["current"][i, : cur.shape[0], : cur.shape[1]] = cur
-                g["rate"][i, : cur.shape[0], : cur.shape[1]] = rate
-                g["n_sweeps"][i], g["n_bins"][i] = cur.shape
-        groups.append((name, g))
+                groups["current"][j, i, : cur.shape[0], : cur.shape[1]] = cur
+                groups["rate"][j, i, : cur.shape[0], : cur.shape[1]] = rate
+                groups["n_sweeps"][j, i], groups["n_bins"][j, i] = cur.shape
     ev = {}
     for name in ("val", "test"):
         trials = [getattr(p, name)[1] for p in preps]
         k_max = max(t.shape[0] for t in trials)
-        t_max = max(t.shape[1] for t in trials)
-        e = {"current": np.zeros((c, t_max)), "trials": np.zeros((c, k_max, t_max)), "trial_mask": np.zeros((c, k_max), bool),
+        tm = max(t.shape[1] for t in trials)
+        e = {"current": np.zeros((c, tm)), "trials": np.zeros((c, k_max, tm)), "trial_mask": np.zeros((c, k_max), bool),
              "n_bins": np.zeros(c, np.int32), "dt": np.full(c, float(config.bin_size))}
         for i, p in enumerate(preps):
             cur, tr = getattr(p, name)
@@ -378,7 +379,7 @@ def _stack_cells(preps: Sequence[PreparedCell], config: FitConfig) -> dict[str, 
             e["n_bins"][i] = tr.shape[1]
         ev[name] = e
     conv = lambda d: {k: jnp.asarray(v, dtype if v.dtype.kind == "f" else None) for k, v in d.items()}  # noqa: E731
-    return {"act": conv(act), "groups": [(n, conv(g)) for n, g in groups], "ev": {k: conv(v) for k, v in ev.items()}}
+    return {"act": conv(act), "group_names": names, "groups": conv(groups), "ev": {k: conv(v) for k, v in ev.items()}}
 
 
 def _where_tree(active, new, old):
@@ -389,114 +390,143 @@ def _where_tree(active, new, old):
     return jax.tree_util.tree_map(pick, new, old)
 
 
+def _member_loss(kind: str, bptt_checkpoint: bool | int):
+    """The per-member loss ``(model, batch, key) -> (loss, {"per_bin": ...})`` of a stage; ``eps``
+    and ``C`` travel in the batch as arrays (no recompilation when they change)."""
+    if kind == "activation":
+
+        def loss(g, batch, key):
+            value = activation_loss(g, batch, batch["eps"])
+            return value, {"per_bin": value}
+
+    else:
+
+        def loss(model, batch, key):
+            return stage2_loss(model, batch, eps=batch["eps"], C=batch["C"], checkpoint=bptt_checkpoint)
+
+    return loss
+
+
+@functools.partial(jax.jit, static_argnames=("kind", "bptt_checkpoint", "patience", "epochs_per_call"))
+def _run_epochs(state, epoch0, frozen, lrs, groups, n_epochs, hyper, *, kind, bptt_checkpoint, patience, epochs_per_call):
+    """``epochs_per_call`` epochs of the (cells, members) grid; one Adam step per type-batch.
+
+    ``groups`` has leaves (G, C, ...); ``lrs`` and ``n_epochs`` (members,); module level and
+    jitted with static configuration, so repeated fits of the same shapes compile once.
+    """
+    loss_fn = _member_loss(kind, bptt_checkpoint)
+    dummy_key = jax.random.PRNGKey(0)
+    c, m = state["stopped"].shape
+    dtype = state["last_loss"].dtype
+
+    def member_step(p, s, fz, batch, lr):
+        step = make_train_step(loss_fn, optax.adam(lr), fz, has_aux=True)
+        p2, s2, _, aux = step(p, s, {**batch, **hyper}, dummy_key)
+        return p2, s2, aux["per_bin"]
+
+    vstep = jax.vmap(jax.vmap(member_step, in_axes=(0, 0, 0, None, 0)), in_axes=(0, 0, 0, 0, None))
+    present_g = groups["n_sweeps"] > 0 if "n_sweeps" in groups else jnp.ones(groups["current"].shape[:2], bool)
+
+    def epoch(st, e):
+        budget = (epoch0 + e) < n_epochs[None, :]
+        was_active = ~st["stopped"] & budget
+
+        def group_step(carry, xs):
+            params, opt_state, total, count = carry
+            batch, present = xs
+            p2, s2, per_bin = vstep(params, opt_state, frozen, batch, lrs)
+            act = was_active & present[:, None]
+            params = _where_tree(act, p2, params)
+            opt_state = _where_tree(act, s2, opt_state)
+            total = total + jnp.where(present[:, None], per_bin, 0.0)
+            count = count + present[:, None]
+            return (params, opt_state, total, count), None
+
+        init = (st["params"], st["opt_state"], jnp.zeros((c, m), dtype), jnp.zeros((c, m), dtype))
+        (params, opt_state, total, count), _ = jax.lax.scan(group_step, init, (groups, present_g))
+        loss = total / jnp.maximum(count, 1)
+        if patience:
+            same = jnp.all(st["recent"] == loss[..., None], axis=-1) & (st["n_done"] + 1 >= patience)
+        else:
+            same = jnp.zeros_like(was_active)
+        recent = jnp.where(was_active[..., None], jnp.concatenate([st["recent"][..., 1:], loss[..., None]], -1), st["recent"])
+        new = {
+            "params": params,
+            "opt_state": opt_state,
+            "stopped": st["stopped"] | (was_active & same),
+            "recent": recent,
+            "n_done": st["n_done"] + was_active,
+            "last_loss": jnp.where(was_active, loss, st["last_loss"]),
+        }
+        return new, jnp.where(was_active, loss, jnp.nan)
+
+    return jax.lax.scan(epoch, state, jnp.arange(epochs_per_call))
+
+
+@jax.jit
+def _init_opt_state(params):
+    return jax.vmap(jax.vmap(optax.adam(1.0).init))(params)
+
+
 def _train_members(
     params: Any,
     frozen: Any,
     lrs: jax.Array,
-    batches: Sequence[dict[str, jax.Array]],
-    loss_fn,
+    groups: dict[str, jax.Array],
+    kind: str,
+    hyper: dict[str, jax.Array],
     n_epochs: jax.Array,
     max_epochs: int,
     patience: int | None,
     *,
+    bptt_checkpoint: bool | int = False,
     epochs_per_call: int,
     checkpoint_dir: Path | None,
     checkpoint_every: int | None,
     resume: bool,
     stop_after: int | None = None,
 ) -> dict[str, Any]:
-    """Train a (cells, members) grid of models, one Adam step per batch per epoch, with per-member
-    learning rates ``lrs`` (members,), epoch budgets ``n_epochs`` (members,) and early stopping.
+    """Train a (cells, members) grid of models, one Adam step per type-batch per epoch, with
+    per-member learning rates ``lrs`` (members,), epoch budgets ``n_epochs`` (members,) and early
+    stopping (``patience`` identical epoch losses freeze a member).
 
     ``params``/``frozen`` are the two halves of ``eqx.partition`` with leaves of leading shape
-    (cells, members); batches have a leading cell axis (shared by the members). Returns the final
-    params, per-member last epoch loss, epochs run and the loss history (epochs, cells, members).
+    (cells, members). Returns the final state, the per-member last epoch loss, epochs run and the
+    loss history (epochs, cells, members). Checkpoints use :func:`spikejax.core.save_checkpoint`.
     """
     c, m = jax.tree_util.tree_leaves(params)[0].shape[:2]
-    dummy_key = jax.random.PRNGKey(0)
-
-    def member_step(p, s, fz, batch, lr):
-        step = make_train_step(loss_fn, optax.adam(lr), fz, has_aux=True)
-        p2, s2, _, aux = step(p, s, batch, dummy_key)
-        return p2, s2, aux["per_bin"]
-
-    vstep = jax.vmap(jax.vmap(member_step, in_axes=(0, 0, 0, None, 0)), in_axes=(0, 0, 0, 0, None))
-    opt_state = jax.vmap(jax.vmap(optax.adam(1.0).init))(params)
-    # one common padded shape for every type-batch, scanned over (one compiled step body)
-    batches = list(batches)
-    stacked = {}
-    for k in batches[0]:
-        arrs = [b[k] for b in batches]
-        shape = tuple(max(a.shape[i] for a in arrs) for i in range(arrs[0].ndim))
-        stacked[k] = jnp.stack([jnp.pad(a, [(0, n - d) for n, d in zip(shape, a.shape)]) for a in arrs])
-    present_g = jnp.stack([b["n_sweeps"] > 0 if "n_sweeps" in b else jnp.ones(c, bool) for b in batches])
     p_hist = max(int(patience or 1) - 1, 1)
     dtype = jax.tree_util.tree_leaves(params)[0].dtype
     state = {
         "params": params,
-        "opt_state": opt_state,
+        "opt_state": _init_opt_state(params),
         "stopped": jnp.zeros((c, m), bool),
         "recent": jnp.full((c, m, p_hist), jnp.nan, dtype),
         "n_done": jnp.zeros((c, m), jnp.int32),
         "last_loss": jnp.full((c, m), jnp.nan, dtype),
     }
-
-    @jax.jit
-    def run(state, epoch0):
-        def epoch(st, e):
-            budget = (epoch0 + e) < n_epochs[None, :]
-            was_active = ~st["stopped"] & budget
-
-            def group_step(carry, xs):
-                params, opt_state, total, count = carry
-                batch, present = xs
-                p2, s2, per_bin = vstep(params, opt_state, frozen, batch, lrs)
-                act = was_active & present[:, None]
-                params = _where_tree(act, p2, params)
-                opt_state = _where_tree(act, s2, opt_state)
-                total = total + jnp.where(present[:, None], per_bin, 0.0)
-                count = count + present[:, None]
-                return (params, opt_state, total, count), None
-
-            init = (st["params"], st["opt_state"], jnp.zeros((c, m), dtype), jnp.zeros((c, m), dtype))
-            (params, opt_state, total, count), _ = jax.lax.scan(group_step, init, (stacked, present_g))
-            loss = total / jnp.maximum(count, 1)
-            if patience:
-                same = jnp.all(st["recent"] == loss[..., None], axis=-1) & (st["n_done"] + 1 >= patience)
-            else:
-                same = jnp.zeros_like(was_active)
-            recent = jnp.where(was_active[..., None], jnp.concatenate([st["recent"][..., 1:], loss[..., None]], -1), st["recent"])
-            new = {
-                "params": params,
-                "opt_state": opt_state,
-                "stopped": st["stopped"] | (was_active & same),
-                "recent": recent,
-                "n_done": st["n_done"] + was_active,
-                "last_loss": jnp.where(was_active, loss, st["last_loss"]),
-            }
-            return new, jnp.where(was_active, loss, jnp.nan)
-
-        return jax.lax.scan(epoch, state, jnp.arange(epochs_per_call))
-
     history: list[np.ndarray] = []
     done = 0
-    if checkpoint_dir is not None and resume and (checkpoint_dir / "latest.json").is_file():
-        meta = load_json(checkpoint_dir / "latest.json")
-        state = _load_state(checkpoint_dir / meta["state"], state)
-        done = int(meta["epoch"])
-        history = [np.asarray(h, dtype=float) for h in meta["history"]]
+    if checkpoint_dir is not None and resume:
+        found = load_checkpoint(checkpoint_dir, state)
+        if found is not None:
+            done, state, meta = found
+            history = [np.asarray(h, dtype=float) for h in meta["history"]]
+    budgets = np.asarray(n_epochs)
     calls = 0
     while done < max_epochs:
-        if bool(jnp.all(state["stopped"] | (done >= n_epochs[None, :]))):
+        if bool(np.all(np.asarray(state["stopped"]) | (done >= budgets[None, :]))):
             break
-        state, hist = run(state, jnp.asarray(done))
+        state, hist = _run_epochs(
+            state, jnp.asarray(done), frozen, lrs, groups, n_epochs, hyper,
+            kind=kind, bptt_checkpoint=bptt_checkpoint, patience=patience, epochs_per_call=epochs_per_call,
+        )
         hist = np.asarray(hist)
-        n_keep = min(epochs_per_call, max_epochs - done)
-        history.extend(list(hist[:n_keep]))
+        history.extend(list(hist[: min(epochs_per_call, max_epochs - done)]))
         done += epochs_per_call
         calls += 1
-        if checkpoint_dir is not None and (done >= max_epochs or (checkpoint_every and done % checkpoint_every == 0)):
-            _save_train_state(checkpoint_dir, state, min(done, max_epochs), history)
+        if checkpoint_dir is not None and (done >= max_epochs or not checkpoint_every or done % checkpoint_every == 0):
+            save_checkpoint(checkpoint_dir, min(done, max_epochs), state, {"history": [np.asarray(h).tolist() for h in history]})
         if stop_after is not None and calls >= stop_after:
             raise _Interrupted(f"interrupted after {done} epochs (test hook)")
     if not all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree_util.tree_leaves(state["params"])):
@@ -508,14 +538,14 @@ def _train_members(
     return {**state, "history": hist_arr, "epochs_run": min(done, max_epochs)}
 
 
-def _save_train_state(ckpt: Path, state: Any, epoch: int, history: list[np.ndarray]) -> None:
-    ckpt.mkdir(parents=True, exist_ok=True)
-    name = f"state-{epoch:07d}.eqx"
-    previous = load_json(ckpt / "latest.json").get("state") if (ckpt / "latest.json").is_file() else None
-    _save_state(ckpt / name, state)
-    save_json(ckpt / "latest.json", {"epoch": epoch, "state": name, "history": [np.asarray(h).tolist() for h in history]}, indent=None)
-    if previous and previous != name:
-        (ckpt / previous).unlink(missing_ok=True)
+@jax.jit
+def _final_activation_loss(g, act, eps):
+    return jax.vmap(jax.vmap(lambda gg, b: activation_loss(gg, b, eps), in_axes=(0, None)))(g, act)
+
+
+@jax.jit
+def _evaluate_grid(models, ev, eps):
+    return jax.vmap(jax.vmap(lambda mdl, e: _eval_member(mdl, e, eps), in_axes=(0, None)))(models, ev)
 
 
 @dataclasses.dataclass
@@ -601,59 +631,59 @@ def fit_cells(
         else:
             save_json(cfg_file, cfg)
 
-    # ---- stage 1: (cells, restarts)
+    # ---- stage 1: (cells, restarts); parameters built in numpy (no eager device ops)
     r = config.activation_repeats
+    dt = jnp.result_type(float)
     inits = [[init_activation(p, config, k) for k in range(r)] for p in preps]
-    g_stack = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *[jax.tree_util.tree_map(lambda *ys: jnp.stack(ys), *row) for row in inits])
-    spec1 = _activation_spec(inits[0][0])
-    p1, f1 = eqx.partition(g_stack, spec1)
-    eps = config.eps
-
-    def act_loss(g, batch, key):
-        loss = activation_loss(g, batch, eps)
-        return loss, {"per_bin": loss}
-
-    act_batch = data["act"]
+    leaf = lambda name: np.asarray([[np.asarray(getattr(g, name)) for g in row] for row in inits])  # noqa: E731
+    g_stack = PolynomialActivation(
+        jnp.asarray(leaf("poly_coeff"), dt), jnp.asarray(leaf("b"), dt), jnp.asarray(leaf("max_current"), dt),
+        jnp.asarray(leaf("max_firing_rate"), dt), config.activation_bin_size,
+    )
+    p1, f1 = eqx.partition(g_stack, _activation_spec(g_stack))
+    hyper = {"eps": jnp.asarray(config.eps, dt), "C": jnp.asarray(config.C, dt)}
+    act_groups = jax.tree_util.tree_map(lambda a: a[None], data["act"])
     res1 = _train_members(
-        p1, f1, jnp.full(r, config.activation_lr), [act_batch], act_loss,
-        jnp.full(r, config.activation_epochs), config.activation_epochs, None,
+        p1, f1, jnp.full(r, config.activation_lr, dt), act_groups, "activation", hyper,
+        jnp.full(r, config.activation_epochs, jnp.int32), config.activation_epochs, None,
         epochs_per_call=min(max(epochs_per_call, 100), max(config.activation_epochs, 1)) if ckpt_root is None else epochs_per_call,
         checkpoint_dir=_ckpt(ckpt_root, "stage1"), checkpoint_every=checkpoint_every, resume=resume,
     )
     g_fit = eqx.combine(res1["params"], f1)
-    final1 = jax.jit(jax.vmap(jax.vmap(lambda g, b: activation_loss(g, b, eps), in_axes=(0, None))))(g_fit, act_batch)
-    final1 = np.where(np.isfinite(np.asarray(final1)), np.asarray(final1), np.inf)
+    final1 = np.asarray(_final_activation_loss(g_fit, data["act"], hyper["eps"]))
+    final1 = np.where(np.isfinite(final1), final1, np.inf)
     best_r = np.argmin(final1, axis=1)
-    g_best = jax.tree_util.tree_map(lambda a: a[np.arange(n_cells), best_r], g_fit)
+    rows_ = np.arange(n_cells)
+    g_host = {k: np.asarray(getattr(g_fit, k))[rows_, best_r] for k in ("poly_coeff", "b", "max_current", "max_firing_rate")}
 
-    # ---- stage 2: (cells, learning rates), same initialisation for every learning rate
-    lrs = jnp.asarray([lr for lr, _ in config.hparams])
-    budgets = jnp.asarray([ep for _, ep in config.hparams], jnp.int32)
+    # ---- stage 2: (cells, learning rates), the same initialisation for every learning rate
     n_l = len(config.hparams)
-    lam = jnp.asarray(decay_rates(config.bin_size), jnp.result_type(float))
-    g_cells = [jax.tree_util.tree_map(lambda a: a[i], g_best) for i in range(n_cells)]
-    models0 = [GFR.init(g, config.bin_size, kappa=config.kappa, decay=np.asarray(lam)) for g in g_cells]
-    stack2 = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *[jax.tree_util.tree_map(lambda a: jnp.stack([a] * n_l), m) for m in models0])
-    spec2 = _gfr_spec(models0[0])
-    p2, f2 = eqx.partition(stack2, spec2)
-    ckp = config.bptt_checkpoint
-    C = config.C
-
-    def loss2(model, batch, key):
-        return stage2_loss(model, batch, eps=eps, C=C, checkpoint=ckp)
-
+    lrs = jnp.asarray([lr for lr, _ in config.hparams], dt)
+    budgets = jnp.asarray([ep for _, ep in config.hparams], jnp.int32)
+    lam = decay_rates(config.bin_size)
+    n = lam.size
+    rep = lambda a: np.repeat(np.asarray(a)[:, None], n_l, axis=1)  # noqa: E731
+    alpha0 = np.zeros((n_cells, n_l, n))
+    alpha0[..., 0] = n
+    g2 = PolynomialActivation(*(jnp.asarray(rep(g_host[k]), dt) for k in ("poly_coeff", "b", "max_current", "max_firing_rate")), config.activation_bin_size)
+    stack2 = GFR(jnp.asarray(alpha0, dt), jnp.zeros((n_cells, n_l, n), dt), jnp.asarray(np.broadcast_to(lam, (n_cells, n_l, n)), dt), g2, config.bin_size, config.kappa)
+    p2, f2 = eqx.partition(stack2, _gfr_spec(stack2))
     res2 = _train_members(
-        p2, f2, lrs, [g for _, g in data["groups"]], loss2, budgets, int(max(ep for _, ep in config.hparams)),
-        config.patience, epochs_per_call=epochs_per_call, checkpoint_dir=_ckpt(ckpt_root, "stage2"),
-        checkpoint_every=checkpoint_every, resume=resume, stop_after=_stop_after,
+        p2, f2, lrs, data["groups"], "stage2", hyper, budgets, int(max(ep for _, ep in config.hparams)),
+        config.patience, bptt_checkpoint=config.bptt_checkpoint, epochs_per_call=epochs_per_call,
+        checkpoint_dir=_ckpt(ckpt_root, "stage2"), checkpoint_every=checkpoint_every, resume=resume, stop_after=_stop_after,
     )
     fitted = eqx.combine(res2["params"], f2)
-    ev = jax.jit(jax.vmap(jax.vmap(lambda mdl, e: _eval_member(mdl, e, eps), in_axes=(0, None))))(fitted, data["ev"])
-    ev = {k: np.asarray(v) for k, v in ev.items()}
+    ev = {k: np.asarray(v) for k, v in _evaluate_grid(fitted, data["ev"], hyper["eps"]).items()}
     val = np.where(np.isfinite(ev["val_evr"]), ev["val_evr"], -np.inf)
     best = np.argmax(val, axis=1)
-    rows_ = np.arange(n_cells)
-    models = [jax.tree_util.tree_map(lambda a, i=i: a[i, best[i]], fitted) for i in range(n_cells)]
+    host = {k: np.asarray(v)[rows_, best] for k, v in (("alpha", fitted.alpha), ("beta", fitted.beta), ("decay", fitted.decay))}
+    models = [
+        GFR(host["alpha"][i], host["beta"][i], host["decay"][i],
+            PolynomialActivation(*(g_host[k][i] for k in ("poly_coeff", "b", "max_current", "max_firing_rate")), config.activation_bin_size),
+            config.bin_size, config.kappa)
+        for i in range(n_cells)
+    ]
     train_loss = np.asarray(res2["last_loss"])[rows_, best]
     table = pd.DataFrame(
         {
@@ -662,7 +692,7 @@ def fit_cells(
             "test_evr": ev["test_evr"][rows_, best],
             "train_loss": train_loss,
             "test_loss": ev["test_loss"][rows_, best],
-            "best_lr": np.asarray(lrs)[best],
+            "best_lr": np.asarray([lr for lr, _ in config.hparams], dtype=float)[best],
             "epochs": np.asarray(res2["n_done"])[rows_, best],
             "activation_loss": final1[rows_, best_r],
         }
@@ -712,17 +742,20 @@ def fit_cell(
     """Fit one cell with :func:`spikejax.core.fit` (stage 1 restarts, then one fit per learning rate).
 
     The same computation as :func:`fit_cells` for one cell, one fit at a time (GRNN's loop).
-    ``checkpoint_dir`` enables core.fit's checkpointing (``checkpoint_every`` steps) and exact
-    resume. Returns ``(model, summary dict)``.
+    ``checkpoint_dir`` enables core.fit's checkpointing and exact resume (stage 1 every 100 steps,
+    stage 2 every ``checkpoint_every`` epochs, default every epoch). Returns ``(model, summary dict)``.
     """
     config = config or FitConfig()
     prep = prepare_cell(cell, config)
-    data = jax.tree_util.tree_map(lambda a: a[0], _stack_cells([prep], config))
+    data = _stack_cells([prep], config)
+    act = jax.tree_util.tree_map(lambda a: a[0], data["act"])
+    ev_data = jax.tree_util.tree_map(lambda a: a[0], data["ev"])
+    stacked = jax.tree_util.tree_map(lambda a: a[:, 0], data["groups"])  # (G, S, T): one type-batch per step
     eps = config.eps
     root = Path(checkpoint_dir) if checkpoint_dir is not None else None
 
     def act_loss(g, batch, key):
-        return activation_loss(g, data["act"], eps)
+        return activation_loss(g, act, eps)
 
     best_g, best_loss = None, np.inf
     for k in range(config.activation_repeats):
@@ -730,7 +763,7 @@ def fit_cell(
         res = core_fit(
             g0, act_loss, None, optimizer=optax.adam(config.activation_lr), key=jax.random.PRNGKey(0),
             n_steps=config.activation_epochs, filter_spec=_activation_spec(g0), progress=progress,
-            checkpoint_dir=_ckpt(root, f"stage1_{k}"), checkpoint_every=checkpoint_every, resume=resume,
+            checkpoint_dir=_ckpt(root, f"stage1_{k}"), resume=resume,
             desc=f"cell {prep.cell_id} activation {k}",
         )
         final = float(act_loss(res.model, None, None))
@@ -739,21 +772,7 @@ def fit_cell(
     if best_g is None:
         raise NonFiniteError(f"cell {prep.cell_id}: every activation restart ended with a non-finite loss")
 
-    groups = [g for _, g in data["groups"]]
-    s_max = max(g["current"].shape[0] for g in groups)
-    t_max = max(g["current"].shape[1] for g in groups)
-
-    def pad(a):
-        return jnp.pad(a, ((0, s_max - a.shape[0]), (0, t_max - a.shape[1])))
-
-    stacked = {
-        "current": jnp.stack([pad(g["current"]) for g in groups]),
-        "rate": jnp.stack([pad(g["rate"]) for g in groups]),
-        "n_sweeps": jnp.stack([g["n_sweeps"] for g in groups]),
-        "n_bins": jnp.stack([g["n_bins"] for g in groups]),
-        "dt": jnp.stack([g["dt"] for g in groups]),
-    }
-    n_groups = len(groups)
+    n_groups = int(stacked["current"].shape[0])
     model0 = GFR.init(best_g, config.bin_size, kappa=config.kappa)
     spec = _gfr_spec(model0)
 
@@ -766,7 +785,8 @@ def fit_cell(
         sub = _ckpt(root, f"stage2_{j}")
         losses: list[float] = []
         if sub is not None and resume and (sub / "latest.json").is_file():
-            losses = [float(v) for v in load_json(sub / "latest.json")["history"].get("per_bin", [])]
+            info = load_json(sub / "latest.json")
+            losses = [float(v) for v in info.get("meta", info).get("history", {}).get("per_bin", [])]
 
         def stop_rule(step, model, logs, losses=losses, j=j):
             if _stop_after is not None and j == 0 and step > _stop_after * n_groups:
@@ -780,7 +800,7 @@ def fit_cell(
             callback=stop_rule, checkpoint_dir=sub, checkpoint_every=None if checkpoint_every is None else checkpoint_every * n_groups,
             resume=resume, progress=progress, desc=f"cell {prep.cell_id} lr {lr:g}",
         )
-        ev = {k: float(v) for k, v in _eval_member(res.model, data["ev"], eps).items()}
+        ev = {k: float(v) for k, v in _eval_member(res.model, ev_data, eps).items()}
         runs.append((res.model, ev, losses[-1] if losses else float("nan"), len(losses)))
     vals = [r[1]["val_evr"] if np.isfinite(r[1]["val_evr"]) else -np.inf for r in runs]
     j = int(np.argmax(vals))
