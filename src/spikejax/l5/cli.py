@@ -1,0 +1,138 @@
+"""``spikejax l5 run|tune|sweep|search CONFIG``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+__all__ = ["register"]
+
+
+def _cfg(args):
+    from .config import load_config
+
+    overrides = {}
+    for item in args.set or []:
+        if "=" not in item:
+            from ..core.errors import ConfigError
+
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        try:
+            overrides[k] = json.loads(v)
+        except json.JSONDecodeError:
+            overrides[k] = v
+    return load_config(args.config, **overrides)
+
+
+def _run(args) -> int:
+    import jax
+
+    from .outputs import run
+    from .plots import plot_all
+
+    cfg = _cfg(args)
+    res = run(cfg, key=jax.random.PRNGKey(cfg.seed))
+    out = Path(args.out)
+    res.save(out)
+    if not args.no_plots:
+        plot_all(res, out)
+    print(res.selectivity_df.loc["after"].round(4).to_string())
+    print(json.dumps({**res.summary_info, "loss": res.loss}))
+    return 0
+
+
+def _tune(args) -> int:
+    import jax
+
+    from ..core.io import save_json
+    from .tune import check_tuned, tune
+
+    cfg = _cfg(args)
+    res = tune(cfg, key=jax.random.PRNGKey(cfg.seed), n_steps=args.steps, learning_rate=args.lr, margin=args.margin)
+    check = check_tuned(cfg, res.params, key=jax.random.PRNGKey(cfg.seed + 1000), sim_number=args.check_sims)
+    out = Path(args.out)
+    save_json(out / "tuned.json", {"params": res.summary(), "history": res.history, "check_fresh_seeds": check})
+    print(json.dumps({"params": res.summary(), "os_rel": check["os_rel"], "ds_rel": check["ds_rel"],
+                      "os_rel_sd": check["os_rel_sd"], "ds_rel_sd": check["ds_rel_sd"]}))
+    return 0
+
+
+def _sweep(args) -> int:
+    import time
+
+    import jax
+    import numpy as np
+    import pandas as pd
+
+    from ..core.io import atomic_open
+    from .sweep import random_settings, sweep_settings
+
+    cfg = _cfg(args)
+    settings = random_settings(args.n, key=jax.random.PRNGKey(cfg.seed + 1))
+    t0 = time.perf_counter()
+    res = sweep_settings(cfg, settings, chunk_size=args.chunk)
+    jax.block_until_ready(res)
+    dt = time.perf_counter() - t0
+    amp = np.asarray(settings["amplitude"])
+    df = pd.DataFrame({"cs": amp[:, 0], "cc": amp[:, 1], "pv": amp[:, 2], "sst": amp[:, 3]})
+    for k in ("os_rel", "ds_rel", "os_p_rel", "nan_counter", "not_eq_counter"):
+        if k in res:
+            df[k] = np.asarray(res[k])
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_open(out / "sweep.csv") as fh:
+        df.to_csv(fh, index=False)
+    ok = int(((df.get("os_rel", 0) < 0) & (df.get("ds_rel", 0) > 0)).sum()) if "os_rel" in df else 0
+    print(json.dumps({"n_settings": args.n, "seconds": round(dt, 2), "os_rel<0 & ds_rel>0": ok}))
+    return 0
+
+
+def _search(args) -> int:
+    from .search import tpe_search
+
+    cfg = _cfg(args)
+    best, _, path = tpe_search(cfg, n_trials=args.trials, out_dir=args.out)
+    print(json.dumps({"best": best, "csv": str(path)}, default=str))
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add ``spikejax l5 ...`` to the main parser."""
+    p = subparsers.add_parser("l5", help="V1 layer-5 rate network (CS/CC/PV/SST): run, tune, sweep, search")
+    sub = p.add_subparsers(dest="l5_command", metavar="ACTION")
+
+    def common(sp, out_default):
+        sp.add_argument("config", nargs="?", default=None, help="config file (.py/.json/.yaml); default: the debug config")
+        sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (JSON value)")
+        sp.add_argument("--out", default=out_default, help=f"output folder (default {out_default})")
+
+    r = sub.add_parser("run", help="simulate a config; write weight_df, selectivity_df, summary_info, meta_data and plots")
+    common(r, "out/l5_run")
+    r.add_argument("--no-plots", action="store_true")
+    r.set_defaults(func=_run)
+
+    t = sub.add_parser("tune", help="gradient-based tuning toward os_rel < 0, ds_rel > 0, checked on fresh seeds")
+    common(t, "out/l5_tune")
+    t.add_argument("--steps", type=int, default=30)
+    t.add_argument("--lr", type=float, default=0.03)
+    t.add_argument("--margin", type=float, default=0.2)
+    t.add_argument("--check-sims", type=int, default=10)
+    t.set_defaults(func=_tune)
+
+    s = sub.add_parser("sweep", help="vmapped sweep of random input amplitudes in one compiled call")
+    common(s, "out/l5_sweep")
+    s.add_argument("--n", type=int, default=1000)
+    s.add_argument("--chunk", type=int, default=None)
+    s.set_defaults(func=_sweep)
+
+    q = sub.add_parser("search", help="the original's TPE search (needs optuna: pip install spikejax[l5])")
+    common(q, "out/l5_search")
+    q.add_argument("--trials", type=int, default=300)
+    q.set_defaults(func=_search)
+
+    def _help(_args, _p=p):
+        _p.print_help()
+        return 2
+
+    p.set_defaults(func=_help)
