@@ -1,0 +1,161 @@
+"""``spikejax gfr ...``: preprocess NWB files, fit GFR models, simulate released cells.
+
+* ``spikejax gfr preprocess --nwb FILES|DIR --save_path OUT`` (or ``--synthetic N`` to first
+  write a synthetic Allen-like cell bank as NWB files under ``OUT/nwb``) -> ``OUT/<cell_id>.h5``;
+* ``spikejax gfr fit --data DIR --save_path OUT [--bin_size 20 --activation_bin_size 20 --degree 1
+  --C 0 --config_path cfg.json --lr 1e-2 1e-3 1e-4 --epochs 200 ...]`` -> ``OUT/records.json``
+  (all fitted cells, ``gfr_dataset.json`` layout), ``OUT/gfr_dataset.json`` (the cells passing the
+  release selection) and ``OUT/summary.csv``;
+* ``spikejax gfr simulate --cell_id ID [--dataset JSON] --current 150 --duration 1000`` -> CSV of
+  rates for a current step;
+* ``spikejax gfr network ...`` when :mod:`spikejax.gfr.cli_network` is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..core.errors import ConfigError
+
+__all__ = ["register"]
+
+
+def _preprocess(args: argparse.Namespace) -> int:
+    from .preprocess import BIN_SIZES, preprocess_files
+    from .synthetic import make_cell_bank
+
+    out = Path(args.save_path)
+    paths: list[Path] = []
+    if args.synthetic:
+        paths += make_cell_bank(out / "nwb", args.synthetic, seed=args.seed, sampling_rate=args.sampling_rate, short=args.short)
+        print(f"wrote {len(paths)} synthetic NWB files to {out / 'nwb'}")
+    for item in args.nwb or []:
+        p = Path(item)
+        paths += sorted(p.glob("*.nwb")) if p.is_dir() else [p]
+    if not paths:
+        raise ConfigError("give NWB files or folders with --nwb, or --synthetic N")
+    bins = tuple(args.bin_sizes) if args.bin_sizes else BIN_SIZES
+    written = preprocess_files(paths, out, bins)
+    print(f"preprocessed {len(written)} cell(s) at bin sizes {bins} ms -> {out}")
+    return 0
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from ..core.io import atomic_open, save_json
+    from .fit import FitConfig, fit_cells
+    from .preprocess import load_cells
+    from .records import save_records
+
+    overrides = {
+        "bin_size": args.bin_size,
+        "activation_bin_size": args.activation_bin_size,
+        "degree": args.degree,
+        "C": args.C,
+        "activation_epochs": args.activation_epochs,
+        "activation_repeats": args.activation_repeats,
+        "seed": args.seed,
+    }
+    if args.lr:
+        epochs = args.epochs if args.epochs else [200]
+        if len(epochs) not in (1, len(args.lr)):
+            raise ConfigError(f"--epochs must give one value or one per --lr ({len(args.lr)}), got {len(epochs)}")
+        overrides["hparams"] = tuple((lr, epochs[i] if len(epochs) > 1 else epochs[0]) for i, lr in enumerate(args.lr))
+    elif args.epochs:
+        base = FitConfig.from_json(args.config_path) if args.config_path else FitConfig()
+        overrides["hparams"] = tuple((lr, args.epochs[0]) for lr, _ in base.hparams)
+    if args.config_path:
+        config = FitConfig.from_json(args.config_path, **overrides)
+    else:
+        config = FitConfig(**{k: v for k, v in overrides.items() if v is not None})
+    cells = load_cells(args.data)
+    print(f"fitting {len(cells)} cell(s) at (bin_size, activation_bin_size) = ({config.bin_size}, {config.activation_bin_size})")
+    res = fit_cells(cells, config, checkpoint_dir=args.checkpoint_dir, epochs_per_call=args.epochs_per_call)
+    out = Path(args.save_path)
+    save_records(out / "records.json", res.records)
+    selected = [rec for rec, ok in zip(res.records, res.table["selected"]) if ok]
+    save_records(out / "gfr_dataset.json", selected)
+    with atomic_open(out / "summary.csv", "w", newline="") as fh:
+        res.table.to_csv(fh, index=False)
+    save_json(out / "config.json", config.to_dict())
+    cols = ["cell_id", "val_evr", "test_evr", "train_loss", "test_loss", "best_lr", "selected"]
+    print(res.table[cols].to_string(index=False))
+    print(f"{len(selected)}/{len(cells)} cell(s) pass the selection (val_evr > 0.5, train_loss < 0.45); wrote {out}")
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    import jax.numpy as jnp
+    import numpy as np
+    import pandas as pd
+
+    from ..core.io import atomic_open
+    from .model import simulate
+    from .records import load_dataset, load_model
+
+    ds = load_dataset(args.dataset)
+    model = load_model(ds, args.cell_id, args.bin_size, args.activation_bin_size)
+    n = int(round(args.duration / model.bin_size))
+    if n < 1:
+        raise ConfigError(f"--duration must cover at least one {model.bin_size} ms bin, got {args.duration}")
+    rates = np.asarray(simulate(model, jnp.full(n, float(args.current))))
+    frame = pd.DataFrame({"time_ms": (np.arange(n) + 1) * model.bin_size, "current_pA": args.current, "rate_per_ms": rates, "rate_Hz": rates * 1000})
+    if args.out:
+        with atomic_open(args.out, "w", newline="") as fh:
+            frame.to_csv(fh, index=False)
+        print(f"wrote {args.out}")
+    else:
+        print(frame.to_string(index=False))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``spikejax gfr {preprocess,fit,simulate[,network]}``."""
+    gfr = subparsers.add_parser("gfr", help="generalized firing-rate neurons (AllenInstitute/GRNN)")
+    sub = gfr.add_subparsers(dest="gfr_command", metavar="SUBCOMMAND")
+    gfr.set_defaults(func=lambda a: (gfr.print_help(), 2)[1])
+
+    pre = sub.add_parser("preprocess", help="read Allen cell-types NWB files (h5py), window, bin and save h5 per cell")
+    pre.add_argument("--nwb", nargs="*", help="NWB files or folders of *.nwb")
+    pre.add_argument("--synthetic", type=int, default=0, metavar="N", help="first write N synthetic Allen-like cells as NWB")
+    pre.add_argument("--save_path", required=True, help="output folder for <cell_id>.h5 (and nwb/ with --synthetic)")
+    pre.add_argument("--bin_sizes", type=int, nargs="*", help="bin sizes in ms (default 10 20 50 100)")
+    pre.add_argument("--sampling_rate", type=float, default=10_000.0, help="synthetic bank sampling rate, Hz")
+    pre.add_argument("--short", action="store_true", help="synthetic bank: half-length protocol")
+    pre.add_argument("--seed", type=int, default=0)
+    pre.set_defaults(func=_preprocess)
+
+    fit = sub.add_parser("fit", help="fit GFR models (stage 1 + stage 2) to preprocessed cells, all at once")
+    fit.add_argument("--data", required=True, help="folder of preprocessed <cell_id>.h5 files (or one file)")
+    fit.add_argument("--save_path", required=True, help="output folder (records.json, gfr_dataset.json, summary.csv)")
+    fit.add_argument("--config_path", default=None, help="GRNN-style JSON config (hparams, eps, activation_epochs, ...)")
+    fit.add_argument("--bin_size", type=int, default=None, help="model bin size, ms (default 20)")
+    fit.add_argument("--activation_bin_size", type=int, default=None, help="activation bin size, ms (default 20)")
+    fit.add_argument("--degree", type=int, default=None, help="activation polynomial degree (default 1)")
+    fit.add_argument("--C", type=float, default=None, help="'L0' penalty weight; as in the original it has no effect on training")
+    fit.add_argument("--lr", type=float, nargs="*", help="stage-2 learning rates (independent restarts), default 1e-2 1e-3 1e-4")
+    fit.add_argument("--epochs", type=int, nargs="*", help="stage-2 epochs (one value, or one per --lr), default 200")
+    fit.add_argument("--activation_epochs", type=int, default=None, help="stage-1 epochs (default 1000)")
+    fit.add_argument("--activation_repeats", type=int, default=None, help="stage-1 restarts (default 3)")
+    fit.add_argument("--epochs_per_call", type=int, default=50, help="epochs per compiled call (checkpoint granularity)")
+    fit.add_argument("--checkpoint_dir", default=None, help="checkpoint folder; rerunning resumes from it")
+    fit.add_argument("--seed", type=int, default=None)
+    fit.set_defaults(func=_fit)
+
+    sim = sub.add_parser("simulate", help="rates of a released cell for a current step")
+    sim.add_argument("--cell_id", type=int, default=566517779)
+    sim.add_argument("--dataset", default=None, help="gfr_dataset.json-layout file (default: the bundled excerpt)")
+    sim.add_argument("--bin_size", type=int, default=20)
+    sim.add_argument("--activation_bin_size", type=int, default=20)
+    sim.add_argument("--current", type=float, default=200.0, help="step current, pA")
+    sim.add_argument("--duration", type=float, default=1000.0, help="ms")
+    sim.add_argument("--out", default=None, help="CSV file (default: print)")
+    sim.set_defaults(func=_simulate)
+
+    try:
+        from . import cli_network
+    except ImportError:
+        cli_network = None
+    if cli_network is not None:
+        cli_network.add_parser(sub)
+    return gfr
