@@ -96,7 +96,7 @@ class MesoConfig:
     n_age: int = N_AGE
     free_bin: bool = True
     integrator: str = "exact"
-    unroll: int = 2
+    unroll: int = 1
 
     def __post_init__(self):
         check_scalar(self.dt, "dt", low=0.0, low_inclusive=False)
@@ -127,15 +127,14 @@ def _hazard_prob(lam: jax.Array, dt: float) -> jax.Array:
 
 
 def _linear_recurrence(a: jax.Array, b: jax.Array) -> jax.Array:
-    """``x[t] = a[t] * x[t-1] + b[t]`` along axis 0 with ``x[-1] = 0`` (parallel associative scan)."""
-
-    def combine(left, right):
-        a1, b1 = left
-        a2, b2 = right
-        return a1 * a2, a2 * b1 + b2
-
+    """``x[t] = a[t] * x[t-1] + b[t]`` along axis 0 with ``x[-1] = 0`` (a small ``lax.scan``)."""
     a = jnp.broadcast_to(a, b.shape)
-    return jax.lax.associative_scan(combine, (a, b), axis=0)[1]
+
+    def body(x, ab):
+        x = ab[0] * x + ab[1]
+        return x, x
+
+    return jax.lax.scan(body, jnp.zeros_like(b[0]), (a, b))[1]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -261,8 +260,8 @@ def loss(
     A0 (M,) Hz, age0 (M, n) bins. No validation (use :func:`spikejax.meso.MesoData`).
     """
     T, M = Z.shape
-    zbar = predict(params, Z, A0, I_ext, cfg)
-    logits = observed_logits(params, Z, A0, y, age0, I_ext, cfg)
+    zbar, U = _predict(params, Z, A0, I_ext, cfg)
+    logits = observed_logits(params, Z, A0, y, age0, I_ext, cfg, U=U)
     L_Z = population_nll(params, Z, zbar, dt=cfg.dt) / (M * T)
     L_y = observed_nll(y, logits) / (M * T)
     return LossParts(L_y + L_Z, L_y, L_Z)
@@ -356,6 +355,7 @@ def step(
             syn=syn, x=x, z=z, Vf=Vf_new, t=state.t + 1,
         )
 
+    advance.syn = syn
     return zbar, advance
 
 
@@ -382,15 +382,27 @@ def predict(
     cfg
         Static options (:class:`MesoConfig`: bin size, age bins, free bin, integrator).
     """
-    state = init_state(params, A0, cfg)
+    return _predict(params, Z, A0, I_ext, cfg)[0]
 
-    def body(st, x):
+
+def _predict(params, Z, A0, I_ext, cfg):
+    """Z̄ and the free potential ``U(t) = a U(t−1) + (1 − a) c(t)`` (for the observed neurons)."""
+    state = init_state(params, A0, cfg)
+    a = _decay(params, cfg.dt, cfg.integrator)
+
+    def body(carry, x):
+        st, U = carry
         Zt, It = x
         zbar, adv = step(params, st, It, cfg)
-        return adv(Zt), zbar
+        syn = adv.syn
+        I = syn @ params.J_eff
+        if It is not None:
+            I = I + params.eps * It
+        U = a * U + (1.0 - a) * (params.mu + I / params.amem)
+        return (adv(Zt), U), (zbar, U)
 
-    _, zbar = jax.lax.scan(body, state, (Z, I_ext), unroll=cfg.unroll)
-    return zbar
+    _, (zbar, U) = jax.lax.scan(body, (state, jnp.zeros_like(A0)), (Z, I_ext), unroll=cfg.unroll)
+    return zbar, U
 
 
 def observed_logits(
@@ -401,6 +413,8 @@ def observed_logits(
     age0: jax.Array,
     I_ext: jax.Array | None = None,
     cfg: MesoConfig = MesoConfig(),
+    *,
+    U: jax.Array | None = None,
 ) -> jax.Array:
     """Bernoulli logits ``log(e^{λΔ} − 1)`` of the observed neurons' spikes, shape (T, M, n).
 
@@ -415,7 +429,9 @@ def observed_logits(
     dt = cfg.dt
     ref = ref_bins(params, dt)
     dtype = Z.dtype
-    U, a = _drive(params, Z, A0, I_ext, dt, cfg.integrator)
+    if U is None:
+        U, _ = _drive(params, Z, A0, I_ext, dt, cfg.integrator)
+    a = _decay(params, dt, cfg.integrator)
     loga = jnp.log(a)[None, :, None]
     h = _free_potential(params, A0)[None, :, None]
     t = jnp.arange(T)[:, None, None]
