@@ -109,7 +109,7 @@ def test_fit_cells_equals_one_cell_core_fit(gfr_bank):
     """fit_cells (padded, vmapped over cells and learning rates) gives each cell's own fit
     (fit_cell, one core.fit per restart) to float64 precision."""
     cells = gfr_bank[1][:2]
-    cfg = FitConfig(activation_epochs=40, activation_repeats=2, hparams=((1e-2, 8), (1e-3, 5)))
+    cfg = FitConfig(activation_epochs=40, activation_repeats=2, hparams=((1e-2, 8),))
     res = fit_cells(cells, cfg, epochs_per_call=4)
     model, summary = fit_cell(cells[1], cfg)
     got = res.models[1]

@@ -67,4 +67,19 @@ from .fit import (
     selection_criteria,
 )
 
+try:  # the GFR-RNN (L-MNIST) network part; see spikejax.gfr.network
+    from .mnist import load_mnist
+    from .network import (
+        GFRNetwork,
+        NetworkResult,
+        VanillaRNN,
+        biological_layer,
+        load_network,
+        network_filter_spec,
+        save_network,
+        train_network,
+    )
+except ImportError:  # pragma: no cover - the network module is optional in a partial install
+    pass
+
 __all__ = [name for name in dir() if not name.startswith("_")]
