@@ -56,6 +56,7 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=50, help="stage-2 epochs per learning rate (3 learning rates)")
     ap.add_argument("--warm_max", type=int, default=100, help="sizes above this are timed once (compile included)")
     ap.add_argument("--out", default=str(Path(__file__).with_name("RESULTS_gfr.md")))
+    ap.add_argument("--shared_padding", action="store_true", help="fit_cells(shared_padding=True): one common batch shape")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -77,10 +78,10 @@ def main(argv=None) -> int:
     for c in loop_cells[1:]:
         fit_cell(c, config)
     per_cell_core = (time.perf_counter() - t) / args.loop_cells
-    fit_cells([loop_cells[0]], config)
+    fit_cells([loop_cells[0]], config, shared_padding=args.shared_padding)
     t = time.perf_counter()
     for c in loop_cells[1:]:
-        fit_cells([c], config)
+        fit_cells([c], config, shared_padding=args.shared_padding)
     per_cell_batched = (time.perf_counter() - t) / args.loop_cells
     print(f"per-cell loop: fit_cell {per_cell_core:.2f} s/cell, fit_cells([cell]) {per_cell_batched:.2f} s/cell", flush=True)
 
@@ -88,11 +89,11 @@ def main(argv=None) -> int:
     for n in args.sizes:
         cells = _replicate(base, n)
         t = time.perf_counter()
-        res = fit_cells(cells, config)  # includes compilation
+        res = fit_cells(cells, config, shared_padding=args.shared_padding)  # includes compilation
         first = time.perf_counter() - t
         if n <= args.warm_max:
             t = time.perf_counter()
-            res = fit_cells(cells, config)  # compiled
+            res = fit_cells(cells, config, shared_padding=args.shared_padding)  # compiled
             warm = time.perf_counter() - t
         else:  # one call only: compilation (independent of n) is included in the time
             warm = first
@@ -116,11 +117,13 @@ def main(argv=None) -> int:
     lines = [
         "# GFR fitting benchmark (`benchmarks/gfr_fit.py`)",
         "",
-        f"- Command: `python benchmarks/gfr_fit.py{' --quick' if args.quick else ''}` (sizes {args.sizes})",
+        f"- Command: `python benchmarks/gfr_fit.py{' --quick' if args.quick else ''}{' --shared_padding' if args.shared_padding else ''}` (sizes {args.sizes})",
         f"- Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, JAX {jax.__version__} on {dev.platform} ({dev.device_kind}); "
         "shared with other jobs while measured, so absolute times are inflated, ratios within the run are comparable",
         f"- Schedule per cell: stage 1 {config.activation_epochs} epochs x {config.activation_repeats} restarts; stage 2: "
         f"{len(config.hparams)} learning rates x {args.epochs} epochs (3 type-batches per epoch), 20 ms bins",
+        f"- `fit_cells(shared_padding={args.shared_padding})`: "
+        + ("all type-batches padded to one shape and scanned" if args.shared_padding else "each type-batch padded only to its own largest shape (unrolled)"),
         f"- Cells: {len(base)} distinct synthetic cells (short protocol: 9 Long Square, 1 Ramp, 3+3 noise sweeps) replicated with new ids",
         f"- Per-cell loops timed on {args.loop_cells} cells after a warm-up and **extrapolated linearly** to each size; "
         "`fit_cell` runs one `spikejax.core.fit` per restart and learning rate and each of those compiles its own step "

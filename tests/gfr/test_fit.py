@@ -109,13 +109,16 @@ def test_fit_cells_equals_one_cell_core_fit(gfr_bank):
     """fit_cells (padded, vmapped over cells and learning rates) gives each cell's own fit
     (fit_cell, one core.fit per restart) to float64 precision."""
     cells = gfr_bank[1][:2]
-    cfg = FitConfig(activation_epochs=40, activation_repeats=2, hparams=((1e-2, 8),))
+    cfg = FitConfig(activation_epochs=40, activation_repeats=1, hparams=((1e-2, 8),))
     res = fit_cells(cells, cfg, epochs_per_call=4)
     model, summary = fit_cell(cells[1], cfg)
     got = res.models[1]
     np.testing.assert_allclose(got.g.poly_coeff, model.g.poly_coeff, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(got.alpha, model.alpha, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(got.beta, model.beta, rtol=1e-9, atol=1e-12)
+    unrolled = fit_cells(cells, cfg, epochs_per_call=4, shared_padding=False)  # per-type-batch padding
+    np.testing.assert_allclose(unrolled.models[1].beta, got.beta, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(unrolled.history, res.history, rtol=1e-9)
     row = res.table.iloc[1]
     assert row["val_evr"] == pytest.approx(summary["val_evr"], rel=1e-9)
     assert row["train_loss"] == pytest.approx(summary["train_loss"], rel=1e-9)
@@ -141,15 +144,15 @@ def test_fit_cells_resume(gfr_bank, tmp_path):
     """fit_cells' own checkpoints (every compiled call) resume to the uninterrupted result."""
     cells = gfr_bank[1][2:3]
     cfg = FitConfig(activation_epochs=20, activation_repeats=1, hparams=((1e-2, 9), (1e-3, 9)))
-    ref = fit_cells(cells, cfg, epochs_per_call=3)
+    ref = fit_cells(cells, cfg, epochs_per_call=3, checkpoint_dir=tmp_path / "ref")  # uninterrupted
     with pytest.raises(_Interrupted):
-        fit_cells(cells, cfg, epochs_per_call=3, checkpoint_dir=tmp_path, _stop_after=2)
-    res = fit_cells(cells, cfg, epochs_per_call=3, checkpoint_dir=tmp_path)
+        fit_cells(cells, cfg, epochs_per_call=3, checkpoint_dir=tmp_path / "ck", _stop_after=2)
+    res = fit_cells(cells, cfg, epochs_per_call=3, checkpoint_dir=tmp_path / "ck")
     np.testing.assert_array_equal(res.models[0].alpha, ref.models[0].alpha)
     np.testing.assert_array_equal(res.models[0].beta, ref.models[0].beta)
     np.testing.assert_array_equal(res.history, ref.history)
     with pytest.raises(ConfigError, match="another configuration"):
-        fit_cells(cells, FitConfig(activation_epochs=21, activation_repeats=1, hparams=((1e-2, 9),)), checkpoint_dir=tmp_path)
+        fit_cells(cells, FitConfig(activation_epochs=21, activation_repeats=1, hparams=((1e-2, 9),)), checkpoint_dir=tmp_path / "ck")
 
 
 def test_C_penalty_has_no_effect_on_gradients():

@@ -425,7 +425,9 @@ def _run_epochs(state, epoch0, frozen, lrs, groups, n_epochs, hyper, *, kind, bp
         return p2, s2, aux["per_bin"]
 
     vstep = jax.vmap(jax.vmap(member_step, in_axes=(0, 0, 0, None, 0)), in_axes=(0, 0, 0, 0, None))
-    present_g = groups["n_sweeps"] > 0 if "n_sweeps" in groups else jnp.ones(groups["current"].shape[:2], bool)
+
+    def present_of(g, lead):
+        return g["n_sweeps"] > 0 if "n_sweeps" in g else jnp.ones(g["current"].shape[:lead], bool)
 
     def epoch(st, e):
         budget = (epoch0 + e) < n_epochs[None, :]
@@ -443,7 +445,13 @@ def _run_epochs(state, epoch0, frozen, lrs, groups, n_epochs, hyper, *, kind, bp
             return (params, opt_state, total, count), None
 
         init = (st["params"], st["opt_state"], jnp.zeros((c, m), dtype), jnp.zeros((c, m), dtype))
-        (params, opt_state, total, count), _ = jax.lax.scan(group_step, init, (groups, present_g))
+        if isinstance(groups, tuple):  # one padded shape per type-batch, unrolled (less padding, longer compile)
+            carry = init
+            for g in groups:
+                carry, _ = group_step(carry, (g, present_of(g, 1)))
+            params, opt_state, total, count = carry
+        else:  # one common padded shape, scanned over type-batches (one compiled step body)
+            (params, opt_state, total, count), _ = jax.lax.scan(group_step, init, (groups, present_of(groups, 2)))
         loss = total / jnp.maximum(count, 1)
         if patience:
             same = jnp.all(st["recent"] == loss[..., None], axis=-1) & (st["n_done"] + 1 >= patience)
@@ -589,6 +597,7 @@ def fit_cells(
     checkpoint_every: int | None = None,
     resume: bool = True,
     cre_lines: dict[int, str] | None = None,
+    shared_padding: bool = True,
     _stop_after: int | None = None,
 ) -> FitCellsResult:
     """Fit GFR models to many cells in one compiled program (stage 1 then stage 2).
@@ -608,6 +617,11 @@ def fit_cells(
         a later call with ``resume=True`` continues from there and gives the same result.
     cre_lines
         Optional ``{cell_id: cre line}`` for the records.
+    shared_padding
+        ``True``: pad all type-batches to one common (sweeps, bins) shape and scan over them (one
+        compiled step, fastest to compile; best for small fits). ``False``: pad each type-batch
+        only to its own largest shape and unroll the steps (about 3x longer compilation, much less
+        padded work when sweep lengths differ; best for many cells). Results are identical.
     """
     config = config or FitConfig()
     if not cells:
@@ -668,8 +682,17 @@ def fit_cells(
     g2 = PolynomialActivation(*(jnp.asarray(rep(g_host[k]), dt) for k in ("poly_coeff", "b", "max_current", "max_firing_rate")), config.activation_bin_size)
     stack2 = GFR(jnp.asarray(alpha0, dt), jnp.zeros((n_cells, n_l, n), dt), jnp.asarray(np.broadcast_to(lam, (n_cells, n_l, n)), dt), g2, config.bin_size, config.kappa)
     p2, f2 = eqx.partition(stack2, _gfr_spec(stack2))
+    groups = data["groups"]
+    if not shared_padding:
+        host_groups = {k: np.asarray(v) for k, v in groups.items()}
+        split = []
+        for j in range(host_groups["current"].shape[0]):
+            s_j = int(host_groups["n_sweeps"][j].max())
+            t_j = int(host_groups["n_bins"][j].max())
+            split.append({k: jnp.asarray(v[j, :, :s_j, :t_j] if v.ndim == 4 else v[j]) for k, v in host_groups.items()})
+        groups = tuple(split)
     res2 = _train_members(
-        p2, f2, lrs, data["groups"], "stage2", hyper, budgets, int(max(ep for _, ep in config.hparams)),
+        p2, f2, lrs, groups, "stage2", hyper, budgets, int(max(ep for _, ep in config.hparams)),
         config.patience, bptt_checkpoint=config.bptt_checkpoint, epochs_per_call=epochs_per_call,
         checkpoint_dir=_ckpt(ckpt_root, "stage2"), checkpoint_every=checkpoint_every, resume=resume, stop_after=_stop_after,
     )
