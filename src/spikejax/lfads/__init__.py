@@ -37,7 +37,7 @@ from .evaluate import (
 )
 from .gru import ClippedGRUCell, bidirectional_gru, gru_scan
 from .infer import infer
-from .loss import lfads_loss, prepare_inputs, ramp
+from .loss import lfads_loss, prepare_inputs, ramp, recon_cost
 from .model import LFADS, HParams, LFADSConfig, kl_co_ar1, kl_co_gaussian, kl_ic
 from .observation import PoissonReadout, ZIGReadout
 from .pbt import DEFAULT_SEARCH_SPACE, PBTConfig, PBTResult, SearchParam, exploit_binary_tournament, improvement_ratio_stop, pbt, perturb

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 
 from .model import LFADS, HParams
 
-__all__ = ["ramp", "prepare_inputs", "lfads_loss"]
+__all__ = ["ramp", "prepare_inputs", "recon_cost", "lfads_loss"]
 
 
 def ramp(epoch, start, increase):
@@ -69,6 +69,33 @@ def prepare_inputs(model: LFADS, batch: dict[str, Any], hp: HParams, *, key: jax
     return x, target, observed, heldin, grad_mask
 
 
+def recon_cost(readout, params: jax.Array, target: jax.Array, observed: jax.Array, heldin: jax.Array,
+               grad_mask: jax.Array, *, reduce_mean: bool = True) -> tuple[jax.Array, jax.Array]:
+    """Reconstruction cost over observed held-in entries, and the SV held-out cost (NaN without SV).
+
+    Missing entries (``observed`` False, SBTT) contribute neither value nor gradient; entries with
+    ``grad_mask`` False (kept by coordinated dropout) contribute value but no gradient. The mean
+    (``reduce_mean``) is over the observed held-in entries; the sum convention sums over time and
+    neurons renormalised to the full element count, and averages over trials.
+    """
+    nll = readout.nll(params, target, mask=observed)
+    nll = jnp.where(grad_mask, nll, jax.lax.stop_gradient(nll))
+    m_in = observed & heldin
+    m_out = observed & ~heldin
+    n_in = jnp.maximum(jnp.sum(m_in), 1)
+    sum_in = jnp.sum(jnp.where(m_in, nll, 0.0))
+    b = nll.shape[0]
+    if reduce_mean:
+        recon = sum_in / n_in
+    else:
+        recon = sum_in * (nll.size / n_in) / b
+    n_out = jnp.sum(m_out)
+    recon_heldout = jnp.where(n_out > 0, jnp.sum(jnp.where(m_out, nll, 0.0)) / jnp.maximum(n_out, 1), jnp.nan)
+    if not reduce_mean:
+        recon_heldout = recon_heldout * nll[0].size
+    return recon, recon_heldout
+
+
 def lfads_loss(model: LFADS, batch: dict[str, Any], hp: HParams, epoch: jax.Array, *, key: jax.Array,
                training: bool = True, sample_posteriors: bool = True) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Scalar LFADS loss and an aux dict of its terms for a minibatch.
@@ -106,20 +133,8 @@ def lfads_loss(model: LFADS, batch: dict[str, Any], hp: HParams, epoch: jax.Arra
         params, kic, kco = jax.vmap(lambda xi, ni: one(xi, ni, None))(x, noise)
     else:
         params, kic, kco = jax.vmap(one)(x, noise, ext)
-    nll = model.readout.nll(params, target, mask=observed)
-    nll = jnp.where(grad_mask, nll, jax.lax.stop_gradient(nll))
-    m_in = observed & heldin
-    m_out = observed & ~heldin
-    n_in = jnp.maximum(jnp.sum(m_in), 1)
-    sum_in = jnp.sum(jnp.where(m_in, nll, 0.0))
-    if c.recon_reduce_mean:
-        recon = sum_in / n_in
-    else:
-        recon = sum_in * (nll.size / n_in) / b
-    n_out = jnp.sum(m_out)
-    recon_heldout = jnp.where(n_out > 0, jnp.sum(jnp.where(m_out, nll, 0.0)) / jnp.maximum(n_out, 1), jnp.nan)
-    if not c.recon_reduce_mean:
-        recon_heldout = recon_heldout * nll[0].size
+    recon, recon_heldout = recon_cost(model.readout, params, target, observed, heldin, grad_mask,
+                                      reduce_mean=c.recon_reduce_mean)
     kl_ic = jnp.mean(kic)
     kl_co = jnp.mean(kco)
     l2 = model.l2_penalty(hp)

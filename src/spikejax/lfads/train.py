@@ -16,6 +16,7 @@ error types, tqdm) around an epoch-aware step.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import sys
 import time
@@ -159,6 +160,19 @@ def make_eval_fn(static):
     return eval_fn
 
 
+@functools.lru_cache(maxsize=16)
+def _compiled(config, opt_key: tuple, n_train: int, bs: int):
+    """Jitted epoch/eval functions shared by every :func:`train` call with the same sizes (no recompiles).
+
+    ``opt_key`` = (max_grad_norm, beta1, beta2, eps); the learning rate and weight decay are
+    injected array leaves set after ``init``.
+    """
+    static = eqx.partition(LFADS(config, key=jax.random.PRNGKey(0)), eqx.is_inexact_array)[1]
+    gn, b1, b2, eps = opt_key
+    optimizer = make_optimizer(TrainConfig(max_grad_norm=gn, adam_beta1=b1, adam_beta2=b2, adam_epsilon=eps))
+    return optimizer, jax.jit(make_epoch_fn(static, optimizer, n_train, bs)), jax.jit(make_eval_fn(static))
+
+
 def _to_device(data: dict[str, Any], dtype) -> dict[str, jax.Array]:
     out = {}
     for k, v in data.items():
@@ -204,10 +218,11 @@ def train(model: LFADS, train_data: dict[str, Any], valid_data: dict[str, Any], 
     n_train = tr["data"].shape[0]
     bs = min(tc.batch_size, n_train)
     params, static = eqx.partition(model, eqx.is_inexact_array)
-    optimizer = make_optimizer(tc)
-    opt_state = optimizer.init(params)
-    epoch_fn = jax.jit(make_epoch_fn(static, optimizer, n_train, bs))
-    eval_fn = jax.jit(make_eval_fn(static))
+    optimizer, epoch_fn, eval_fn = _compiled(c, (tc.max_grad_norm, tc.adam_beta1, tc.adam_beta2, tc.adam_epsilon),
+                                             n_train, bs)
+    opt_state = set_lr(optimizer.init(params), tc.lr_init)
+    opt_state = opt_state._replace(hyperparams={**opt_state.hyperparams, "weight_decay": jnp.asarray(
+        tc.weight_decay, opt_state.hyperparams["weight_decay"].dtype)})
     k_train, k_val = jax.random.split(key)
     ramp_end = int(max(float(hp.kl_start_epoch) + float(hp.kl_increase_epoch),
                        float(hp.l2_start_epoch) + float(hp.l2_increase_epoch)))
