@@ -1,0 +1,104 @@
+"""Population-based training: host-side rules (fast) and the vmapped/sharded population (slow, acceptance 3)."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from spikejax.lfads.pbt import DEFAULT_SEARCH_SPACE, exploit_binary_tournament, improvement_ratio_stop, perturb
+
+
+def test_binary_tournament_losers_copy_winners():
+    rng = np.random.default_rng(0)
+    metric = np.array([5.0, 1.0, np.nan, 3.0, 2.0, 4.0, 0.5, 6.0])
+    for _ in range(20):
+        src = exploit_binary_tournament(metric, rng)
+        changed = np.flatnonzero(src != np.arange(8))
+        assert len(changed) == 4  # one loser per pair
+        for w in changed:
+            s = src[w]
+            assert src[s] == s  # winners keep themselves
+            score = np.where(np.isfinite(metric), metric, np.inf)
+            assert score[s] <= score[w]
+        assert src[2] != 2  # NaN always loses
+    # odd population: the unpaired worker is untouched
+    src = exploit_binary_tournament(np.array([1.0, 2.0, 3.0]), rng)
+    assert (src != np.arange(3)).sum() == 1
+
+
+def test_perturb_ranges_and_limits():
+    rng = np.random.default_rng(1)
+    vals = np.array([perturb(1.0, 0.8, rng, enforce_limits=False) for _ in range(2000)])
+    assert vals.min() > 0.2 - 1e-12 and vals.max() < 1.8 + 1e-12
+    assert np.all(np.abs(vals - 1.0) >= 2 * 0.8 * 0.001 - 1e-12)
+    assert vals.min() < 0.3 and vals.max() > 1.7
+    lim = [perturb(0.55, 0.3, rng, low=0.0, high=0.6) for _ in range(500)]
+    assert max(lim) <= 0.6 and min(lim) >= 0.0 and np.isclose(max(lim), 0.6)
+
+
+def test_improvement_ratio_stopper():
+    assert not improvement_ratio_stop([1.0, 0.9, 0.8], 4, 5e-4)
+    assert not improvement_ratio_stop([1.0, 0.9, 0.8, 0.7], 4, 5e-4)
+    assert improvement_ratio_stop([1.0, 0.7, 0.7, 0.7, 0.7], 4, 5e-4)
+    assert improvement_ratio_stop([0.7, 0.7, 0.70001, 0.69999], 4, 5e-4)
+
+
+def test_default_search_space_matches_spec():
+    d = {s.name: s for s in DEFAULT_SEARCH_SPACE}
+    assert (d["lr_init"].low, d["lr_init"].high, d["lr_init"].init) == (1e-5, 5e-3, 4e-3)
+    assert (d["cd_rate"].low, d["cd_rate"].high, d["cd_rate"].init) == (0.01, 0.7, 0.5)
+    assert d["kl_co_scale"].explore_param == 0.8 and not d["kl_co_scale"].enforce_limits
+    assert d["dropout_rate"].sampling == "rand" and d["l2_gen_scale"].sampling == "logrand"
+
+
+PBT_SCRIPT = textwrap.dedent(
+    """
+    import json, sys, jax, numpy as np
+    from spikejax.lfads import HParams, LFADSConfig, TrainConfig, generate_lorenz_dataset
+    from spikejax.lfads.pbt import PBTConfig, pbt
+    d = generate_lorenz_dataset(n_conditions=8, trials_per_condition=6, n_neurons=10, steps=400, bin_ms=20, seed=0)
+    cfg = LFADSConfig(data_dim=10, encod_seq_len=20, ic_enc_dim=6, ci_enc_dim=0, con_dim=0, co_dim=0, ic_dim=4,
+                      gen_dim=12, fac_dim=4)
+    hp = HParams.create(kl_increase_epoch=2, l2_increase_epoch=2)
+    r = pbt(cfg, {"data": d["train"]["data"]}, {"data": d["valid"]["data"]}, hp=hp,
+            train_config=TrainConfig(batch_size=19),
+            pbt_config=PBTConfig(num_workers=16, epochs_per_generation=4, max_generations=int(sys.argv[1]),
+                                 burn_in_epochs=0, num_no_best_to_stop=3, percent_change_to_stop=0.0),
+            key=jax.random.PRNGKey(0))
+    print(json.dumps({"devices": jax.local_device_count(), "metric": r.history["metric"].tolist(),
+                      "best": r.history["best"].tolist(), "source": r.history["source"].tolist(),
+                      "lr": r.history["hp/lr_init"].tolist()}))
+    """
+)
+
+
+def _run_pbt(n_dev, generations):
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={n_dev}"
+    env["JAX_PLATFORMS"] = "cpu"
+    out = subprocess.run([sys.executable, "-c", PBT_SCRIPT, str(generations)], env=env, capture_output=True,
+                         text=True, timeout=1800)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_pbt_16_workers_improves_and_sharded_equals_unsharded():
+    one = _run_pbt(1, 5)
+    four = _run_pbt(4, 5)
+    assert one["devices"] == 1 and four["devices"] == 4
+    metric = np.asarray(one["metric"])
+    assert metric.shape == (5, 16)
+    # the population's best after PBT beats the best worker after the first generation
+    assert np.nanmin(metric[-1]) < np.nanmin(metric[0])
+    # exploit happened and losers took winners' hyperparameters (then explored them)
+    src = np.asarray(one["source"])
+    assert (src[0] != np.arange(16)).sum() == 8
+    # sharded over 4 host devices: same decisions and the same numbers
+    np.testing.assert_array_equal(np.asarray(four["source"]), src)
+    np.testing.assert_allclose(np.asarray(four["metric"]), metric, rtol=1e-4)
+    np.testing.assert_allclose(np.asarray(four["lr"]), np.asarray(one["lr"]), rtol=1e-6)
