@@ -99,7 +99,6 @@ class L5Params(eqx.Module):
         check_array(self.degree, "params.degree", (None,))
         for name in ("delta_t", "tau_learn", "tau_threshold", "spatialF", "temporalF", "spatialPhase", "phi_lo", "phi_hi"):
             check_array(getattr(self, name), f"params.{name}", ())
-        check_array(self.tau, "params.tau", (4,), low=0.0)
         if not eqx.is_array(self.tau) or isinstance(self.tau, jax.core.Tracer):
             return self
         t = np.asarray(self.tau)

@@ -19,10 +19,34 @@ def spatial_projection(pos_a, pos_b, theta):
     return pos_a * jnp.cos(theta) + pos_b * jnp.sin(theta)
 
 
+_C1 = 6.28125  # 2 pi = _C1 + _C2 with _C1 exact in a few bits (Cody-Waite reduction)
+_C2 = 0.0019353071795864769
+
+
+def _mod2pi(x):
+    k = jnp.round(x / _TWO_PI)
+    return (x - k * _C1) - k * _C2
+
+
+def _step_phase(omega, t):
+    """(omega * t) mod 2 pi for an integer step t, accurate to ~1e-5 rad in float32.
+
+    t is split into base-16 digits, so every product is small before it is reduced.
+    """
+    t = jnp.asarray(t)
+    ti = t.astype(jnp.int32) if jnp.issubdtype(t.dtype, jnp.floating) else t
+    w = _mod2pi(omega)
+    phase = jnp.zeros(jnp.broadcast_shapes(jnp.shape(w), jnp.shape(ti)), dtype=jnp.result_type(w, float))
+    for _ in range(6):  # up to 16**6 steps
+        digit = jnp.mod(ti, 16).astype(phase.dtype)
+        phase = _mod2pi(phase + w * digit)
+        ti = ti // 16
+        w = _mod2pi(w * 16.0)
+    return phase
+
+
 def _cos_step(omega, t):
-    # reduce omega and omega*t modulo 2 pi first (keeps float32 accurate for t ~ 1e3-1e4)
-    w = jnp.mod(omega, _TWO_PI)
-    return jnp.cos(jnp.mod(w * t, _TWO_PI))
+    return jnp.cos(_step_phase(omega, t))
 
 
 def counterphase(amp_n, steady_n, s, t, spatialF, temporalF, spatialPhase):
@@ -35,7 +59,7 @@ def counterphase(amp_n, steady_n, s, t, spatialF, temporalF, spatialPhase):
 def drifting(amp_n, steady_n, s, t, spatialF, temporalF, spatialPhase):
     """Parent's drifting grating A cos(K s - phi t) + A (steady: A cos(K s - phi) + A); drive >= 0."""
     del temporalF
-    phase = jnp.where(steady_n > 0.5, spatialPhase, jnp.mod(spatialPhase * t, _TWO_PI))
+    phase = jnp.where(steady_n > 0.5, spatialPhase, _step_phase(spatialPhase, t))
     return amp_n * jnp.cos(spatialF * s - phase) + amp_n
 
 
