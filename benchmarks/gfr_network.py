@@ -7,7 +7,8 @@ baseline is a vanilla RNN with H chosen to match (H = 67, 7,179 parameters), tra
 (4,000 train / 1,000 test), no download. Reports step-1 and vote test accuracy per seed and
 mean +- std, training time and epochs; optionally biological-neuron networks (both input variants).
 
-    python benchmarks/gfr_network.py                      # 100 epochs, 3 seeds
+    python benchmarks/gfr_network.py --models gfr,rnn,rnn_tanh          # 100 epochs, 3 seeds
+    python benchmarks/gfr_network.py --models bio_scaled,bio_centered --seeds 1
     python benchmarks/gfr_network.py --epochs 300 --seeds 1
     python benchmarks/gfr_network.py --quick              # smoke test
 """
@@ -25,7 +26,7 @@ import numpy as np
 
 from spikejax.core.io import save_json
 from spikejax.gfr.mnist import load_mnist
-from spikejax.gfr.network import GFRNetwork, VanillaRNN, matching_rnn_size, train_network
+from spikejax.gfr.network import GFRNetwork, VanillaRNN, gfr_network_size, matching_rnn_size, train_network
 
 
 def _row(name, seed, res, hidden):
@@ -52,9 +53,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--batch_size", type=int, default=128)
     ap.add_argument("--n_nodes", type=int, default=64)
-    ap.add_argument("--rnn_activation", choices=("relu_tanh", "tanh"), default="relu_tanh")
-    ap.add_argument("--also_tanh", action="store_true", help="also train a tanh RNN baseline")
-    ap.add_argument("--bio", action="store_true", help="also train biological-neuron networks (both input variants)")
+    ap.add_argument(
+        "--models",
+        default="gfr,rnn",
+        help="comma-separated among gfr (default neurons), rnn (relu_tanh RNN), rnn_tanh, bio_scaled, bio_centered",
+    )
     ap.add_argument("--mnist_path", default=None, help="full MNIST instead of the bundled subset")
     ap.add_argument("--quick", action="store_true", help="tiny smoke run")
     ap.add_argument("--out", default="out/bench/gfr_network.json")
@@ -66,23 +69,31 @@ def main(argv=None) -> dict:
     x, y = load_mnist("train", path=args.mnist_path, n=n_train)
     xt, yt = load_mnist("test", path=args.mnist_path, n=n_test)
     common = dict(lr=args.lr, epochs=args.epochs, batch_size=args.batch_size, test_data=(xt, yt), progress=False)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = set(models) - {"gfr", "rnn", "rnn_tanh", "bio_scaled", "bio_centered"}
+    if unknown:
+        ap.error(f"unknown --models {sorted(unknown)}")
     rows = []
     t_start = time.perf_counter()
+    # The baseline's size matches the paper-setting GFR-RNN (trainable alpha/beta, frozen g).
+    h = matching_rnn_size(gfr_network_size(args.n_nodes))
     for seed in range(args.seeds):
         k_net, k_fit, k_rnn, k_rnn_fit, k_bio = jax.random.split(jax.random.PRNGKey(seed), 5)
-        gfr = train_network(GFRNetwork(args.n_nodes, key=k_net), (x, y), key=k_fit, freeze_neurons=False, freeze_activations=True, **common)
-        rows.append(_row("GFR-RNN (default neurons)", seed, gfr, args.n_nodes))
-        h = matching_rnn_size(gfr.n_params)
-        acts = [args.rnn_activation] + (["tanh"] if args.also_tanh and args.rnn_activation != "tanh" else [])
-        for act in acts:
-            rnn = train_network(VanillaRNN(h, key=k_rnn, activation=act), (x, y), key=k_rnn_fit, **common)
-            rows.append(_row(f"vanilla RNN ({act})", seed, rnn, h))
-        if args.bio:
-            for mode in ("scaled", "centered"):
+        first = len(rows)
+        for name in models:
+            if name == "gfr":
+                res = train_network(GFRNetwork(args.n_nodes, key=k_net), (x, y), key=k_fit, freeze_activations=True, **common)
+                rows.append(_row("GFR-RNN (default neurons)", seed, res, args.n_nodes))
+            elif name.startswith("rnn"):
+                act = "tanh" if name == "rnn_tanh" else "relu_tanh"
+                res = train_network(VanillaRNN(h, key=k_rnn, activation=act), (x, y), key=k_rnn_fit, **common)
+                rows.append(_row(f"vanilla RNN ({act})", seed, res, h))
+            else:
+                mode = name.split("_")[1]
                 net = GFRNetwork.biological(args.n_nodes, key=k_bio, input_mode=mode)
-                res = train_network(net, (x, y), key=k_fit, freeze_neurons=False, freeze_activations=True, **common)
+                res = train_network(net, (x, y), key=k_fit, freeze_activations=True, **common)
                 rows.append(_row(f"GFR-RNN (bio, {mode})", seed, res, args.n_nodes))
-        for r in rows[-(1 + len(acts) + (2 if args.bio else 0)) :]:
+        for r in rows[first:]:
             print(
                 f"seed {seed} {r['model']:<28} H={r['n_hidden']:<3} params={r['n_params']:<5} "
                 f"test step-1 {100 * r['test_step1']:5.1f} %  vote {100 * r['test_vote']:5.1f} %  "

@@ -83,29 +83,23 @@ def _float_dtype():
     return jnp.result_type(float)
 
 
-def _uniform(key, shape, fan_in, dtype):
-    """PyTorch's default ``nn.Linear`` initialisation U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
-    bound = 1.0 / math.sqrt(fan_in)
-    return jax.random.uniform(key, shape, dtype, -bound, bound)
-
-
 @functools.partial(jax.jit, static_argnums=(1, 2, 3, 4, 5))
 def _linear_layers(key, n, n_in, n_out, dtype, w_in_init):
-    """``(W_in, b_in, W_rec, b_rec, W_out, b_out)`` with PyTorch's ``nn.Linear`` initialisation;
-    ``w_in_init="normal"`` draws ``W_in`` from N(1.5, 3^2) instead (GRNN's biological network)."""
-    k = jax.random.split(key, 6)
+    """``(W_in, b_in, W_rec, b_rec, W_out, b_out)`` with PyTorch's ``nn.Linear`` initialisation
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)); ``w_in_init="normal"`` draws ``W_in`` from N(1.5, 3^2)
+    instead (GRNN's biological network). One uniform draw is cut into the six arrays (one
+    random-bits kernel to compile instead of six)."""
+    shapes = [((n, n_in), n_in), ((n,), n_in), ((n, n), n), ((n,), n), ((n_out, n), n), ((n_out,), n)]
+    sizes = [math.prod(shape) for shape, _ in shapes]
+    k_uniform, k_normal = jax.random.split(key)
+    u = jax.random.uniform(k_uniform, (sum(sizes),), dtype, -1.0, 1.0)
+    out, start = [], 0
+    for (shape, fan_in), size in zip(shapes, sizes):
+        out.append(u[start : start + size].reshape(shape) / math.sqrt(fan_in))
+        start += size
     if w_in_init == "normal":
-        w_in = 1.5 + 3.0 * jax.random.normal(k[0], (n, n_in), dtype)
-    else:
-        w_in = _uniform(k[0], (n, n_in), n_in, dtype)
-    return (
-        w_in,
-        _uniform(k[1], (n,), n_in, dtype),
-        _uniform(k[2], (n, n), n, dtype),
-        _uniform(k[3], (n,), n, dtype),
-        _uniform(k[4], (n_out, n), n, dtype),
-        _uniform(k[5], (n_out,), n, dtype),
-    )
+        out[0] = 1.5 + 3.0 * jax.random.normal(k_normal, (n, n_in), dtype)
+    return tuple(out)
 
 
 def _check_size(value: Any, name: str) -> int:
