@@ -173,6 +173,16 @@ class PolynomialActivation(eqx.Module):
         return gamma * jax.nn.relu(jnp.tanh(self.polynomial(z)))
 
 
+def _set_fields(obj, alpha, beta, decay, g, bin_size, kappa):
+    """Shared field conversion of :class:`GFR` and :class:`GFRLayer` (called from their ``__init__``)."""
+    obj.alpha = _as_float(alpha)
+    obj.beta = _as_float(beta)
+    obj.decay = _as_float(decay)
+    obj.g = g
+    obj.bin_size = bin_size
+    obj.kappa = float(kappa)
+
+
 def _gfr_step(alpha, beta, decay, kappa, g, state, current):
     """Shared update; ``alpha``/``beta`` (..., n), ``h`` (..., n), ``f`` and ``current`` (...)."""
     h, f_prev = state
@@ -208,12 +218,7 @@ class GFR(eqx.Module):
     kappa: float = eqx.field(static=True, default=KAPPA_BIO)
 
     def __init__(self, alpha, beta, decay, g, bin_size=20, kappa=KAPPA_BIO):
-        self.alpha = _as_float(alpha)
-        self.beta = _as_float(beta)
-        self.decay = _as_float(decay)
-        self.g = g
-        self.bin_size = bin_size
-        self.kappa = float(kappa)
+        _set_fields(self, alpha, beta, decay, g, bin_size, kappa)
         if not is_traced((self.alpha, self.beta, self.decay)):
             n = self.decay.shape[-1:]
             if self.alpha.shape[-1:] != n or self.beta.shape[-1:] != n:
@@ -300,12 +305,7 @@ class GFRLayer(eqx.Module):
     kappa: float = eqx.field(static=True, default=KAPPA_BIO)
 
     def __init__(self, alpha, beta, decay, g, bin_size=20, kappa=KAPPA_BIO):
-        self.alpha = _as_float(alpha)
-        self.beta = _as_float(beta)
-        self.decay = _as_float(decay)
-        self.g = g
-        self.bin_size = bin_size
-        self.kappa = float(kappa)
+        _set_fields(self, alpha, beta, decay, g, bin_size, kappa)
         if not is_traced((self.alpha, self.beta, self.decay)):
             if self.alpha.ndim != 2 or self.alpha.shape != self.beta.shape or self.decay.shape != self.alpha.shape[-1:]:
                 raise ShapeError(
