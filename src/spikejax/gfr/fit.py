@@ -597,7 +597,7 @@ def fit_cells(
     checkpoint_every: int | None = None,
     resume: bool = True,
     cre_lines: dict[int, str] | None = None,
-    shared_padding: bool = True,
+    shared_padding: bool | None = None,
     _stop_after: int | None = None,
 ) -> FitCellsResult:
     """Fit GFR models to many cells in one compiled program (stage 1 then stage 2).
@@ -620,8 +620,9 @@ def fit_cells(
     shared_padding
         ``True``: pad all type-batches to one common (sweeps, bins) shape and scan over them (one
         compiled step, fastest to compile; best for small fits). ``False``: pad each type-batch
-        only to its own largest shape and unroll the steps (about 3x longer compilation, much less
-        padded work when sweep lengths differ; best for many cells). Results are identical.
+        only to its own largest shape and unroll the steps (about 2-3x longer compilation, much
+        less padded work when sweep lengths differ; best for many cells). ``None`` (default):
+        ``True`` below 32 cells. Results are identical.
     """
     config = config or FitConfig()
     if not cells:
@@ -683,6 +684,8 @@ def fit_cells(
     stack2 = GFR(jnp.asarray(alpha0, dt), jnp.zeros((n_cells, n_l, n), dt), jnp.asarray(np.broadcast_to(lam, (n_cells, n_l, n)), dt), g2, config.bin_size, config.kappa)
     p2, f2 = eqx.partition(stack2, _gfr_spec(stack2))
     groups = data["groups"]
+    if shared_padding is None:
+        shared_padding = n_cells < 32
     if not shared_padding:
         host_groups = {k: np.asarray(v) for k, v in groups.items()}
         split = []
