@@ -205,3 +205,20 @@ def test_bad_arguments():
             load_mnist("test", n=n)
     with pytest.raises(ConfigError, match="at most"):
         load_mnist("test", n=1001)
+
+
+def test_pixel_sequences_variant():
+    from spikejax.gfr.mnist import pixel_sequences
+
+    x, _ = load_mnist("test", n=3)
+    seq = pixel_sequences(x)
+    assert seq.shape == (3, 576, 1) and seq.dtype == np.float32
+    assert seq.min() >= -1e-6 and seq.max() <= 1.0 + 1e-6
+    # Resizing keeps the mean grey level (antialiased linear resampling) and the reading order.
+    np.testing.assert_allclose(seq.reshape(3, -1).mean(1), x.reshape(3, -1).mean(1), atol=0.02)
+    same = pixel_sequences(x, size=28)
+    np.testing.assert_allclose(same[..., 0], x.reshape(3, -1), atol=1e-6)
+    with pytest.raises(ShapeError):
+        pixel_sequences(x[0])
+    with pytest.raises(ConfigError, match="size"):
+        pixel_sequences(x, size=0)

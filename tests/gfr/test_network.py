@@ -435,3 +435,10 @@ def test_cli_argument_errors(tmp_path):
     assert parse_bool("True") is True and parse_bool("false") is False and parse_bool("1") is True
     with pytest.raises(argparse.ArgumentTypeError):
         parse_bool("maybe")
+
+
+def test_registered_under_spikejax_gfr(tmp_path, capsys):
+    from spikejax.cli import main
+
+    assert main(["gfr", "network", "--mnist_path", str(tmp_path / "none"), "--epochs", "0", "--save_path", str(tmp_path)]) == 2
+    assert "no MNIST data" in capsys.readouterr().err

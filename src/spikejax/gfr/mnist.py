@@ -19,7 +19,7 @@ import numpy as np
 
 from ..core.errors import ConfigError, DataFormatError, ShapeError, check_choice
 
-__all__ = ["load_mnist", "read_idx", "build_bundle", "BUNDLED_MNIST", "IDX_FILES"]
+__all__ = ["load_mnist", "read_idx", "build_bundle", "pixel_sequences", "BUNDLED_MNIST", "IDX_FILES"]
 
 #: Name of the bundled subset (relative to ``spikejax/data``).
 BUNDLED_MNIST = "gfr/mnist/mnist_5k.npz"
@@ -215,6 +215,37 @@ def load_mnist(
     if normalize:
         images = images / np.asarray(255.0, dtype=images.dtype)
     return images, labels.astype(np.int32)
+
+
+def pixel_sequences(images: np.ndarray, size: int = 24) -> np.ndarray:
+    """Pixel-by-pixel ("p") variant of the task: resize to ``size`` x ``size`` and flatten.
+
+    GRNN's variant "p" resizes MNIST to 24 x 24 and feeds one pixel per time step (576 steps of
+    one input). Resizing is bilinear with antialiasing (:func:`jax.image.resize`), close to
+    torchvision's ``Resize``; rows are read top to bottom, left to right.
+
+    Parameters
+    ----------
+    images
+        ``(N, H, W)`` images (e.g. from :func:`load_mnist`).
+    size
+        Side of the resized image.
+
+    Returns
+    -------
+    numpy array ``(N, size * size, 1)`` of the images' dtype, to use with
+    ``GFRNetwork(..., n_inputs=1)``.
+    """
+    import jax
+
+    images = np.asarray(images)
+    if images.ndim != 3:
+        raise ShapeError(f"images must have shape (N, H, W), got {images.shape}")
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+        raise ConfigError(f"size must be a positive integer, got {size!r}")
+    dtype = images.dtype if images.dtype.kind == "f" else np.dtype("float32")
+    resized = jax.image.resize(images.astype(dtype), (images.shape[0], int(size), int(size)), "linear", antialias=True)
+    return np.asarray(resized, dtype=dtype).reshape(images.shape[0], int(size) * int(size), 1)
 
 
 def build_bundle(
