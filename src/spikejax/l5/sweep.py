@@ -17,7 +17,7 @@ from .config import L5Config
 from .network import Network, build_network
 from .simulate import L5Params, make_spec, replace_params, simulate
 
-__all__ = ["SWEEPABLE", "sweep_settings", "random_settings"]
+__all__ = ["SWEEPABLE", "sweep_settings", "random_settings", "make_setting_fn"]
 
 #: Leaves of :class:`~spikejax.l5.simulate.L5Params` that can vary across a sweep, with their shapes.
 SWEEPABLE = {"amplitude": (4,), "steady": (4,), "tau": (4,), "tau_learn": (), "tau_threshold": (), "spatialF": (),
@@ -27,6 +27,28 @@ SWEEPABLE = {"amplitude": (4,), "steady": (4,), "tau": (4,), "tau_learn": (), "t
 def random_settings(n: int, *, key: jax.Array, low: float = 0.0, high: float = 20.0) -> dict:
     """``n`` amplitude settings drawn uniformly from the original's search box U(low, high)^4."""
     return {"amplitude": jax.random.uniform(key, (n, 4), minval=low, maxval=high)}
+
+
+def make_setting_fn(cfg: L5Config, spec):
+    """``one(setting, p_base, net) -> summaries`` for a single setting (what :func:`sweep_settings` vmaps)."""
+    eval_blocks = cfg.eval_steps // cfg.block
+    n_dir = int(np.asarray(cfg.degree).size)
+
+    def one(setting, p_base, network):
+        p = replace_params(p_base, **setting)
+        out = simulate(p, network, spec, jit=False)
+        res = {}
+        if n_dir == 4:
+            agg = M.aggregate(M.summarize(out.rates, cfg.N, eval_blocks=eval_blocks))
+            res = {k: agg[k] for k in ("os_rel", "ds_rel", "os_p_rel", "act_mean", "OS_mean", "DS_mean", "OS_p_mean")}
+        else:
+            res["act_mean"] = jnp.mean(out.rates[..., -eval_blocks:, :], axis=(0, 1, 2))
+        cnt = M.counters(out.rates, cfg.N, variant=cfg.variant, eval_blocks=eval_blocks)
+        res["nan_counter"] = cnt["nan_counter"]
+        res["not_eq_counter"] = cnt["not_eq_counter"]
+        return res
+
+    return one
 
 
 def sweep_settings(
@@ -77,21 +99,6 @@ def sweep_settings(
     net = build_network(cfg, key=key) if net is None else net
     spec = make_spec(cfg, record_weights=False, capacity=cfg.steps + 1 if "tau_threshold" in batched else None)
     p0 = L5Params.from_config(cfg)
-    eval_blocks = cfg.eval_steps // cfg.block
-    n_dir = int(np.asarray(cfg.degree).size)
 
-    def one(setting, p_base, network):
-        p = replace_params(p_base, **setting)
-        out = simulate(p, network, spec, jit=False)
-        res = {}
-        if n_dir == 4:
-            agg = M.aggregate(M.summarize(out.rates, cfg.N, eval_blocks=eval_blocks))
-            res = {k: agg[k] for k in ("os_rel", "ds_rel", "os_p_rel", "act_mean", "OS_mean", "DS_mean", "OS_p_mean")}
-        else:
-            res["act_mean"] = jnp.mean(out.rates[..., -eval_blocks:, :], axis=(0, 1, 2))
-        cnt = M.counters(out.rates, cfg.N, variant=cfg.variant, eval_blocks=eval_blocks)
-        res["nan_counter"] = cnt["nan_counter"]
-        res["not_eq_counter"] = cnt["not_eq_counter"]
-        return res
-
+    one = make_setting_fn(cfg, spec)
     return sweep(one, batched, p0, net, chunk_size=chunk_size)
