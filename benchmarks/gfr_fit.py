@@ -57,6 +57,7 @@ def main(argv=None) -> int:
     ap.add_argument("--warm_max", type=int, default=100, help="sizes above this are timed once (compile included)")
     ap.add_argument("--out", default=str(Path(__file__).with_name("RESULTS_gfr.md")))
     ap.add_argument("--shared_padding", action="store_true", help="fit_cells(shared_padding=True): one common batch shape")
+    ap.add_argument("--chunk_size", type=int, default=100, help="fit_cells(chunk_size=...): cells per compiled call")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -89,11 +90,11 @@ def main(argv=None) -> int:
     for n in args.sizes:
         cells = _replicate(base, n)
         t = time.perf_counter()
-        res = fit_cells(cells, config, shared_padding=args.shared_padding)  # includes compilation
+        res = fit_cells(cells, config, shared_padding=args.shared_padding, chunk_size=args.chunk_size)  # includes compilation
         first = time.perf_counter() - t
         if n <= args.warm_max:
             t = time.perf_counter()
-            res = fit_cells(cells, config, shared_padding=args.shared_padding)  # compiled
+            res = fit_cells(cells, config, shared_padding=args.shared_padding, chunk_size=args.chunk_size)  # compiled
             warm = time.perf_counter() - t
         else:  # one call only: compilation (independent of n) is included in the time
             warm = first
@@ -122,8 +123,9 @@ def main(argv=None) -> int:
         "shared with other jobs while measured, so absolute times are inflated, ratios within the run are comparable",
         f"- Schedule per cell: stage 1 {config.activation_epochs} epochs x {config.activation_repeats} restarts; stage 2: "
         f"{len(config.hparams)} learning rates x {args.epochs} epochs (3 type-batches per epoch), 20 ms bins",
-        f"- `fit_cells(shared_padding={args.shared_padding})`: "
-        + ("all type-batches padded to one shape and scanned" if args.shared_padding else "each type-batch padded only to its own largest shape (unrolled)"),
+        f"- `fit_cells(shared_padding={args.shared_padding}, chunk_size={args.chunk_size})`: "
+        + ("all type-batches padded to one shape and scanned" if args.shared_padding else "each type-batch padded only to its own largest shape (unrolled)")
+        + f"; at most {args.chunk_size} cells per compiled call (one program reused for every chunk)",
         f"- Cells: {len(base)} distinct synthetic cells (short protocol: 9 Long Square, 1 Ramp, 3+3 noise sweeps) replicated with new ids",
         f"- Per-cell loops timed on {args.loop_cells} cells after a warm-up and **extrapolated linearly** to each size; "
         "`fit_cell` runs one `spikejax.core.fit` per restart and learning rate and each of those compiles its own step "

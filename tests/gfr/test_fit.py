@@ -124,8 +124,8 @@ def test_fit_cells_equals_one_cell_core_fit(gfr_bank):
 
 @pytest.mark.slow
 @pytest.mark.requires_x64
-def test_shared_and_per_batch_padding_agree(gfr_bank):
-    """fit_cells(shared_padding=False) (each type-batch padded to its own shape) == the default."""
+def test_shared_and_per_batch_padding_and_chunks_agree(gfr_bank):
+    """fit_cells(shared_padding=False) (each type-batch padded to its own shape) and chunked fits == the default."""
     cells = gfr_bank[1]
     cfg = FitConfig(activation_epochs=20, activation_repeats=1, hparams=((1e-2, 6), (1e-3, 6)))
     a = fit_cells(cells, cfg, epochs_per_call=3)
@@ -134,6 +134,10 @@ def test_shared_and_per_batch_padding_agree(gfr_bank):
         np.testing.assert_allclose(mb.alpha, ma.alpha, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(mb.beta, ma.beta, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(b.history, a.history, rtol=1e-9)
+    c = fit_cells(cells, cfg, epochs_per_call=3, chunk_size=3)  # chunks of 3 (last one padded)
+    np.testing.assert_allclose(c.history, a.history, rtol=1e-9)
+    assert list(c.table["cell_id"]) == list(a.table["cell_id"])
+    np.testing.assert_allclose(c.table["test_evr"], a.table["test_evr"], rtol=1e-9)
 
 
 def test_resume_after_interruption_gives_same_parameters(gfr_bank, tmp_path):

@@ -338,21 +338,33 @@ def _group_order(config: FitConfig) -> list[str]:
     return [config.train_stimuli[i] for i in rng.permutation(len(config.train_stimuli))]
 
 
-def _stack_cells(preps: Sequence[PreparedCell], config: FitConfig) -> dict[str, Any]:
+def _shapes(preps: Sequence[PreparedCell], config: FitConfig) -> dict[str, Any]:
+    """Padded sizes covering all ``preps`` (so chunks of cells share one compiled program)."""
+    names = [n for n in _group_order(config) if any(n in p.groups for p in preps)]
+    group = {n: (max(p.groups[n][0].shape[0] for p in preps if n in p.groups), max(p.groups[n][0].shape[1] for p in preps if n in p.groups)) for n in names}
+    out = {"k_act": max(p.act_current.size for p in preps), "names": names, "group": group,
+           "s": max(v[0] for v in group.values()), "t": max(v[1] for v in group.values())}
+    for name in ("val", "test"):
+        out[name] = (max(getattr(p, name)[1].shape[0] for p in preps), max(getattr(p, name)[1].shape[1] for p in preps))
+    return out
+
+
+def _stack_cells(preps: Sequence[PreparedCell], config: FitConfig, shapes: dict[str, Any] | None = None) -> dict[str, Any]:
     """Pad and stack cells (numpy, then one transfer): activation pairs (C, K); the type-batches in
     the shuffled order, padded to one common shape (G, C, S, T) with each cell's own batch shape in
-    ``n_sweeps``/``n_bins`` (G, C); val/test trials (C, K, T)."""
+    ``n_sweeps``/``n_bins`` (G, C); val/test trials (C, K, T). ``shapes`` (:func:`_shapes`) fixes
+    the padded sizes."""
+    shapes = shapes or _shapes(preps, config)
     dtype = jnp.result_type(float)
     c = len(preps)
-    k = max(p.act_current.size for p in preps)
+    k = shapes["k_act"]
     act = {"current": np.zeros((c, k)), "rate": np.zeros((c, k)), "mask": np.zeros((c, k), bool)}
     for i, p in enumerate(preps):
         n = p.act_current.size
         act["current"][i, :n], act["rate"][i, :n], act["mask"][i, :n] = p.act_current, p.act_rate, True
     act["dt"] = np.full(c, float(config.activation_bin_size))
-    names = [n for n in _group_order(config) if any(n in p.groups for p in preps)]
-    s_max = max(p.groups[n][0].shape[0] for p in preps for n in names if n in p.groups)
-    t_max = max(p.groups[n][0].shape[1] for p in preps for n in names if n in p.groups)
+    names = shapes["names"]
+    s_max, t_max = shapes["s"], shapes["t"]
     g_ = len(names)
     groups = {"current": np.zeros((g_, c, s_max, t_max)), "rate": np.zeros((g_, c, s_max, t_max)),
               "n_sweeps": np.zeros((g_, c), np.int32), "n_bins": np.zeros((g_, c), np.int32),
@@ -366,9 +378,7 @@ def _stack_cells(preps: Sequence[PreparedCell], config: FitConfig) -> dict[str, 
                 groups["n_sweeps"][j, i], groups["n_bins"][j, i] = cur.shape
     ev = {}
     for name in ("val", "test"):
-        trials = [getattr(p, name)[1] for p in preps]
-        k_max = max(t.shape[0] for t in trials)
-        tm = max(t.shape[1] for t in trials)
+        k_max, tm = shapes[name]
         e = {"current": np.zeros((c, tm)), "trials": np.zeros((c, k_max, tm)), "trial_mask": np.zeros((c, k_max), bool),
              "n_bins": np.zeros(c, np.int32), "dt": np.full(c, float(config.bin_size))}
         for i, p in enumerate(preps):
@@ -379,7 +389,8 @@ def _stack_cells(preps: Sequence[PreparedCell], config: FitConfig) -> dict[str, 
             e["n_bins"][i] = tr.shape[1]
         ev[name] = e
     conv = lambda d: {k: jnp.asarray(v, dtype if v.dtype.kind == "f" else None) for k, v in d.items()}  # noqa: E731
-    return {"act": conv(act), "group_names": names, "groups": conv(groups), "ev": {k: conv(v) for k, v in ev.items()}}
+    return {"act": conv(act), "group_names": names, "group_shapes": [shapes["group"][n] for n in names], "groups": conv(groups),
+            "ev": {k: conv(v) for k, v in ev.items()}}
 
 
 def _where_tree(active, new, old):
@@ -598,6 +609,7 @@ def fit_cells(
     resume: bool = True,
     cre_lines: dict[int, str] | None = None,
     shared_padding: bool | None = None,
+    chunk_size: int | None = None,
     _stop_after: int | None = None,
 ) -> FitCellsResult:
     """Fit GFR models to many cells in one compiled program (stage 1 then stage 2).
@@ -623,6 +635,10 @@ def fit_cells(
         only to its own largest shape and unroll the steps (about 2-3x longer compilation, much
         less padded work when sweep lengths differ; best for many cells). ``None`` (default):
         ``True`` below 32 cells. Results are identical.
+    chunk_size
+        Fit at most this many cells per compiled call (host loop over chunks, all padded to the
+        same shapes so the program compiles once; checkpoints under ``checkpoint_dir/chunk_<k>``).
+        Bounds memory and keeps the arrays cache-sized on CPU for thousands of cells.
     """
     config = config or FitConfig()
     if not cells:
@@ -633,19 +649,62 @@ def fit_cells(
     if len(set(ids)) != len(ids):
         raise ConfigError(f"cell ids must be unique, got duplicates in {ids}")
     preps = [prepare_cell(c, config) for c in cells]
-    data = _stack_cells(preps, config)
-    n_cells = len(preps)
+    n_all = len(preps)
     ckpt_root = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if ckpt_root is not None:
         ckpt_root.mkdir(parents=True, exist_ok=True)
         cfg_file = ckpt_root / "config.json"
-        cfg = {"config": config.to_dict(), "cells": ids}
+        cfg = {"config": config.to_dict(), "cells": ids, "chunk_size": chunk_size}
         if resume and cfg_file.is_file():
             if json.loads(json.dumps(cfg)) != load_json(cfg_file):
                 raise ConfigError(f"{cfg_file} was written for another configuration or cell list; use a fresh checkpoint_dir")
         else:
             save_json(cfg_file, cfg)
+    if shared_padding is None:
+        shared_padding = min(n_all, chunk_size or n_all) < 32
+    shapes = _shapes(preps, config)
+    size = n_all if not chunk_size or chunk_size >= n_all else int(chunk_size)
+    parts = []
+    for k, start in enumerate(range(0, n_all, size)):
+        chunk = preps[start : start + size]
+        n_real = len(chunk)
+        chunk = chunk + [chunk[-1]] * (size - n_real)  # pad the last chunk: one compiled program for all
+        sub = ckpt_root if (ckpt_root is None or size == n_all) else ckpt_root / f"chunk_{k:05d}"
+        parts.append((n_real, _fit_block(
+            chunk, config, shapes, ckpt_root=sub, epochs_per_call=epochs_per_call, checkpoint_every=checkpoint_every,
+            resume=resume, shared_padding=shared_padding, _stop_after=_stop_after,
+        )))
+    models = [m for n, part in parts for m in part["models"][:n]]
+    table = pd.concat([part["table"].iloc[:n] for n, part in parts], ignore_index=True)
+    table.insert(0, "cell_id", ids)
+    records = [
+        make_record(
+            mdl, cell_id=cid, cre_line=(cre_lines or {}).get(cid),
+            val_evr=float(table.at[i, "val_evr"]), test_evr=float(table.at[i, "test_evr"]),
+            train_loss=float(table.at[i, "train_loss"]), test_loss=float(table.at[i, "test_loss"]),
+        )
+        for i, (cid, mdl) in enumerate(zip(ids, models))
+    ]
+    history = np.concatenate([part["history"][:, :n] for n, part in parts], axis=1)
+    act_history = np.concatenate([part["activation_history"][:, :n] for n, part in parts], axis=1)
+    return FitCellsResult(models, table, records, history, act_history)
 
+
+def _fit_block(
+    preps: Sequence[PreparedCell],
+    config: FitConfig,
+    shapes: dict[str, Any],
+    *,
+    ckpt_root: Path | None,
+    epochs_per_call: int,
+    checkpoint_every: int | None,
+    resume: bool,
+    shared_padding: bool,
+    _stop_after: int | None,
+) -> dict[str, Any]:
+    """Stage 1 + stage 2 + evaluation of one block of cells in one compiled program."""
+    data = _stack_cells(preps, config, shapes)
+    n_cells = len(preps)
     # ---- stage 1: (cells, restarts); parameters built in numpy (no eager device ops)
     r = config.activation_repeats
     dt = jnp.result_type(float)
@@ -684,14 +743,11 @@ def fit_cells(
     stack2 = GFR(jnp.asarray(alpha0, dt), jnp.zeros((n_cells, n_l, n), dt), jnp.asarray(np.broadcast_to(lam, (n_cells, n_l, n)), dt), g2, config.bin_size, config.kappa)
     p2, f2 = eqx.partition(stack2, _gfr_spec(stack2))
     groups = data["groups"]
-    if shared_padding is None:
-        shared_padding = n_cells < 32
     if not shared_padding:
         host_groups = {k: np.asarray(v) for k, v in groups.items()}
         split = []
         for j in range(host_groups["current"].shape[0]):
-            s_j = int(host_groups["n_sweeps"][j].max())
-            t_j = int(host_groups["n_bins"][j].max())
+            s_j, t_j = data["group_shapes"][j]
             split.append({k: jnp.asarray(v[j, :, :s_j, :t_j] if v.ndim == 4 else v[j]) for k, v in host_groups.items()})
         groups = tuple(split)
     res2 = _train_members(
@@ -713,7 +769,6 @@ def fit_cells(
     train_loss = np.asarray(res2["last_loss"])[rows_, best]
     table = pd.DataFrame(
         {
-            "cell_id": ids,
             "val_evr": ev["val_evr"][rows_, best],
             "test_evr": ev["test_evr"][rows_, best],
             "train_loss": train_loss,
@@ -727,15 +782,7 @@ def fit_cells(
     for j, (lr, _) in enumerate(config.hparams):
         table[f"val_evr@{lr:g}"] = ev["val_evr"][:, j]
         table[f"test_evr@{lr:g}"] = ev["test_evr"][:, j]
-    records = [
-        make_record(
-            mdl, cell_id=cid, cre_line=(cre_lines or {}).get(cid),
-            val_evr=float(table.at[i, "val_evr"]), test_evr=float(table.at[i, "test_evr"]),
-            train_loss=float(table.at[i, "train_loss"]), test_loss=float(table.at[i, "test_loss"]),
-        )
-        for i, (cid, mdl) in enumerate(zip(ids, models))
-    ]
-    return FitCellsResult(models, table, records, np.asarray(res2["history"]), np.asarray(res1["history"]))
+    return {"models": models, "table": table, "history": np.asarray(res2["history"]), "activation_history": np.asarray(res1["history"])}
 
 
 class _Interrupted(Exception):
