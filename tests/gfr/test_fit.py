@@ -155,6 +155,7 @@ def test_resume_after_interruption_gives_same_parameters(gfr_bank, tmp_path):
     assert summary["epochs"] == ref_summary["epochs"] and summary["train_loss"] == ref_summary["train_loss"]
 
 
+@pytest.mark.slow
 def test_fit_cells_resume(gfr_bank, tmp_path):
     """fit_cells' own checkpoints (every compiled call) resume to the uninterrupted result."""
     cells = gfr_bank[1][2:3]

@@ -70,7 +70,7 @@ def _fit(args: argparse.Namespace) -> int:
         config = FitConfig(**{k: v for k, v in overrides.items() if v is not None})
     cells = load_cells(args.data)
     print(f"fitting {len(cells)} cell(s) at (bin_size, activation_bin_size) = ({config.bin_size}, {config.activation_bin_size})")
-    res = fit_cells(cells, config, checkpoint_dir=args.checkpoint_dir, epochs_per_call=args.epochs_per_call)
+    res = fit_cells(cells, config, checkpoint_dir=args.checkpoint_dir, epochs_per_call=args.epochs_per_call, chunk_size=args.chunk_size)
     out = Path(args.save_path)
     save_records(out / "records.json", res.records)
     selected = [rec for rec, ok in zip(res.records, res.table["selected"]) if ok]
@@ -139,6 +139,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     fit.add_argument("--activation_repeats", type=int, default=None, help="stage-1 restarts (default 3)")
     fit.add_argument("--epochs_per_call", type=int, default=50, help="epochs per compiled call (checkpoint granularity)")
     fit.add_argument("--checkpoint_dir", default=None, help="checkpoint folder; rerunning resumes from it")
+    fit.add_argument("--chunk_size", type=int, default=None, help="at most this many cells per compiled call (default: all)")
     fit.add_argument("--seed", type=int, default=None)
     fit.set_defaults(func=_fit)
 
