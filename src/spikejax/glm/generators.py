@@ -198,6 +198,9 @@ class MexicanHatGenerator(_Generator):
     def generate(self, n: int, *, key: jax.Array | None = None) -> list[Network]:
         return [from_dense(m) for m in self.matrices(n)]
 
+    def save(self, n: int, directory, *, key: jax.Array | None = None, fmt: str = "npy") -> list[Path]:
+        return save_connectivity(self.matrices(n), directory, fmt=fmt)
+
 
 # --------------------------------------------------------------------------------------------
 # folder IO

@@ -310,12 +310,33 @@ class BernoulliGLM(GLMModel):
 
 
 class _ExpKernelMixin:
-    def _exp_profile(self):
+    """Exponential coupling profile ``c(k) = exp(-k dt / tau)`` over ``T_steps`` lags."""
+
+    def connectivity_filter(self) -> LagKernel:
         k = jnp.arange(self.T_steps, dtype=self.dt.dtype)
-        return jnp.exp(-k * self.dt / self.tau)
+        return LagKernel(coupling=jnp.exp(-k * self.dt / self.tau))
 
 
-class PoissonGLM(_ExpKernelMixin, GLMModel):
+class _LinearPoissonMixin:
+    """Input ``r * synaptic + b + stimulus`` and Poisson emission."""
+
+    uses_uniform: ClassVar[bool] = True
+
+    def input(self, synaptic, stimulus, *, key):
+        return self.r * synaptic + self.b + stimulus
+
+    def emit_spikes(self, mu, *, key, u=None):
+        return sample_poisson(key, mu, u)
+
+
+class _RectifierMixin:
+    """``mu = lambda_0 dt max(g - theta, 0)``."""
+
+    def non_linearity(self, g):
+        return self.lambda_0 * self.dt * jax.nn.relu(g - self.theta)
+
+
+class PoissonGLM(_ExpKernelMixin, _LinearPoissonMixin, GLMModel):
     """Exponential-nonlinearity Poisson GLM (Das & Fiete, section S.7).
 
     ``g_i = r * sum_j sum_k W0[j, i] c(k) y_j(t-1-k) + b + E_i(t)`` with ``c(k) = exp(-k dt / tau)``,
@@ -347,25 +368,14 @@ class PoissonGLM(_ExpKernelMixin, GLMModel):
         self.r = _param(r, "r")
         self.b = _param(b, "b")
 
-    def connectivity_filter(self) -> LagKernel:
-        return LagKernel(coupling=self._exp_profile())
-
-    def input(self, synaptic, stimulus, *, key):
-        return self.r * synaptic + self.b + stimulus
-
     def non_linearity(self, g):
         return self.dt / self.alpha * jnp.exp(self.beta * g)
-
-    uses_uniform: ClassVar[bool] = True
-
-    def emit_spikes(self, mu, *, key, u=None):
-        return sample_poisson(key, mu, u)
 
     def presynaptic(self, x, aux):
         return x * self.dt, aux
 
 
-class RectifiedLNP(_ExpKernelMixin, GLMModel):
+class RectifiedLNP(_ExpKernelMixin, _RectifierMixin, _LinearPoissonMixin, GLMModel):
     """Rectified linear-nonlinear Poisson model (Das & Fiete, section S.6): the tutorial model.
 
     ``g_i = r * sum_j sum_k W0[j, i] c(k) x_j(t-1-k) + b + E_i(t)``, ``c(k) = exp(-k dt / tau)``,
@@ -394,22 +404,8 @@ class RectifiedLNP(_ExpKernelMixin, GLMModel):
         self.r = _param(r, "r")
         self.b = _param(b, "b")
 
-    def connectivity_filter(self) -> LagKernel:
-        return LagKernel(coupling=self._exp_profile())
 
-    def input(self, synaptic, stimulus, *, key):
-        return self.r * synaptic + self.b + stimulus
-
-    def non_linearity(self, g):
-        return self.lambda_0 * self.dt * jax.nn.relu(g - self.theta)
-
-    uses_uniform: ClassVar[bool] = True
-
-    def emit_spikes(self, mu, *, key, u=None):
-        return sample_poisson(key, mu, u)
-
-
-class RectifiedSAM(SAModel):
+class RectifiedSAM(_RectifierMixin, _LinearPoissonMixin, SAModel):
     """Rectified synaptic-activation model (Das & Fiete, section S.5).
 
     ``g_i = r * sum_j W0[j, i] s_j + b + E_i``, ``mu_i = lambda_0 dt max(g_i - theta, 0)``,
@@ -433,17 +429,6 @@ class RectifiedSAM(SAModel):
         self.dt = _param(dt, "dt", low=0.0, low_inclusive=False)
         self.r = _param(r, "r")
         self.b = _param(b, "b")
-
-    def input(self, synaptic, stimulus, *, key):
-        return self.r * synaptic + self.b + stimulus
-
-    def non_linearity(self, g):
-        return self.lambda_0 * self.dt * jax.nn.relu(g - self.theta)
-
-    uses_uniform: ClassVar[bool] = True
-
-    def emit_spikes(self, mu, *, key, u=None):
-        return sample_poisson(key, mu, u)
 
 
 class ThresholdSAM(SAModel):

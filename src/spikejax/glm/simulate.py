@@ -180,6 +180,9 @@ def _block_len(length: int, cap: int = 256) -> int:
     return 1
 
 
+_cast_jit = jax.jit(lambda x, dtype: _cast(x, dtype), static_argnums=1)
+
+
 def _zero_stim(t):
     return jnp.zeros((), jnp.result_type(float))
 
@@ -411,10 +414,13 @@ def simulate(
     state = _run_equilibrate(model, engine, block_keys, equilibration_steps)
     outs = []
     t = 0
+    # the compiled chunk returns float counts (one compile for every output dtype); at most ~64 M
+    # entries per chunk keep the float buffer bounded, then each chunk is cast to the requested dtype
+    chunk_size = max(1, min(chunk_size, (1 << 26) // max(network.num_nodes, 1)))
     while t < n_steps:
         m = min(chunk_size, n_steps - t)
-        state, ys = _run_chunk(model, engine, stimulus, state, block_keys, jnp.asarray(t, jnp.int32), m, out_dtype)
-        outs.append(ys)
+        state, ys = _run_chunk(model, engine, stimulus, state, block_keys, jnp.asarray(t, jnp.int32), m, dtype)
+        outs.append(_cast_jit(ys, out_dtype))
         t += m
     raster = outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=0)
     raster = raster.T
@@ -482,6 +488,11 @@ def state_from_window(model: GLMModel, network: Network, window, *, layout: str 
     elif layout != "lag":
         raise ConfigError(f"layout must be 'lag' or 'spikeometric', got {layout!r}")
     engine = make_engine(network, model, backend)
+    return _state_from_lag_window(model, kernel, engine, w, aux), engine
+
+
+def _state_from_lag_window(model, kernel, engine, w, aux=None) -> SimState:
+    T = kernel.T
     need_drive, need_hist = _needs(kernel)
     # ring slot j holds lag (pos - j) mod T; with pos = 0, slot j holds lag (-j) mod T
     slots = (-jnp.arange(T)) % T
@@ -490,7 +501,7 @@ def state_from_window(model: GLMModel, network: Network, window, *, layout: str 
     hist = hist_ring if need_hist else None
     if aux is None and isinstance(model, _sa_base()):
         aux = w[:, 0]
-    return SimState(drive, hist, jnp.asarray(0, jnp.int32), aux), engine
+    return SimState(drive, hist, jnp.asarray(0, jnp.int32), aux)
 
 
 def _sa_base():
@@ -522,11 +533,18 @@ def conditional_rate(model: GLMModel, network: Network, raster, *, stimulus=None
     history), smooth in the model parameters. Deterministic backgrounds only (not ThresholdSAM).
     """
     x = jnp.asarray(raster, jnp.result_type(float))
+    kernel_T = model.connectivity_filter().T
+    w0 = jnp.zeros((x.shape[0], kernel_T), x.dtype) if initial_window is None else jnp.asarray(initial_window, x.dtype)
+    _, engine = state_from_window(model, network, w0, backend="sparse" if backend == "event" else backend)
+    return _conditional_rate(model, engine, x, w0, stimulus)
+
+
+@eqx.filter_jit
+def _conditional_rate(model, engine, x, w0, stimulus):
     n, L = x.shape
     kernel = model.connectivity_filter().padded()
     T = kernel.T
-    w0 = jnp.zeros((n, T), x.dtype) if initial_window is None else jnp.asarray(initial_window, x.dtype)
-    state, engine = state_from_window(model, network, w0, backend="sparse" if backend == "event" else backend)
+    state = _state_from_lag_window(model, kernel, engine, w0)
     stim_fn = stimulus if stimulus is not None else _zero_stim
 
     def body(st, inp):

@@ -1,0 +1,31 @@
+"""``spikejax glm simulate | tune`` over a connectivity folder."""
+
+import json
+
+import jax
+
+from spikejax import cli, glm
+
+
+def test_cli_simulate_and_tune(tmp_path, capsys):
+    folder = tmp_path / "w0"
+    glm.MexicanHatGenerator(20).save(2, folder)
+    out = tmp_path / "out"
+    args = ["glm", "simulate", str(folder), "--model", "RectifiedLNP", "--set", "T=20", "--set", "lambda_0=100", "--set", "theta=1e-4",
+            "--set", "r=0.0025", "--steps", "200", "--out", str(out)]
+    assert cli.main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["networks"] == 2 and summary["neurons"] == 40 and summary["rate_hz"] > 10
+    import numpy as np
+
+    assert np.load(out / "raster.npy").shape == (40, 200)
+    args = ["glm", "tune", str(folder), "--model", "RectifiedLNP", "--set", "T=20", "--set", "lambda_0=100", "--set", "theta=1e-4",
+            "--set", "r=0.0025", "--rate", "62.5", "--params", "theta", "--epochs", "2", "--estimator", "spikeometric",
+            "--steps-per-epoch", "20", "--lr", "1e-5", "--check-steps", "200", "--quiet", "--out", str(out)]
+    assert cli.main(args) == 0
+    tuned = json.loads((out / "tuned.json").read_text())
+    assert tuned["tuned"]["theta"] != 1e-4 and tuned["target_hz"] == 62.5
+    # errors are reported, not raised
+    assert cli.main(["glm", "simulate", str(tmp_path / "missing"), "--out", str(out)]) == 2
+    assert cli.main(["glm", "simulate", str(folder), "--set", "T", "--out", str(out)]) == 2
+    assert "error" in capsys.readouterr().err
