@@ -21,7 +21,7 @@ from .data import (
     rebin_spikes,
     winner_loser_rates,
 )
-from .fit import EMConfig, fit_em, fit_em_sequential, init_Z
+from .fit import EMConfig, fit_em, fit_em_sequential, init_Z, objective
 from .micro import MICRO_DT, MicroResult, pulse_input, simulate_micro, stationary_ages
 from .model import (
     DT,

@@ -371,3 +371,54 @@ def fit_em_sequential(data: MesoData, *, x0, em: EMConfig = EMConfig(), cfg: Mes
 
 
 __all__.append("fit_em_sequential")
+
+
+def objective(
+    params: MesoParams,
+    data: MesoData,
+    Z=None,
+    *,
+    cfg: MesoConfig = MesoConfig(),
+    box: tuple | None = None,
+):
+    """The validated neuLVM objective ``L_y + L_Z`` of ``params`` on ``data``.
+
+    Parameters
+    ----------
+    params
+        Model parameters (validated; with ``box=(lo, hi)`` they must lie inside it).
+    data
+        The trial (:class:`~spikejax.meso.MesoData`).
+    Z
+        (T, M) latent activity in [0, 1]; default the data's true Z.
+    cfg
+        Model options.
+
+    Returns
+    -------
+    LossParts
+        ``total``, ``L_y`` and ``L_Z`` (per population and bin).
+    """
+    if not isinstance(params, MesoParams):
+        raise TypeError(f"params must be a MesoParams, got {type(params).__name__}")
+    params.validate()
+    if not isinstance(data, MesoData):
+        raise TypeError(f"data must be a MesoData, got {type(data).__name__}")
+    if tuple(params.N) != tuple(data.N):
+        raise ConfigError(f"params.N {params.N} must equal data.N {data.N}")
+    if box is not None:
+        check_in_box(params, *box)
+    if Z is None:
+        if data.Z is None:
+            raise ConfigError("Z is required when the data hold no true activity")
+        Z = data.Z
+    Z = check_array(Z, "Z", (data.T, data.M), low=0.0, high=1.0).astype(data.y.dtype)
+    return _objective(params, Z, data.y, data.A0, data.age0, data.I_ext, cfg=cfg)
+
+
+@functools.partial(jax.jit, static_argnames=("cfg",))
+def _objective(params, Z, y, A0, age0, I_ext, *, cfg):
+    return loss(params, Z, y, A0, age0, I_ext, cfg)
+
+
+__all__.append("objective")

@@ -1,0 +1,147 @@
+"""``spikejax meso generate | fit | simulate``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["register"]
+
+
+def _params_from(args):
+    from .data import load_params_json
+    from .params import ground_truth
+
+    return load_params_json(args.params) if getattr(args, "params", None) else ground_truth()
+
+
+def _generate(args: argparse.Namespace) -> int:
+    import jax
+
+    from ..core.io import atomic_path
+    from .micro import pulse_input, simulate_micro
+
+    params = _params_from(args)
+    n_steps = int(round(args.seconds / 2e-4))
+    n_steps -= n_steps % 20
+    I_ext = None
+    if args.pulse:
+        pulses = [tuple(float(v) for v in p.split(":")) for p in args.pulse]
+        I_ext = pulse_input(n_steps, 2e-4, params.M, [(int(p[0]), p[1], p[2], p[3]) for p in pulses])
+    r = simulate_micro(params, n_steps, key=jax.random.PRNGKey(args.seed), A0=tuple(args.A0), I_ext=I_ext,
+                       n_record=args.n_record, record_every=20)
+    out = Path(args.out)
+    with atomic_path(out, suffix=".npz") as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, counts_4ms=np.asarray(r.counts).astype(np.uint16),
+                                spikes_4ms=np.asarray(r.spikes).astype(np.uint8),
+                                N=np.asarray(params.N), dt=np.float64(r.dt))
+    A = r.A
+    print(f"wrote {out}: {A.shape[0]} bins of 4 ms, mean rates {np.round(A.mean(0), 2).tolist()} Hz")
+    return 0
+
+
+def _fit(args: argparse.Namespace) -> int:
+    import jax
+
+    from ..core.io import save_model
+    from .data import load_bundled, load_npz
+    from .fit import EMConfig, fit_em
+    from .model import MesoConfig
+    from .results import plot_activity, plot_loss_curves
+
+    data = load_bundled(n_obs=args.n_obs) if args.data == "bundled" else load_npz(args.data, n_obs=args.n_obs)
+    if args.bins:
+        data = data.window(0, args.bins)
+    em = EMConfig(n_restarts=args.restarts, max_em=args.max_em, m_maxiter=args.m_maxiter, e_maxiter=args.e_maxiter)
+    cfg = MesoConfig(integrator=args.integrator)
+    res = fit_em(data, key=jax.random.PRNGKey(args.seed), em=em, cfg=cfg)
+    out = Path(args.out)
+    res.save(out)
+    save_model(out / "params.eqx", res.params, metadata={"N": list(res.params.N), "t_ref": res.params.t_ref})
+    plot_activity(res.Z, data.Z, Z_init=res.Z0, path=out / "inferred_Z.png", smooth=5)
+    plot_loss_curves(res, path=out / "loss_curves.png")
+    print(res.to_pandas().to_string())
+    print(res.summary())
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    import jax
+    import jax.numpy as jnp
+
+    from ..core.io import atomic_open, load_json, load_model
+    from .micro import pulse_input
+    from .model import DT, MesoConfig, simulate
+    from .params import ground_truth
+    from .results import plot_free_run
+
+    params = ground_truth()
+    if args.model:
+        meta = load_json(str(args.model) + ".json") if Path(str(args.model) + ".json").is_file() else {}
+        if meta.get("N") and tuple(meta["N"]) != tuple(params.N):
+            raise SystemExit("only 3-population models saved by 'spikejax meso fit' are supported here")
+        params = load_model(args.model, params)
+    n = int(round(args.seconds / DT))
+    I_ext = None
+    if args.pulse:
+        pulses = [tuple(float(v) for v in p.split(":")) for p in args.pulse]
+        I_ext = pulse_input(n, DT, params.M, [(int(p[0]), p[1], p[2], p[3]) for p in pulses])
+    Z, zbar = simulate(params, n, key=jax.random.PRNGKey(args.seed), A0=jnp.asarray(args.A0), I_ext=I_ext,
+                       noise=args.noise, cfg=MesoConfig(integrator=args.integrator))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_open(out / "free_run_Z.csv") as fh:
+        np.savetxt(fh, np.asarray(Z), delimiter=",", header="Z_E1,Z_E2,Z_I")
+    plot_free_run(Z, path=out / "free_run.png")
+    from .data import dominance_durations, winner_loser_rates
+
+    A = np.asarray(Z) / DT
+    dur = dominance_durations(A)
+    print(f"rates (winner, loser, I) = {np.round(winner_loser_rates(A), 2).tolist()} Hz; "
+          f"{len(dur)} dominance periods, median {np.median(dur) if len(dur) else float('nan'):.2f} s")
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add ``spikejax meso ...`` to the main parser."""
+    p = subparsers.add_parser("meso", help="mesoscopic LIF populations with hidden neurons (neuLVM)")
+    sub = p.add_subparsers(dest="meso_command", metavar="SUBCOMMAND")
+
+    g = sub.add_parser("generate", help="simulate the microscopic LIF network (0.2 ms) and save 4-ms data")
+    g.add_argument("--seconds", type=float, default=11.0)
+    g.add_argument("--out", default="out/meso/micro.npz")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--A0", type=float, nargs="+", default=[5.0, 20.0, 25.0], help="initial rates (Hz)")
+    g.add_argument("--n-record", type=int, default=30)
+    g.add_argument("--params", default=None, help="parameter JSON (default: neuLVM ground truth)")
+    g.add_argument("--pulse", action="append", default=[], help="pop:start_s:duration_s:amplitude (Δu/s)")
+    g.set_defaults(func=_generate)
+
+    f = sub.add_parser("fit", help="EM fit of the mesoscopic model to a few observed neurons")
+    f.add_argument("--data", default="bundled", help="'bundled' or a .npz file (surrogate or 'generate' output)")
+    f.add_argument("--out", default="out/meso/fit")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--n-obs", type=int, default=3)
+    f.add_argument("--bins", type=int, default=0, help="fit only the first BINS bins of the window (0 = all)")
+    f.add_argument("--restarts", type=int, default=5)
+    f.add_argument("--max-em", type=int, default=20)
+    f.add_argument("--m-maxiter", type=int, default=200)
+    f.add_argument("--e-maxiter", type=int, default=200)
+    f.add_argument("--integrator", choices=("exact", "euler"), default="exact")
+    f.set_defaults(func=_fit)
+
+    s = sub.add_parser("simulate", help="free simulation of a (fitted) mesoscopic model")
+    s.add_argument("--model", default=None, help="params.eqx written by 'spikejax meso fit' (default: ground truth)")
+    s.add_argument("--seconds", type=float, default=100.0)
+    s.add_argument("--out", default="out/meso/simulate")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--A0", type=float, nargs="+", default=[1.0, 1.0, 1.0])
+    s.add_argument("--noise", choices=("gaussian", "binomial"), default="gaussian")
+    s.add_argument("--integrator", choices=("exact", "euler"), default="exact")
+    s.add_argument("--pulse", action="append", default=[], help="pop:start_s:duration_s:amplitude (Δu/s)")
+    s.set_defaults(func=_simulate)
+
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
