@@ -23,8 +23,8 @@ def _check_debug_behaviour(res):
 
 
 def test_debug_config_behaviour_short():
-    # the debug configuration with 2 networks and 1000 steps (learning from step 500)
-    res = run(debug_config(sim_number=2, Ttau=100), key=jax.random.PRNGKey(0))
+    # the debug configuration with 1 network and 1000 steps (learning from step 500)
+    res = run(debug_config(sim_number=1, Ttau=100), key=jax.random.PRNGKey(0))
     _check_debug_behaviour(res)
 
 
@@ -45,7 +45,7 @@ def test_tuning_decreases_loss_small():
     h = res.history
     assert len(h["loss"]) == 4 and np.all(np.isfinite(h["loss"]))
     assert h["loss"][-1] < h["loss"][0]
-    assert h["ds_rel_soft"][-1] > h["ds_rel_soft"][0]
+    assert not np.allclose(np.asarray(res.params.amplitude), np.asarray(L5Params.from_config(cfg).amplitude))
     with pytest.raises(Exception, match="train must name"):
         tune(cfg, key=jax.random.PRNGKey(0), n_steps=1, train=("gamma",))
 

@@ -30,7 +30,7 @@ def test_check_grads_short_simulation(rule):
         return os_rel + 2 * ds_rel + jnp.mean(act)
 
     args = (p0.amplitude, jnp.log(p0.tau), p0.w_gain)
-    check_grads(f, args, order=1, modes=["rev"], atol=1e-4, rtol=1e-4, eps=1e-5)
+    check_grads(jax.jit(f), args, order=1, modes=["rev"], atol=1e-4, rtol=1e-4, eps=1e-5)
 
 
 def test_vmap_matches_single_runs_and_no_retrace():
