@@ -151,7 +151,7 @@ def em_single(x0, Z0, base: MesoParams, arrays: dict, lo, hi, *, cfg: MesoConfig
         "m_steps": jnp.zeros((em.max_em,), jnp.int32), "e_steps": jnp.zeros((em.max_em,), jnp.int32),
         "e_curves": jnp.full((em.max_em, em.e_maxiter, 3), nan),
         # M-step (BFGS + Armijo backtracking)
-        "m_i": jnp.asarray(0), "f": inf, "g": jnp.zeros((P_,), dtype), "H": jnp.eye(P_, dtype=dtype),
+        "m_i": jnp.asarray(0), "f": inf, "f_raw": inf, "g": jnp.zeros((P_,), dtype), "H": jnp.eye(P_, dtype=dtype),
         "p": jnp.zeros((P_,), dtype), "alpha": jnp.asarray(0.0, dtype), "scale": jnp.asarray(1.0, dtype),
         "m_accepted": jnp.asarray(0), "m_stall": jnp.asarray(0),
         # E-step (projected Adam)
@@ -199,8 +199,8 @@ def em_single(x0, Z0, base: MesoParams, arrays: dict, lo, hi, *, cfg: MesoConfig
         m_accepted = s["m_accepted"] + (accept & ~m_first)
         m_i = s["m_i"] + 1
         m_done = (m_i >= em.m_maxiter) | (stall >= 2) | (alpha_new < 1e-10) | (jnp.max(jnp.abs(g_acc)) < 1e-9)
-        # values in unscaled units at the accepted point
-        f_m_unscaled = f_acc / scale
+        # objective (unscaled) at the accepted point
+        f_m_unscaled = jnp.where(accept, f, s["f_raw"])
 
         # ---------------- E-step ----------------
         best_y0 = jnp.where(s["e_i"] == 0, jnp.minimum(s["best_y"], lp.L_y), s["best_y"])
@@ -223,7 +223,7 @@ def em_single(x0, Z0, base: MesoParams, arrays: dict, lo, hi, *, cfg: MesoConfig
         obj0 = jnp.where(first_eval, s["objective"].at[0].set(f), s["objective"])
         # M branch
         m_out = dict(
-            u=u_acc, f=f_acc, g=g_acc, H=H, p=jnp.where(m_done, 0.0 * p_new, p_new),
+            u=u_acc, f=f_acc, f_raw=f_m_unscaled, g=g_acc, H=H, p=jnp.where(m_done, 0.0 * p_new, p_new),
             alpha=jnp.where(m_done, 0.0, alpha_new), scale=scale, m_i=m_i, m_accepted=m_accepted, m_stall=stall,
         )
         m_to_e = m_done

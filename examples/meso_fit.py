@@ -1,0 +1,37 @@
+"""Fit the mesoscopic model to 9 observed neurons of the bundled 11-s surrogate and free-run the fit.
+
+    python examples/meso_fit.py [--quick] [--out out/meso_example]
+"""
+
+import argparse
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from spikejax import meso
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="short excerpt, 2 restarts, few iterations")
+    ap.add_argument("--out", default="out/meso_example")
+    args = ap.parse_args()
+    data = meso.load_bundled()
+    if args.quick:
+        data = data.window(0, 250)
+        em = meso.EMConfig(n_restarts=2, max_em=2, m_maxiter=8, e_maxiter=8)
+    else:
+        em = meso.EMConfig()
+    res = meso.fit_em(data, key=jax.random.PRNGKey(0), em=em)
+    print(res.to_pandas().round(3).to_string())
+    print("Pearson r of Z:", np.round(res.z_correlation(), 3))
+    Z, _ = res.simulate(2500 if args.quick else 25000, key=jax.random.PRNGKey(1))
+    out = Path(args.out)
+    meso.plot_activity(res.Z, data.Z, Z_init=res.Z0, path=out / "inferred_Z.png", smooth=5)
+    meso.plot_free_run(Z, path=out / "free_run.png")
+    print("dominance durations (s):", np.round(meso.dominance_durations(np.asarray(Z) / meso.DT), 2))
+
+
+if __name__ == "__main__":
+    main()

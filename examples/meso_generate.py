@@ -1,0 +1,32 @@
+"""Simulate the microscopic WTA network, with and without an input pulse, and compare with the meso model.
+
+    python examples/meso_generate.py [--quick]
+"""
+
+import argparse
+
+import jax
+import numpy as np
+
+from spikejax import meso
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    seconds = 2.0 if args.quick else 30.0
+    n = int(round(seconds / meso.MICRO_DT))
+    gt = meso.ground_truth()
+    pulse = meso.pulse_input(n, meso.MICRO_DT, 3, [(0, seconds / 2, 0.5, 300.0)])
+    for label, I in (("no input", None), ("pulse to E1", pulse)):
+        r = meso.simulate_micro(gt, n, key=jax.random.PRNGKey(0), I_ext=I, record_every=20)
+        print(f"micro, {label}: mean rates {np.round(r.A.mean(0), 2)} Hz")
+        if I is None:
+            d = meso.MesoData.from_micro(r, n_obs=3)
+            zbar = meso.predict(gt, d.Z, d.A0)
+            print("meso prediction / observed (exact):", np.round(np.asarray(zbar.mean(0) / d.Z.mean(0)), 3))
+
+
+if __name__ == "__main__":
+    main()

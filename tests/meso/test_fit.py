@@ -1,0 +1,72 @@
+import jax
+import numpy as np
+import pytest
+
+from spikejax import meso
+
+EM_SMALL = meso.EMConfig(n_restarts=2, max_em=3, m_maxiter=8, e_maxiter=8)
+
+
+@pytest.fixture(scope="session")
+def short(data11):
+    return data11.window(0, 250)
+
+
+@pytest.fixture(scope="session")
+def x0(short):
+    lo, hi = meso.box_bounds()
+    return np.asarray(meso.sample_in_box(jax.random.PRNGKey(7), lo, hi, 2))
+
+
+@pytest.fixture(scope="session")
+def fit_short(short, x0):
+    return meso.fit_em(short, key=jax.random.PRNGKey(0), em=EM_SMALL, x0=x0)
+
+
+def test_objective_never_increases(fit_short):
+    """Acceptance 3: the objective after every M and E step is non-increasing, for every restart."""
+    for r in range(2):
+        hist = fit_short.objective_history(r)
+        assert len(hist) >= 3
+        assert np.all(np.diff(hist) <= 1e-6 * np.abs(hist[:-1])), hist
+        assert hist[-1] < hist[0]
+        assert np.isclose(hist[-1], fit_short.runs["loss"][r], rtol=1e-5)
+
+
+def test_vmapped_restarts_equal_sequential(short, x0, fit_short):
+    """Acceptance 5: the restarts vmapped in one program equal the same restarts run one at a time."""
+    seq = meso.fit_em_sequential(short, x0=x0[1:], em=EM_SMALL)
+    np.testing.assert_allclose(seq[0].runs["x"][0], fit_short.runs["x"][1], rtol=2e-3)
+    np.testing.assert_allclose(seq[0].runs["loss"][0], fit_short.runs["loss"][1], rtol=1e-3)
+
+
+def test_results_table_and_plots(fit_short, tmp_path):
+    df = fit_short.to_pandas()
+    assert list(df.columns) == ["truth", "estimate", "low", "high", "rel_error"]
+    assert len(df) == 12 and np.all(df["estimate"] >= df["low"] - 1e-4) and np.all(df["estimate"] <= df["high"] + 1e-4)
+    assert fit_short.Z.shape == (250, 3) and fit_short.Z.min() >= 1e-5
+    fit_short.save(tmp_path)
+    meso.plot_activity(fit_short.Z, fit_short.data.Z, path=tmp_path / "z.png")
+    meso.plot_loss_curves(fit_short, path=tmp_path / "loss.png")
+    assert (tmp_path / "params.csv").is_file() and (tmp_path / "z.png").is_file()
+    Z, _ = fit_short.simulate(100, key=jax.random.PRNGKey(0))
+    assert Z.shape == (100, 3) and np.all(np.isfinite(np.asarray(Z)))
+
+
+def test_fit_rejects_start_outside_box(short):
+    lo, hi = meso.box_bounds()
+    bad = np.asarray(hi)[None, :] * 1.5
+    with pytest.raises(ValueError, match="outside the fitting box"):
+        meso.fit_em(short, key=jax.random.PRNGKey(0), em=EM_SMALL, x0=bad)
+
+
+@pytest.mark.slow
+def test_em_recovers_parameters_full(data11, activity200):
+    """Acceptance 3 and 4 on the full 10-s window with 5 random restarts (slow)."""
+    res = meso.fit_em(data11, key=jax.random.PRNGKey(0), em=meso.EMConfig(max_em=8, m_maxiter=100, e_maxiter=100))
+    assert res.median_rel_error() <= 0.10, res.to_pandas()
+    assert np.all(res.z_correlation() >= 0.9), res.z_correlation()
+    Z, _ = res.simulate(50000, key=jax.random.PRNGKey(1))
+    dur = meso.dominance_durations(np.asarray(Z) / meso.DT)
+    ref = np.median(meso.dominance_durations(activity200))
+    assert len(dur) >= 3 and 0.5 <= np.median(dur) / ref <= 2.0
