@@ -36,9 +36,9 @@ import numpy as np
 
 from ..core.errors import ConfigError
 from ..core.sweep import shard_batch, stack
-from .data import check_dataset, make_sv_mask
+from .data import check_dataset
 from .model import LFADS, HParams, LFADSConfig
-from .train import TrainConfig, _to_device, get_lr, make_epoch_fn, make_eval_fn, make_optimizer, set_lr
+from .train import TrainConfig, device_splits, get_lr, make_epoch_fn, make_eval_fn, make_optimizer, set_lr
 
 __all__ = ["SearchParam", "PBTConfig", "PBTResult", "DEFAULT_SEARCH_SPACE", "pbt", "perturb", "exploit_binary_tournament",
            "improvement_ratio_stop"]
@@ -244,11 +244,7 @@ def pbt(model_config: LFADSConfig, train_data: dict[str, Any], valid_data: dict[
     lr = init_vals.get("lr_init", np.full(W, tc.lr_init))
     opt_state = set_lr(opt_state, jnp.asarray(lr, dtype))
 
-    tr = _to_device(train_data, dtype)
-    va = _to_device(valid_data, dtype)
-    if tc.sv_rate > 0:
-        tr["sv_mask"] = jnp.asarray(make_sv_mask(tr["data"].shape, tc.sv_rate, tc.sv_seed))
-        va["sv_mask"] = jnp.asarray(make_sv_mask(va["data"].shape, tc.sv_rate, tc.sv_seed + 1))
+    tr, va = device_splits(train_data, valid_data, dtype, tc)
     n_train = tr["data"].shape[0]
     bs = min(tc.batch_size, n_train)
     epoch_fn = make_epoch_fn(static, optimizer, n_train, bs)

@@ -173,6 +173,16 @@ def _compiled(config, opt_key: tuple, n_train: int, bs: int):
     return optimizer, jax.jit(make_epoch_fn(static, optimizer, n_train, bs)), jax.jit(make_eval_fn(static))
 
 
+def device_splits(train_data, valid_data, dtype, tc: TrainConfig):
+    """Both splits on the device, with the fixed sample-validation masks when ``tc.sv_rate > 0``."""
+    tr = _to_device(train_data, dtype)
+    va = _to_device(valid_data, dtype)
+    if tc.sv_rate > 0:
+        tr["sv_mask"] = jnp.asarray(make_sv_mask(tr["data"].shape, tc.sv_rate, tc.sv_seed))
+        va["sv_mask"] = jnp.asarray(make_sv_mask(va["data"].shape, tc.sv_rate, tc.sv_seed + 1))
+    return tr, va
+
+
 def _to_device(data: dict[str, Any], dtype) -> dict[str, jax.Array]:
     out = {}
     for k, v in data.items():
@@ -210,11 +220,7 @@ def train(model: LFADS, train_data: dict[str, Any], valid_data: dict[str, Any], 
     check_dataset(train_data, c, sbtt=sbtt, name="train_data")
     check_dataset(valid_data, c, sbtt=sbtt, name="valid_data")
     dtype = model.ic_prior_mean.dtype
-    tr = _to_device(train_data, dtype)
-    va = _to_device(valid_data, dtype)
-    if tc.sv_rate > 0:
-        tr["sv_mask"] = jnp.asarray(make_sv_mask(tr["data"].shape, tc.sv_rate, tc.sv_seed))
-        va["sv_mask"] = jnp.asarray(make_sv_mask(va["data"].shape, tc.sv_rate, tc.sv_seed + 1))
+    tr, va = device_splits(train_data, valid_data, dtype, tc)
     n_train = tr["data"].shape[0]
     bs = min(tc.batch_size, n_train)
     params, static = eqx.partition(model, eqx.is_inexact_array)
