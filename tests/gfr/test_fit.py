@@ -15,6 +15,7 @@ from spikejax.gfr import (
     FitConfig,
     PolynomialActivation,
     decay_rates,
+    evaluate,
     fit_alpha_beta,
     fit_cell,
     fit_cells,
@@ -102,6 +103,14 @@ def test_bank_fit_noise2_evr_and_selection(bank_fit, gfr_bank):
     assert bank_fit.history.shape == (60, 4, 3)
     for model in bank_fit.models:
         assert model.alpha.shape == (8,) and model.kappa == 1000.0
+    # evaluate() reproduces the table; GRNN's round-to-counts option scores round(m dt)/dt
+    cell, model = gfr_bank[1][3], bank_fit.models[3]
+    ev = evaluate(model, cell, FitConfig())
+    assert ev["test_evr"] == pytest.approx(float(table["test_evr"].iloc[3]), rel=1e-4)
+    trials = np.stack([s.binned[20][1] for s in cell.by_stimulus("Noise 2")])
+    m = np.asarray(simulate(model, jnp.asarray(cell.by_stimulus("Noise 2")[0].binned[20][0], jnp.float32)))
+    want = float(evr(jnp.asarray(np.round(m * 20) / 20), jnp.asarray(trials)))
+    assert evaluate(model, cell, FitConfig(round_counts=True))["test_evr"] == pytest.approx(want, rel=1e-4, abs=1e-6)
 
 
 @pytest.mark.requires_x64

@@ -83,6 +83,8 @@ class FitConfig:
     kappa : feedback scale (1000 = ``bio_units``).
     seed : initialisation draws and the shuffled type-batch order.
     bptt_checkpoint : gradient checkpointing of the time scan (False, True or a block length).
+    round_counts : score the EVR on the model's expected counts rounded to whole numbers
+        (``round(m dt) / dt``), GRNN's off-by-default option.
     """
 
     bin_size: int = 20
@@ -102,6 +104,7 @@ class FitConfig:
     activation_stimulus: str = "Long Square"
     val_stimulus: str = "Noise 1"
     test_stimulus: str = "Noise 2"
+    round_counts: bool = False
 
     def __post_init__(self) -> None:
         check_config(self.bin_size, self.activation_bin_size)
@@ -320,7 +323,8 @@ def _eval_member(model: GFR, ev: dict[str, jax.Array], eps: float) -> dict[str, 
     for name in ("val", "test"):
         d = ev[name]
         m = simulate(model, d["current"])
-        out[f"{name}_evr"] = masked_evr(m, d["trials"], d["trial_mask"], d["n_bins"])
+        scored = jnp.where(d["round"], jnp.round(m * d["dt"]) / d["dt"], m) if "round" in d else m
+        out[f"{name}_evr"] = masked_evr(scored, d["trials"], d["trial_mask"], d["n_bins"])
         k, t = d["trials"].shape
         mask = d["trial_mask"][:, None] & (jnp.arange(t)[None, :] < d["n_bins"])
         nll = poisson_nll(jnp.broadcast_to(m, (k, t)) * d["dt"], d["trials"] * d["dt"], mask=mask, convention="torch", eps=eps, reduction="sum")
@@ -380,7 +384,7 @@ def _stack_cells(preps: Sequence[PreparedCell], config: FitConfig, shapes: dict[
     for name in ("val", "test"):
         k_max, tm = shapes[name]
         e = {"current": np.zeros((c, tm)), "trials": np.zeros((c, k_max, tm)), "trial_mask": np.zeros((c, k_max), bool),
-             "n_bins": np.zeros(c, np.int32), "dt": np.full(c, float(config.bin_size))}
+             "n_bins": np.zeros(c, np.int32), "dt": np.full(c, float(config.bin_size)), "round": np.full(c, bool(config.round_counts))}
         for i, p in enumerate(preps):
             cur, tr = getattr(p, name)
             e["current"][i, : cur.size] = cur
