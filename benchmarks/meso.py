@@ -51,13 +51,13 @@ traces = [NeuronGroup(1, 'ds/dt = -s*%f/second : 1' % asyn[b], method='exact', n
 pops = []
 for a in range(3):
     I = ' + '.join('(%f)*s%d' % (conm[b][a] * J[b], b) for b in range(3))
-    eqs = '''
+    eqs = """
     du/dt = 50*(14.4 - u)/second + I/second : 1 (unless refractory)
     I = %s : 1
     s0 : 1 (linked)
     s1 : 1 (linked)
     s2 : 1 (linked)
-    ''' % I
+    """ % I
     g = NeuronGroup(N[a], eqs, threshold='rand() < 1 - exp(-exp(u - 3.6974149)*dt/second)', reset='u = 0',
                     refractory=4*ms, method='euler', name='pop%d' % a)
     pops.append(g)
@@ -84,7 +84,7 @@ def machine() -> str:
 
 def bench_fit(quick: bool) -> dict:
     data = meso.load_bundled()
-    em = meso.EMConfig(max_em=2, m_maxiter=10, e_maxiter=10) if quick else meso.EMConfig()
+    em = meso.EMConfig(max_em=2, m_maxiter=10, e_maxiter=10) if quick else meso.EMConfig(max_em=8, m_maxiter=100, e_maxiter=100)
     t0 = time.perf_counter()
     res = meso.fit_em(data, key=jax.random.PRNGKey(0), em=em)
     wall = time.perf_counter() - t0
@@ -197,8 +197,8 @@ def main() -> int:
     skip = set(filter(None, args.skip.split(",")))
     res = {}
     t_all = time.perf_counter()
-    for name, fn in (("loss", lambda: bench_loss(args.quick)), ("micro", lambda: bench_micro(args.quick, args.brian2_python)),
-                     ("long", lambda: bench_long(args.quick)), ("fit", lambda: bench_fit(args.quick))):
+    for name, fn in (("fit", lambda: bench_fit(args.quick)), ("loss", lambda: bench_loss(args.quick)),
+                     ("long", lambda: bench_long(args.quick)), ("micro", lambda: bench_micro(args.quick, args.brian2_python))):
         if name in skip:
             continue
         t0 = time.perf_counter()

@@ -142,13 +142,25 @@ def _smooth(x, w):
 NAMES = ("E1", "E2", "I")
 
 
-def plot_activity(Z_inferred, Z_true=None, *, dt: float = 0.004, Z_init=None, path=None, smooth: int = 1):
-    """Inferred vs true activity (Hz) per population."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _finish(fig, path):
+    fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path, dpi=110)
+    return fig
+
+
+def plot_activity(Z_inferred, Z_true=None, *, dt: float = 0.004, Z_init=None, path=None, smooth: int = 1):
+    """Inferred vs true activity (Hz) per population."""
+    plt = _pyplot()
     Zi = np.asarray(Z_inferred)
     M = Zi.shape[1]
     t = np.arange(Zi.shape[0]) * dt
@@ -164,19 +176,12 @@ def plot_activity(Z_inferred, Z_true=None, *, dt: float = 0.004, Z_init=None, pa
         ax.set_ylabel(f"{NAMES[i] if i < len(NAMES) else i} (Hz)")
     axes[0].legend(loc="upper right", fontsize=7, ncol=3)
     axes[-1].set_xlabel("time (s)")
-    fig.tight_layout()
-    if path is not None:
-        save_figure(fig, path, dpi=110)
-    return fig
+    return _finish(fig, path)
 
 
 def plot_free_run(Z, *, dt: float = 0.004, smooth_s: float = 0.08, path=None, title="free run"):
     """Free-run activity (Hz), smoothed with a ``smooth_s`` moving average."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     Z = np.asarray(Z)
     t = np.arange(Z.shape[0]) * dt
     fig, ax = plt.subplots(figsize=(8, 2.5))
@@ -187,19 +192,12 @@ def plot_free_run(Z, *, dt: float = 0.004, smooth_s: float = 0.08, path=None, ti
     ax.set_ylabel("rate (Hz)")
     ax.set_title(title)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    if path is not None:
-        save_figure(fig, path, dpi=110)
-    return fig
+    return _finish(fig, path)
 
 
 def plot_dominance(durations: dict, *, path=None):
     """Histograms of dominance durations (s), one per labelled set (e.g. model vs surrogate)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 3))
     allv = np.concatenate([np.asarray(v) for v in durations.values()] + [np.array([1.0])])
     bins = np.logspace(np.log10(max(allv.min(), 0.1)), np.log10(allv.max() + 1e-9), 15)
@@ -210,19 +208,12 @@ def plot_dominance(durations: dict, *, path=None):
     ax.set_xlabel("dominance duration (s)")
     ax.set_ylabel("density")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    if path is not None:
-        save_figure(fig, path, dpi=110)
-    return fig
+    return _finish(fig, path)
 
 
 def plot_loss_curves(results: FitResults, *, path=None):
     """E-step loss curves (total objective) of every restart, EM iterations concatenated."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 3))
     for r in range(results.runs["loss"].shape[0]):
         c = results.runs["e_curves"][r][..., 0].ravel()
@@ -231,10 +222,7 @@ def plot_loss_curves(results: FitResults, *, path=None):
     ax.set_xlabel("E-step Adam step (all EM iterations)")
     ax.set_ylabel("objective")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    if path is not None:
-        save_figure(fig, path, dpi=110)
-    return fig
+    return _finish(fig, path)
 
 
 __all__ += ["dominance_durations"]
