@@ -13,7 +13,9 @@ Institute and read by AllenSDK's ``NwbDataSet``; the synthetic cell bank writes 
     /general/specimen_id (optional)                       the cell id (else taken from the file name)
 
 ``idx_start``/``count`` of the Experiment epoch give the sweep's ``index_range`` (the Sweep epoch
-is used when there is no Experiment epoch). ``aibs_stimulus_name`` may also sit in the
+is used when there is no Experiment epoch); as in Allen's files (and AllenSDK's ``NwbDataSet``) the
+indices count from the sweep's own first sample (the Sweep epoch's ``idx_start``, normally 0, is
+subtracted). ``aibs_stimulus_name`` may also sit in the
 acquisition group. Only the datasets named above are read.
 
 Processing per sweep (see the spec, section 5): window = ``index_range``; for "Ramp" sweeps cut

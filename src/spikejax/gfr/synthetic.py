@@ -249,12 +249,12 @@ def write_nwb(
                     g.create_dataset("aibs_stimulus_name", data=sw["stimulus_name"])
                     g.create_dataset("num_samples", data=np.int64(n))
                 ep = fh.create_group(f"epochs/{name}/stimulus")
-                ep.create_dataset("idx_start", data=np.int64(offset))
+                ep.create_dataset("idx_start", data=np.int64(0))  # indices relative to the sweep's own data (as Allen's files)
                 ep.create_dataset("count", data=np.int64(n))
                 ep["timeseries"] = h5py.SoftLink(f"/stimulus/presentation/{name}")
                 a, b = sw["exp_range"]
                 ex = fh.create_group(f"epochs/Experiment_{k}/stimulus")
-                ex.create_dataset("idx_start", data=np.int64(offset + a))
+                ex.create_dataset("idx_start", data=np.int64(a))
                 ex.create_dataset("count", data=np.int64(b - a + 1))
                 fh.create_dataset(f"analysis/spike_times/{name}", data=np.asarray(sw["spike_times"], np.float64))
                 offset += n
