@@ -54,13 +54,13 @@ def run(out_dir: Path, *, quick: bool = False, seed: int = 0) -> dict:
     else:
         cfg = debug_config(seed=seed)
         tcfg = cfg.replace(learning_rule="None", threshold_filter="ema", sim_number=2, Ttau=80)
-        n_tune, n_check = 30, 5
+        n_tune, n_check = 25, 5
     res = run_config(cfg, key=jax.random.PRNGKey(seed))
     res.save(out_dir / "debug_config")
     plot_all(res, out_dir / "debug_config")
     after = res.selectivity_df.loc["after"]
 
-    tuned = tune(tcfg, key=jax.random.PRNGKey(seed + 1), n_steps=n_tune, learning_rate=0.03, margin=0.25)
+    tuned = tune(tcfg, key=jax.random.PRNGKey(seed + 1), n_steps=n_tune, learning_rate=0.05, margin=0.35)
     fresh = jax.random.PRNGKey(seed + 12345)
     from .simulate import L5Params
 
