@@ -156,6 +156,10 @@ def main(argv=None) -> int:
     ap.add_argument("--budget", type=float, default=3.0, help="seconds per timed measurement")
     ap.add_argument("--max-gib", type=float, default=3.0, help="skip spikeometric runs needing more memory than this")
     ap.add_argument("--no-tune", action="store_true")
+    ap.add_argument("--no-sim", action="store_true", help="skip the throughput table (tune only)")
+    ap.add_argument("--no-spikeometric", action="store_true", help="spikejax only")
+    ap.add_argument("--sizes", default=None, help="comma-separated network sizes (default 100,1000,10000)")
+    ap.add_argument("--Ts", default=None, help="comma-separated kernel lengths (default 20,200)")
     ap.add_argument(
         "--torch-threads",
         type=int,
@@ -173,6 +177,8 @@ def main(argv=None) -> int:
         have = True
         torch_version = torch.__version__
         torch_threads = torch.get_num_threads()
+        if args.no_spikeometric:
+            raise ImportError("skipped by --no-spikeometric")
     except Exception as exc:  # report exactly why
         have = False
         torch_version = f"unavailable ({type(exc).__name__}: {exc})"
@@ -180,8 +186,12 @@ def main(argv=None) -> int:
     sizes = [100, 1000] if args.quick else [100, 1000, 10000]
     densities = [0.1, 0.01]
     Ts = [20] if args.quick else [20, 200]
+    if args.sizes:
+        sizes = [int(v) for v in args.sizes.split(",")]
+    if args.Ts:
+        Ts = [int(v) for v in args.Ts.split(",")]
     rows = []
-    for n in sizes:
+    for n in [] if args.no_sim else sizes:
         for density in densities:
             W = random_inhibitory(n, density, seed=n + int(density * 1000))
             for T in Ts:

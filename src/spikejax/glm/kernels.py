@@ -143,18 +143,27 @@ class Coupler(eqx.Module):
             return x @ self.dense
         if self.kind == "sparse":
             return self._segment(x)
-        # event-driven: scatter the outgoing rows of active neurons only
+        # event-driven: scatter the outgoing rows of active neurons only, in two tiers of capacity
         n, cap = self.n, self.capacity
+        cap2 = min(n, max(4 * cap, n // 8))
 
-        def events(x):
-            idx = jnp.nonzero(x, size=cap, fill_value=n)[0]
+        def events(x, size):
+            idx = jnp.nonzero(x, size=size, fill_value=n)[0]
             vals = jnp.concatenate([x, jnp.zeros((1,), x.dtype)])[idx]
             d = self.out_dst[idx]
             contrib = self.out_w[idx] * vals[:, None]
             return jnp.zeros((n + 1,), contrib.dtype).at[d.reshape(-1)].add(contrib.reshape(-1))[:n]
 
+        if cap >= n:
+            return events(x, n)
         active = jnp.count_nonzero(x)
-        return jax.lax.cond(active <= cap, events, lambda v: self._segment(v), x)
+        if cap2 <= cap:
+            return jax.lax.cond(active <= cap, lambda v: events(v, cap), lambda v: self._segment(v), x)
+
+        def big(v):
+            return jax.lax.cond(active <= cap2, lambda w: events(w, cap2), lambda w: self._segment(w), v)
+
+        return jax.lax.cond(active <= cap, lambda v: events(v, cap), big, x)
 
     def project_edges(self, hist: jax.Array, edge_kernel: jax.Array, self_src, self_dst) -> jax.Array:
         """General kernel: ``sum_e sum_k W[e, k] hist[k, src[e]]`` into ``dst[e]`` (hist lag-major ``(T, N)``)."""
@@ -200,8 +209,10 @@ def make_coupler(network: Network, backend: str = "auto", *, spiking: bool = Tru
     spiking
         Whether the presynaptic trace is a sparse spike count (enables the event kernel under auto).
     capacity
-        Event kernel: most active neurons per step handled by gathering (default ``max(32, N // 16)``);
-        steps with more activity use the segment sum.
+        Event kernel: most active neurons per step handled by the small gather (default
+        ``max(16, N // 64)``); a second tier handles up to ``max(4 capacity, N // 8)``; steps with more
+        activity use the segment sum. A gather always processes its full capacity of rows, so small
+        tiers are fast as long as they are rarely exceeded.
     """
     if backend not in BACKENDS:
         raise ConfigError(f"backend must be one of {', '.join(map(repr, BACKENDS))}; got {backend!r}")
@@ -209,7 +220,7 @@ def make_coupler(network: Network, backend: str = "auto", *, spiking: bool = Tru
         raise ShapeError("make_coupler takes a single (or block-diagonal) network; vmap over stacked ones")
     n = network.num_nodes
     kind = choose_backend(network, spiking=spiking) if backend == "auto" else backend
-    cap = int(capacity) if capacity is not None else max(32, n // 16)
+    cap = int(capacity) if capacity is not None else max(16, n // 64)
     cap = max(1, min(cap, n))
     if kind == "dense":
         return Coupler("dense", n, cap, network.to_dense(), network.src, network.dst, network.weight, None, None)
