@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,6 +13,29 @@ import numpy as np
 from .model import LFADS, HParams
 
 __all__ = ["infer"]
+
+
+@eqx.filter_jit
+def _infer_batch(model, hp, xb, eb, k, *, n_samples: int, sample_posteriors: bool):
+    """Posterior-averaged outputs of one batch (module level, so the compilation is reused across calls)."""
+
+    def one_sample(ks):
+        noise = model.draw_noise(ks, (xb.shape[0],))
+        f = lambda xi, ni, ei: model.forward(xi, hp, noise=ni, ext=ei, sample_posteriors=sample_posteriors,  # noqa: E731
+                                             training=False)
+        out = jax.vmap(f)(xb, noise, eb) if eb is not None else jax.vmap(lambda a, b: f(a, b, None))(xb, noise)
+        return {"rates": model.readout.mean(out["params"]), "factors": out["factors"],
+                "gen_states": out["gen_states"], "con_inputs": out["con_inputs"], "ic_mean": out["ic_mean"],
+                "ic_std": out["ic_std"]}
+
+    def body(acc, ks):
+        o = one_sample(ks)
+        return jax.tree_util.tree_map(lambda a, b: a + b / n_samples, acc, o), None
+
+    shapes = jax.eval_shape(one_sample, k)
+    zero = jax.tree_util.tree_map(lambda sd: jnp.zeros(sd.shape, sd.dtype), shapes)
+    acc, _ = jax.lax.scan(body, zero, jax.random.split(k, n_samples))
+    return acc
 
 
 def infer(model: LFADS, data: Any, *, key: jax.Array, n_samples: int = 50, batch_size: int = 256,
@@ -41,25 +66,7 @@ def infer(model: LFADS, data: Any, *, key: jax.Array, n_samples: int = 50, batch
     if not sample_posteriors:
         n_samples = 1
 
-    @jax.jit
-    def run(xb, eb, k):
-        def one_sample(ks):
-            noise = model.draw_noise(ks, (xb.shape[0],))
-            f = lambda xi, ni, ei: model.forward(xi, hp, noise=ni, ext=ei, sample_posteriors=sample_posteriors,  # noqa: E731
-                                                 training=False)
-            out = jax.vmap(f)(xb, noise, eb) if eb is not None else jax.vmap(lambda a, b: f(a, b, None))(xb, noise)
-            return {"rates": model.readout.mean(out["params"]), "factors": out["factors"],
-                    "gen_states": out["gen_states"], "con_inputs": out["con_inputs"], "ic_mean": out["ic_mean"],
-                    "ic_std": out["ic_std"]}
-
-        def body(acc, ks):
-            o = one_sample(ks)
-            return jax.tree_util.tree_map(lambda a, b: a + b / n_samples, acc, o), None
-
-        zero = jax.tree_util.tree_map(jnp.zeros_like, jax.eval_shape(one_sample, k))
-        zero = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), zero)
-        acc, _ = jax.lax.scan(body, zero, jax.random.split(k, n_samples))
-        return acc
+    run = functools.partial(_infer_batch, model, hp, n_samples=n_samples, sample_posteriors=sample_posteriors)
 
     outs = []
     n = x.shape[0]
