@@ -88,3 +88,17 @@ def test_sharded_sweep_matches_unsharded():
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "OK" in res.stdout
+
+
+def test_sweep_compiles_once_for_repeated_calls():
+    calls = []
+
+    def f(m, x):
+        calls.append(1)  # runs only while tracing
+        return m.w * jnp.sum(x) + m.b
+
+    batched = stack([Affine(jnp.array(float(i)), jnp.array(0.0)) for i in range(3)])
+    for k in range(3):
+        out = sweep(f, batched, jnp.arange(4.0) + k)
+    np.testing.assert_allclose(out, np.arange(3.0) * 14.0)
+    assert len(calls) == 1

@@ -101,22 +101,26 @@ def sweep(
     The stacked outputs, with the leading axis of length equal to the batch size.
     """
     n = batch_size_of(params)
+    if chunk_size is not None and chunk_size < 1:
+        raise ConfigError(f"chunk_size must be >= 1, got {chunk_size}")
+    if chunk_size is not None and chunk_size >= n:
+        chunk_size = None
     dyn, static = eqx.partition(params, eqx.is_array)
+    n_dev = len(devices) if devices is not None else jax.local_device_count()
+    if shard and n_dev > 1:
+        dyn, n = shard_batch(dyn, devices)
+    out = _run_sweep(fn, static, dyn, args, chunk_size)
+    return jax.tree_util.tree_map(lambda x: x[:n] if eqx.is_array(x) and x.ndim > 0 else x, out)
+
+
+@eqx.filter_jit
+def _run_sweep(fn, static, dyn, args, chunk_size):
+    """Module-level compiled sweep: the shared ``args`` are traced arguments (not baked-in constants),
+    and repeated sweeps of the same function and shapes reuse one compilation."""
 
     def one(p):
         return fn(eqx.combine(p, static), *args)
 
-    if chunk_size is None or chunk_size >= n:
-        batched = jax.vmap(one)
-    else:
-        if chunk_size < 1:
-            raise ConfigError(f"chunk_size must be >= 1, got {chunk_size}")
-
-        def batched(p):
-            return jax.lax.map(one, p, batch_size=chunk_size)
-
-    n_dev = len(devices) if devices is not None else jax.local_device_count()
-    if shard and n_dev > 1:
-        dyn, n = shard_batch(dyn, devices)
-    out = eqx.filter_jit(batched)(dyn)
-    return jax.tree_util.tree_map(lambda x: x[:n] if eqx.is_array(x) and x.ndim > 0 else x, out)
+    if chunk_size is None:
+        return jax.vmap(one)(dyn)
+    return jax.lax.map(one, dyn, batch_size=chunk_size)
