@@ -78,7 +78,7 @@ def neulvm_loss(x, asyn, conmat, N, Z, y, y_hist, I_ext=None, *, dt=0.004, t_ref
         V[:, :ref] = 0.0
         lam = np.exp(V - theta[:, None])
         lam[:, :ref] = 1e-8
-        P = np.where(lam * dt < 0.01, lam * dt, 1 - np.exp(-lam * dt))
+        P = np.where(lam * dt < 0.01, lam * dt, 1 - np.exp(-lam * dt)) if integrator == "euler" else 1 - np.exp(-lam * dt)
         S = np.exp(logS)
         m_ = S * Zh
         v_ = (1 - S) * m_
@@ -86,7 +86,7 @@ def neulvm_loss(x, asyn, conmat, N, Z, y, y_hist, I_ext=None, *, dt=0.004, t_ref
         if free_bin:
             V_f = a * V_f + (1 - a) * c
             lf = np.exp(V_f - theta)
-            Pf = np.where(lf * dt < 0.01, lf * dt, 1 - np.exp(-lf * dt))
+            Pf = np.where(lf * dt < 0.01, lf * dt, 1 - np.exp(-lf * dt)) if integrator == "euler" else 1 - np.exp(-lf * dt)
             sm, spm, sv, spv = sm + x_f, spm + Pf * x_f, sv + z_f, spv + Pf * z_f
         Lam = np.where(sv > 0, spv / np.where(sv > 0, sv, 1), 0.0)
         zbar = np.clip(spm + Lam * (1 - sm), 0, 1)

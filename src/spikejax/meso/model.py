@@ -10,7 +10,8 @@ One step (age index k = 0 … K−1; the neurons of age k fired in bin t−1−k
 * potential of every age bin: exact exponential integration with the input held over the bin,
   ``V ← c + (V − c) e^{−α_m Δ}``, ``c = μ + I/α_m`` (default, ``integrator="exact"``), or neuLVM's
   forward Euler ``V ← V + Δ(α_m(μ − V) + I)`` (``integrator="euler"``); ``V = 0`` for ``kΔ < t_ref``;
-* hazard ``λ = exp(V − θ)`` Hz (1e-8 while refractory); ``P = λΔ`` if ``λΔ < 0.01`` else ``1 − e^{−λΔ}``;
+* hazard ``λ = exp(V − θ)`` Hz (1e-8 while refractory); ``P = 1 − e^{−λΔ}`` (exact mode; the Euler
+  mode keeps neuLVM's ``P = λΔ`` below ``λΔ = 0.01``);
 * survivors ``m(k) = S(k) Z(t−1−k)``, variance proxy ``v = (1 − S) m``;
 * ``Z̄(t) = Σ P m + Λ (1 − Σ m)`` with ``Λ = Σ P v / Σ v``, clipped to [0, 1];
 * shift the age axis: ``V(k+1) ← V(k)``, ``log S(k+1) ← log S(k) − λ(k)Δ``.
@@ -120,10 +121,13 @@ def _decay(params: MesoParams, dt: float, integrator: str) -> jax.Array:
     return 1.0 - params.amem * dt
 
 
-def _hazard_prob(lam: jax.Array, dt: float) -> jax.Array:
-    """neuLVM's firing probability in a bin: ``λΔ`` below 0.01, else ``1 − e^{−λΔ}``."""
+def _hazard_prob(lam: jax.Array, dt: float, integrator: str = "exact") -> jax.Array:
+    """Firing probability in a bin: ``1 − e^{−λΔ}`` (exact mode, smooth), or neuLVM's
+    ``λΔ`` below 0.01 and ``1 − e^{−λΔ}`` above (Euler/fidelity mode; a 5e-5 jump at 0.01)."""
     x = lam * dt
-    return jnp.where(x < 0.01, x, -jnp.expm1(-jnp.maximum(x, 0.01)))
+    if integrator == "euler":
+        return jnp.where(x < 0.01, x, -jnp.expm1(-jnp.maximum(x, 0.01)))
+    return -jnp.expm1(-x)
 
 
 def _linear_recurrence(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -321,14 +325,14 @@ def step(
     refractory = (jnp.arange(K) < ref)[None, :]
     V = jnp.where(refractory, 0.0, a[:, None] * state.V + ((1.0 - a) * c)[:, None])
     lam = jnp.where(refractory, _REF_LAMBDA, jnp.exp(jnp.where(refractory, 0.0, V) - params.theta[:, None]))
-    P = _hazard_prob(lam, dt)
+    P = _hazard_prob(lam, dt, cfg.integrator)
     S = jnp.exp(state.logS)
     m = S * state.Zhist
     v = (1.0 - S) * m
     sum_m, sum_pm, sum_v, sum_pv = m.sum(1), (P * m).sum(1), v.sum(1), (P * v).sum(1)
     if free_bin:
         Vf = a * state.Vf + (1.0 - a) * c
-        Pf = _hazard_prob(jnp.exp(Vf - params.theta), dt)
+        Pf = _hazard_prob(jnp.exp(Vf - params.theta), dt, cfg.integrator)
         sum_m, sum_pm = sum_m + state.x, sum_pm + Pf * state.x
         sum_v, sum_pv = sum_v + state.z, sum_pv + Pf * state.z
     ok = sum_v > 0
