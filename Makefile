@@ -5,7 +5,8 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
-PYTEST_ARGS ?=
+# two pytest workers: XLA compilation (most of the suite's time) is single-threaded
+PYTEST_ARGS ?= -n 2
 
 .PHONY: demo test test-slow setup docs bench clean
 

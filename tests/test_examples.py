@@ -23,6 +23,7 @@ def test_example_runs_quick(script, tmp_path):
     _run([sys.executable, str(script), "--quick"], tmp_path)
 
 
+@pytest.mark.slow  # `make demo` runs the full demo; this smoke run of every part is long on 2 cores
 def test_demo_quick_writes_outputs(tmp_path):
     out = tmp_path / "demo"
     _run([sys.executable, "-m", "spikejax.cli", "demo", "--quick", "--out", str(out)], tmp_path, timeout=600)

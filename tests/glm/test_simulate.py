@@ -110,6 +110,7 @@ def test_rectified_lnp_matches_mean_field_tutorial_text():
     assert abs(sim / mf - 1) < 0.02, (sim, mf)
 
 
+@pytest.mark.slow
 def test_rectified_lnp_matches_mean_field_legacy_notebook():
     """Legacy settings (r = 0.025, T = 200 steps, diagonal kept): the tutorial's 'before tuning' 33.9 Hz."""
     net = glm.from_dense(glm.mexican_hat(100, diagonal=True))
@@ -122,6 +123,7 @@ def test_rectified_lnp_matches_mean_field_legacy_notebook():
     assert abs(sim / mf - 1) < 0.02, (sim, mf)
 
 
+@pytest.mark.slow
 def test_bernoulli_glm_standard_rate_on_glorot_networks(glorot20):
     """Standard parameters fire at about sigma(-5) / dt = 6.7 Hz to the upstream 7.2 Hz."""
     batch = glm.batch_networks(glorot20)
@@ -130,6 +132,7 @@ def test_bernoulli_glm_standard_rate_on_glorot_networks(glorot20):
     assert 6.3 < rate < 7.6, rate
 
 
+@pytest.mark.slow
 def test_threshold_sam_rate_on_uniform_network():
     """ThresholdSAM on 20-neuron uniform networks: the spikeometric test's 33.6 Hz (rtol 0.1) is one noisy
     1000-step draw of a process whose stationary rate is the background's exceedance probability

@@ -62,7 +62,7 @@ def test_fit_rejects_start_outside_box(short):
 
 @pytest.mark.slow
 @pytest.mark.xfail(reason="acceptance 3/4 not reached yet: EM from random box starts stops after 1-3 iterations "
-                   "(median relative error 0.36-0.58 per restart in benchmarks/RESULTS_meso.md)", strict=False)
+                   "(median relative error 0.36-0.58 per restart in benchmarks/RESULTS.md)", strict=False)
 def test_em_recovers_parameters_full(data11, activity200):
     """Acceptance 3 and 4 on the full 10-s window with 5 random restarts (slow)."""
     res = meso.fit_em(data11, key=jax.random.PRNGKey(0), em=meso.EMConfig(max_em=8, m_maxiter=100, e_maxiter=100))

@@ -67,6 +67,7 @@ def test_ground_truth_is_local_minimum(data11, gt):
 
 
 @pytest.mark.requires_x64
+@pytest.mark.requires_x64
 def test_check_grads_float64(data11):
     """Acceptance 5: gradients of the objective w.r.t. parameters and Z (float64, short window)."""
     yh, y, Z = _short(data11, 25, n_hist=40)

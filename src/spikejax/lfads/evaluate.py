@@ -52,6 +52,7 @@ def ridge_fit(x, y, alpha: float = 0.01) -> tuple[np.ndarray, np.ndarray]:
 
 
 def ridge_predict(x, w, b) -> np.ndarray:
+    """Apply a ridge map from :func:`ridge_fit`: ``x @ w + b`` (x of shape (samples, features))."""
     x = np.asarray(x, dtype=float)
     return x @ w + b
 
