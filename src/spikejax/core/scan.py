@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 
@@ -119,21 +120,24 @@ def chunked_scan(
     if chunk_size < 1:
         raise ConfigError(f"chunk_size must be >= 1, got {chunk_size}")
 
-    @jax.jit
-    def run(carry, t0, ts_template):
-        ts = t0 + ts_template
-        xs = ts if xs_fn is None else xs_fn(ts)
-        return jax.lax.scan(step, carry, xs)
-
     outs = []
     carry = init
     t = 0
     while t < n_steps:
         m = min(chunk_size, n_steps - t)
-        carry, ys = run(carry, jnp.asarray(t), jnp.arange(m))
+        carry, ys = _run_chunk(step, xs_fn, carry, jnp.asarray(t), jnp.arange(m))
         outs.append(ys if reduce_fn is None else reduce_fn(ys))
         t += m
     return carry, outs
+
+
+@eqx.filter_jit
+def _run_chunk(step, xs_fn, carry, t0, ts_template):
+    """One chunk of :func:`chunked_scan`; module-level, so repeated calls with the same ``step`` and
+    ``xs_fn`` reuse the compilation instead of re-jitting a fresh closure per call."""
+    ts = t0 + ts_template
+    xs = ts if xs_fn is None else xs_fn(ts)
+    return jax.lax.scan(step, carry, xs)
 
 
 def step_keys(key: jax.Array, steps: jax.Array) -> jax.Array:
