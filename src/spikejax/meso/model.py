@@ -71,6 +71,23 @@ HIST_BINS = 250  # history window of the data (1 s)
 Integrator = Literal["exact", "euler"]
 _REF_LAMBDA = 1e-8  # hazard (Hz) of refractory neurons, as in neuLVM
 _VAR_FLOOR_HZ = 0.1  # variance floor 0.1*Δ/N (a 0.1 Hz rate)
+_LOG_LAM_MAX = 20.0  # cap of log λ (λ ≈ 4.9e8 Hz: P = 1 to machine precision at Δ ≥ 1 µs)
+
+
+def _hazard(V: jax.Array, theta: jax.Array) -> jax.Array:
+    """Escape rate ``λ = exp(V − θ)`` in Hz, with the exponent capped at ``_LOG_LAM_MAX``.
+
+    The cap changes no probability (``1 − e^{−λΔ}`` is already 1) but keeps λ finite in float32
+    for parameters far from the data (the M-step starts anywhere in the box), so gradients stay
+    finite instead of ``inf · 0 = NaN``.
+    """
+    return jnp.exp(jnp.minimum(V - theta, _LOG_LAM_MAX))
+
+
+def _safe_div(num: jax.Array, den: jax.Array, fallback: jax.Array | float = 0.0) -> jax.Array:
+    """``num / den`` where ``den`` is above √tiny, else ``fallback`` (finite value *and* gradient)."""
+    ok = den > math.sqrt(float(jnp.finfo(den.dtype).tiny))
+    return jnp.where(ok, num / jnp.where(ok, den, 1.0), fallback)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,7 +201,7 @@ def stationary_state(
     dr = dt / sub
     r = jnp.arange((n_age - 1) * sub + 1, dtype=h.dtype)[None, :] * dr
     Vr = h * (1.0 - jnp.exp(-amem * r))
-    lam = jnp.where(r < params.t_ref - 1e-12, 0.0, jnp.exp(Vr - theta))
+    lam = jnp.where(r < params.t_ref - 1e-12, 0.0, _hazard(Vr, theta))
     cum = jnp.concatenate([jnp.zeros_like(lam[:, :1]), jnp.cumsum(0.5 * (lam[:, 1:] + lam[:, :-1]) * dr, axis=1)], 1)
     logS = -cum[:, ::sub]
     return V, logS
@@ -324,7 +341,7 @@ def step(
     c = params.mu + I / params.amem
     refractory = (jnp.arange(K) < ref)[None, :]
     V = jnp.where(refractory, 0.0, a[:, None] * state.V + ((1.0 - a) * c)[:, None])
-    lam = jnp.where(refractory, _REF_LAMBDA, jnp.exp(jnp.where(refractory, 0.0, V) - params.theta[:, None]))
+    lam = jnp.where(refractory, _REF_LAMBDA, _hazard(jnp.where(refractory, 0.0, V), params.theta[:, None]))
     P = _hazard_prob(lam, dt, cfg.integrator)
     S = jnp.exp(state.logS)
     m = S * state.Zhist
@@ -332,11 +349,10 @@ def step(
     sum_m, sum_pm, sum_v, sum_pv = m.sum(1), (P * m).sum(1), v.sum(1), (P * v).sum(1)
     if free_bin:
         Vf = a * state.Vf + (1.0 - a) * c
-        Pf = _hazard_prob(jnp.exp(Vf - params.theta), dt, cfg.integrator)
+        Pf = _hazard_prob(_hazard(Vf, params.theta), dt, cfg.integrator)
         sum_m, sum_pm = sum_m + state.x, sum_pm + Pf * state.x
         sum_v, sum_pv = sum_v + state.z, sum_pv + Pf * state.z
-    ok = sum_v > 0
-    Lam = jnp.where(ok, sum_pv / jnp.where(ok, sum_v, 1.0), 0.0)
+    Lam = _safe_div(sum_pv, sum_v)
     zbar = jnp.clip(sum_pm + Lam * (1.0 - sum_m), 0.0, 1.0)
 
     def advance(Z_t):
@@ -348,8 +364,7 @@ def step(
             kept = (1.0 - Pf) * state.x
             x = kept + m_e
             z = (1.0 - Pf) ** 2 * state.z + Pf * state.x + (1.0 - S_e) * m_e
-            okx = x > 0
-            Vf_new = jnp.where(okx, (kept * Vf + m_e * V[:, -1]) / jnp.where(okx, x, 1.0), Vf)
+            Vf_new = _safe_div(kept * Vf + m_e * V[:, -1], x, Vf)
         else:
             x, z, Vf_new = state.x, state.z, state.Vf
         return MesoState(
@@ -451,12 +466,12 @@ def observed_logits(
     Ud = jnp.take_along_axis(jnp.broadcast_to(U_prev[:, :, None], (T + 1, M, y.shape[-1])), gidx, axis=0)
     Ut = U[:, :, None]
     V_in = Ut - jnp.exp((k - ref + 1).astype(dtype) * loga) * Ud
-    j0 = (-d).astype(dtype)
+    j0 = jnp.maximum(-d, 0).astype(dtype)  # initial age (only used where d <= 0; clamped so the unused branch stays finite)
     V0 = jnp.where(j0 * dt < params.t_ref - 1e-12, 0.0, h * (1.0 - jnp.exp(-params.amem[None, :, None] * j0 * dt)))
     V_old = Ut + jnp.exp((t + 1).astype(dtype) * loga) * V0
     V = jnp.where(d >= 1 - ref, V_in, V_old)
     refractory = k < ref
-    log_x = jnp.where(refractory, math.log(_REF_LAMBDA), V - params.theta[None, :, None]) + math.log(dt)
+    log_x = jnp.where(refractory, math.log(_REF_LAMBDA), jnp.minimum(V - params.theta[None, :, None], _LOG_LAM_MAX)) + math.log(dt)
     x = jnp.exp(log_x)
     # log(1 - e^{-x}) (stable for small x); logit = log(1 - e^{-x}) + x
     log_p1 = jnp.where(x < 1e-4, log_x - 0.5 * x, jnp.log(-jnp.expm1(-jnp.maximum(x, 1e-4))))
