@@ -129,3 +129,67 @@ def test_checkpoint_helpers_roundtrip_and_mismatch(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.json", "state-000000010.eqx"]
     with pytest.raises(DataFormatError, match="does not match"):
         load_checkpoint(tmp_path, {"w": jnp.zeros(7)})
+
+
+def _ramped_loss(m, batch, key, *, step, args):
+    """A loss with an epoch-dependent ramp and a traced extra argument (as LFADS' KL ramp)."""
+    ramp = jnp.minimum((step // args["steps_per_epoch"] + 1) / 3.0, 1.0)
+    return _loss(m, batch, key) + ramp * args["weight"] * jnp.sum(m.w ** 2), {"ramp": ramp}
+
+
+def test_step_args_smoothing_plateau_and_resume(tmp_path):
+    from spikejax.core import PlateauDecay, get_hyperparam, set_hyperparam
+
+    data = _data()
+    opt = optax.inject_hyperparams(optax.sgd)(learning_rate=0.05)
+    args = {"steps_per_epoch": jnp.asarray(8), "weight": jnp.asarray(0.1)}
+
+    def make_val():  # improves for 3 epochs, then plateaus
+        seq = np.r_[np.linspace(1.0, 0.5, 3), np.full(20, 0.6)]
+        return lambda m, step: {"val": seq[step // 8 - 1], "w0": m.w[0]}
+
+    kw = dict(optimizer=opt, key=jax.random.PRNGKey(0), n_epochs=10, batch_size=8, has_aux=True, with_step=True,
+              args=args, val_smoothing=0.7, progress=False,
+              plateau=PlateauDecay(factor=0.5, patience=2, min_value=0.01, monitor="val_smth", min_steps=16),
+              early_stopping=EarlyStopping(patience=50, monitor="val_smth"), restore_best=True)
+    s0 = set_hyperparam(opt.init(eqx.filter(_model(), eqx.is_inexact_array)), "learning_rate", 0.2)
+    full = fit(_model(), _ramped_loss, data, val_fn=make_val(), opt_state=s0, **kw)
+    h = full.history
+    np.testing.assert_allclose(h["ramp"][:4], [1 / 3, 2 / 3, 1.0, 1.0], rtol=1e-6)
+    smth = [1.0]
+    for v in np.r_[np.linspace(1.0, 0.5, 3), np.full(7, 0.6)][1:]:
+        smth.append(0.3 * smth[-1] + 0.7 * v)
+    np.testing.assert_allclose(h["val_smth"], smth, rtol=1e-6)
+    assert h["learning_rate"][0] == pytest.approx(0.2)  # opt_state= respected
+    assert h["learning_rate"][-1] < 0.2 and np.all(np.diff(h["learning_rate"]) <= 0)
+    assert "val/w0" in h and full.best_step == 8 * int(np.argmin(smth) + 1)
+    # interrupted at epoch 4 and resumed: identical to the uninterrupted run (smoothing/plateau state saved)
+    fit(_model(), _ramped_loss, data, val_fn=make_val(), opt_state=s0, checkpoint_dir=tmp_path,
+        **{**kw, "n_epochs": 4})
+    res = fit(_model(), _ramped_loss, data, val_fn=make_val(), opt_state=s0, checkpoint_dir=tmp_path, **kw)
+    np.testing.assert_array_equal(np.asarray(res.model.w), np.asarray(full.model.w))
+    np.testing.assert_array_equal(h["learning_rate"], res.history["learning_rate"])
+    assert float(get_hyperparam(res.opt_state)) == float(get_hyperparam(full.opt_state))
+    with pytest.raises(ConfigError, match="inject_hyperparams"):
+        fit(_model(), _loss, data, optimizer=optax.adam(0.1), key=jax.random.PRNGKey(0), n_steps=1, val_fn=lambda m: 0.0,
+            plateau=PlateauDecay(), progress=False)
+    with pytest.raises(ConfigError, match="val_smoothing"):
+        fit(_model(), _loss, data, optimizer=opt, key=jax.random.PRNGKey(0), n_steps=1, val_fn=lambda m: 0.0,
+            early_stopping=EarlyStopping(monitor="val_smth"), progress=False)
+
+
+def test_compiled_call_is_reused_across_fits():
+    from spikejax.core import training
+
+    data = _data()
+    opt = optax.adam(0.01)
+    training._CALL_CACHE.clear()
+    a = fit(_model(), _loss, data, optimizer=opt, key=jax.random.PRNGKey(0), n_epochs=2, batch_size=8, progress=False)
+    n = len(training._CALL_CACHE)
+    b = fit(_model(), _loss, {k: v + 0.0 for k, v in data.items()}, optimizer=opt, key=jax.random.PRNGKey(0),
+            n_epochs=2, batch_size=8, progress=False)
+    assert n == 1 and len(training._CALL_CACHE) == 1
+    np.testing.assert_array_equal(np.asarray(a.model.w), np.asarray(b.model.w))
+    for i in range(training._CALL_CACHE_SIZE + 2):  # bounded
+        fit(_model(), _loss, data, optimizer=optax.adam(0.01), key=jax.random.PRNGKey(0), n_steps=1, progress=False)
+    assert len(training._CALL_CACHE) <= training._CALL_CACHE_SIZE

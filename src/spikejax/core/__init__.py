@@ -41,6 +41,17 @@ from .metrics import (
 )
 from .scan import chunked_scan, scan, step_keys
 from .sweep import batch_size_of, shard_batch, stack, sweep, unstack
-from .training import EarlyStopping, FitResult, fit, load_checkpoint, make_train_step, save_checkpoint, trainable
+from .training import (
+    EarlyStopping,
+    FitResult,
+    PlateauDecay,
+    fit,
+    get_hyperparam,
+    load_checkpoint,
+    make_train_step,
+    save_checkpoint,
+    set_hyperparam,
+    trainable,
+)
 
 __all__ = [name for name in dir() if not name.startswith("_")]

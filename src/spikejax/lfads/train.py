@@ -1,24 +1,18 @@
-"""Training LFADS: optimiser, epoch step, smoothed validation, plateau decay, early stopping, checkpoints.
+"""Training LFADS on :func:`spikejax.core.fit`: AdamW, clipping, ramps, plateau decay, smoothed validation.
 
-The per-step update is :func:`spikejax.core.make_train_step` (pure, so :mod:`spikejax.lfads.pbt`
-vmaps the very same step over a worker population). One compiled call runs a whole epoch
-(``lax.scan`` over minibatches of an on-device permutation ``fold_in(key, epoch)``), so the
-training is bit-for-bit resumable from a checkpoint.
-
-Why not :func:`spikejax.core.fit` directly: LFADS needs the epoch inside the loss (KL/L2 ramps),
-host-side learning-rate changes from the *validation* metric (plateau decay) and a smoothed
-validation metric for early stopping that only counts after the ramps. ``fit``'s loss sees
-neither the step nor the optimiser state, so this loop reuses its building blocks
-(``make_train_step``, ``EarlyStopping`` semantics, atomic checkpoint IO, the NaN guard and
-error types, tqdm) around an epoch-aware step.
+:func:`train` hands the LFADS loss to :func:`spikejax.core.fit` with ``with_step=True`` (the epoch,
+``step // steps_per_epoch``, drives the KL/L2 ramps inside the compiled step) and the
+hyperparameters as traced ``args``; the validation recon is exponentially smoothed
+(``val_smoothing``), early stopping and the plateau learning-rate decay
+(:class:`spikejax.core.PlateauDecay` on the injected learning rate) count only after the ramps,
+and checkpoints resume exactly. :func:`make_epoch_fn` is the same step scanned over one epoch
+as a pure function, which :mod:`spikejax.lfads.pbt` vmaps over a worker population.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -29,9 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ..core.errors import ConfigError, TrainingDivergedError
-from ..core.io import atomic_path, load_json, save_json
-from ..core.training import make_train_step
+from ..core.errors import ConfigError
+from ..core.training import EarlyStopping, PlateauDecay, fit, get_hyperparam, make_train_step, set_hyperparam
 from .data import check_dataset, make_sv_mask
 from .loss import lfads_loss
 from .model import LFADS, HParams
@@ -104,15 +97,12 @@ def make_optimizer(tc: TrainConfig) -> optax.GradientTransformation:
 
 
 def get_lr(opt_state) -> jax.Array:
-    return opt_state.hyperparams["learning_rate"]
+    return get_hyperparam(opt_state, "learning_rate")
 
 
 def set_lr(opt_state, lr):
     """Return ``opt_state`` with the learning rate replaced (same dtype/shape: no recompilation)."""
-    old = opt_state.hyperparams["learning_rate"]
-    hyper = dict(opt_state.hyperparams)
-    hyper["learning_rate"] = jnp.broadcast_to(jnp.asarray(lr, old.dtype), old.shape)
-    return opt_state._replace(hyperparams=hyper)
+    return set_hyperparam(opt_state, "learning_rate", lr)
 
 
 def _loss_for_step(model, batch, key):
@@ -160,17 +150,25 @@ def make_eval_fn(static):
     return eval_fn
 
 
-@functools.lru_cache(maxsize=16)
-def _compiled(config, opt_key: tuple, n_train: int, bs: int):
-    """Jitted epoch/eval functions shared by every :func:`train` call with the same sizes (no recompiles).
+def _fit_loss(model, batch, key, *, step, args):
+    """The LFADS training loss as :func:`spikejax.core.fit` calls it (epoch from the traced step)."""
+    hp, steps_per_epoch = args
+    epoch = (step // steps_per_epoch).astype(model.ic_prior_mean.dtype)
+    return lfads_loss(model, batch, hp, epoch, key=key, training=True)
 
-    ``opt_key`` = (max_grad_norm, beta1, beta2, eps); the learning rate and weight decay are
-    injected array leaves set after ``init``.
+
+@functools.lru_cache(maxsize=16)
+def _compiled(config, opt_key: tuple):
+    """Optimiser and jitted validation function shared by every :func:`train` call with the same sizes.
+
+    The same optimiser object (and the module-level loss) lets :func:`spikejax.core.fit` reuse
+    its compiled training program across calls. ``opt_key`` = (max_grad_norm, beta1, beta2,
+    eps); the learning rate and weight decay are injected array leaves set after ``init``.
     """
     static = eqx.partition(LFADS(config, key=jax.random.PRNGKey(0)), eqx.is_inexact_array)[1]
     gn, b1, b2, eps = opt_key
     optimizer = make_optimizer(TrainConfig(max_grad_norm=gn, adam_beta1=b1, adam_beta2=b2, adam_epsilon=eps))
-    return optimizer, jax.jit(make_epoch_fn(static, optimizer, n_train, bs)), jax.jit(make_eval_fn(static))
+    return optimizer, jax.jit(make_eval_fn(static))
 
 
 def device_splits(train_data, valid_data, dtype, tc: TrainConfig):
@@ -195,7 +193,7 @@ def train(model: LFADS, train_data: dict[str, Any], valid_data: dict[str, Any], 
           config: TrainConfig | None = None, key: jax.Array, sbtt: bool = False,
           checkpoint_dir: str | Path | None = None, resume: bool = True, progress: bool | None = None,
           callback=None) -> TrainResult:
-    """Train one LFADS model.
+    """Train one LFADS model (through :func:`spikejax.core.fit`).
 
     Parameters
     ----------
@@ -212,7 +210,8 @@ def train(model: LFADS, train_data: dict[str, Any], valid_data: dict[str, Any], 
 
     Returns
     -------
-    TrainResult with the model of the best smoothed validation recon (after the ramps) or the last.
+    TrainResult with the model of the best smoothed validation recon or the last; ``history``
+    per epoch: ``epoch``, ``loss``, ``lr``, ``train/<term>``, ``valid/<term>``, ``valid/recon_smth``.
     """
     tc = config or TrainConfig()
     hp = hp if hp is not None else HParams.create()
@@ -223,105 +222,45 @@ def train(model: LFADS, train_data: dict[str, Any], valid_data: dict[str, Any], 
     tr, va = device_splits(train_data, valid_data, dtype, tc)
     n_train = tr["data"].shape[0]
     bs = min(tc.batch_size, n_train)
-    params, static = eqx.partition(model, eqx.is_inexact_array)
-    optimizer, epoch_fn, eval_fn = _compiled(c, (tc.max_grad_norm, tc.adam_beta1, tc.adam_beta2, tc.adam_epsilon),
-                                             n_train, bs)
+    n_batches = n_train // bs
+    params = eqx.filter(model, eqx.is_inexact_array)
+    optimizer, eval_fn = _compiled(c, (tc.max_grad_norm, tc.adam_beta1, tc.adam_beta2, tc.adam_epsilon))
     opt_state = set_lr(optimizer.init(params), tc.lr_init)
-    opt_state = opt_state._replace(hyperparams={**opt_state.hyperparams, "weight_decay": jnp.asarray(
-        tc.weight_decay, opt_state.hyperparams["weight_decay"].dtype)})
+    opt_state = set_hyperparam(opt_state, "weight_decay", tc.weight_decay)
     k_train, k_val = jax.random.split(key)
     ramp_end = int(max(float(hp.kl_start_epoch) + float(hp.kl_increase_epoch),
                        float(hp.l2_start_epoch) + float(hp.l2_increase_epoch)))
 
-    history: dict[str, list] = {}
-    epoch = 0
-    smth = None
-    best = math.inf
-    best_epoch = None
-    best_params = params
-    bad_es = bad_lr = 0
-    lr_best = math.inf
-    ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    if ckpt is not None and resume and (ckpt / "latest.json").is_file():
-        meta = load_json(ckpt / "latest.json")
-        params, opt_state, best_params = eqx.tree_deserialise_leaves(ckpt / meta["state"],
-                                                                     (params, opt_state, best_params))
-        epoch, smth, best, best_epoch = meta["epoch"], meta["smth"], meta["best"], meta["best_epoch"]
-        bad_es, bad_lr, lr_best = meta["bad_es"], meta["bad_lr"], meta["lr_best"]
-        history = {k: list(v) for k, v in meta["history"].items()}
-        best = math.inf if best is None else best
-        lr_best = math.inf if lr_best is None else lr_best
+    def val_fn(m, *, step):
+        epoch = step // n_batches - 1
+        out = eval_fn(eqx.filter(m, eqx.is_inexact_array), hp, va, jnp.asarray(epoch, dtype), k_val)
+        return {"val": out["recon"], **out}
 
-    show = (sys.stderr.isatty() if progress is None else bool(progress))
-    from tqdm.auto import tqdm
+    def to_logs(step, logs):
+        out = {"epoch": step // n_batches - 1, "loss": logs["loss"], "lr": logs.get("learning_rate", tc.lr_init)}
+        out.update({f"train/{k}": v for k, v in logs.items() if k not in ("loss", "val", "val_smth", "learning_rate")
+                    and not k.startswith("val/")})
+        out.update({f"valid/{k[4:]}": v for k, v in logs.items() if k.startswith("val/")})
+        out["valid/recon_smth"] = logs["val_smth"]
+        return out
 
-    bar = tqdm(total=tc.max_epochs, initial=epoch, desc="lfads", disable=not show, leave=False, dynamic_ncols=True)
-    stop_reason = "completed"
+    fit_cb = None if callback is None else (lambda step, m, logs: callback(step // n_batches, to_logs(step, logs)))
+    ramp_steps = ramp_end * n_batches
     t0 = time.perf_counter()
-    try:
-        while epoch < tc.max_epochs:
-            e = jnp.asarray(epoch, dtype)
-            params, opt_state, loss, aux = epoch_fn(params, opt_state, hp, tr, e, k_train)
-            loss = float(loss)
-            if not math.isfinite(loss) or not bool(jax.tree_util.tree_reduce(
-                    lambda a, b: a & b, jax.tree_util.tree_map(lambda x: jnp.all(jnp.isfinite(x)), params))):
-                raise TrainingDivergedError(
-                    f"LFADS training diverged at epoch {epoch}: loss {loss}. Lower lr_init, lower max_grad_norm, "
-                    "check the data for NaN/inf (missing entries need sbtt=True), or enable float64 with "
-                    "jax.config.update('jax_enable_x64', True).")
-            val = eval_fn(params, hp, va, e, k_val)
-            vrec = float(val["recon"])
-            smth = vrec if smth is None else (1 - tc.smoothing) * smth + tc.smoothing * vrec
-            logs = {"epoch": epoch, "loss": loss, "lr": float(get_lr(opt_state))}
-            logs.update({f"train/{k}": float(v) for k, v in aux.items()})
-            logs.update({f"valid/{k}": float(v) for k, v in val.items()})
-            logs["valid/recon_smth"] = smth
-            for k, v in logs.items():
-                history.setdefault(k, []).append(v)
-            epoch += 1
-            bar.update(1)
-            bar.set_postfix({"loss": loss, "val": smth}, refresh=False)
-            after_ramp = epoch >= ramp_end
-            if smth < best:
-                best, best_epoch, best_params = smth, epoch, params
-                bad_es = 0
-            elif after_ramp:
-                bad_es += 1
-            if tc.lr_scheduler and after_ramp:
-                if smth < lr_best:
-                    lr_best, bad_lr = smth, 0
-                else:
-                    bad_lr += 1
-                    if bad_lr >= tc.lr_patience:
-                        lr = max(float(get_lr(opt_state)) * tc.lr_decay, tc.lr_stop)
-                        opt_state = set_lr(opt_state, lr)
-                        bad_lr = 0
-            stop = after_ramp and bad_es >= tc.early_stopping_patience
-            if stop:
-                stop_reason = "early_stopping"
-            if callback is not None and callback(epoch, logs):
-                stop, stop_reason = True, "callback"
-            if ckpt is not None and (epoch % tc.checkpoint_every == 0 or epoch == tc.max_epochs or stop):
-                _save(ckpt, epoch, (params, opt_state, best_params), history, smth, best, best_epoch, bad_es,
-                      bad_lr, lr_best)
-            if stop:
-                break
-    finally:
-        bar.close()
-    final = best_params if best_epoch is not None else params
-    return TrainResult(eqx.combine(final, static), hp, opt_state, {k: np.asarray(v) for k, v in history.items()},
-                       epoch, best_epoch, stop_reason, time.perf_counter() - t0)
-
-
-def _save(ckpt: Path, epoch, state, history, smth, best, best_epoch, bad_es, bad_lr, lr_best) -> None:
-    ckpt.mkdir(parents=True, exist_ok=True)
-    name = f"state-{epoch:07d}.eqx"
-    with atomic_path(ckpt / name, suffix=".eqx") as tmp:
-        eqx.tree_serialise_leaves(tmp, state)
-    prev = load_json(ckpt / "latest.json").get("state") if (ckpt / "latest.json").is_file() else None
-    fin = lambda v: v if (v is not None and math.isfinite(v)) else None  # noqa: E731
-    save_json(ckpt / "latest.json", {"epoch": epoch, "state": name, "history": history, "smth": smth,
-                                     "best": fin(best), "best_epoch": best_epoch, "bad_es": bad_es,
-                                     "bad_lr": bad_lr, "lr_best": fin(lr_best)}, indent=None)
-    if prev and prev != name:
-        (ckpt / prev).unlink(missing_ok=True)
+    res = fit(model, _fit_loss, tr, optimizer=optimizer, key=k_train, n_epochs=tc.max_epochs, batch_size=bs,
+              has_aux=True, with_step=True, args=(hp, jnp.asarray(n_batches)), opt_state=opt_state,
+              val_fn=val_fn, val_smoothing=tc.smoothing,
+              early_stopping=EarlyStopping(patience=tc.early_stopping_patience, monitor="val_smth",
+                                           min_steps=ramp_steps),
+              plateau=PlateauDecay(factor=tc.lr_decay, patience=tc.lr_patience, min_value=tc.lr_stop,
+                                   monitor="val_smth", min_steps=ramp_steps) if tc.lr_scheduler else None,
+              restore_best=True, checkpoint_dir=checkpoint_dir, checkpoint_every=tc.checkpoint_every * n_batches,
+              resume=resume, progress=progress, callback=fit_cb, desc="lfads")
+    h = res.history
+    if "learning_rate" not in h:  # no scheduler: constant
+        h["learning_rate"] = np.full(len(h["step"]), tc.lr_init)
+    per_epoch = [to_logs(int(s), {k: v[i] for k, v in h.items()}) for i, s in enumerate(h["step"])]
+    history = {k: np.asarray([row[k] for row in per_epoch]) for k in (per_epoch[0] if per_epoch else {})}
+    best_epoch = None if res.best_step is None else res.best_step // n_batches
+    return TrainResult(res.model, hp, res.opt_state, history, res.n_steps // n_batches, best_epoch, res.stop_reason,
+                       time.perf_counter() - t0)
