@@ -17,14 +17,16 @@ import argparse
 import json
 import time
 
+import equinox as eqx
 import jax
+import numpy as np
 
 from spikejax.lfads import LFADS, HParams, LFADSConfig, TrainConfig, infer, load_lorenz_tutorial, ridge_r2, train
 
 FULL = dict(ic_enc_dim=64, ic_dim=32, gen_dim=64, fac_dim=40)
 
 
-def run(quick: bool = False, epochs: int | None = None, seed: int = 0, checkpoint_dir=None) -> dict:
+def run(quick: bool = False, epochs: int | None = None, seed: int = 0, checkpoint_dir=None, save=None) -> dict:
     d = load_lorenz_tutorial()
     dims = dict(ic_enc_dim=8, ic_dim=8, gen_dim=16, fac_dim=6) if quick else FULL
     cfg = LFADSConfig(data_dim=60, encod_seq_len=100, ci_enc_dim=0, con_dim=0, co_dim=0, **dims)
@@ -42,6 +44,10 @@ def run(quick: bool = False, epochs: int | None = None, seed: int = 0, checkpoin
     o_tr = infer(res.model, tr["data"], key=jax.random.PRNGKey(2), n_samples=ns)
     o_va = infer(res.model, va["data"], key=jax.random.PRNGKey(3), n_samples=ns)
     r2 = ridge_r2(o_tr["factors"], tr["lowd"], o_va["factors"], va["lowd"], alpha=0.01)
+    if save is not None:  # trained model + posterior-averaged factors for later analysis
+        eqx.tree_serialise_leaves(f"{save}.eqx", res.model)
+        np.savez(f"{save}.npz", train_factors=o_tr["factors"], valid_factors=o_va["factors"],
+                 **{f"history_{k.replace('/', '_')}": v for k, v in res.history.items()})
     return {"heldout_ridge_r2_xyz": [float(v) for v in r2], "epochs": res.n_epochs, "best_epoch": res.best_epoch,
             "train_seconds": round(train_s, 1), "total_seconds": round(time.perf_counter() - t0, 1),
             "devices": str(jax.devices())}
@@ -53,5 +59,6 @@ if __name__ == "__main__":
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--checkpoint-dir", default=None)
+    ap.add_argument("--save", default=None, help="path prefix: writes PREFIX.eqx (model) and PREFIX.npz (factors)")
     a = ap.parse_args()
-    print(json.dumps(run(a.quick, a.epochs, a.seed, a.checkpoint_dir), indent=1))
+    print(json.dumps(run(a.quick, a.epochs, a.seed, a.checkpoint_dir, a.save), indent=1))

@@ -165,3 +165,34 @@ def test_lorenz_tutorial_bundle_and_calcium_generator():
         assert np.all(obs[:, np.arange(30) % 3 == n % 3]) and not np.any(obs[:, np.arange(30) % 3 != n % 3])
     v = x[~np.isnan(x)]
     assert np.all((v == 0) | (v > c["s_min"])) and np.any(v > 0)
+
+
+def test_calcium_nnls_deconvolution_recovers_spikes_without_lag():
+    from spikejax.lfads.data import _nnls_deconvolve
+
+    t = np.arange(60) * 10.0
+    kern = np.exp(-t / 400.0) - np.exp(-t / 30.0)
+    kern /= kern.max()
+    idx = np.arange(1, 60, 3)
+    s_true = np.zeros((1, len(idx)))
+    s_true[0, [3, 4, 10]] = [1.0, 2.0, 1.0]
+    lags = idx[:, None] - idx[None, :]
+    f = (np.where(lags >= 0, kern[np.clip(lags, 0, 59)], 0.0) @ s_true[0])[None]
+    np.testing.assert_allclose(_nnls_deconvolve(f, kern, idx)[0, :-1], s_true[0, :-1], atol=1e-8)
+    # the decay-only (AR(1)) deconvolution ignores the rise time: its events lag the spikes
+    d = {m: generate_calcium_dataset(n_conditions=2, trials_per_condition=4, n_neurons=6, n_bins=30, seed=0,
+                                     deconvolution=m, noise_sd=0.0) for m in ("nnls", "ar1")}
+    sp, ev = d["nnls"]["train"]["spikes"], d["nnls"]["train"]["data"]
+    obs = ~np.isnan(ev)
+    assert np.corrcoef(ev[obs], sp[obs])[0, 1] > 0.9
+    ev1 = d["ar1"]["train"]["data"]
+    assert np.corrcoef(ev1[obs], sp[obs])[0, 1] < 0.5
+    with pytest.raises(ValueError, match="deconvolution"):
+        generate_calcium_dataset(n_conditions=1, trials_per_condition=2, n_neurons=3, n_bins=9, deconvolution="x")
+
+
+def test_observation_model_is_abstract():
+    from spikejax.lfads.observation import ObservationModel
+
+    with pytest.raises(TypeError, match="abstract"):
+        ObservationModel()

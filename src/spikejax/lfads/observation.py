@@ -15,6 +15,7 @@ Both use :func:`spikejax.core.zig_nll` (log-sigmoid forms for ``q``). The report
 
 from __future__ import annotations
 
+import abc
 import math
 
 import equinox as eqx
@@ -31,14 +32,17 @@ _QMIN = 1e-5
 class ObservationModel(eqx.Module):
     """Interface: ``params(factors)``, ``nll(params, y, mask)`` (elementwise), ``mean(params)``."""
 
-    def params(self, factors: jax.Array) -> jax.Array:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abc.abstractmethod
+    def params(self, factors: jax.Array) -> jax.Array:
+        """Raw readout outputs from factors (..., fac_dim) -> (..., n_params)."""
 
-    def nll(self, params: jax.Array, y: jax.Array, mask: jax.Array | None = None) -> jax.Array:  # pragma: no cover
-        raise NotImplementedError
+    @abc.abstractmethod
+    def nll(self, params: jax.Array, y: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+        """Elementwise negative log-likelihood of ``y`` (masked entries 0)."""
 
-    def mean(self, params: jax.Array) -> jax.Array:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abc.abstractmethod
+    def mean(self, params: jax.Array) -> jax.Array:
+        """Mean of the observation per bin (the reported rate)."""
 
     def l2_inside(self):
         return None
