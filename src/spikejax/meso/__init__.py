@@ -21,7 +21,8 @@ from .data import (
     rebin_spikes,
     winner_loser_rates,
 )
-from .fit import EMConfig, fit_em, fit_em_sequential, init_Z, objective
+from .fit import EMConfig, SEMConfig, fit_em, fit_em_sequential, init_Z, objective
+from .smc import particle_filter, sample_posterior
 from .micro import MICRO_DT, MicroResult, pulse_input, simulate_micro, stationary_ages
 from .model import (
     DT,

@@ -32,9 +32,10 @@ import optax
 from ..core.errors import ConfigError, check_array, check_scalar
 from .data import MesoData
 from .model import MesoConfig, loss
-from .params import MesoParams, box_bounds, check_in_box, from_vector, ground_truth, sample_in_box, to_vector
+from .smc import particle_filter
+from .params import MesoParams, box_bounds, check_in_box, from_vector, ground_truth, sample_in_box
 
-__all__ = ["EMConfig", "fit_em", "init_Z", "em_single"]
+__all__ = ["EMConfig", "SEMConfig", "fit_em", "init_Z", "em_single", "sem_single", "bfgs_box"]
 
 Z_MIN = 1e-5
 
@@ -81,6 +82,53 @@ class EMConfig:
         check_scalar(self.smooth_bins, "smooth_bins", low=0.0)
 
 
+@dataclasses.dataclass(frozen=True)
+class SEMConfig:
+    """Settings of the stochastic-EM refinement of :func:`fit_em` (``sem=SEMConfig()``).
+
+    Hard EM maximises ``log p(y, Z | Θ)`` jointly over Θ and the latent trajectory. That joint
+    mode is biased: a smooth Z scores better under the Gaussian population term than any
+    realistic trajectory, and started *at the ground truth* neuLVM's EM walks away from it
+    (``benchmarks/RESULTS.md``). Stochastic EM instead alternates
+
+    * **E**: draw ``Z ~ p(Z | y, Θ)`` with a particle filter (:func:`spikejax.meso.smc.particle_filter`);
+    * **M**: a few BFGS iterations (exact gradients, box coordinates) on ``L(Θ, Z)`` for that draw,
+
+    which targets the maximum of the *marginal* likelihood ``p(y | Θ)``; the estimate is the
+    average of the iterates after ``burn_in``, and restarts are ranked by the particle estimate of
+    ``log p(y | Θ)``.
+
+    Attributes
+    ----------
+    n_iter : int
+        Stochastic-EM iterations (E draw + M-step) per restart.
+    m_maxiter : int
+        BFGS iterations per M-step.
+    m_tol : float
+        Relative-change tolerance of the M-step.
+    n_particles : int
+        Particles of the filter.
+    burn_in : float
+        Fraction of the iterations discarded before averaging the parameters.
+    n_final : int
+        Independent filter runs at the final estimate (posterior mean of Z and ``log p(y | Θ)``).
+    """
+
+    n_iter: int = 12
+    m_maxiter: int = 25
+    m_tol: float = 1e-6
+    n_particles: int = 256
+    burn_in: float = 0.5
+    n_final: int = 8
+
+    def __post_init__(self):
+        for name in ("n_iter", "m_maxiter", "n_final"):
+            check_scalar(getattr(self, name), name, low=1, integer=True)
+        check_scalar(self.n_particles, "n_particles", low=2, integer=True)
+        check_scalar(self.m_tol, "m_tol", low=0.0, low_inclusive=False)
+        check_scalar(self.burn_in, "burn_in", low=0.0, high=1.0, high_inclusive=False)
+
+
 def _gaussian_smooth(x: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian smoothing along axis 0 with half-sample symmetric ('reflect') boundaries."""
     if sigma <= 0:
@@ -117,6 +165,80 @@ def _from_box(u, lo, hi):
     return lo + (hi - lo) * jax.nn.sigmoid(u)
 
 
+def _bfgs_init(u0, dtype) -> dict:
+    """Fresh state of :func:`_bfgs_iter` at ``u0`` (nothing evaluated yet)."""
+    P_ = u0.shape[0]
+    return {"u": u0, "f": jnp.asarray(jnp.inf, dtype), "f_raw": jnp.asarray(jnp.inf, dtype),
+            "g": jnp.zeros((P_,), dtype), "H": jnp.eye(P_, dtype=dtype), "p": jnp.zeros((P_,), dtype),
+            "alpha": jnp.asarray(0.0, dtype), "scale": jnp.asarray(1.0, dtype), "m_i": jnp.asarray(0),
+            "m_accepted": jnp.asarray(0), "m_stall": jnp.asarray(0)}
+
+
+def _bfgs_iter(s: dict, u_eval, f, gu, f_ok, *, maxiter: int, tol: float):
+    """One iteration of BFGS with Armijo backtracking, given the objective ``f`` and gradient ``gu`` at
+    the trial point ``u_eval = u + alpha p`` (one evaluation per iteration, so it can share a
+    ``while_loop`` body with other work). The objective is scaled by ``1/max|g|`` of the first
+    evaluation. Returns the new state (the keys of :func:`_bfgs_init`; ``f_raw`` the unscaled objective at the
+    accepted point) and whether the minimisation is done.
+    """
+    dtype = gu.dtype
+    P_ = gu.shape[0]
+    first = s["m_i"] == 0
+    scale = jnp.where(first, 1.0 / jnp.maximum(jnp.max(jnp.abs(gu)), 1e-8), s["scale"])
+    gs = gu * scale
+    armijo = f_ok & (f * scale <= s["f"] + 1e-4 * s["alpha"] * jnp.dot(s["g"], s["p"]))
+    accept = first | (armijo & ~first)
+    # BFGS update of the inverse Hessian (scaled objective) on accepted steps
+    sv = s["alpha"] * s["p"]
+    yv = gs - s["g"]
+    sy = jnp.dot(sv, yv)
+    rho = jnp.where(sy > 1e-12, 1.0 / jnp.where(sy > 1e-12, sy, 1.0), 0.0)
+    I = jnp.eye(P_, dtype=dtype)
+    H_upd = (I - rho * jnp.outer(sv, yv)) @ s["H"] @ (I - rho * jnp.outer(yv, sv)) + rho * jnp.outer(sv, sv)
+    H = jnp.where(accept & ~first & (sy > 1e-12), H_upd, s["H"])
+    u_acc = jnp.where(accept, u_eval, s["u"])
+    f_acc = jnp.where(accept, f * scale, s["f"])
+    g_acc = jnp.where(accept, gs, s["g"])
+    rel_change = jnp.abs(s["f"] - f_acc) / (jnp.abs(f_acc) + 1e-3)
+    stall = jnp.where(accept & ~first, jnp.where(rel_change < tol, s["m_stall"] + 1, 0), s["m_stall"])
+    p_new = jnp.where(accept, -H @ g_acc, s["p"])
+    # not a descent direction: reset to steepest descent
+    bad_dir = jnp.dot(p_new, g_acc) >= 0
+    p_new = jnp.where(bad_dir, -g_acc, p_new)
+    H = jnp.where(bad_dir, I, H)
+    alpha_new = jnp.where(accept, 1.0, 0.5 * s["alpha"])
+    m_i = s["m_i"] + 1
+    done = (m_i >= maxiter) | (stall >= 2) | (alpha_new < 1e-10) | (jnp.max(jnp.abs(g_acc)) < 1e-9)
+    new = {"u": u_acc, "f": f_acc, "f_raw": jnp.where(accept, f, s["f_raw"]), "g": g_acc, "H": H, "p": p_new,
+           "alpha": alpha_new, "scale": scale, "m_i": m_i, "m_accepted": s["m_accepted"] + (accept & ~first),
+           "m_stall": stall}
+    return new, done
+
+
+def bfgs_box(fun, u0, *, maxiter: int, tol: float = 1e-6):
+    """Minimise ``fun(u) -> (value, aux)`` from ``u0`` by BFGS (one ``lax.while_loop``, exact gradients).
+
+    Non-finite values count as failed trial points (the step is halved); non-finite gradient
+    entries are zeroed. Returns ``(u, f, n_accepted)``.
+    """
+    vg = jax.value_and_grad(lambda u: fun(u)[0])
+    dtype = u0.dtype
+
+    def cond(c):
+        return ~c[1]
+
+    def body(c):
+        s, _ = c
+        u_eval = s["u"] + s["alpha"] * s["p"]
+        f, gu = vg(u_eval)
+        f_ok = jnp.isfinite(f)
+        gu = jnp.where(jnp.isfinite(gu), gu, 0.0)
+        return _bfgs_iter(s, u_eval, f, gu, f_ok, maxiter=maxiter, tol=tol)
+
+    s, _ = jax.lax.while_loop(cond, body, (_bfgs_init(u0, dtype), jnp.asarray(False)))
+    return s["u"], s["f_raw"], s["m_accepted"]
+
+
 def em_single(x0, Z0, base: MesoParams, arrays: dict, lo, hi, *, cfg: MesoConfig, em: EMConfig) -> dict:
     """EM from one starting point (pure; vmap it over ``x0`` for restarts).
 
@@ -146,14 +268,12 @@ def em_single(x0, Z0, base: MesoParams, arrays: dict, lo, hi, *, cfg: MesoConfig
     s0 = {
         # shared
         "phase": jnp.asarray(0),  # 0 = M-step, 1 = E-step, 2 = done
-        "k": jnp.asarray(0), "it": jnp.asarray(0), "Z": Z0, "u": u0,
+        "k": jnp.asarray(0), "it": jnp.asarray(0), "Z": Z0,
         "objective": jnp.full((2 * em.max_em + 1,), nan),
         "m_steps": jnp.zeros((em.max_em,), jnp.int32), "e_steps": jnp.zeros((em.max_em,), jnp.int32),
         "e_curves": jnp.full((em.max_em, em.e_maxiter, 3), nan),
-        # M-step (BFGS + Armijo backtracking)
-        "m_i": jnp.asarray(0), "f": inf, "f_raw": inf, "g": jnp.zeros((P_,), dtype), "H": jnp.eye(P_, dtype=dtype),
-        "p": jnp.zeros((P_,), dtype), "alpha": jnp.asarray(0.0, dtype), "scale": jnp.asarray(1.0, dtype),
-        "m_accepted": jnp.asarray(0), "m_stall": jnp.asarray(0),
+        # M-step (BFGS + Armijo backtracking, see _bfgs_iter)
+        **_bfgs_init(u0, dtype),
         # E-step (projected Adam)
         "e_i": jnp.asarray(0), "opt": opt.init(Z0), "Z_best": Z0, "f_best": inf, "i_best": jnp.asarray(-1),
         "n_bad": jnp.asarray(0), "best_y": inf, "best_z": inf,
@@ -172,35 +292,8 @@ def em_single(x0, Z0, base: MesoParams, arrays: dict, lo, hi, *, cfg: MesoConfig
         first_eval = (s["it"] == 0)
 
         # ---------------- M-step ----------------
-        m_first = s["m_i"] == 0
-        scale = jnp.where(m_first, 1.0 / jnp.maximum(jnp.max(jnp.abs(gu)), 1e-8), s["scale"])
-        gs = gu * scale
-        armijo = f_ok & (f * scale <= s["f"] + 1e-4 * s["alpha"] * jnp.dot(s["g"], s["p"]))
-        accept = m_first | (armijo & ~m_first)
-        # BFGS update of the inverse Hessian (scaled objective) on accepted steps
-        sv = s["alpha"] * s["p"]
-        yv = gs - s["g"]
-        sy = jnp.dot(sv, yv)
-        rho = jnp.where(sy > 1e-12, 1.0 / jnp.where(sy > 1e-12, sy, 1.0), 0.0)
-        I = jnp.eye(P_, dtype=dtype)
-        H_upd = (I - rho * jnp.outer(sv, yv)) @ s["H"] @ (I - rho * jnp.outer(yv, sv)) + rho * jnp.outer(sv, sv)
-        H = jnp.where(accept & ~m_first & (sy > 1e-12), H_upd, s["H"])
-        u_acc = jnp.where(accept, u_eval, s["u"])
-        f_acc = jnp.where(accept, f * scale, s["f"])
-        g_acc = jnp.where(accept, gs, s["g"])
-        rel_change = jnp.abs(s["f"] - f_acc) / (jnp.abs(f_acc) + 1e-3)
-        stall = jnp.where(accept & ~m_first, jnp.where(rel_change < em.m_tol, s["m_stall"] + 1, 0), s["m_stall"])
-        p_new = jnp.where(accept, -H @ g_acc, s["p"])
-        # not a descent direction: reset to steepest descent
-        bad_dir = jnp.dot(p_new, g_acc) >= 0
-        p_new = jnp.where(bad_dir, -g_acc, p_new)
-        H = jnp.where(bad_dir, I, H)
-        alpha_new = jnp.where(accept, 1.0, 0.5 * s["alpha"])
-        m_accepted = s["m_accepted"] + (accept & ~m_first)
-        m_i = s["m_i"] + 1
-        m_done = (m_i >= em.m_maxiter) | (stall >= 2) | (alpha_new < 1e-10) | (jnp.max(jnp.abs(g_acc)) < 1e-9)
-        # objective (unscaled) at the accepted point
-        f_m_unscaled = jnp.where(accept, f, s["f_raw"])
+        m_new, m_done = _bfgs_iter(s, u_eval, f, gu, f_ok, maxiter=em.m_maxiter, tol=em.m_tol)
+        f_m_unscaled = m_new["f_raw"]
 
         # ---------------- E-step ----------------
         best_y0 = jnp.where(s["e_i"] == 0, jnp.minimum(s["best_y"], lp.L_y), s["best_y"])
@@ -222,10 +315,7 @@ def em_single(x0, Z0, base: MesoParams, arrays: dict, lo, hi, *, cfg: MesoConfig
         t["it"] = s["it"] + 1
         obj0 = jnp.where(first_eval, s["objective"].at[0].set(f), s["objective"])
         # M branch
-        m_out = dict(
-            u=u_acc, f=f_acc, f_raw=f_m_unscaled, g=g_acc, H=H, p=jnp.where(m_done, 0.0 * p_new, p_new),
-            alpha=jnp.where(m_done, 0.0, alpha_new), scale=scale, m_i=m_i, m_accepted=m_accepted, m_stall=stall,
-        )
+        m_out = dict(m_new, p=jnp.where(m_done, 0.0, m_new["p"]), alpha=jnp.where(m_done, 0.0, m_new["alpha"]))
         m_to_e = m_done
         # E branch
         e_out = dict(Z=jnp.where(e_done, Z_best, Z_step), opt=opt_new, e_i=e_i, n_bad=n_bad, Z_best=Z_best,
@@ -244,7 +334,7 @@ def em_single(x0, Z0, base: MesoParams, arrays: dict, lo, hi, *, cfg: MesoConfig
         obj = jnp.where(is_m & m_to_e, obj.at[2 * k + 1].set(f_m_unscaled), obj)
         obj = jnp.where(~is_m & e_done, obj.at[2 * k + 2].set(f_best), obj)
         t["objective"] = obj
-        t["m_steps"] = jnp.where(is_m & m_to_e, s["m_steps"].at[k].set(m_accepted), s["m_steps"])
+        t["m_steps"] = jnp.where(is_m & m_to_e, s["m_steps"].at[k].set(m_new["m_accepted"]), s["m_steps"])
         t["e_steps"] = jnp.where(~is_m & e_done, s["e_steps"].at[k].set(e_i), s["e_steps"])
         # leaving M: start E (reset its counters); stop right away if M did not improve
         leave_m = is_m & m_to_e
@@ -262,7 +352,7 @@ def em_single(x0, Z0, base: MesoParams, arrays: dict, lo, hi, *, cfg: MesoConfig
         t["m_i"] = jnp.where(leave_e, 0, t["m_i"])
         t["m_accepted"] = jnp.where(leave_e, 0, t["m_accepted"])
         t["m_stall"] = jnp.where(leave_e, 0, t["m_stall"])
-        t["H"] = jnp.where(leave_e, I, t["H"])
+        t["H"] = jnp.where(leave_e, jnp.eye(P_, dtype=dtype), t["H"])
         t["alpha"] = jnp.where(leave_e, 0.0, t["alpha"])
         t["p"] = jnp.where(leave_e, 0.0, t["p"])
         t["f"] = jnp.where(leave_e, inf, t["f"])
@@ -283,6 +373,48 @@ def _em_batch(x0s, Z0, base, arrays, lo, hi, *, cfg, em):
     return jax.vmap(lambda x0: em_single(x0, Z0, base, arrays, lo, hi, cfg=cfg, em=em))(x0s)
 
 
+def sem_single(x0, key, base: MesoParams, arrays: dict, lo, hi, *, cfg: MesoConfig, sem: SEMConfig) -> dict:
+    """Stochastic EM from one starting point (pure; vmap it over ``x0``/``key`` for restarts).
+
+    Returns the averaged estimate ``x``, the posterior-mean ``Z`` and ``log_lik`` (particle
+    estimate of ``log p(y | Θ)`` at ``x``, log-mean-exp over ``n_final`` filter runs), and the
+    traces ``x_trace`` (parameters after each M-step) and ``log_lik_trace`` (at the start of
+    each iteration).
+    """
+    y, A0, age0, I_ext = arrays["y"], arrays["A0"], arrays["age0"], arrays["I_ext"]
+    T, M = y.shape[:2]
+
+    def params_of(u):
+        return from_vector(base, _from_box(u, lo, hi))
+
+    def iteration(u, i):
+        Zp, ll, _ = particle_filter(params_of(u), y, A0, age0, I_ext, jax.random.fold_in(key, i),
+                                    n_particles=sem.n_particles, n_paths=1, cfg=cfg)
+
+        def fun(u_):
+            return loss(params_of(u_), Zp[0], y, A0, age0, I_ext, cfg).total, None
+
+        u_new, f, _ = bfgs_box(fun, u, maxiter=sem.m_maxiter, tol=sem.m_tol)
+        return u_new, (_from_box(u_new, lo, hi), ll, f)
+
+    _, (xs, lls, fs) = jax.lax.scan(iteration, _to_box(x0, lo, hi), jnp.arange(sem.n_iter))
+    n_burn = min(int(sem.burn_in * sem.n_iter), sem.n_iter - 1)
+    x = xs[n_burn:].mean(0)
+    keys = jax.random.split(jax.random.fold_in(key, sem.n_iter + 1), sem.n_final)
+    Zf, llf, _ = jax.vmap(lambda k: particle_filter(params_of(_to_box(x, lo, hi)), y, A0, age0, I_ext, k,
+                                                    n_particles=sem.n_particles, n_paths=1, cfg=cfg))(keys)
+    log_lik = jax.scipy.special.logsumexp(llf) - jnp.log(sem.n_final)
+    Z = Zf[:, 0].mean(0)
+    lp = loss(from_vector(base, x), Z, y, A0, age0, I_ext, cfg)
+    return {"x": x, "Z": Z, "log_lik": log_lik, "loss": -log_lik / (M * T), "L_y": lp.L_y, "L_Z": lp.L_Z,
+            "x_trace": xs, "log_lik_trace": lls, "m_loss_trace": fs}
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "sem"))
+def _sem_batch(x0s, keys, base, arrays, lo, hi, *, cfg, sem):
+    return jax.vmap(lambda x0, k: sem_single(x0, k, base, arrays, lo, hi, cfg=cfg, sem=sem))(x0s, keys)
+
+
 def fit_em(
     data: MesoData,
     *,
@@ -293,8 +425,13 @@ def fit_em(
     reference: MesoParams | None = None,
     x0=None,
     truth: MesoParams | None = None,
+    sem: SEMConfig | None = None,
 ):
     """Fit the mesoscopic model to the observed neurons of ``data`` by hard EM with restarts.
+
+    With ``sem=SEMConfig()`` each restart's hard-EM estimate is then refined by stochastic EM
+    (particle-filter draws of Z, see :class:`SEMConfig`), which removes the bias of the joint
+    mode; restarts are then ranked by the particle estimate of ``log p(y | Θ)``.
 
     Parameters
     ----------
@@ -315,12 +452,20 @@ def fit_em(
         Optional (n_restarts, 12) starting points inside the box (default: uniform draws).
     truth
         Ground truth for the results table (default: the neuLVM ground truth when sizes match).
+    sem
+        Optional stochastic-EM refinement (:class:`SEMConfig`); ``None`` = neuLVM's hard EM only.
 
     Returns
     -------
     spikejax.meso.results.FitResults
+        With ``sem``, ``runs`` holds the refined ``x``, the posterior-mean ``Z``, ``loss`` =
+        ``−log p̂(y | Θ)/(M·T)``, ``log_lik`` and the traces; the hard-EM stage is kept in
+        ``results.hard_em``.
     """
     from .results import FitResults
+
+    if sem is not None and not isinstance(sem, SEMConfig):
+        raise TypeError(f"sem must be a SEMConfig or None, got {type(sem).__name__}")
 
     if not isinstance(data, MesoData):
         raise TypeError(f"data must be a MesoData, got {type(data).__name__}")
@@ -354,10 +499,26 @@ def fit_em(
         )
     if truth is None and tuple(data.N) == (400, 400, 200):
         truth = ground_truth(dtype=dtype)
-    return FitResults(
+    hard = FitResults(
         runs=out, x0=np.asarray(x0s), Z0=np.asarray(Z0), base=base, data=data, truth=truth, cfg=cfg, em=em,
         seconds=seconds, lo=np.asarray(lo), hi=np.asarray(hi),
     )
+    if sem is None:
+        return hard
+    # the hard-EM estimate can sit on the box boundary; start the refinement just inside it
+    span = np.asarray(hi) - np.asarray(lo)
+    x_start = np.clip(out["x"], np.asarray(lo) + 1e-3 * span, np.asarray(hi) - 1e-3 * span).astype(out["x"].dtype)
+    keys = jax.random.split(jax.random.fold_in(key, 1), x_start.shape[0])
+    t0 = time.perf_counter()
+    ref = _sem_batch(jnp.asarray(x_start), keys, base, arrays, lo, hi, cfg=cfg, sem=sem)
+    ref = jax.tree_util.tree_map(np.asarray, jax.device_get(ref))
+    if not np.all(np.isfinite(ref["log_lik"])):
+        from ..core.errors import TrainingDivergedError
+
+        raise TrainingDivergedError("stochastic EM ended with a non-finite marginal likelihood estimate; "
+                                    "try more particles (SEMConfig.n_particles)")
+    ref["n_em"] = out["n_em"]
+    return dataclasses.replace(hard, runs=ref, seconds=seconds + time.perf_counter() - t0, sem=sem, hard_em=hard)
 
 
 def fit_em_sequential(data: MesoData, *, x0, em: EMConfig = EMConfig(), cfg: MesoConfig = MesoConfig(), base=None):

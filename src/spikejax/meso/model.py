@@ -470,12 +470,20 @@ def observed_logits(
     V0 = jnp.where(j0 * dt < params.t_ref - 1e-12, 0.0, h * (1.0 - jnp.exp(-params.amem[None, :, None] * j0 * dt)))
     V_old = Ut + jnp.exp((t + 1).astype(dtype) * loga) * V0
     V = jnp.where(d >= 1 - ref, V_in, V_old)
-    refractory = k < ref
-    log_x = jnp.where(refractory, math.log(_REF_LAMBDA), jnp.minimum(V - params.theta[None, :, None], _LOG_LAM_MAX)) + math.log(dt)
+    log_p1, log_p0 = spike_log_probs(V, k < ref, params.theta[None, :, None], dt)
+    return log_p1 - log_p0
+
+
+def spike_log_probs(V: jax.Array, refractory: jax.Array, theta: jax.Array, dt: float):
+    """``(log P(spike), log P(no spike))`` in a bin for potential V: ``P = 1 − e^{−λΔ}``, ``λ = e^{V−θ}``.
+
+    Refractory neurons have ``λ = 1e-8`` Hz (neuLVM). Stable for small λΔ (``log(1 − e^{−x})``
+    expanded below 1e-4) and, with the capped exponent, for large potentials.
+    """
+    log_x = jnp.where(refractory, math.log(_REF_LAMBDA), jnp.minimum(V - theta, _LOG_LAM_MAX)) + math.log(dt)
     x = jnp.exp(log_x)
-    # log(1 - e^{-x}) (stable for small x); logit = log(1 - e^{-x}) + x
     log_p1 = jnp.where(x < 1e-4, log_x - 0.5 * x, jnp.log(-jnp.expm1(-jnp.maximum(x, 1e-4))))
-    return log_p1 + x
+    return log_p1, -x
 
 
 def simulate(

@@ -32,7 +32,11 @@ class FitResults:
     x0, Z0
         Starting points and the data-driven Z start.
     best : int
-        Index of the restart with the lowest final objective.
+        Index of the restart with the lowest final objective (with stochastic-EM refinement:
+        the highest estimated ``log p(y | Θ)``).
+    sem, hard_em
+        The :class:`~spikejax.meso.SEMConfig` of a refined fit and the hard-EM stage it started
+        from (``None`` for plain hard EM).
     seconds : float
         Wall time of the compiled EM program (including compilation).
     """
@@ -48,6 +52,8 @@ class FitResults:
     seconds: float
     lo: np.ndarray
     hi: np.ndarray
+    sem: Any = None
+    hard_em: "FitResults | None" = None
 
     @property
     def best(self) -> int:
@@ -99,7 +105,9 @@ class FitResults:
         return np.asarray(pearson_r(jax.numpy.asarray(self.Z), self.data.Z, axis=0))
 
     def objective_history(self, run: int | None = None) -> np.ndarray:
-        """Objective after the start and after each M and E step (NaN entries dropped)."""
+        """Hard-EM objective after the start and after each M and E step (NaN entries dropped)."""
+        if self.hard_em is not None:
+            return self.hard_em.objective_history(self.best if run is None else run)
         o = self.runs["objective"][self.best if run is None else run]
         return o[np.isfinite(o)]
 
@@ -212,16 +220,28 @@ def plot_dominance(durations: dict, *, path=None):
 
 
 def plot_loss_curves(results: FitResults, *, path=None):
-    """E-step loss curves (total objective) of every restart, EM iterations concatenated."""
+    """E-step loss curves (total objective) of every restart, EM iterations concatenated; for a fit
+    refined by stochastic EM, a second panel with the particle estimate of ``−log p(y | Θ)`` per bin
+    at each stochastic-EM iteration."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5, 3))
-    for r in range(results.runs["loss"].shape[0]):
-        c = results.runs["e_curves"][r][..., 0].ravel()
+    hard = results.hard_em if results.hard_em is not None else results
+    refined = results.hard_em is not None
+    fig, axes = plt.subplots(1, 2 if refined else 1, figsize=(9 if refined else 5, 3), squeeze=False)
+    ax = axes[0, 0]
+    for r in range(hard.runs["loss"].shape[0]):
+        c = hard.runs["e_curves"][r][..., 0].ravel()
         c = c[np.isfinite(c)]
         ax.plot(c, lw=0.8, label=f"restart {r}" + (" (best)" if r == results.best else ""))
     ax.set_xlabel("E-step Adam step (all EM iterations)")
     ax.set_ylabel("objective")
     ax.legend(fontsize=7)
+    if refined:
+        ax = axes[0, 1]
+        T, M = results.Z.shape
+        for r in range(results.runs["loss"].shape[0]):
+            ax.plot(-results.runs["log_lik_trace"][r] / (M * T), lw=0.8, marker=".", label=f"restart {r}")
+        ax.set_xlabel("stochastic-EM iteration")
+        ax.set_ylabel("−log p(y | Θ) per bin (particle est.)")
     return _finish(fig, path)
 
 

@@ -1,0 +1,176 @@
+"""Sequential Monte Carlo for the mesoscopic latent-variable model: posterior samples of Z given the observed neurons.
+
+The mesoscopic model is a state-space model: the hidden state is the age structure of every
+population (driven by the latent activity Z), the transition draws ``Z(t) ~ N(Z̄(t), Z̄(t)/N + 0.1Δ/N)``
+(the Gaussian of the neuLVM objective, clipped to [1e-5, 1]) and the emission is the Bernoulli
+likelihood of the observed neurons' spikes, whose potentials are driven by the same input. A
+bootstrap particle filter with systematic resampling (when the effective sample size falls below
+half the particles) gives
+
+* an unbiased estimate of the marginal likelihood ``p(y | Θ)`` (its log is returned), the quantity
+  EM ought to maximise, and
+* trajectories ``Z ~ p(Z | y, Θ)`` (approximately) by tracing the ancestry of particles drawn from
+  the final weights.
+
+Since ``y(t)`` depends only on ``Z(< t)``, each step weights the particles by ``p(y(t) | past)``
+*before* drawing ``Z(t)`` (a fully adapted step for this emission), and resamples in between.
+
+Everything is pure JAX (one ``lax.scan`` over bins, particles as a leading axis), so it can be
+vmapped over restarts and differentiated nowhere (sampling).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import logsumexp
+
+from ..core.errors import check_scalar
+from .data import MesoData
+from .model import _VAR_FLOOR_HZ, MesoConfig, _decay, _free_potential, init_state, ref_bins, spike_log_probs, step
+from .params import MesoParams
+
+__all__ = ["observed_init", "observed_step", "particle_filter", "sample_posterior"]
+
+Z_MIN = 1e-5
+
+
+def observed_init(params: MesoParams, A0: jax.Array, age0: jax.Array, dt: float):
+    """Stationary start of the observed neurons: potential ``h(1 − e^{−α_m a Δ})`` at age ``a = age0`` (M, n).
+
+    Returns ``(V, k)``: the potential "before" the first bin and the age in bins at the first bin
+    (neurons of age below the refractory period start at 0, as :func:`~spikejax.meso.observed_logits`).
+    """
+    h = _free_potential(params, A0)[:, None]
+    j0 = age0.astype(h.dtype)
+    V0 = jnp.where(j0 * dt < params.t_ref - 1e-12, 0.0, h * (1.0 - jnp.exp(-params.amem[:, None] * j0 * dt)))
+    return V0, age0.astype(jnp.int32)
+
+
+def observed_step(params: MesoParams, V: jax.Array, k: jax.Array, c: jax.Array, y_t: jax.Array, dt: float,
+                  integrator: str = "exact"):
+    """One bin of the observed neurons, sequentially (the recursion behind :func:`~spikejax.meso.observed_logits`).
+
+    ``V`` (..., M, n) potentials after the previous bin, ``k`` their ages in bins at this bin,
+    ``c`` (..., M) the target potential ``μ + I/α_m`` of the bin, ``y_t`` (M, n) the spikes.
+    Returns ``(log p(y_t | past), V, k)`` with ``V`` reset to 0 by a spike and ``k`` advanced.
+    """
+    a = _decay(params, dt, integrator)
+    refr = k < ref_bins(params, dt)
+    V = jnp.where(refr, 0.0, a[:, None] * V + ((1.0 - a) * c)[..., None])
+    lp1, lp0 = spike_log_probs(V, refr, params.theta[:, None], dt)
+    ll = jnp.sum(y_t * lp1 + (1.0 - y_t) * lp0, axis=(-2, -1))
+    spiked = y_t > 0
+    return ll, jnp.where(spiked, 0.0, V), jnp.where(spiked, 0, k + 1)
+
+
+def _systematic(key, w):
+    P = w.shape[0]
+    u = (jax.random.uniform(key, dtype=w.dtype) + jnp.arange(P, dtype=w.dtype)) / P
+    return jnp.clip(jnp.searchsorted(jnp.cumsum(w), u), 0, P - 1)
+
+
+def particle_filter(params: MesoParams, y, A0, age0, I_ext, key, *, n_particles: int = 256, n_paths: int = 1,
+                    cfg: MesoConfig = MesoConfig()):
+    """Bootstrap particle filter (pure; no validation — see :func:`sample_posterior`).
+
+    Shapes: ``y`` (T, M, n) observed spikes, ``A0`` (M,) Hz, ``age0`` (M, n) bins, ``I_ext``
+    (T, M) or None. Returns ``(paths, log_lik, ess)``: ``n_paths`` trajectories (n_paths, T, M)
+    traced back from particles drawn from the final weights, the log of the unbiased
+    marginal-likelihood estimate ``log p̂(y | Θ)`` (nats) and the effective sample size per bin.
+    """
+    P = int(n_particles)
+    T, M, _ = y.shape
+    dt = cfg.dt
+    dtype = A0.dtype
+    N = params.N_array.astype(dtype)
+    st0 = init_state(params, A0, cfg)
+    sts = jax.tree_util.tree_map(lambda l: jnp.broadcast_to(l, (P,) + l.shape), st0)
+    V0, k0 = observed_init(params, A0, age0, dt)
+    carry0 = (sts, jnp.broadcast_to(V0, (P,) + V0.shape), jnp.broadcast_to(k0, (P,) + k0.shape),
+              jnp.full((P,), -jnp.log(P), dtype), jnp.zeros((), dtype))
+    I_seq = jnp.zeros((T, M), dtype) if I_ext is None else I_ext
+
+    def one_step(s, I_t):
+        zbar, adv = step(params, s, None if I_ext is None else I_t, cfg)
+        I = adv.syn @ params.J_eff
+        if I_ext is not None:
+            I = I + params.eps * I_t
+        return zbar, params.mu + I / params.amem
+
+    def body(carry, xs):
+        sts, Vo, ko, logw, loglik = carry
+        t, y_t, I_t = xs
+        zbar, c = jax.vmap(one_step, in_axes=(0, None))(sts, I_t)
+        ll, Vn, kn = observed_step(params, Vo, ko, c, y_t, dt, cfg.integrator)
+        lw = logw + ll
+        lse = logsumexp(lw)
+        loglik = loglik + lse  # logw is normalised, so lse = log of the mean incremental weight
+        wn = jnp.exp(lw - lse)
+        ess = 1.0 / jnp.sum(wn**2)
+        k_res, k_z = jax.random.split(jax.random.fold_in(key, t))
+        do = ess < 0.5 * P
+        anc = jnp.where(do, _systematic(k_res, wn), jnp.arange(P))
+        logw = jnp.where(do, jnp.full((P,), -jnp.log(P), dtype), lw - lse)
+        sts, Vn, kn, zbar = jax.tree_util.tree_map(lambda l: l[anc], (sts, Vn, kn, zbar))
+        sd = jnp.sqrt(zbar / N + _VAR_FLOOR_HZ * dt / N)
+        Z_t = jnp.clip(zbar + sd * jax.random.normal(k_z, zbar.shape, dtype), Z_MIN, 1.0)
+        # advance every particle with its own Z(t) (the step is recomputed: closures cannot leave vmap)
+        sts = jax.vmap(lambda s, z: step(params, s, None if I_ext is None else I_t, cfg)[1](z))(sts, Z_t)
+        return (sts, Vn, kn, logw, loglik), (Z_t, anc, ess)
+
+    (_, _, _, logw, loglik), (Zs, ancs, ess) = jax.lax.scan(body, carry0, (jnp.arange(T), y, I_seq))
+    ends = jax.random.categorical(jax.random.fold_in(key, T), logw, shape=(n_paths,))
+
+    def trace(i_end):
+        def back(i, xs):
+            Z_t, anc = xs
+            return anc[i], Z_t[i]
+
+        return jax.lax.scan(back, i_end, (Zs, ancs), reverse=True)[1]
+
+    return jax.vmap(trace)(ends), loglik, ess
+
+
+def sample_posterior(params: MesoParams, data: MesoData, *, key: jax.Array, n_particles: int = 256,
+                     n_samples: int = 1, cfg: MesoConfig = MesoConfig()):
+    """Draw latent trajectories ``Z ~ p(Z | y, Θ)`` and estimate ``log p(y | Θ)`` with a particle filter.
+
+    Parameters
+    ----------
+    params
+        Model parameters (validated).
+    data
+        The trial (:class:`~spikejax.meso.MesoData`); only the observed spikes are used.
+    key
+        PRNG key.
+    n_particles
+        Particles of the filter (256 by default; more give less path degeneracy).
+    n_samples
+        Trajectories traced back from the final weights (they share their early history).
+    cfg
+        Model options.
+
+    Returns
+    -------
+    (Z, log_lik)
+        ``Z`` (n_samples, T, M) fractions in [1e-5, 1]; ``log_lik`` the log marginal likelihood
+        estimate in nats (unbiased in ``p``, slightly biased low in ``log p``).
+    """
+    if not isinstance(params, MesoParams):
+        raise TypeError(f"params must be a MesoParams, got {type(params).__name__}")
+    params.validate()
+    if not isinstance(data, MesoData):
+        raise TypeError(f"data must be a MesoData, got {type(data).__name__}")
+    n_particles = int(check_scalar(n_particles, "n_particles", low=2, integer=True))
+    n_samples = int(check_scalar(n_samples, "n_samples", low=1, integer=True))
+    paths, loglik, _ = _pf_jit(params, data.y, data.A0, data.age0, data.I_ext, key, n_particles=n_particles,
+                               n_paths=n_samples, cfg=cfg)
+    return paths, loglik
+
+
+@functools.partial(jax.jit, static_argnames=("n_particles", "n_paths", "cfg"))
+def _pf_jit(params, y, A0, age0, I_ext, key, *, n_particles, n_paths, cfg):
+    return particle_filter(params, y, A0, age0, I_ext, key, n_particles=n_particles, n_paths=n_paths, cfg=cfg)
