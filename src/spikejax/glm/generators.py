@@ -11,6 +11,7 @@ loaded in **file-name order** (so ``10.npy`` comes before ``2.npy``).
 
 from __future__ import annotations
 
+import abc
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,11 +42,12 @@ def _dale_half(values: jax.Array, keep: jax.Array) -> jax.Array:
     return W * (1.0 - jnp.eye(W.shape[0], dtype=W.dtype))
 
 
-class _Generator:
+class _Generator(abc.ABC):
     n_neurons: int
 
-    def matrix(self, key: jax.Array) -> jax.Array:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def matrix(self, key: jax.Array) -> jax.Array:
+        """One weight matrix (presynaptic x postsynaptic) drawn with ``key``."""
 
     def matrices(self, n: int, *, key: jax.Array) -> list[np.ndarray]:
         """``n`` square matrices (network ``i`` from ``fold_in(key, i)``)."""

@@ -20,6 +20,7 @@ Time constants ``tau`` are in ms; kernels are evaluated at lags ``k * dt`` ms.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import contextvars
 from typing import ClassVar
@@ -154,10 +155,11 @@ class GLMModel(eqx.Module):
         """``g`` from the synaptic sum ``sum_j sum_k W[j->i, k] trace_j(t-1-k)`` and the stimulus."""
         return synaptic + stimulus
 
+    @abc.abstractmethod
     def non_linearity(self, g: jax.Array) -> jax.Array:
         """Expected count per step ``mu = f(g)``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def emit_spikes(self, mu: jax.Array, *, key: jax.Array, u: jax.Array | None = None) -> jax.Array:
         """A sample of the counts (float array) given the expected counts ``mu``.
 
@@ -165,7 +167,6 @@ class GLMModel(eqx.Module):
         in bulk (when the class sets ``uses_uniform = True``); implementations must give the same result
         either way.
         """
-        raise NotImplementedError
 
     def stimulus_filter(self, stimulus: jax.Array) -> jax.Array:
         """Map a (possibly multi-channel ``(N, C)``) stimulus to one input per neuron. Default: identity."""

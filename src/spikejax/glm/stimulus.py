@@ -17,6 +17,7 @@ returns ``(N, len(t))``.
 
 from __future__ import annotations
 
+import abc
 import math
 from pathlib import Path
 from typing import ClassVar
@@ -75,15 +76,12 @@ def batch_masks(stimulus_masks, batch_size: int) -> tuple[np.ndarray, ...]:
 
 
 class Stimulus(eqx.Module):
-    """Base of the built-in stimuli: ``value(t)`` (a time profile) times the current batch's mask."""
+    """Base of the stimuli: the input to every neuron per step, for one of several batches of networks."""
 
     masks: tuple = eqx.field(static=True)
     batch: int = eqx.field(static=True)
 
     tunable: ClassVar[tuple[str, ...]] = ()
-
-    def value(self, t: jax.Array) -> jax.Array:  # pragma: no cover - abstract
-        raise NotImplementedError
 
     @property
     def n_batches(self) -> int:
@@ -94,13 +92,9 @@ class Stimulus(eqx.Module):
         """Boolean mask of the current batch, ``(batch_size * N,)``."""
         return jnp.asarray(self.masks[self.batch].array)
 
+    @abc.abstractmethod
     def __call__(self, t) -> jax.Array:
-        t = jnp.asarray(t)
-        v = self.value(t)
-        m = self.mask.astype(v.dtype)
-        if t.ndim == 0:
-            return v * m
-        return m[:, None] * v[None, :]
+        """The input to every neuron at step ``t`` (``(N,)``), or at steps ``t`` (``(N, len(t))``)."""
 
     def set_batch(self, idx: int) -> "Stimulus":
         if isinstance(idx, bool) or int(idx) != idx or not 0 <= idx < self.n_batches:
@@ -119,6 +113,22 @@ class Stimulus(eqx.Module):
         return {name: getattr(self, name) for name in self.tunable}
 
 
+class _ProfileStimulus(Stimulus):
+    """A stimulus that is a time profile ``value(t)`` times the current batch's mask."""
+
+    @abc.abstractmethod
+    def value(self, t: jax.Array) -> jax.Array:
+        """The time profile at step(s) ``t`` (before the batch mask)."""
+
+    def __call__(self, t) -> jax.Array:
+        t = jnp.asarray(t)
+        v = self.value(t)
+        m = self.mask.astype(v.dtype)
+        if t.ndim == 0:
+            return v * m
+        return m[:, None] * v[None, :]
+
+
 def _replace_static(obj, **changes):
     new = object.__new__(type(obj))
     for f in obj.__dataclass_fields__:
@@ -126,7 +136,7 @@ def _replace_static(obj, **changes):
     return new
 
 
-class RegularStimulus(Stimulus):
+class RegularStimulus(_ProfileStimulus):
     """``strength * [t mod period < tau] * [start <= t < stop]`` (steps). Tunable: ``strength``."""
 
     strength: jax.Array
@@ -156,7 +166,7 @@ class RegularStimulus(Stimulus):
         return self.strength * on.astype(self.strength.dtype)
 
 
-class PoissonStimulus(Stimulus):
+class PoissonStimulus(_ProfileStimulus):
     """Pulses of length ``tau`` at Poisson event times; ``strength`` while a pulse is on. Tunable: ``strength``.
 
     Event times are drawn once, at construction, from ``key``: integer intervals ~ Poisson(mean_interval)
@@ -193,7 +203,7 @@ class PoissonStimulus(Stimulus):
         return self.strength * on.astype(self.strength.dtype)
 
 
-class SinStimulus(Stimulus):
+class SinStimulus(_ProfileStimulus):
     """``(amplitude sin(2 pi (t - start) dt / period + phase) + baseline) * [start <= t < duration]``.
 
     Tunable: ``amplitude``, ``period``, ``phase``, ``baseline``.
