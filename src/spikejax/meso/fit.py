@@ -3,8 +3,8 @@
 Given the spikes ``y`` of a few recorded neurons per population, EM alternates
 
 * **M-step**: minimise ``L(Θ, Ẑ)`` over the 12 parameters Θ (α_m, J, μ, θ) inside the box
-  ``[0.4, 2.0] × ground truth`` with exact gradients — L-BFGS (optax, zoom line search) on the box
-  reparametrisation ``Θ = lo + (hi − lo)·sigmoid(u)``;
+  ``[0.4, 2.0] × ground truth`` with exact gradients — projected BFGS with Armijo backtracking in
+  box coordinates ``Θ = lo + (hi − lo)·u``, ``u ∈ [0, 1]`` (bounds handled as L-BFGS-B's active set);
 * **E-step**: minimise ``L(Θ̂, Z)`` over the whole latent trajectory Z (T × M) with projected Adam
   (lr 1e-3, Z clipped to [1e-5, 1] after each step), stopping after 3 consecutive steps that are
   not a *new best* (L_y and L_Z both at their minimum over the loss history, neuLVM's rule), and
@@ -157,12 +157,17 @@ def init_Z(data: MesoData, smooth_bins: float = 100.0) -> jax.Array:
 
 
 def _to_box(x, lo, hi):
-    s = jnp.clip((x - lo) / (hi - lo), 1e-6, 1 - 1e-6)
-    return jnp.log(s) - jnp.log1p(-s)
+    """Box coordinates ``v = (x − lo)/(hi − lo)`` in [0, 1] (the optimiser projects onto [0, 1])."""
+    return jnp.clip((x - lo) / (hi - lo), 0.0, 1.0)
 
 
 def _from_box(u, lo, hi):
-    return lo + (hi - lo) * jax.nn.sigmoid(u)
+    return lo + (hi - lo) * u
+
+
+def _trial_point(s: dict):
+    """The next point the BFGS state asks for: ``u + alpha p`` projected onto the box [0, 1]."""
+    return jnp.clip(s["u"] + s["alpha"] * s["p"], 0.0, 1.0)
 
 
 def _bfgs_init(u0, dtype) -> dict:
@@ -175,21 +180,25 @@ def _bfgs_init(u0, dtype) -> dict:
 
 
 def _bfgs_iter(s: dict, u_eval, f, gu, f_ok, *, maxiter: int, tol: float):
-    """One iteration of BFGS with Armijo backtracking, given the objective ``f`` and gradient ``gu`` at
-    the trial point ``u_eval = u + alpha p`` (one evaluation per iteration, so it can share a
-    ``while_loop`` body with other work). The objective is scaled by ``1/max|g|`` of the first
-    evaluation. Returns the new state (the keys of :func:`_bfgs_init`; ``f_raw`` the unscaled objective at the
-    accepted point) and whether the minimisation is done.
+    """One iteration of projected BFGS with Armijo backtracking in box coordinates [0, 1].
+
+    Takes the objective ``f`` and gradient ``gu`` at the trial point ``u_eval`` =
+    :func:`_trial_point` (one evaluation per iteration, so it can share a ``while_loop`` body with
+    other work). Variables on a bound whose gradient pushes outward are held (an active set, as
+    L-BFGS-B), the Armijo test and the quasi-Newton update use the projected step. The objective
+    is scaled by ``1/max|g|`` of the first evaluation. Returns the new state (the keys of
+    :func:`_bfgs_init`; ``f_raw`` the unscaled objective at the accepted point) and whether the
+    minimisation is done.
     """
     dtype = gu.dtype
     P_ = gu.shape[0]
     first = s["m_i"] == 0
     scale = jnp.where(first, 1.0 / jnp.maximum(jnp.max(jnp.abs(gu)), 1e-8), s["scale"])
     gs = gu * scale
-    armijo = f_ok & (f * scale <= s["f"] + 1e-4 * s["alpha"] * jnp.dot(s["g"], s["p"]))
+    sv = u_eval - s["u"]  # the projected step actually taken
+    armijo = f_ok & (f * scale <= s["f"] + 1e-4 * jnp.dot(s["g"], sv))
     accept = first | (armijo & ~first)
     # BFGS update of the inverse Hessian (scaled objective) on accepted steps
-    sv = s["alpha"] * s["p"]
     yv = gs - s["g"]
     sy = jnp.dot(sv, yv)
     rho = jnp.where(sy > 1e-12, 1.0 / jnp.where(sy > 1e-12, sy, 1.0), 0.0)
@@ -201,14 +210,18 @@ def _bfgs_iter(s: dict, u_eval, f, gu, f_ok, *, maxiter: int, tol: float):
     g_acc = jnp.where(accept, gs, s["g"])
     rel_change = jnp.abs(s["f"] - f_acc) / (jnp.abs(f_acc) + 1e-3)
     stall = jnp.where(accept & ~first, jnp.where(rel_change < tol, s["m_stall"] + 1, 0), s["m_stall"])
-    p_new = jnp.where(accept, -H @ g_acc, s["p"])
-    # not a descent direction: reset to steepest descent
-    bad_dir = jnp.dot(p_new, g_acc) >= 0
-    p_new = jnp.where(bad_dir, -g_acc, p_new)
+    # active set: on a bound with the gradient pushing outward
+    held = ((u_acc <= 0.0) & (g_acc > 0)) | ((u_acc >= 1.0) & (g_acc < 0))
+    g_free = jnp.where(held, 0.0, g_acc)
+    p_new = jnp.where(held, 0.0, -H @ g_free)
+    # not a descent direction: reset to (projected) steepest descent
+    bad_dir = jnp.dot(p_new, g_free) >= 0
+    p_new = jnp.where(bad_dir, -g_free, p_new)
     H = jnp.where(bad_dir, I, H)
+    p_new = jnp.where(accept, p_new, s["p"])
     alpha_new = jnp.where(accept, 1.0, 0.5 * s["alpha"])
     m_i = s["m_i"] + 1
-    done = (m_i >= maxiter) | (stall >= 2) | (alpha_new < 1e-10) | (jnp.max(jnp.abs(g_acc)) < 1e-9)
+    done = (m_i >= maxiter) | (stall >= 2) | (alpha_new < 1e-10) | (jnp.max(jnp.abs(g_free)) < 1e-9)
     new = {"u": u_acc, "f": f_acc, "f_raw": jnp.where(accept, f, s["f_raw"]), "g": g_acc, "H": H, "p": p_new,
            "alpha": alpha_new, "scale": scale, "m_i": m_i, "m_accepted": s["m_accepted"] + (accept & ~first),
            "m_stall": stall}
@@ -229,7 +242,7 @@ def bfgs_box(fun, u0, *, maxiter: int, tol: float = 1e-6):
 
     def body(c):
         s, _ = c
-        u_eval = s["u"] + s["alpha"] * s["p"]
+        u_eval = _trial_point(s)
         f, gu = vg(u_eval)
         f_ok = jnp.isfinite(f)
         gu = jnp.where(jnp.isfinite(gu), gu, 0.0)
@@ -283,7 +296,7 @@ def em_single(x0, Z0, base: MesoParams, arrays: dict, lo, hi, *, cfg: MesoConfig
         return s["phase"] < 2
 
     def body(s):
-        u_eval = s["u"] + s["alpha"] * s["p"]
+        u_eval = _trial_point(s)
         (f, lp), (gu, gZ) = vg(u_eval, s["Z"])
         f_ok = jnp.isfinite(f)
         gu = jnp.where(jnp.isfinite(gu), gu, 0.0)
@@ -505,9 +518,7 @@ def fit_em(
     )
     if sem is None:
         return hard
-    # the hard-EM estimate can sit on the box boundary; start the refinement just inside it
-    span = np.asarray(hi) - np.asarray(lo)
-    x_start = np.clip(out["x"], np.asarray(lo) + 1e-3 * span, np.asarray(hi) - 1e-3 * span).astype(out["x"].dtype)
+    x_start = out["x"]
     keys = jax.random.split(jax.random.fold_in(key, 1), x_start.shape[0])
     t0 = time.perf_counter()
     ref = _sem_batch(jnp.asarray(x_start), keys, base, arrays, lo, hi, cfg=cfg, sem=sem)

@@ -225,7 +225,8 @@ def initial_age(y_hist: jax.Array) -> jax.Array:
 def _drive(params, Z, A0, I_ext, dt, integrator):
     """Synaptic trace, input and free potential U for the fitted window.
 
-    Returns ``U`` (T, M) with ``U[t] = Σ_{j<=t} a^{t-j} (1-a) c_j`` and ``c = μ + I/α_m``, and ``a``.
+    Returns ``U`` (T, M) with ``U[t] = Σ_{j<=t} a^{t-j} (1-a) c_j``, the decay ``a`` and the target
+    potential ``c = μ + I/α_m`` (T, M) of every bin.
     """
     T, M = Z.shape
     e = jnp.exp(-params.asyn * dt)
@@ -239,7 +240,7 @@ def _drive(params, Z, A0, I_ext, dt, integrator):
     a = _decay(params, dt, integrator)
     c = params.mu + I / params.amem
     U = _linear_recurrence(a, (1.0 - a) * c)
-    return U, a
+    return U, a, c
 
 
 class LossParts(NamedTuple):
@@ -405,7 +406,87 @@ def predict(
 
 
 def _predict(params, Z, A0, I_ext, cfg):
-    """Z̄ and the free potential ``U(t) = a U(t−1) + (1 − a) c(t)`` (for the observed neurons)."""
+    """Z̄ and the free potential ``U(t) = a U(t−1) + (1 − a) c(t)`` (for the observed neurons).
+
+    Teacher-forced evaluation in the cohort layout: every (cohort, age) entry of the refractory
+    density is a closed-form function of U, the survival is a cumulative sum along each cohort,
+    and only the free bin (three numbers per population) needs a sequential scan. Equal to
+    :func:`_predict_sequential` (the bin-by-bin :func:`step`) to rounding, and several times faster
+    to evaluate and differentiate.
+    """
+    T, M = Z.shape
+    K, dt = cfg.n_age, cfg.dt
+    dtype = Z.dtype
+    ref = ref_bins(params, dt)
+    U, a, c = _drive(params, Z, A0, I_ext, dt, cfg.integrator)
+    st = init_state(params, A0, cfg)
+    V_stat, logS_stat = st.V.T, st.logS.T  # (K, M): stationary potential / log-survival per initial age
+    loga = jnp.log(a)
+    # cohort i = (bin of the spike) + K, i.e. spike bin ci = i - K in [-K, T-2]; age k in [0, K); time t = ci + 1 + k
+    C = T + K - 1
+    ci = jnp.arange(C)[:, None] - K
+    kk = jnp.arange(K)[None, :]
+    tt = ci + 1 + kk  # (C, K)
+    valid = ((tt >= 0) & (tt <= T - 1))[..., None]
+    k0 = jnp.maximum(-1 - ci, 0)  # age at t = 0 of the cohorts of the initial state (0 for later cohorts)
+    entered = k0 < ref  # refractory at the start of the window (or later): integrates from the reset
+    # U at time t = i - K + 1 + k for every (cohort i, age k): K shifted slices (no gather)
+    U_pad = jnp.concatenate([jnp.broadcast_to(U[:1], (K - 1, M)), U, jnp.broadcast_to(U[-1:], (K - 1, M))], 0)
+    U_t = jnp.stack([U_pad[k : k + C] for k in range(K)], axis=1)  # (C, K, M)
+    U_prev = jnp.concatenate([jnp.zeros((1, M), dtype), U], axis=0)  # U_prev[j] = U[j - 1], U[-1] = 0
+    U_s = U_prev[jnp.clip(ci + ref + 1, 0, T)]  # U at the cohort's last refractory bin, (C, 1, M)
+    a_pow = jnp.exp(jnp.arange(K + 1, dtype=dtype)[:, None] * loga)  # a^n, n = 0..K, (K+1, M)
+    V_in = U_t - a_pow[np.maximum(np.arange(K) - ref + 1, 0)][None] * U_s
+    # cohorts of the initial state are at most K - 1 bins into the window, so t + 1 <= K there
+    V_old = U_t + a_pow[jnp.clip(tt + 1, 0, K)] * V_stat[jnp.minimum(k0, K - 1)]
+    refr = (kk < ref)[..., None]
+    V = jnp.where(refr, 0.0, jnp.where(entered[..., None], V_in, V_old))
+    lam = jnp.where(refr, _REF_LAMBDA, _hazard(jnp.where(refr, 0.0, V), params.theta))
+    lam = jnp.where(valid, lam, 0.0)
+    P = _hazard_prob(lam, dt, cfg.integrator)
+    cum = jnp.cumsum(lam * dt, axis=1)  # inclusive, along each cohort
+    base = logS_stat[jnp.minimum(k0, K - 1)]  # (C, 1, M); 0 for cohorts born in the window
+    logS = base - (cum - lam * dt)  # log survival at the start of the bin
+    z0 = (A0 * dt).astype(dtype)
+    Zc = jnp.concatenate([jnp.broadcast_to(z0, (K, M)), Z[:-1]], axis=0)[:, None, :]  # Z of each cohort
+    S = jnp.exp(logS)
+    m = jnp.where(valid, S * Zc, 0.0)
+    v = (1.0 - S) * m
+    def age_sum(X):
+        """Σ_k X[t - 1 - k + K, k] for every t: the cohort layout sheared into (age, time) by a
+        pad-and-reshape (row k' = K-1-k of the (K, C+1) reshape starts at cohort k'), no gather."""
+        Xr = jnp.moveaxis(X[:, ::-1, :], 1, 0).reshape(K * C, M)
+        Xs = jnp.concatenate([Xr, jnp.zeros((K, M), X.dtype)], 0).reshape(K, C + 1, M)
+        return Xs[:, :T, :].sum(axis=0)
+
+    sum_m, sum_pm, sum_v, sum_pv = age_sum(m), age_sum(P * m), age_sum(v), age_sum(P * v)
+    if cfg.free_bin:
+        # the cohort leaving the buffer at time t is cohort index t, at age K - 1
+        V_last = V[:T, K - 1]
+        S_e = jnp.exp(base[:T, 0] - cum[:T, K - 1])
+        m_e = S_e * Zc[:T, 0]
+
+        def free(carry, inp):
+            x, z, Vf = carry
+            c_t, Vl, Se, me = inp
+            Vf1 = a * Vf + (1.0 - a) * c_t
+            Pf = _hazard_prob(_hazard(Vf1, params.theta), dt, cfg.integrator)
+            kept = (1.0 - Pf) * x
+            x_new = kept + me
+            z_new = (1.0 - Pf) ** 2 * z + Pf * x + (1.0 - Se) * me
+            Vf_new = _safe_div(kept * Vf1 + me * Vl, x_new, Vf1)
+            return (x_new, z_new, Vf_new), (Pf, x, z)
+
+        _, (Pf, x, z) = jax.lax.scan(free, (st.x, st.z, st.Vf), (c, V_last, S_e, m_e))
+        sum_m, sum_pm = sum_m + x, sum_pm + Pf * x
+        sum_v, sum_pv = sum_v + z, sum_pv + Pf * z
+    Lam = _safe_div(sum_pv, sum_v)
+    zbar = jnp.clip(sum_pm + Lam * (1.0 - sum_m), 0.0, 1.0)
+    return zbar, U
+
+
+def _predict_sequential(params, Z, A0, I_ext, cfg):
+    """Reference for :func:`_predict`: the bin-by-bin :func:`step` in a ``lax.scan``."""
     state = init_state(params, A0, cfg)
     a = _decay(params, cfg.dt, cfg.integrator)
 
@@ -449,7 +530,7 @@ def observed_logits(
     ref = ref_bins(params, dt)
     dtype = Z.dtype
     if U is None:
-        U, _ = _drive(params, Z, A0, I_ext, dt, cfg.integrator)
+        U, _, _ = _drive(params, Z, A0, I_ext, dt, cfg.integrator)
     a = _decay(params, dt, cfg.integrator)
     loga = jnp.log(a)[None, :, None]
     h = _free_potential(params, A0)[None, :, None]
