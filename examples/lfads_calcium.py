@@ -31,10 +31,11 @@ from spikejax.lfads import (
 )
 
 
-def run(quick: bool = False, seed: int = 0, epochs: int | None = None) -> dict:
+def run(quick: bool = False, seed: int = 0, epochs: int | None = None, deconvolution: str = "nnls") -> dict:
     n_neurons, n_bins = (12, 30) if quick else (40, 60)
     d = generate_calcium_dataset(n_conditions=4 if quick else 16, trials_per_condition=5 if quick else 20,
-                                 n_neurons=n_neurons, n_bins=n_bins, seed=seed)
+                                 n_neurons=n_neurons, n_bins=n_bins, seed=seed,
+                                 deconvolution=deconvolution)
     epochs = epochs if epochs is not None else (2 if quick else 150)
     cfg = LFADSConfig(data_dim=n_neurons, encod_seq_len=n_bins, ic_enc_dim=8 if quick else 32, ci_enc_dim=0,
                       con_dim=0, co_dim=0, ic_dim=8 if quick else 16, gen_dim=8 if quick else 48,
@@ -63,5 +64,7 @@ if __name__ == "__main__":
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--epochs", type=int, default=None)
+    ap.add_argument("--deconvolution", default="nnls", choices=["nnls", "ar1"],
+                    help="generator's deconvolution (ar1 ignores the calcium rise time: lagged events)")
     a = ap.parse_args()
-    print(json.dumps(run(a.quick, a.seed, a.epochs), indent=1))
+    print(json.dumps(run(a.quick, a.seed, a.epochs, a.deconvolution), indent=1))

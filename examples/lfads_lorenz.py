@@ -26,11 +26,12 @@ from spikejax.lfads import LFADS, HParams, LFADSConfig, TrainConfig, infer, load
 FULL = dict(ic_enc_dim=64, ic_dim=32, gen_dim=64, fac_dim=40)
 
 
-def run(quick: bool = False, epochs: int | None = None, seed: int = 0, checkpoint_dir=None, save=None) -> dict:
+def run(quick: bool = False, epochs: int | None = None, seed: int = 0, checkpoint_dir=None, save=None,
+        cd_rate: float = 0.3) -> dict:
     d = load_lorenz_tutorial()
     dims = dict(ic_enc_dim=8, ic_dim=8, gen_dim=16, fac_dim=6) if quick else FULL
     cfg = LFADSConfig(data_dim=60, encod_seq_len=100, ci_enc_dim=0, con_dim=0, co_dim=0, **dims)
-    hp = HParams.create(dropout_rate=0.05, cd_rate=0.3, kl_ic_scale=1e-5, kl_co_scale=0.0, l2_gen_scale=1e-4,
+    hp = HParams.create(dropout_rate=0.05, cd_rate=cd_rate, kl_ic_scale=1e-5, kl_co_scale=0.0, l2_gen_scale=1e-4,
                         kl_increase_epoch=20, l2_increase_epoch=20)
     epochs = epochs if epochs is not None else (2 if quick else 400)
     tc = TrainConfig(lr_init=1e-2, batch_size=32, max_epochs=epochs, lr_scheduler=True)
@@ -60,5 +61,6 @@ if __name__ == "__main__":
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--checkpoint-dir", default=None)
     ap.add_argument("--save", default=None, help="path prefix: writes PREFIX.eqx (model) and PREFIX.npz (factors)")
+    ap.add_argument("--cd-rate", type=float, default=0.3, help="coordinated-dropout rate")
     a = ap.parse_args()
-    print(json.dumps(run(a.quick, a.epochs, a.seed, a.checkpoint_dir, a.save), indent=1))
+    print(json.dumps(run(a.quick, a.epochs, a.seed, a.checkpoint_dir, a.save, a.cd_rate), indent=1))

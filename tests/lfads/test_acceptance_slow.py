@@ -29,8 +29,9 @@ def test_lorenz_tutorial_heldout_ridge_r2():
 
 @pytest.mark.slow
 def test_calcium_zig_sbtt_beats_zero_filled():
-    out = _load("lfads_calcium").run(epochs=120)
-    assert out["sbtt"]["rate_r2"] >= 0.55
+    """Acceptance 2: ZIG + SBTT rate R² (per-neuron affine calibration, held-out trials) >= 0.85."""
+    out = _load("lfads_calcium").run()
+    assert out["sbtt"]["rate_r2"] >= 0.85
     assert out["sbtt"]["rate_r2"] > out["zero_filled"]["rate_r2"] + 0.3
 
 

@@ -44,9 +44,16 @@ def _train(args) -> int:
         summary = {"epochs": res.n_epochs, "best_epoch": res.best_epoch, "stop_reason": res.stop_reason,
                    "seconds": res.seconds, "valid_recon_smth": float(res.history["valid/recon_smth"][-1])}
         hist = {k: v.tolist() for k, v in res.history.items()}
+    elif args.backend == "ray":
+        from .pbt_ray import pbt_ray
+
+        res = pbt_ray(cfg["model"], tr, va, hp=cfg["hp"], train_config=cfg["train"], pbt_config=cfg["pbt"],
+                      search_space=cfg["search_space"], sbtt=cfg["sbtt"], address=args.ray_address,
+                      cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker)
     else:
         res = pbt(cfg["model"], tr, va, hp=cfg["hp"], train_config=cfg["train"], pbt_config=cfg["pbt"],
                   search_space=cfg["search_space"], key=key, sbtt=cfg["sbtt"], progress=True)
+    if args.command_lfads == "pbt":
         model, hp = res.model, res.hp
         summary = {"generations": res.n_generations, "stop_reason": res.stop_reason, "best_worker": res.best_worker,
                    "lr": res.lr, "seconds": res.seconds, "best_metric": float(res.history["best"][-1])}
@@ -118,6 +125,13 @@ def register(subparsers) -> None:
         q.add_argument("data", help="LFADS h5 file (train_data, valid_data, ...)")
         q.add_argument("--out", default=f"out/lfads_{name}", help="output folder (model.eqx, history, summary)")
         q.add_argument("--layout", default="trials_time_neurons", choices=["trials_time_neurons", "neurons_samples_trials"])
+        if name == "pbt":
+            q.add_argument("--backend", default="vmap", choices=["vmap", "ray"],
+                           help="vmap: the whole population in one program on this machine; ray: one Ray Tune "
+                                "trial per worker (extra 'ray'), across the hosts of a Ray cluster")
+            q.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local Ray)")
+            q.add_argument("--cpus-per-worker", type=float, default=1.0)
+            q.add_argument("--gpus-per-worker", type=float, default=0.0)
         q.set_defaults(func=_train)
     q = sub.add_parser("infer", help="posterior sample-and-average rates/factors for an h5 file")
     q.add_argument("model", help="model.eqx written by train/pbt")

@@ -40,7 +40,7 @@ from .data import check_dataset
 from .model import LFADS, HParams, LFADSConfig
 from .train import TrainConfig, device_splits, get_lr, make_epoch_fn, make_eval_fn, make_optimizer, set_lr
 
-__all__ = ["SearchParam", "PBTConfig", "PBTResult", "DEFAULT_SEARCH_SPACE", "pbt", "perturb", "exploit_binary_tournament",
+__all__ = ["SearchParam", "PBTConfig", "PBTResult", "DEFAULT_SEARCH_SPACE", "pbt", "perturb", "explore_value", "exploit_binary_tournament",
            "improvement_ratio_stop"]
 
 
@@ -159,6 +159,19 @@ def perturb(value: float, p: float, rng: np.random.Generator, *, low: float | No
     if enforce_limits and low is not None:
         new = min(max(new, low), high)
     return max(new, 0.0)
+
+
+def explore_value(param: SearchParam, old: float, pc: PBTConfig, rng: np.random.Generator) -> float:
+    """New value of one searched hyperparameter of an exploiting worker (its own or the config's method)."""
+    method = param.explore_method or pc.explore_method
+    p = param.explore_param if param.explore_param is not None else pc.explore_param
+    if method == "perturb":
+        new = perturb(old, p, rng, low=param.low, high=param.high, enforce_limits=param.enforce_limits)
+    else:
+        new = float(param.sample(rng, 1)[0]) if rng.random() < pc.resample_prob else old
+    if param.name in ("dropout_rate", "cd_rate", "cd_pass_rate"):
+        new = min(new, 0.99)
+    return float(new)
 
 
 def exploit_binary_tournament(metric: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -336,15 +349,7 @@ def pbt(model_config: LFADSConfig, train_data: dict[str, Any], valid_data: dict[
             hp_new = {n_: np.asarray(getattr(hp_stack, n_), float).copy() for n_ in hp_keys}
             for w in np.flatnonzero(src != np.arange(W)):
                 for s in search_space:
-                    method = s.explore_method or pc.explore_method
-                    p = s.explore_param if s.explore_param is not None else pc.explore_param
-                    old = lr_new[w] if s.name == "lr_init" else hp_new[s.name][w]
-                    if method == "perturb":
-                        new = perturb(old, p, rng, low=s.low, high=s.high, enforce_limits=s.enforce_limits)
-                    else:
-                        new = float(s.sample(rng, 1)[0]) if rng.random() < pc.resample_prob else old
-                    if s.name in ("dropout_rate", "cd_rate", "cd_pass_rate"):
-                        new = min(new, 0.99)
+                    new = explore_value(s, lr_new[w] if s.name == "lr_init" else hp_new[s.name][w], pc, rng)
                     if s.name == "lr_init":
                         lr_new[w] = new
                     else:

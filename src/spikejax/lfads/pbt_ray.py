@@ -1,0 +1,276 @@
+"""Optional Ray Tune backend for LFADS PBT across processes or hosts (extra ``ray``).
+
+:func:`pbt_ray` runs the same search as :func:`spikejax.lfads.pbt` — same :class:`PBTConfig`
+vocabulary (``num_workers``, ``epochs_per_generation``, ``max_generations``, ``explore_method``,
+``explore_param``, ``num_no_best_to_stop``, ``percent_change_to_stop``, burn-in) and the same
+:class:`SearchParam` search space — but with one Ray Tune trial per worker, so the population can
+span several machines (``ray.init(address=...)`` before the call, or ``address=``). Each trial
+trains one LFADS model with the same jitted epoch step as :func:`spikejax.lfads.train`,
+reports the smoothed validation recon once per generation and checkpoints its parameters and
+optimiser state (so exploit copies both).
+
+Mapping onto Ray Tune (``PopulationBasedTraining``, ``synch=True``, one perturbation per
+generation):
+
+* exploit: binary tournament (random pairs of live trials; each loser restores its own winner's
+  checkpoint and hyperparameters), as lfads-torch's ``BinaryTournamentPBT``. Unlike the vmapped
+  :func:`pbt`, trials whose metric is NaN sit out the tournament (Ray drops them).
+* explore: the pbt_opt perturbation / resampling of :func:`spikejax.lfads.pbt.explore_value` applied
+  to the winner's values (a ``custom_explore_fn``; Ray's own mutations are not used).
+* stop: the improvement-ratio stopper of :func:`spikejax.lfads.pbt.improvement_ratio_stop` on the
+  population best per generation after the burn-in, or ``max_generations``.
+
+Randomness in Ray's scheduling (pairing, trial order) is not seeded, so runs are not bit-for-bit
+reproducible the way the vmapped :func:`pbt` is. Use :func:`pbt` on one machine; use this when
+the population does not fit on one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import tempfile
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..core.errors import ConfigError
+from .data import check_dataset
+from .model import LFADS, HParams, LFADSConfig
+from .pbt import DEFAULT_SEARCH_SPACE, PBTConfig, PBTResult, explore_value, improvement_ratio_stop
+from .train import TrainConfig, device_splits, make_epoch_fn, make_eval_fn, make_optimizer, set_lr
+
+__all__ = ["pbt_ray"]
+
+
+def _import_ray():
+    try:
+        import ray
+        from ray import tune
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("the Ray Tune PBT backend needs Ray: pip install 'spikejax[ray]'") from exc
+    return ray, tune
+
+
+def _initial_values(search_space, pc: PBTConfig, tc: TrainConfig) -> list[dict[str, float]]:
+    rng = np.random.default_rng(pc.seed)
+    cols = {s.name: (np.full(pc.num_workers, s.init, float) if s.init is not None else s.sample(rng, pc.num_workers))
+            for s in search_space}
+    rows = [{k: float(v[w]) for k, v in cols.items()} for w in range(pc.num_workers)]
+    for w, r in enumerate(rows):
+        r.setdefault("lr_init", tc.lr_init)
+        r["_worker"] = w
+    return rows
+
+
+def _explore_fn(search_space, pc: PBTConfig):
+    rng = np.random.default_rng(pc.seed + 1)
+
+    def explore(config: dict) -> dict:
+        hp = dict(config["hp"])
+        for s in search_space:
+            hp[s.name] = explore_value(s, hp[s.name], pc, rng)
+        return {**config, "hp": hp}
+
+    return explore
+
+
+@functools.lru_cache(maxsize=4)
+def _worker_fns(model_config: LFADSConfig, tc: TrainConfig, n_train: int, bs: int):
+    static = eqx.partition(LFADS(model_config, key=jax.random.PRNGKey(0)), eqx.is_inexact_array)[1]
+    optimizer = make_optimizer(tc)
+    return optimizer, jax.jit(make_epoch_fn(static, optimizer, n_train, bs)), jax.jit(make_eval_fn(static))
+
+
+def _worker(config: dict, payload: dict) -> None:
+    """One Ray Tune trial: train one LFADS model, report the smoothed validation recon per generation."""
+    _, tune = _import_ray()
+    cfg, tc, pc = payload["model_config"], payload["train_config"], payload["pbt_config"]
+    vals = config["hp"]
+    model = LFADS(cfg, key=jax.random.PRNGKey(pc.seed * 100_003 + int(vals["_worker"])))
+    dtype = model.ic_prior_mean.dtype
+    params = eqx.filter(model, eqx.is_inexact_array)
+    tr, va = device_splits(payload["train"], payload["valid"], dtype, tc)
+    n_train = tr["data"].shape[0]
+    optimizer, epoch_fn, eval_fn = _worker_fns(cfg, tc, n_train, min(tc.batch_size, n_train))
+    opt_state = optimizer.init(params)
+    epoch, smth = 0, None
+    ckpt = tune.get_checkpoint()
+    if ckpt is not None:  # first start after an exploit: the winner's weights and optimiser state
+        with ckpt.as_directory() as d:
+            params, opt_state = eqx.tree_deserialise_leaves(Path(d) / "state.eqx", (params, opt_state))
+            meta = json.loads((Path(d) / "meta.json").read_text())
+        epoch, smth = meta["epoch"], meta["smth"]
+    opt_state = set_lr(opt_state, vals["lr_init"])
+    hp = HParams.create(**{**payload["base_hp"], **{k: v for k, v in vals.items() if k in payload["base_hp"]}},
+                        dtype=dtype)
+    trial_id = tune.get_context().get_trial_id() or str(vals["_worker"])
+    key = jax.random.fold_in(jax.random.PRNGKey(pc.seed), zlib.crc32(trial_id.encode()) & 0x7FFFFFFF)
+    k_val = jax.random.fold_in(key, 7)
+    while True:
+        for _ in range(pc.epochs_per_generation):
+            e = jnp.asarray(epoch, dtype)
+            params, opt_state, loss, _aux = epoch_fn(params, opt_state, hp, tr, e, key)
+            rec = float(eval_fn(params, hp, va, e, k_val)["recon"])
+            smth = rec if smth is None else (1 - pc.smoothing) * smth + pc.smoothing * rec
+            epoch += 1
+        metric = smth if math.isfinite(smth) else float("nan")
+        with tempfile.TemporaryDirectory() as d:
+            eqx.tree_serialise_leaves(Path(d) / "state.eqx", (params, opt_state))
+            (Path(d) / "meta.json").write_text(json.dumps({"epoch": epoch, "smth": metric}))
+            tune.report({"metric": metric, "epoch": epoch, "train_loss": float(loss)},
+                        checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def _binary_tournament_scheduler(tune, **kw):
+    from ray.tune.schedulers import PopulationBasedTraining
+
+    class BinaryTournamentPBT(PopulationBasedTraining):
+        """Losers of random pairs restore their own winner (lfads-torch's BinaryTournamentPBT idea)."""
+
+        _pairs: dict = {}
+
+        def _quantiles(self):
+            live = [t for t, st in self._trial_state.items()
+                    if st.last_score is not None and not math.isnan(st.last_score) and not t.is_finished()]
+            if len(live) <= 1:
+                return [], []
+            order = np.random.default_rng().permutation(len(live))
+            live = [live[i] for i in order]
+            losers, winners = [], []
+            for a, b in zip(live[0::2], live[1::2]):  # Ray's last_score: higher is better
+                w, lo = (a, b) if self._trial_state[a].last_score >= self._trial_state[b].last_score else (b, a)
+                winners.append(w)
+                losers.append(lo)
+            self._pairs = dict(zip(losers, winners))
+            return losers, winners
+
+        def _checkpoint_or_exploit(self, trial, controller, upper_quantile, lower_quantile):
+            if trial in lower_quantile:
+                upper_quantile = [self._pairs[trial]]
+            return super()._checkpoint_or_exploit(trial, controller, upper_quantile, lower_quantile)
+
+    return BinaryTournamentPBT(time_attr="training_iteration", metric="metric", mode="min", perturbation_interval=1,
+                               synch=True, quantile_fraction=0.5, resample_probability=0.0, **kw)
+
+
+def _make_stopper(tune, pc: PBTConfig, burn_in_generations: int):
+    """Improvement-ratio stopper on the population best per generation (after burn-in), or max_generations."""
+
+    class ImprovementRatioStopper(tune.Stopper):
+        def __init__(self):
+            self.by_gen: dict[int, list[float]] = {}
+            self.bests: list[float] = []
+            self.records: list[tuple[int, float]] = []
+            self.reason = "max_generations"
+            self._stop = False
+
+        def __call__(self, trial_id, result) -> bool:
+            g = int(result["training_iteration"])
+            self.by_gen.setdefault(g, []).append(float(result["metric"]))
+            if len(self.by_gen[g]) == pc.num_workers and all(r[0] != g for r in self.records):
+                best = float(np.nanmin(self.by_gen[g])) if np.isfinite(self.by_gen[g]).any() else math.inf
+                self.records.append((g, best))
+                if g > burn_in_generations:
+                    self.bests.append(best)
+                    if improvement_ratio_stop(self.bests, pc.num_no_best_to_stop, pc.percent_change_to_stop):
+                        self._stop, self.reason = True, "improvement_ratio"
+            return g >= pc.max_generations
+
+        def stop_all(self) -> bool:
+            return self._stop
+
+    return ImprovementRatioStopper()
+
+
+def pbt_ray(model_config: LFADSConfig, train_data: dict[str, Any], valid_data: dict[str, Any], *,
+            hp: HParams | None = None, train_config: TrainConfig | None = None, pbt_config: PBTConfig | None = None,
+            search_space=DEFAULT_SEARCH_SPACE, sbtt: bool = False, cpus_per_worker: float = 1.0,
+            gpus_per_worker: float = 0.0, storage_path: str | Path | None = None, address: str | None = None,
+            verbose: int = 0) -> PBTResult:
+    """Run LFADS PBT with Ray Tune, one trial per worker (see the module docstring).
+
+    Parameters
+    ----------
+    model_config, train_data, valid_data, hp, train_config, pbt_config, search_space, sbtt
+        As for :func:`spikejax.lfads.pbt` (``pbt_config.metric`` must be ``"valid/recon_smth"``).
+    cpus_per_worker, gpus_per_worker
+        Ray resources per trial (lfads-torch: 3 CPUs, 0.5 GPU).
+    storage_path
+        Where Ray Tune keeps results and checkpoints (default: a temporary folder).
+    address
+        Ray cluster address for ``ray.init`` when Ray is not initialised yet (``None``: local).
+
+    Returns
+    -------
+    PBTResult with the best trial's model (restored from its last checkpoint), its hyperparameters
+    and learning rate, ``history`` (``generation``, ``best``: population best per generation) and
+    ``stop_reason``; ``population`` holds the final per-trial metrics and hyperparameters.
+    """
+    ray, tune = _import_ray()
+    tc = train_config or TrainConfig()
+    pc = pbt_config or PBTConfig()
+    base = hp if hp is not None else HParams.create()
+    if pc.metric != "valid/recon_smth":
+        raise ConfigError("pbt_ray monitors 'valid/recon_smth' only")
+    names = [s.name for s in search_space]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"search_space names must be unique, got {names}")
+    check_dataset(train_data, model_config, sbtt=sbtt, name="train_data")
+    check_dataset(valid_data, model_config, sbtt=sbtt, name="valid_data")
+    tc = dataclasses.replace(tc, lr_scheduler=False)  # PBT owns the learning rate
+    ramp_end = max(float(base.kl_start_epoch) + float(base.kl_increase_epoch),
+                   float(base.l2_start_epoch) + float(base.l2_increase_epoch))
+    burn_in_epochs = pc.burn_in_epochs if pc.burn_in_epochs is not None else int(ramp_end) + pc.epochs_per_generation
+    burn_in_gen = math.ceil(burn_in_epochs / pc.epochs_per_generation)
+    payload = {"model_config": model_config, "train_config": tc, "pbt_config": pc,
+               "base_hp": {f: float(getattr(base, f)) for f in HParams.__dataclass_fields__},
+               "train": {k: np.asarray(v) for k, v in train_data.items()},
+               "valid": {k: np.asarray(v) for k, v in valid_data.items()}}
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=verbose > 0, configure_logging=verbose > 0)
+    stopper = _make_stopper(tune, pc, burn_in_gen)
+    scheduler = _binary_tournament_scheduler(tune, custom_explore_fn=_explore_fn(search_space, pc),
+                                             burn_in_period=burn_in_gen)
+    trainable = tune.with_resources(tune.with_parameters(_worker, payload=payload),
+                                    {"cpu": cpus_per_worker, "gpu": gpus_per_worker})
+    tmp = None
+    if storage_path is None:
+        tmp = tempfile.TemporaryDirectory(prefix="spikejax_pbt_ray_")
+        storage_path = tmp.name
+    t0 = time.perf_counter()
+    try:
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"hp": tune.grid_search(_initial_values(search_space, pc, tc))},
+            tune_config=tune.TuneConfig(scheduler=scheduler, num_samples=1, reuse_actors=False),
+            run_config=tune.RunConfig(name="lfads_pbt", storage_path=str(Path(storage_path).resolve()),
+                                      stop=stopper, verbose=verbose),
+        )
+        results = tuner.fit()
+        best = results.get_best_result(metric="metric", mode="min", scope="last")
+        model = LFADS(model_config, key=jax.random.PRNGKey(0))
+        params, static = eqx.partition(model, eqx.is_inexact_array)
+        optimizer = make_optimizer(tc)
+        with best.checkpoint.as_directory() as d:
+            params, opt_state = eqx.tree_deserialise_leaves(Path(d) / "state.eqx", (params, optimizer.init(params)))
+        vals = best.config["hp"]
+        best_hp = HParams.create(**{**payload["base_hp"], **{k: v for k, v in vals.items() if k in payload["base_hp"]}},
+                                 dtype=model.ic_prior_mean.dtype)
+        population = [{"metric": float(r.metrics.get("metric", np.nan)), "hp": r.config["hp"]} for r in results]
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    recs = sorted(stopper.records)
+    hist = {"generation": np.asarray([g for g, _ in recs]), "best": np.asarray([b for _, b in recs])}
+    n_gen = int(hist["generation"][-1]) if len(recs) else 0
+    return PBTResult(eqx.combine(params, static), best_hp, float(vals["lr_init"]), int(vals["_worker"]), hist, n_gen,
+                     stopper.reason, time.perf_counter() - t0, population=population)
