@@ -7,8 +7,10 @@ standardised Lorenz latents using the training trials, and R² per latent is rep
 held-out trials. The published single-model anchor (lfads_tf2, in-sample, 800 trials) is
 0.988 / 0.982 / 0.954 for x / y / z.
 
-``python examples/lfads_lorenz.py`` (the full run: 400 epochs, tens of minutes on 2 CPU cores) or
-``--quick`` (smoke: 2 epochs, tiny model).
+``python examples/lfads_lorenz.py`` (the full run: 800 epochs, about 20 minutes of training on 2
+CPU cores) or ``--quick`` (smoke: 2 epochs, tiny model). Measured (2 shared cores): x 0.986,
+y 0.978, z 0.938 held-out after 800 epochs — z stays below the issue's 0.95; after 400 epochs this
+random stream was at 0.962 / 0.938 / 0.815, another at 0.986 / 0.978 / 0.938.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def run(quick: bool = False, epochs: int | None = None, seed: int = 0, checkpoin
     cfg = LFADSConfig(data_dim=60, encod_seq_len=100, ci_enc_dim=0, con_dim=0, co_dim=0, **dims)
     hp = HParams.create(dropout_rate=0.05, cd_rate=cd_rate, kl_ic_scale=1e-5, kl_co_scale=0.0, l2_gen_scale=1e-4,
                         kl_increase_epoch=20, l2_increase_epoch=20)
-    epochs = epochs if epochs is not None else (2 if quick else 400)
+    epochs = epochs if epochs is not None else (2 if quick else 800)
     tc = TrainConfig(lr_init=1e-2, batch_size=32, max_epochs=epochs, lr_scheduler=True)
     tr = d["train"] if not quick else {k: v[:64] for k, v in d["train"].items()}
     va = d["valid"] if not quick else {k: v[:32] for k, v in d["valid"].items()}
