@@ -16,6 +16,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="short excerpt, 2 restarts, few iterations")
     ap.add_argument("--out", default="out/meso_example")
+    ap.add_argument("--sem", action="store_true", help="refine by stochastic EM (particle filter; minutes)")
     args = ap.parse_args()
     data = meso.load_bundled()
     if args.quick:
@@ -23,7 +24,10 @@ def main():
         em = meso.EMConfig(n_restarts=2, max_em=2, m_maxiter=8, e_maxiter=8)
     else:
         em = meso.EMConfig()
-    res = meso.fit_em(data, key=jax.random.PRNGKey(0), em=em)
+    sem = None
+    if args.sem:
+        sem = meso.SEMConfig(n_iter=2, m_maxiter=5, n_particles=32) if args.quick else meso.SEMConfig()
+    res = meso.fit_em(data, key=jax.random.PRNGKey(0), em=em, sem=sem)
     print(res.to_pandas().round(3).to_string())
     print("Pearson r of Z:", np.round(res.z_correlation(), 3))
     Z, _ = res.simulate(2500 if args.quick else 25000, key=jax.random.PRNGKey(1))

@@ -46,13 +46,8 @@ def test_particle_filter_samples_and_likelihood(data11):
     np.testing.assert_allclose(rates, true_rates, rtol=0.35)
     # the marginal likelihood prefers the generating parameters to clearly wrong ones
     wrong = meso.from_vector(gt, meso.to_vector(gt) * jnp.array([1.0] * 9 + [1.25] * 3))
-    _, ll_wrong = meso.sample_posterior(wrong, d, key=key, n_particles=64)
+    _, ll_wrong = meso.sample_posterior(wrong, d, key=key, n_particles=64, n_samples=3)  # same compiled filter
     assert float(ll) > float(ll_wrong) + 5.0  # 12.5 nats measured on this 1-s window
-    # with no observed neuron the likelihood is exactly 1 (log 0) and the draws are prior samples
-    d0 = meso.MesoData(np.zeros((50, 3, 0)), np.zeros((250, 3, 0)), N=gt.N)
-    d0.A0 = jnp.asarray([5.0, 20.0, 25.0])
-    _, ll0 = meso.sample_posterior(gt, d0, key=key, n_particles=8)
-    assert abs(float(ll0)) < 1e-4
 
 
 def test_particle_filter_rejects_bad_arguments(data11, gt):

@@ -48,7 +48,7 @@ def _fit(args: argparse.Namespace) -> int:
 
     from ..core.io import save_model
     from .data import load_bundled, load_npz
-    from .fit import EMConfig, fit_em
+    from .fit import EMConfig, SEMConfig, fit_em
     from .model import MesoConfig
     from .results import plot_activity, plot_loss_curves
 
@@ -57,7 +57,8 @@ def _fit(args: argparse.Namespace) -> int:
         data = data.window(0, args.bins)
     em = EMConfig(n_restarts=args.restarts, max_em=args.max_em, m_maxiter=args.m_maxiter, e_maxiter=args.e_maxiter)
     cfg = MesoConfig(integrator=args.integrator)
-    res = fit_em(data, key=jax.random.PRNGKey(args.seed), em=em, cfg=cfg)
+    sem = SEMConfig(n_iter=args.sem_iter, n_particles=args.particles) if args.sem_iter > 0 else None
+    res = fit_em(data, key=jax.random.PRNGKey(args.seed), em=em, cfg=cfg, sem=sem)
     out = Path(args.out)
     res.save(out)
     save_model(out / "params.eqx", res.params, metadata={"N": list(res.params.N), "t_ref": res.params.t_ref})
@@ -131,6 +132,9 @@ def register(subparsers) -> None:
     f.add_argument("--m-maxiter", type=int, default=200)
     f.add_argument("--e-maxiter", type=int, default=200)
     f.add_argument("--integrator", choices=("exact", "euler"), default="exact")
+    f.add_argument("--sem-iter", type=int, default=0,
+                   help="stochastic-EM refinement iterations after hard EM (particle-filter draws of Z; 0 = off)")
+    f.add_argument("--particles", type=int, default=256, help="particles of the refinement's filter")
     f.set_defaults(func=_fit)
 
     s = sub.add_parser("simulate", help="free simulation of a (fitted) mesoscopic model")
