@@ -1,8 +1,8 @@
 """Long acceptance runs (``pytest -m slow tests/lfads``); tens of minutes on 2 CPU cores.
 
-The calcium test asserts the issue's target (measured 0.968 vs 0.271 zero-filled). The Lorenz test
-asserts the target for x and y and the measured value for z: held-out z plateaus at 0.938 (target
-0.95, not reached; 800 epochs, about 20 minutes of training on 2 CPU cores).
+Both assert the issue's targets. Measured on 2 CPU cores: Lorenz held-out ridge R² 0.989 / 0.980 /
+0.957 (800 epochs, CD 0.5, about 21 minutes of training); calcium rate R² 0.968 vs 0.271
+zero-filled (a few minutes).
 """
 
 import importlib.util
@@ -22,10 +22,10 @@ def _load(name):
 
 @pytest.mark.slow
 def test_lorenz_tutorial_heldout_ridge_r2():
-    """Acceptance 1 (x, y met; z below the 0.95 target: asserted at the measured level)."""
+    """Acceptance 1: held-out ridge R² from factors to each true latent >= 0.95."""
     out = _load("lfads_lorenz").run()
     x, y, z = out["heldout_ridge_r2_xyz"]
-    assert x >= 0.95 and y >= 0.95 and z >= 0.92
+    assert x >= 0.95 and y >= 0.95 and z >= 0.95
 
 
 @pytest.mark.slow
