@@ -187,7 +187,7 @@ def test_calcium_nnls_deconvolution_recovers_spikes_without_lag():
     assert np.corrcoef(ev[obs], sp[obs])[0, 1] > 0.9
     ev1 = d["ar1"]["train"]["data"]
     assert np.corrcoef(ev1[obs], sp[obs])[0, 1] < 0.5
-    with pytest.raises(ValueError, match="deconvolution"):
+    with pytest.raises(ConfigError, match="deconvolution"):
         generate_calcium_dataset(n_conditions=1, trials_per_condition=2, n_neurons=3, n_bins=9, deconvolution="x")
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..core.errors import DataFormatError, ShapeError
+from ..core.errors import ConfigError, DataFormatError, ShapeError
 from ..core.io import atomic_path
 
 __all__ = [
@@ -300,12 +300,12 @@ def generate_calcium_dataset(*, n_conditions: int = 16, trials_per_condition: in
     spikes/s per bin), ``spikes``, ``latents``, ``cond``; plus ``s_min``, ``bin_ms``, ``frame_bins``.
     """
     if deconvolution not in ("nnls", "ar1"):
-        raise ValueError(f"deconvolution must be 'nnls' or 'ar1', got {deconvolution!r}")
+        raise ConfigError(f"deconvolution must be 'nnls' or 'ar1', got {deconvolution!r}")
     if tail_frames < 0:
-        raise ValueError(f"tail_frames must be >= 0, got {tail_frames}")
+        raise ConfigError(f"tail_frames must be >= 0, got {tail_frames}")
     thr = max(s_min, 3 * noise_sd) if threshold is None else threshold
     if thr < s_min:
-        raise ValueError(f"threshold ({thr}) must be >= s_min ({s_min})")
+        raise ConfigError(f"threshold ({thr}) must be >= s_min ({s_min})")
     rng = np.random.default_rng(seed)
     dt_lorenz = 0.01 * speed * bin_ms / 10.0
     sub = 5
