@@ -5,8 +5,9 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
-# two pytest workers: XLA compilation (most of the suite's time) is single-threaded
-PYTEST_ARGS ?= -n 2
+# two pytest workers: XLA compilation (most of the suite's time) is single-threaded; whole files per
+# worker (--dist loadfile) so a file's fixtures and compiled programs are built once
+PYTEST_ARGS ?= -n 2 --dist loadfile
 
 .PHONY: demo test test-slow setup docs bench clean
 

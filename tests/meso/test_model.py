@@ -79,7 +79,8 @@ def test_check_grads_float64(data11):
     def f(x, Z):
         return M.loss(meso.from_vector(p, x), Z, d.y, d.A0, d.age0, None, cfg).total
 
-    check_grads(f, (x, jnp.asarray(Z, jnp.float64) + 0.003), order=1, modes=["rev"], atol=1e-5, rtol=1e-5, eps=1e-6)
+    check_grads(jax.jit(f), (x, jnp.asarray(Z, jnp.float64) + 0.003), order=1, modes=["rev"], atol=1e-5, rtol=1e-5,
+                eps=1e-6)
 
 
 def test_jit_vmap_consistency(data11, gt):
@@ -142,7 +143,7 @@ def test_cohort_layout_equals_bin_by_bin_step(data11, cfg):
     p = meso.ground_truth(dtype=jnp.float64)
     p = meso.from_vector(p, meso.to_vector(p) * jnp.linspace(0.8, 1.3, 12))
     Z, A0 = jnp.asarray(np.asarray(d.Z), jnp.float64), jnp.asarray(np.asarray(d.A0), jnp.float64)
-    a, Ua = M._predict(p, Z, A0, None, cfg)
-    b, Ub = M._predict_sequential(p, Z, A0, None, cfg)
+    a, Ua = jax.jit(M._predict, static_argnums=4)(p, Z, A0, None, cfg)
+    b, Ub = jax.jit(M._predict_sequential, static_argnums=4)(p, Z, A0, None, cfg)
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-11, atol=1e-14)
     np.testing.assert_allclose(np.asarray(Ua), np.asarray(Ub), rtol=1e-12, atol=1e-12)

@@ -18,8 +18,8 @@ def test_sequential_observed_neurons_equal_closed_form(data11):
     cfg = meso.MesoConfig()
     f64 = lambda a: jnp.asarray(np.asarray(a), jnp.float64)  # noqa: E731
     Z, y, A0 = f64(d.Z), f64(d.y), f64(d.A0)
-    zbar, U = M._predict(p, Z, A0, None, cfg)
-    lg = M.observed_logits(p, Z, A0, y, d.age0, None, cfg, U=U)
+    zbar, U = jax.jit(M._predict, static_argnums=4)(p, Z, A0, None, cfg)
+    lg = jax.jit(M.observed_logits, static_argnums=6)(p, Z, A0, y, d.age0, None, cfg, U=U)
     ref = float(jnp.sum(y * jax.nn.log_sigmoid(lg) + (1 - y) * jax.nn.log_sigmoid(-lg)))
     a = jnp.exp(-p.amem * cfg.dt)
     c = (U - a * jnp.concatenate([jnp.zeros((1, 3)), U[:-1]])) / (1 - a)  # target potential per bin
@@ -28,7 +28,7 @@ def test_sequential_observed_neurons_equal_closed_form(data11):
         ll, V, k = smc.observed_step(p, *carry, *xs, cfg.dt)
         return (V, k), ll
 
-    _, lls = jax.lax.scan(body, smc.observed_init(p, A0, d.age0, cfg.dt), (c, y))
+    _, lls = jax.jit(lambda c, y: jax.lax.scan(body, smc.observed_init(p, A0, d.age0, cfg.dt), (c, y)))(c, y)
     np.testing.assert_allclose(float(lls.sum()), ref, rtol=1e-12)
 
 
@@ -75,5 +75,5 @@ def test_gradient_finite_everywhere_in_the_box(data11):
     def f(x):
         return M.loss(meso.from_vector(gt, x), d.Z, d.y, d.A0, d.age0, None, meso.MesoConfig()).total
 
-    vals, grads = jax.vmap(jax.value_and_grad(f))(xs)
+    vals, grads = jax.jit(jax.vmap(jax.value_and_grad(f)))(xs)
     assert np.all(np.isfinite(np.asarray(vals))) and np.all(np.isfinite(np.asarray(grads)))

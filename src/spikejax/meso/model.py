@@ -61,6 +61,9 @@ __all__ = [
     "loss",
     "LossParts",
     "step",
+    "step_parts",
+    "advance",
+    "StepParts",
     "simulate",
     "initial_age",
 ]
@@ -318,18 +321,22 @@ def init_state(params: MesoParams, A0: jax.Array, cfg: MesoConfig = MesoConfig()
     )
 
 
-def step(
-    params: MesoParams,
-    state: MesoState,
-    I_ext_t: jax.Array | None = None,
-    cfg: MesoConfig = MesoConfig(),
-):
-    """One bin of the mesoscopic model.
+class StepParts(NamedTuple):
+    """What one bin computes before ``Z(t)`` is known: updated potentials ``V`` (M, K), hazards
+    ``lam`` (M, K), synaptic trace ``syn`` (M,), free-bin potential ``Vf`` and probability ``Pf`` (M,)."""
 
-    Returns ``(zbar, advance)``: the expected fraction firing ``Z̄(t)`` (M,) and a function
-    ``advance(Z_t) -> MesoState`` that appends the realised (or latent) ``Z(t)`` and moves the
-    age axis by one bin.
-    """
+    V: jax.Array
+    lam: jax.Array
+    syn: jax.Array
+    Vf: jax.Array
+    Pf: jax.Array
+
+
+def step_parts(params: MesoParams, state: MesoState, I_ext_t: jax.Array | None = None,
+               cfg: MesoConfig = MesoConfig()) -> tuple[jax.Array, StepParts]:
+    """First half of :func:`step`: the expected fraction firing ``Z̄(t)`` (M,) and the
+    :class:`StepParts` that :func:`advance` needs once ``Z(t)`` is drawn (arrays only, so a particle
+    filter can resample them)."""
     K = state.V.shape[1]
     dt, free_bin = cfg.dt, cfg.free_bin
     ref = ref_bins(params, dt)
@@ -353,30 +360,54 @@ def step(
         Pf = _hazard_prob(_hazard(Vf, params.theta), dt, cfg.integrator)
         sum_m, sum_pm = sum_m + state.x, sum_pm + Pf * state.x
         sum_v, sum_pv = sum_v + state.z, sum_pv + Pf * state.z
+    else:
+        Vf, Pf = state.Vf, jnp.zeros_like(state.Vf)
     Lam = _safe_div(sum_pv, sum_v)
     zbar = jnp.clip(sum_pm + Lam * (1.0 - sum_m), 0.0, 1.0)
+    return zbar, StepParts(V=V, lam=lam, syn=syn, Vf=Vf, Pf=Pf)
 
-    def advance(Z_t):
-        zero = jnp.zeros_like(V[:, :1])
-        logS_new = state.logS - lam * dt
-        if free_bin:
-            S_e = jnp.exp(logS_new[:, -1])
-            m_e = S_e * state.Zhist[:, -1]
-            kept = (1.0 - Pf) * state.x
-            x = kept + m_e
-            z = (1.0 - Pf) ** 2 * state.z + Pf * state.x + (1.0 - S_e) * m_e
-            Vf_new = _safe_div(kept * Vf + m_e * V[:, -1], x, Vf)
-        else:
-            x, z, Vf_new = state.x, state.z, state.Vf
-        return MesoState(
-            V=jnp.concatenate([zero, V[:, :-1]], 1),
-            logS=jnp.concatenate([zero, logS_new[:, :-1]], 1),
-            Zhist=jnp.concatenate([Z_t[:, None], state.Zhist[:, :-1]], 1),
-            syn=syn, x=x, z=z, Vf=Vf_new, t=state.t + 1,
-        )
 
-    advance.syn = syn
-    return zbar, advance
+def advance(state: MesoState, parts: StepParts, Z_t: jax.Array, cfg: MesoConfig = MesoConfig()) -> MesoState:
+    """Second half of :func:`step`: append ``Z(t)`` and move the age axis by one bin."""
+    V, lam, Vf, Pf = parts.V, parts.lam, parts.Vf, parts.Pf
+    zero = jnp.zeros_like(V[:, :1])
+    logS_new = state.logS - lam * cfg.dt
+    if cfg.free_bin:
+        S_e = jnp.exp(logS_new[:, -1])
+        m_e = S_e * state.Zhist[:, -1]
+        kept = (1.0 - Pf) * state.x
+        x = kept + m_e
+        z = (1.0 - Pf) ** 2 * state.z + Pf * state.x + (1.0 - S_e) * m_e
+        Vf_new = _safe_div(kept * Vf + m_e * V[:, -1], x, Vf)
+    else:
+        x, z, Vf_new = state.x, state.z, state.Vf
+    return MesoState(
+        V=jnp.concatenate([zero, V[:, :-1]], 1),
+        logS=jnp.concatenate([zero, logS_new[:, :-1]], 1),
+        Zhist=jnp.concatenate([Z_t[:, None], state.Zhist[:, :-1]], 1),
+        syn=parts.syn, x=x, z=z, Vf=Vf_new, t=state.t + 1,
+    )
+
+
+def step(
+    params: MesoParams,
+    state: MesoState,
+    I_ext_t: jax.Array | None = None,
+    cfg: MesoConfig = MesoConfig(),
+):
+    """One bin of the mesoscopic model (:func:`step_parts` then :func:`advance`).
+
+    Returns ``(zbar, advance)``: the expected fraction firing ``Z̄(t)`` (M,) and a function
+    ``advance(Z_t) -> MesoState`` that appends the realised (or latent) ``Z(t)`` and moves the
+    age axis by one bin (``advance.syn`` is the bin's synaptic trace).
+    """
+    zbar, parts = step_parts(params, state, I_ext_t, cfg)
+
+    def adv(Z_t):
+        return advance(state, parts, Z_t, cfg)
+
+    adv.syn = parts.syn
+    return zbar, adv
 
 
 def predict(
@@ -402,7 +433,12 @@ def predict(
     cfg
         Static options (:class:`MesoConfig`: bin size, age bins, free bin, integrator).
     """
-    return _predict(params, Z, A0, I_ext, cfg)[0]
+    return _predict_jit(params, Z, A0, I_ext, cfg=cfg)[0]
+
+
+@functools.partial(jax.jit, static_argnames=("cfg",))
+def _predict_jit(params, Z, A0, I_ext, *, cfg):
+    return _predict(params, Z, A0, I_ext, cfg)
 
 
 def _predict(params, Z, A0, I_ext, cfg):

@@ -29,7 +29,8 @@ from jax.scipy.special import logsumexp
 
 from ..core.errors import check_scalar
 from .data import MesoData
-from .model import _VAR_FLOOR_HZ, MesoConfig, _decay, _free_potential, init_state, ref_bins, spike_log_probs, step
+from .model import _VAR_FLOOR_HZ, MesoConfig, _free_potential, advance, init_state, spike_log_probs, step_parts
+from .model import _decay, ref_bins
 from .params import MesoParams
 
 __all__ = ["observed_init", "observed_step", "particle_filter", "sample_posterior"]
@@ -94,16 +95,16 @@ def particle_filter(params: MesoParams, y, A0, age0, I_ext, key, *, n_particles:
     I_seq = jnp.zeros((T, M), dtype) if I_ext is None else I_ext
 
     def one_step(s, I_t):
-        zbar, adv = step(params, s, None if I_ext is None else I_t, cfg)
-        I = adv.syn @ params.J_eff
+        zbar, parts = step_parts(params, s, None if I_ext is None else I_t, cfg)
+        I = parts.syn @ params.J_eff
         if I_ext is not None:
             I = I + params.eps * I_t
-        return zbar, params.mu + I / params.amem
+        return zbar, parts, params.mu + I / params.amem
 
     def body(carry, xs):
         sts, Vo, ko, logw, loglik = carry
         t, y_t, I_t = xs
-        zbar, c = jax.vmap(one_step, in_axes=(0, None))(sts, I_t)
+        zbar, parts, c = jax.vmap(one_step, in_axes=(0, None))(sts, I_t)
         ll, Vn, kn = observed_step(params, Vo, ko, c, y_t, dt, cfg.integrator)
         lw = logw + ll
         lse = logsumexp(lw)
@@ -114,11 +115,10 @@ def particle_filter(params: MesoParams, y, A0, age0, I_ext, key, *, n_particles:
         do = ess < 0.5 * P
         anc = jnp.where(do, _systematic(k_res, wn), jnp.arange(P))
         logw = jnp.where(do, jnp.full((P,), -jnp.log(P), dtype), lw - lse)
-        sts, Vn, kn, zbar = jax.tree_util.tree_map(lambda l: l[anc], (sts, Vn, kn, zbar))
+        sts, parts, Vn, kn, zbar = jax.tree_util.tree_map(lambda l: l[anc], (sts, parts, Vn, kn, zbar))
         sd = jnp.sqrt(zbar / N + _VAR_FLOOR_HZ * dt / N)
         Z_t = jnp.clip(zbar + sd * jax.random.normal(k_z, zbar.shape, dtype), Z_MIN, 1.0)
-        # advance every particle with its own Z(t) (the step is recomputed: closures cannot leave vmap)
-        sts = jax.vmap(lambda s, z: step(params, s, None if I_ext is None else I_t, cfg)[1](z))(sts, Z_t)
+        sts = jax.vmap(lambda s, pt, z: advance(s, pt, z, cfg))(sts, parts, Z_t)
         return (sts, Vn, kn, logw, loglik), (Z_t, anc, ess)
 
     (_, _, _, logw, loglik), (Zs, ancs, ess) = jax.lax.scan(body, carry0, (jnp.arange(T), y, I_seq))
