@@ -29,8 +29,8 @@ from jax.scipy.special import logsumexp
 
 from ..core.errors import check_scalar
 from .data import MesoData
-from .model import _VAR_FLOOR_HZ, MesoConfig, _free_potential, advance, init_state, spike_log_probs, step_parts
-from .model import _decay, ref_bins
+from .model import (_VAR_FLOOR_HZ, MesoConfig, _decay, _free_potential, advance, init_state, ref_bins, spike_log_probs,
+                    step_parts)
 from .params import MesoParams
 
 __all__ = ["observed_init", "observed_step", "particle_filter", "sample_posterior"]
