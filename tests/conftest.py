@@ -10,6 +10,10 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
 
+# Tests stay independent of earlier runs: no persistent compilation cache (tests/core/test_cache.py
+# checks the cache itself in subprocesses with their own folders).
+os.environ.setdefault("SPIKEJAX_CACHE_DIR", "off")
+
 import jax
 import pytest
 

@@ -9,7 +9,11 @@ layer-5 rate network), ``lfads`` (LFADS / RADICaL sequential VAEs). Shared machi
 from importlib.metadata import PackageNotFoundError, version
 
 from . import core
+from .core.cache import configure_from_env as _configure_cache
 from .core.errors import ConfigError, DataFormatError, NonFiniteError, ShapeError, SpikejaxError, TrainingDivergedError
+
+# Persistent compilation cache on by default (SPIKEJAX_CACHE_DIR=off disables it): see core/cache.py.
+_configure_cache()
 
 try:
     __version__ = version("spikejax")

@@ -1,5 +1,6 @@
 """What every spikejax family shares: time stepping, likelihoods, metrics, training, sweeps, IO, errors."""
 
+from .cache import cache_dir, default_cache_dir, disable_compilation_cache, enable_compilation_cache
 from .errors import (
     ConfigError,
     DataFormatError,
