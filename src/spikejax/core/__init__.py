@@ -40,6 +40,7 @@ from .metrics import (
     pearson_r,
     r2_score,
 )
+from .population import STATUS_NAMES, PopulationResult, PopulationState, fit_population
 from .scan import chunked_scan, scan, step_keys
 from .sweep import batch_size_of, shard_batch, stack, sweep, unstack
 from .training import (

@@ -81,9 +81,15 @@ class EarlyStopping:
     """Stop when the monitored metric has not improved by ``min_delta`` for ``patience`` evaluations.
 
     ``monitor`` is ``"val"`` (the value of ``val_fn``), ``"val_smth"`` (its exponential smoothing,
-    see ``fit(val_smoothing=)``) or ``"train"`` (the mean training loss of the call); ``mode`` is
-    ``"min"`` or ``"max"``. Evaluations without improvement are counted only from ``min_steps``
-    on (e.g. once KL ramps end); the best value is tracked throughout.
+    see ``fit(val_smoothing=)``), ``"train"`` (the mean training loss of the call),
+    ``"train/<key>"`` (the mean of the loss's aux entry ``<key>``) or ``"val/<key>"`` (an entry of
+    a dict-valued ``val_fn``); ``mode`` is ``"min"`` or ``"max"``. Evaluations without
+    improvement are counted only from ``min_steps`` on (e.g. once KL ramps end); the best value is
+    tracked throughout.
+
+    ``rule="unchanged"`` stops instead when the monitored value has been *identical* for
+    ``patience`` evaluations in a row (GRNN's criterion; ``min_delta`` and ``mode`` then only
+    affect the best value that is tracked).
     """
 
     patience: int = 10
@@ -91,15 +97,19 @@ class EarlyStopping:
     monitor: str = "val"
     mode: str = "min"
     min_steps: int = 0
+    rule: str = "no_improvement"
 
     def __post_init__(self) -> None:
         _check_monitoring(self)
+        if self.rule not in _RULES:
+            raise ConfigError(f"EarlyStopping.rule must be one of {_RULES}, got {self.rule!r}")
 
     def improved(self, value: float, best: float | None) -> bool:
         return _improved(value, best, self.mode, self.min_delta)
 
 
 _MONITORS = ("val", "val_smth", "train")
+_RULES = ("no_improvement", "unchanged")
 
 
 def _check_monitoring(obj) -> None:
@@ -109,8 +119,9 @@ def _check_monitoring(obj) -> None:
         raise ConfigError(f"{name}.patience must be >= 1, got {obj.patience}")
     if obj.mode not in ("min", "max"):
         raise ConfigError(f"{name}.mode must be 'min' or 'max', got {obj.mode!r}")
-    if obj.monitor not in _MONITORS:
-        raise ConfigError(f"{name}.monitor must be one of {_MONITORS}, got {obj.monitor!r}")
+    prefixed = isinstance(obj.monitor, str) and obj.monitor.startswith(("train/", "val/")) and len(obj.monitor.split("/", 1)[1]) > 0
+    if obj.monitor not in _MONITORS and not prefixed:
+        raise ConfigError(f"{name}.monitor must be one of {_MONITORS}, 'train/<aux key>' or 'val/<key>', got {obj.monitor!r}")
 
 
 def _improved(value: float, best: float | None, mode: str, min_delta: float) -> bool:
@@ -451,6 +462,7 @@ def fit(
     best_step: int | None = None
     best_params = params
     bad_evals = 0
+    recent: list[float] = []
     smth: float | None = None
     pl_best: float | None = None
     pl_bad = 0
@@ -461,6 +473,7 @@ def fit(
         step, (params, opt_state, best_params), meta = loaded
         history = {k: list(v) for k, v in meta["history"].items()}
         best_val, best_step, bad_evals = meta["best_val"], meta["best_step"], int(meta["bad_evals"])
+        recent = [float(v) for v in meta.get("recent", [])]
         smth, pl_best, pl_bad = meta.get("val_smth"), meta.get("plateau_best"), int(meta.get("plateau_bad", 0))
 
     show = _auto_progress() if progress is None else bool(progress)
@@ -517,19 +530,23 @@ def fit(
             bar.update(n_active)
             bar.set_postfix({k: v for k, v in logs.items() if isinstance(v, float)}, refresh=False)
 
-            monitored = lambda m: logs["loss"] if m == "train" else logs[m]  # noqa: E731
             stop = False
             if early_stopping is not None or restore_best:
                 es = early_stopping or EarlyStopping(monitor="val" if val_fn is not None else "train")
-                value = monitored(es.monitor)
+                value = _monitored(logs, es.monitor)
                 if es.improved(value, best_val):
                     best_val, best_step, best_params, bad_evals = value, step, params, 0
                 elif step >= es.min_steps:
                     bad_evals += 1
-                if early_stopping is not None and bad_evals >= es.patience and step >= es.min_steps:
+                if es.rule == "unchanged":
+                    recent = (recent + [value])[-es.patience:]
+                    done = len(recent) == es.patience and len(set(recent)) == 1
+                else:
+                    done = bad_evals >= es.patience
+                if early_stopping is not None and done and step >= es.min_steps:
                     stop_reason, stop = "early_stopping", True
             if plateau is not None and step >= plateau.min_steps:
-                value = monitored(plateau.monitor)
+                value = _monitored(logs, plateau.monitor)
                 if _improved(value, pl_best, plateau.mode, plateau.min_delta):
                     pl_best, pl_bad = value, 0
                 else:
@@ -543,7 +560,7 @@ def fit(
                 if callback(step, model_now, logs):
                     stop_reason, stop = "callback", True
             if ckpt is not None and (step % checkpoint_every == 0 or step == total or stop):
-                meta = {"history": history, "best_val": best_val, "best_step": best_step, "bad_evals": bad_evals,
+                meta = {"history": history, "best_val": best_val, "best_step": best_step, "bad_evals": bad_evals, "recent": recent,
                         "val_smth": smth, "plateau_best": pl_best, "plateau_bad": pl_bad}
                 save_checkpoint(ckpt, step, (params, opt_state, best_params), meta)
             if stop:
@@ -554,6 +571,19 @@ def fit(
     final = best_params if (restore_best and best_step is not None) else params
     hist = {k: np.asarray(v) for k, v in history.items()}
     return FitResult(eqx.combine(final, static), opt_state, hist, step, stop_reason, best_step)
+
+
+def _monitored(logs: dict[str, Any], monitor: str) -> float:
+    """The value of ``monitor`` (``"train"``, ``"train/<aux key>"``, ``"val"``, ``"val/<key>"``, ``"val_smth"``) in a fit's logs."""
+    if monitor == "train":
+        return logs["loss"]
+    key = monitor[6:] if monitor.startswith("train/") else monitor
+    if key not in logs:
+        raise ConfigError(f"the monitored value {monitor!r} is not logged (have {sorted(logs)})")
+    value = logs[key]
+    if isinstance(value, (list, np.ndarray)):
+        raise ConfigError(f"the monitored value {monitor!r} must be a scalar")
+    return float(value)
 
 
 def save_checkpoint(directory: str | Path, step: int, state: Any, meta: dict[str, Any] | None = None) -> Path:
