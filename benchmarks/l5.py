@@ -1,7 +1,13 @@
 """L5 benchmark: (1) a sweep of >= 1000 settings in one compiled call, (2) the JAX simulation
-against the float64 NumPy reference of the tests (same model, same run), (3) the debug config.
+against the float64 NumPy reference of the tests (same model, same run), (3) the debug config
+(5 networks x 4 directions x 2500 steps, Slide_BCM) warm, against the NumPy cost anchor
+(``shared/anchors/l5_numpy_anchor.py``, one (network, direction) run, 1 BLAS thread) run in the same
+benchmark run, with the ratio, (4) cold compile times in fresh processes (``SPIKEJAX_CACHE_DIR=off``).
 
-Usage: python benchmarks/l5.py [--quick] [--n 1000] [--out benchmarks/RESULTS_l5.json]
+Usage: python benchmarks/l5.py [--quick] [--n 1000] [--skip-sweep] [--dense] [--out benchmarks/RESULTS_l5.json]
+
+``--dense`` also times the debug configuration with the dense N x N weight carry (the code path
+before the low-rank form), in the same run.
 """
 
 from __future__ import annotations
@@ -10,9 +16,14 @@ import argparse
 import json
 import os
 import platform
+import re
+import subprocess
 import sys
 import time
 from pathlib import Path
+
+# benchmarks measure compilation too: no persistent compilation cache unless asked for
+os.environ.setdefault("SPIKEJAX_CACHE_DIR", "off")
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -86,29 +97,122 @@ def bench_vs_numpy(quick: bool) -> dict:
             "max_rel_diff_block_rates_f32_vs_f64": err}
 
 
-def bench_debug(quick: bool) -> dict:
+def bench_debug(quick: bool, dense: bool = False) -> dict:
     from spikejax.l5 import run
 
     cfg = debug_config(**({"N": [9, 55, 9, 7], "sim_number": 2} if quick else {}))
+    load0 = os.getloadavg()[0]
     res, t_first = timed(lambda: run(cfg).loss)
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        res = run(cfg)
+        times.append(time.perf_counter() - t0)
+    out = {"config": "quick (N=[9,55,9,7], 2 networks)" if quick else "debug (5 networks x 4 directions x 2500 steps)",
+           "debug_config_seconds_first_incl_compile": round(t_first, 2),
+           "debug_config_seconds": round(min(times), 2), "debug_config_seconds_all": [round(t, 2) for t in times],
+           "load_average_1min": [round(load0, 2), round(os.getloadavg()[0], 2)], "summary_info": res.summary_info,
+           "head_loss": res.loss}
+    if dense:
+        from spikejax.l5 import L5Params, make_spec, simulate
+        from spikejax.l5.network import build_network as bn
+
+        net = bn(cfg, key=jax.random.PRNGKey(cfg.seed))
+        p = L5Params.from_config(cfg)
+        sp_d = make_spec(cfg, dense_weights=True)
+        sp_l = make_spec(cfg)
+        timed(lambda: simulate(p, net, sp_d).rates)
+        o_d, t_d = timed(lambda: simulate(p, net, sp_d))
+        o_l, t_l = timed(lambda: simulate(p, net, sp_l))
+        rd, rl = np.asarray(o_d.rates), np.asarray(o_l.rates)
+        wd, wl = np.asarray(o_d.W_final), np.asarray(o_l.W_final)
+        out["simulate_seconds_dense_weights"] = round(t_d, 2)
+        out["simulate_seconds_low_rank"] = round(t_l, 3)
+        out["speedup_low_rank_vs_dense"] = round(t_d / t_l, 1)
+        out["max_rel_diff_rates_low_rank_vs_dense_f32"] = float(np.max(np.abs(rd - rl)) / np.max(np.abs(rd)))
+        out["max_rel_diff_W_final_low_rank_vs_dense_f32"] = float(np.max(np.abs(wd - wl)) / np.max(np.abs(wd)))
+    return out
+
+
+ANCHOR = ROOT.parent / "shared" / "anchors" / "l5_numpy_anchor.py"
+
+
+def bench_anchor() -> dict:
+    """One (network, direction) run of the NumPy anchor, 1 BLAS thread, in a subprocess of this run."""
+    if not ANCHOR.exists():
+        return {"skipped": f"anchor not found at {ANCHOR}"}
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
-    res = run(cfg)
-    t = time.perf_counter() - t0
-    return {"debug_config_seconds_first_incl_compile": round(t_first, 2), "debug_config_seconds": round(t, 2),
-            "summary_info": res.summary_info}
+    p = subprocess.run([sys.executable, str(ANCHOR)], capture_output=True, text=True, env=env, check=True)
+    wall = time.perf_counter() - t0
+    m = re.search(r"Slide_BCM\): ([0-9.]+) s", p.stdout)
+    per_run = float(m.group(1)) if m else wall
+    return {"anchor": str(ANCHOR.name), "anchor_seconds_per_run": round(per_run, 2),
+            "anchor_seconds_per_configuration_20_runs": round(20 * per_run, 1),
+            "load_average_1min": [round(load0, 2), round(os.getloadavg()[0], 2)], "stdout": p.stdout.strip()}
+
+
+COLD_SNIPPET = """
+import os, time, json
+t0 = time.perf_counter()
+import jax
+from spikejax.l5 import L5Params, build_network, debug_config, make_spec, run, simulate
+t_import = time.perf_counter() - t0
+cfg = debug_config(sim_number=1, degree=[0.0]{extra})
+t0 = time.perf_counter()
+net = build_network(cfg, key=jax.random.PRNGKey(0))
+jax.block_until_ready(net.W)
+t_build = time.perf_counter() - t0
+p = L5Params.from_config(cfg); spec = make_spec(cfg)
+t0 = time.perf_counter(); jax.block_until_ready(simulate(p, net, spec).rates); t_sim = time.perf_counter() - t0
+t0 = time.perf_counter(); jax.block_until_ready(simulate(p, net, spec).rates); t_sim_warm = time.perf_counter() - t0
+cfg4 = debug_config(sim_number=1{extra})
+t0 = time.perf_counter(); run(cfg4); t_run4 = time.perf_counter() - t0
+t0 = time.perf_counter(); run(cfg4); t_run4_warm = time.perf_counter() - t0
+print(json.dumps(dict(import_s=t_import, build_network_first_s=t_build, simulate_1x1_first_s=t_sim,
+                      simulate_1x1_warm_s=t_sim_warm, run_1x4_first_s=t_run4, run_1x4_warm_s=t_run4_warm)))
+"""
+
+
+def bench_cold(quick: bool) -> dict:
+    """Cold first calls in a fresh process with the persistent compilation cache off."""
+    extra = ", N=[9, 55, 9, 7]" if quick else ""
+    env = {**os.environ, "SPIKEJAX_CACHE_DIR": "off"}
+    load0 = os.getloadavg()[0]
+    p = subprocess.run([sys.executable, "-c", COLD_SNIPPET.format(extra=extra)], capture_output=True, text=True,
+                       env=env, cwd=str(ROOT), check=True)
+    res = {k: round(v, 2) for k, v in json.loads(p.stdout.strip().splitlines()[-1]).items()}
+    res["first_result_1x1_s"] = round(res["build_network_first_s"] + res["simulate_1x1_first_s"], 2)
+    res["load_average_1min"] = [round(load0, 2), round(os.getloadavg()[0], 2)]
+    return res
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--n", type=int, default=1000)
+    ap.add_argument("--skip-sweep", action="store_true", help="skip (1) and (2), the long sweep and reference runs")
+    ap.add_argument("--dense", action="store_true", help="also time the dense weight carry (the previous code path)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     n = 16 if args.quick and args.n == 1000 else args.n
     res = {"machine": f"{platform.machine()} {platform.processor() or ''} cpus={os.cpu_count()} jax={jax.__version__} "
                       f"backend={jax.default_backend()}",
-           "load_average_at_start": os.getloadavg(),
-           "sweep": bench_sweep(n, args.quick), "jax_vs_numpy": bench_vs_numpy(args.quick), "debug": bench_debug(args.quick)}
+           "load_average_at_start": os.getloadavg()}
+    if not args.skip_sweep:
+        res["sweep"] = bench_sweep(n, args.quick)
+        res["jax_vs_numpy"] = bench_vs_numpy(args.quick)
+    res["cold"] = bench_cold(args.quick)
+    res["anchor"] = bench_anchor()
+    res["debug"] = bench_debug(args.quick, dense=args.dense)
+    res["anchor_after"] = bench_anchor()
+    if "anchor_seconds_per_run" in res["anchor"]:
+        a = 0.5 * (res["anchor"]["anchor_seconds_per_run"] + res["anchor_after"]["anchor_seconds_per_run"])
+        runs = 20 if not args.quick else None
+        if runs:
+            res["ratio_anchor_configuration_vs_spikejax_debug_warm"] = round(20 * a / res["debug"]["debug_config_seconds"], 1)
+    res["load_average_at_end"] = os.getloadavg()
     print(json.dumps(res, indent=1, default=str))
     if args.out:
         Path(args.out).write_text(json.dumps(res, indent=1, default=str))

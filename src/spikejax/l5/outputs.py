@@ -4,6 +4,7 @@ its HEAD loss, and :func:`run` which does it all for one config.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,8 +48,8 @@ def _block_stats(W, N):
     oh = np.eye(4)[tid]
     cnt = oh.sum(0)
     W = np.asarray(W, dtype=float)
-    mean = np.einsum("ia,...ij,jb->...ab", oh, W, oh) / np.outer(cnt, cnt)
-    sq = np.einsum("ia,...ij,jb->...ab", oh, W**2, oh) / np.outer(cnt, cnt)
+    mean = (oh.T @ W @ oh) / np.outer(cnt, cnt)
+    sq = (oh.T @ (W * W) @ oh) / np.outer(cnt, cnt)
     return mean, np.sqrt(np.maximum(sq - mean**2, 0.0))
 
 
@@ -134,15 +135,25 @@ def head_loss(wdf: pd.DataFrame, sdf: pd.DataFrame, target=None) -> float:
     return abs(10 * (rmse + d_os) - d_ds + 0.1 * (s_between + s_within))
 
 
+@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4, 5, 6))
+def _evaluate_arrays(rates, N, eval_blocks, win_start, win_stop, variant, soft_beta):
+    # one compiled program for all statistics (op-by-op, their first call compiled dozens of
+    # small programs: ~5 s)
+    win = slice(win_start, win_stop)
+    st_after = M.summarize(rates, N, eval_blocks=eval_blocks, soft_beta=soft_beta)
+    st_before = M.summarize(rates, N, eval_blocks=eval_blocks, window=win, soft_beta=soft_beta)
+    cnt = M.counters(rates, N, variant=variant, eval_blocks=eval_blocks)
+    return M.aggregate(st_after), M.aggregate(st_before), cnt, st_after
+
+
 def evaluate(out: SimOutput, cfg: L5Config, *, soft_beta: float | None = None):
     """Selectivity statistics after and before learning plus counters: ``(after, before, counters, stats)``."""
     eval_blocks = cfg.eval_steps // cfg.block
     tau0 = float(np.asarray(cfg.tau, dtype=float).reshape(-1)[0])
     win = M.before_blocks(cfg.number_steps_before_learning, cfg.delta_t, tau0, cfg.block, eval_blocks, cfg.variant)
-    st_after = M.summarize(out.rates, cfg.N, eval_blocks=eval_blocks, soft_beta=soft_beta)
-    st_before = M.summarize(out.rates, cfg.N, eval_blocks=eval_blocks, window=win, soft_beta=soft_beta)
-    cnt = M.counters(out.rates, cfg.N, variant=cfg.variant, eval_blocks=eval_blocks)
-    return M.aggregate(st_after), M.aggregate(st_before), cnt, st_after
+    M._check4(out.rates[..., 0, :])
+    return _evaluate_arrays(out.rates, tuple(int(n) for n in cfg.N), int(eval_blocks), win.start, win.stop,
+                            cfg.variant, None if soft_beta is None else float(soft_beta))
 
 
 @dataclass

@@ -30,7 +30,7 @@ from ..core.errors import ConfigError, ShapeError, check_array
 from .config import L5Config
 from .dynamics import PHASE_MODES, neuron_mask, phase_row_masks, phi, rule_gradient
 from .network import Network, check_network, type_index
-from .stimulus import spatial_projection, stimulus_at, thalamic_gain
+from .stimulus import spatial_projection, stimulus_at, stimulus_basis, thalamic_gain
 
 __all__ = ["L5Params", "Spec", "SimOutput", "make_spec", "simulate", "simulate_config"]
 
@@ -136,6 +136,16 @@ class Spec:
     record_weights: bool = True
     record_states: bool = False
     remat: bool = False
+    dense_weights: bool = False
+
+    @property
+    def low_rank(self) -> bool:
+        """Whether W is carried as W0 + A^T Q (see :func:`simulate`) instead of a dense N x N matrix."""
+        if self.dense_weights or not self.learning or self.rule not in ("BCM", "Slide_BCM"):
+            return False
+        if self.variant != "faithful" or self.integrator != "forward_euler":
+            return False
+        return _rank1(neuron_mask(self.N, self.neurons, self.variant)) is not None
 
     @property
     def n_blocks(self) -> int:
@@ -155,6 +165,17 @@ class Spec:
         return self.integrator == "runge_kutta" and self.variant == "faithful"
 
 
+def _rank1(mask: np.ndarray):
+    """(row, col) 0/1 vectors with mask == outer(row, col), or None when the mask is not of that form."""
+    rows = np.any(mask != 0, axis=1)
+    if not rows.any():
+        return rows.astype(float), np.zeros(mask.shape[1])
+    col = (mask[int(np.argmax(rows))] != 0).astype(float)
+    if np.array_equal(np.outer(rows, col), mask):
+        return rows.astype(float), col
+    return None
+
+
 def make_spec(
     cfg: L5Config,
     *,
@@ -163,9 +184,12 @@ def make_spec(
     remat: bool = False,
     capacity: int | None = None,
     steps: int | None = None,
+    dense_weights: bool = False,
 ) -> Spec:
     """The static half of a config. ``capacity`` (ring-buffer length) defaults to the window length
-    capped at steps + 1; pass ``steps + 1`` when ``tau_threshold`` will vary (search, tuning)."""
+    capped at steps + 1; pass ``steps + 1`` when ``tau_threshold`` will vary (search, tuning).
+    ``dense_weights=True`` forces the dense N x N weight carry even where the low-rank form applies
+    (for checks; same results up to rounding)."""
     cfg.validate()
     steps = cfg.steps if steps is None else int(steps)
     cap = min(cfg.window_length, steps + 1) if capacity is None else int(capacity)
@@ -196,6 +220,7 @@ def make_spec(
         record_weights=record_weights,
         record_states=record_states,
         remat=remat,
+        dense_weights=bool(dense_weights),
     )
 
 
@@ -232,14 +257,36 @@ def _run_one(p: L5Params, spec: Spec, W0, struct, pos_a, pos_b, r0, theta, theta
     if spec.stimulus == "thalamic":
         gain = thalamic_gain(tid, N, theta, theta_pref, spec.thal_fraction, p.thal_g_orth, p.thal_g_pref)
 
-    def u_at(t):
-        return stimulus_at(spec.stimulus, amp_n, steady_n, s, t.astype(dtype), p.spatialF, p.temporalF, p.spatialPhase, gain)
+    low_rank = spec.low_rank
+    if low_rank:
+        # Faithful BCM / Slide_BCM with Euler: dW = dt/tau_learn * (m_row * post) (x) (m_col * s * u), and
+        # u(t) = c(t) @ B with K fixed patterns, so W(t) = W0 + A(t)^T Q with Q = m_col * s * B (K x N)
+        # and A (K x N) accumulating dt/tau_learn * c_k(t) * m_row * post. Exact algebra: the N x N
+        # matrix is never written; W r = W0 r + A^T (Q r).
+        Bmat, c_at = stimulus_basis(spec.stimulus, amp_n, steady_n, s, p.spatialF, p.temporalF, p.spatialPhase, gain)
+        row_np, col_np = _rank1(neuron_mask(N, spec.neurons, spec.variant))
+        Q = Bmat * jnp.asarray(col_np, dtype)[None, :]
+        if spec.rule == "Slide_BCM":
+            Q = Q * sgn[None, :]
+        row_n = jnp.asarray(row_np, dtype)
+
+        def u_at(t):
+            cv = c_at(t.astype(dtype))
+            return cv @ Bmat, cv
+    else:
+        def u_at(t):
+            return stimulus_at(spec.stimulus, amp_n, steady_n, s, t.astype(dtype), p.spatialF, p.temporalF, p.spatialPhase, gain), None
+
+    def matvec(Wst, r):
+        if low_rank:  # Wst is A (low_rank implies learning)
+            return W0 @ r + Wst.T @ (Q @ r)
+        return Wst @ r
 
     def nl(x):
         return phi(x, kind=spec.nonlinearity, lo=p.phi_lo, hi=p.phi_hi, gamma=spec.gamma, beta=spec.smooth_beta, variant=spec.variant)
 
     def f_rate(r, W, u):
-        return (-r + nl(W @ r + u)) / tau_n
+        return (-r + nl(matvec(W, r) + u)) / tau_n
 
     def rate_step(r, W, u):
         if spec.integrator == "forward_euler":
@@ -311,6 +358,13 @@ def _run_one(p: L5Params, spec: Spec, W0, struct, pos_a, pos_b, r0, theta, theta
         m1, m2 = thr
         return m2, m2, m1
 
+    def w_step_low_rank(A, r, cv, thr, j, mode):
+        th_b, th_s, _ = thr_values(thr, j)
+        th = th_b if spec.rule == "BCM" else th_s
+        post = r * (r - th) / th
+        rmask = row_n if rows_trivial else row_n * rows[mode]
+        return A + (dt / p.tau_learn) * cv[:, None] * (rmask * post)[None, :]
+
     def w_step(W, r, u, thr, j, mode):
         if mask_trivial:
             mask = struct if spec.variant == "corrected" else 1.0
@@ -354,19 +408,27 @@ def _run_one(p: L5Params, spec: Spec, W0, struct, pos_a, pos_b, r0, theta, theta
         def step(carry, xs):
             t, old, valid = xs
             r, W, thr, wacc = carry
-            u = u_at(t)
+            u, cv = u_at(t)
             r_new = rate_step(r, W if learning else W0, u)
             j = t + 1
             thr = thr_update(thr, r_new, old, valid)
             if learning and learn_flag:
                 mode = modes_j[jnp.mod(t, len(modes))]
-                if learn_flag == "cond" or has_rest:
+                if low_rank:
+                    W_new = w_step_low_rank(W, r_new, cv, thr, j, mode)
+                    if learn_flag == "cond" or has_rest:
+                        do = (t >= spec.n_before) & (mode != rest)
+                        W_new = jnp.where(do, W_new, W)
+                    W = W_new
+                elif learn_flag == "cond" or has_rest:
                     do = (t >= spec.n_before) & (mode != rest)
                     W = jax.lax.cond(do, lambda W_: w_step(W_, r_new, u, thr, j, mode), lambda W_: W_, W)
                 else:
                     W = w_step(W, r_new, u, thr, j, mode)
             if keep_W and acc_flag:
-                if acc_flag == "cond":
+                if acc_flag == "cond" and low_rank:
+                    wacc = wacc + jnp.where(t >= acc_from, W, 0.0)
+                elif acc_flag == "cond":
                     wacc = jax.lax.cond(t >= acc_from, lambda a: a + W, lambda a: a, wacc)
                 else:
                     wacc = wacc + W
@@ -378,6 +440,7 @@ def _run_one(p: L5Params, spec: Spec, W0, struct, pos_a, pos_b, r0, theta, theta
     P = np.zeros((n, 4))
     P[np.arange(n), tid] = 1.0
     P = jnp.asarray(P / np.maximum(P.sum(0), 1.0), dtype)
+    PW0P = P.T @ W0 @ P if low_rank and spec.record_weights else None
 
     def block_factory(step):
         def block_fn(carry_ring, bts):
@@ -393,7 +456,10 @@ def _run_one(p: L5Params, spec: Spec, W0, struct, pos_a, pos_b, r0, theta, theta
                 ring = jax.lax.dynamic_update_slice_in_dim(ring, rs[None], jnp.mod(b, n_slots), axis=0)
             out = {"rates": jnp.mean(rs, axis=0)}
             if spec.record_weights:
-                out["w_trace"] = P.T @ (carry[1] if learning else W0) @ P
+                if low_rank:
+                    out["w_trace"] = PW0P + (P.T @ carry[1].T) @ (Q @ P)
+                else:
+                    out["w_trace"] = P.T @ (carry[1] if learning else W0) @ P
             if spec.record_states:
                 out["r_steps"], out["W_steps"] = ys
             return (carry, ring), out
@@ -406,14 +472,20 @@ def _run_one(p: L5Params, spec: Spec, W0, struct, pos_a, pos_b, r0, theta, theta
         return True if start >= edge else (False if end <= edge else "cond")
 
     segs = []
-    for blk in range(spec.n_blocks):
+    if low_rank:
+        # the gates cost O(K N) per step here: one scan body (a third of the compile time)
+        segs.append([0, spec.n_blocks, ("cond", "cond")])
+    for blk in range(spec.n_blocks if not low_rank else 0):
         f = (flag(blk * B, (blk + 1) * B, spec.n_before), flag(blk * B, (blk + 1) * B, acc_from))
         if segs and segs[-1][2] == f:
             segs[-1][1] = blk + 1
         else:
             segs.append([blk, blk + 1, f])
-    W_c = W0 if learning else jnp.zeros((), dtype)
-    wacc0 = jnp.zeros_like(W0) if keep_W else jnp.zeros((), dtype)
+    if low_rank:
+        W_c = jnp.zeros((Bmat.shape[0], n), dtype)
+    else:
+        W_c = W0 if learning else jnp.zeros((), dtype)
+    wacc0 = jnp.zeros_like(W_c) if keep_W else jnp.zeros((), dtype)
     ts_all = jnp.arange(spec.steps, dtype=jnp.int32).reshape(spec.n_blocks, spec.block)
     carry = ((r0, W_c, thr0, wacc0), ring0)
     b_all = jnp.arange(spec.n_blocks, dtype=jnp.int32)
@@ -427,11 +499,17 @@ def _run_one(p: L5Params, spec: Spec, W0, struct, pos_a, pos_b, r0, theta, theta
     res = {"rates": out["rates"]}
     if spec.record_weights:
         res["w_trace"] = out["w_trace"]
-        res["W_final"] = wacc / spec.acc_steps if keep_W else W0
+        if keep_W and low_rank:
+            res["W_final"] = W0 + (wacc / spec.acc_steps).T @ Q
+        else:
+            res["W_final"] = wacc / spec.acc_steps if keep_W else W0
     if spec.record_states:
         res["r_steps"] = out["r_steps"].reshape(spec.steps, n)
         W_steps = out["W_steps"]
-        res["W_steps"] = W_steps.reshape((spec.steps,) + W_steps.shape[2:]) if learning else jnp.broadcast_to(W0, (spec.steps, n, n))
+        W_steps = W_steps.reshape((spec.steps,) + W_steps.shape[2:])
+        if low_rank:
+            W_steps = W0[None] + jnp.einsum("tkn,km->tnm", W_steps, Q)
+        res["W_steps"] = W_steps if learning else jnp.broadcast_to(W0, (spec.steps, n, n))
     return res
 
 

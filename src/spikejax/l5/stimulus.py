@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-__all__ = ["spatial_projection", "counterphase", "drifting", "semicircle", "thalamic_gain", "stimulus_at"]
+__all__ = ["spatial_projection", "counterphase", "drifting", "semicircle", "thalamic_gain", "stimulus_at", "stimulus_basis"]
 
 _TWO_PI = 2.0 * jnp.pi
 
@@ -96,3 +96,51 @@ def stimulus_at(kind, amp_n, steady_n, s, t, spatialF, temporalF, spatialPhase, 
         base = jnp.where(steady_n > 0.5, amp_n, drifting(amp_n, steady_n, s, t, spatialF, temporalF, spatialPhase))
         return base * gain
     return _KINDS[kind](amp_n, steady_n, s, t, spatialF, temporalF, spatialPhase)
+
+
+def stimulus_basis(kind, amp_n, steady_n, s, spatialF, temporalF, spatialPhase, gain=None):
+    """The drive as a sum of a few fixed spatial patterns times scalar functions of the step.
+
+    Returns ``(B, c)`` with ``B`` of shape (K, N) and ``c(t)`` of shape (K,) such that
+    ``u(t) = c(t) @ B`` equals :func:`stimulus_at` (K = 2 for the counter-phase and semicircle
+    gratings, 3 for the drifting and thalamic ones). For the counter-phase grating the split is
+    exact (one of the two patterns is zero for every neuron); for the drifting ones it uses
+    cos(K s - phi t) = cos(K s) cos(phi t) + sin(K s) sin(phi t) (equal up to rounding).
+    The faithful BCM rules use u as the presynaptic factor, so their weight change stays in the
+    span of these K patterns (see ``simulate``).
+    """
+    steady = steady_n > 0.5
+    zero = jnp.zeros_like(amp_n * s)
+    if kind in ("counterphase", "semicircle"):
+        spatial = amp_n * jnp.cos(spatialF * s - spatialPhase)
+        if kind == "semicircle":
+            spatial = jnp.abs(spatial)
+            c_steady = jnp.abs(jnp.cos(temporalF))
+        else:
+            c_steady = jnp.cos(temporalF)
+        B = jnp.stack([jnp.where(steady, spatial, zero), jnp.where(steady, zero, spatial)])
+
+        def c(t):
+            ct = _cos_step(temporalF, t)
+            ct = jnp.abs(ct) if kind == "semicircle" else ct
+            return jnp.stack([jnp.broadcast_to(c_steady, ct.shape), ct])
+
+        return B, c
+    if kind in ("drifting", "thalamic"):
+        g = 1.0 if gain is None or kind == "drifting" else gain
+        if kind == "drifting":
+            const = jnp.where(steady, amp_n * jnp.cos(spatialF * s - spatialPhase) + amp_n, amp_n)
+        else:
+            const = amp_n
+        B = jnp.stack([
+            const * g,
+            jnp.where(steady, zero, amp_n * jnp.cos(spatialF * s)) * g,
+            jnp.where(steady, zero, amp_n * jnp.sin(spatialF * s)) * g,
+        ])
+
+        def c(t):
+            ph = _step_phase(spatialPhase, t)
+            return jnp.stack([jnp.ones_like(ph), jnp.cos(ph), jnp.sin(ph)])
+
+        return B, c
+    raise ValueError(f"unknown stimulus {kind!r}")
