@@ -30,7 +30,7 @@ test-slow: $(STAMP)
 
 docs: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[docs]"
-	$(PY) -m sphinx -b html docs docs/_build/html
+	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[bench]"

@@ -23,7 +23,15 @@ autodoc_member_order = "bysource"
 napoleon_numpy_docstring = True
 napoleon_google_docstring = False
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
-nb_execution_mode = "off"  # guides are executed as examples in CI, not at doc-build time
+# The tutorials (docs/tutorials/*.md, MyST notebooks) are executed at build time; results are cached
+# in docs/_build/.jupyter_cache and re-used while a notebook's code is unchanged. The prose guides
+# have no code cells (their code is shown as plain fenced blocks), so only the tutorials execute.
+nb_execution_mode = "cache"
+nb_execution_cache_path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_build", ".jupyter_cache")
+nb_execution_timeout = 1200  # s per notebook (quick settings take a few minutes on 2 cores)
+nb_execution_raise_on_error = True  # a failing cell fails the build
+nb_execution_show_tb = True
+nb_merge_streams = True
 source_suffix = {".md": "myst-nb", ".ipynb": "myst-nb", ".rst": "restructuredtext"}
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
 html_title = "spikejax"
@@ -33,4 +41,29 @@ try:
     html_theme = "sphinx_book_theme"
 except ImportError:  # pragma: no cover
     html_theme = "alabaster"
-suppress_warnings = ["myst.header"]
+
+# --- warnings-as-errors hygiene (the build runs with -W) -------------------------------------
+# NumPy-style "Attributes" sections become :ivar: fields, so an attribute that autodoc also
+# documents (a property, a dataclass field) is not described twice.
+napoleon_use_ivar = True
+# Short type names such as ``N`` or ``T`` in docstrings match attributes of several classes; the
+# ambiguity is harmless (Sphinx links the first), so these cross-reference notes are not errors.
+suppress_warnings = ["myst.header", "ref.python"]
+
+
+def _escape_bars(app, what, name, obj, options, lines):
+    """Docstrings write |x| for absolute values; reST would read ``|...|`` as a substitution.
+
+    Bars outside inline literals are escaped (table rows, starting with | or +, are left alone).
+    """
+    import re
+
+    for i, line in enumerate(lines):
+        if "|" not in line or line.lstrip().startswith(("|", "+")):
+            continue
+        parts = re.split(r"(``.*?``)", line)
+        lines[i] = "".join(p if p.startswith("``") else re.sub(r"(?<!\\)\|", r"\\|", p) for p in parts)
+
+
+def setup(app):
+    app.connect("autodoc-process-docstring", _escape_bars)
