@@ -242,3 +242,46 @@ def test_forward_shapes_and_eval_determinism():
     assert ci.shape == (10, 6)
     np.testing.assert_array_equal(np.asarray(ci[:2, :3]), 0.0)
     np.testing.assert_array_equal(np.asarray(ci[6:8, 3:]), 0.0)
+
+
+@pytest.mark.requires_x64
+def test_fused_encoders_and_hoisted_decoder_match_the_plain_step_by_step_forward():
+    """forward() runs the four encoder GRUs in one scan and hoists the controller's ci projection and
+    the factor normalisation out of the decoder loop: check it against the plain per-step equations."""
+    from spikejax.lfads import gru_scan_many
+
+    cfg = LFADSConfig(data_dim=5, encod_seq_len=8, recon_seq_len=10, ic_enc_dim=4, ci_enc_dim=3, con_dim=3,
+                      co_dim=2, ic_dim=3, gen_dim=6, fac_dim=3, ci_lag=2)
+    m = LFADS(cfg, key=jax.random.PRNGKey(0))
+    hp = HParams.create(dropout_rate=0.3)
+    x = jax.random.uniform(jax.random.PRNGKey(3), (8, 5)) * 3
+    # one fused scan == one scan per cell
+    cells = [m.ic_enc_fwd, m.ic_enc_bwd, m.ci_enc_fwd, m.ci_enc_bwd]
+    h0s = [m.ic_enc_h0[0], m.ic_enc_h0[1], m.ci_enc_h0[0], m.ci_enc_h0[1]]
+    fused = gru_scan_many(cells, x, h0s, [False, True, False, True])
+    from spikejax.lfads import gru_scan
+
+    for k, (cell, h0) in enumerate(zip(cells, h0s)):
+        np.testing.assert_allclose(fused[k], gru_scan(cell, x, h0, reverse=bool(k % 2)), rtol=1e-12, atol=1e-14)
+    (ic_mean, ic_std), ci = m.encode(x)
+    np.testing.assert_allclose(ci, m.encode_ci(x), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(ic_mean, m.encode_ic(x)[0], rtol=1e-12, atol=1e-14)
+
+    noise = m.draw_noise(jax.random.PRNGKey(4))
+    out = m.forward(x, hp, noise=noise, training=True)
+    keep = {k: (noise["u_" + k] < 1 - 0.3) / (1 - 0.3) for k in ("in", "ic", "g0", "con", "ext", "gen")}
+    xk = x * keep["in"]
+    mean, std = m.encode_ic(xk, keep["ic"])
+    ci = m.encode_ci(xk)
+    g = m.ic_to_g0(mean + std * noise["n_z0"])
+    f = m.factors(g * keep["g0"])
+    h = m.con_h0
+    fs = []
+    for t in range(10):
+        h = m.con_cell(jnp.concatenate([ci[t], f]) * keep["con"][t], h)
+        co = m.co_linear(h)
+        u = co[:2] + jnp.exp(0.5 * co[2:]) * noise["n_u"][t]
+        g = m.gen_cell(u, g)
+        f = m.factors(g * keep["gen"][t])
+        fs.append(f)
+    np.testing.assert_allclose(out["factors"], jnp.stack(fs), rtol=1e-10, atol=1e-12)

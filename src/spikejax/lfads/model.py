@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from ..core.errors import ConfigError
-from .gru import ClippedGRUCell, bidirectional_gru
+from .gru import ClippedGRUCell, bidirectional_gru, gru_scan_many
 from .observation import ObservationModel, make_observation
 
 __all__ = ["LFADSConfig", "HParams", "LFADS", "Linear", "dropout", "kl_ic", "kl_co_ar1", "kl_co_gaussian"]
@@ -273,12 +273,7 @@ class LFADS(eqx.Module):
         self.ic_prior_mean = jnp.zeros((c.ic_dim,), dtype)
 
     # ------------------------------------------------------------------ pieces
-    def encode_ic(self, x: jax.Array, keep: jax.Array | None = None):
-        """IC posterior (mean, std), each (ic_dim,), from one input trial ``x`` (T_e, N).
-
-        ``keep``: optional dropout multiplier (2·ic_enc_dim,) for the concatenated final states.
-        """
-        fwd, bwd = bidirectional_gru(self.ic_enc_fwd, self.ic_enc_bwd, x, self.ic_enc_h0[0], self.ic_enc_h0[1])
+    def _ic_from_states(self, fwd: jax.Array, bwd: jax.Array, keep: jax.Array | None):
         h = jnp.concatenate([fwd[-1], bwd[0]])
         if keep is not None:
             h = h * keep
@@ -287,10 +282,8 @@ class LFADS(eqx.Module):
         std = jnp.sqrt(jnp.exp(logvar) + self.config.ic_post_var_min)
         return mean, std
 
-    def encode_ci(self, x: jax.Array) -> jax.Array:
-        """Lagged controller inputs (T_r, 2·ci_enc_dim): forward delayed, backward advanced by ``ci_lag``."""
+    def _ci_from_states(self, fwd: jax.Array, bwd: jax.Array) -> jax.Array:
         c = self.config
-        fwd, bwd = bidirectional_gru(self.ci_enc_fwd, self.ci_enc_bwd, x, self.ci_enc_h0[0], self.ci_enc_h0[1])
         lag = c.ci_lag
         if lag > 0:
             fwd = jnp.concatenate([jnp.zeros((lag, fwd.shape[1]), fwd.dtype), fwd[:-lag]])
@@ -300,6 +293,35 @@ class LFADS(eqx.Module):
         if pad:
             ci = jnp.concatenate([ci, jnp.zeros((pad, ci.shape[1]), ci.dtype)])
         return ci
+
+    def encode_ic(self, x: jax.Array, keep: jax.Array | None = None):
+        """IC posterior (mean, std), each (ic_dim,), from one input trial ``x`` (T_e, N).
+
+        ``keep``: optional dropout multiplier (2·ic_enc_dim,) for the concatenated final states.
+        """
+        fwd, bwd = bidirectional_gru(self.ic_enc_fwd, self.ic_enc_bwd, x, self.ic_enc_h0[0], self.ic_enc_h0[1])
+        return self._ic_from_states(fwd, bwd, keep)
+
+    def encode_ci(self, x: jax.Array) -> jax.Array:
+        """Lagged controller inputs (T_r, 2·ci_enc_dim): forward delayed, backward advanced by ``ci_lag``."""
+        fwd, bwd = bidirectional_gru(self.ci_enc_fwd, self.ci_enc_bwd, x, self.ci_enc_h0[0], self.ci_enc_h0[1])
+        return self._ci_from_states(fwd, bwd)
+
+    def encode(self, x: jax.Array, keep_ic: jax.Array | None = None):
+        """``(encode_ic(x, keep_ic), encode_ci(x))`` with all four encoder GRUs in one scan over time.
+
+        The controller-input part is ``None`` without a controller.
+        """
+        c = self.config
+        cells = [self.ic_enc_fwd, self.ic_enc_bwd]
+        h0s = [self.ic_enc_h0[0], self.ic_enc_h0[1]]
+        if c.use_con:
+            cells += [self.ci_enc_fwd, self.ci_enc_bwd]
+            h0s += [self.ci_enc_h0[0], self.ci_enc_h0[1]]
+        states = gru_scan_many(cells, x, h0s, [False, True] * (len(cells) // 2))
+        ic = self._ic_from_states(states[0], states[1], keep_ic)
+        ci = self._ci_from_states(states[2], states[3]) if c.use_con else None
+        return ic, ci
 
     def noise_shapes(self) -> tuple[dict[str, tuple[int, ...]], dict[str, tuple[int, ...]]]:
         """Shapes of the uniform (dropout) and standard-normal (posterior) noise one trial needs."""
@@ -357,23 +379,32 @@ class LFADS(eqx.Module):
         else:
             keep = lambda name: jnp.ones(noise["u_" + name].shape, dt)  # noqa: E731
         x = x * keep("in")
-        ic_mean, ic_std = self.encode_ic(x, keep("ic") if training else None)
+        (ic_mean, ic_std), ci = self.encode(x, keep("ic") if training else None)
         z0 = ic_mean + ic_std * noise["n_z0"] if sample_posteriors else ic_mean
         T = c.recon_seq_len
-        ci = self.encode_ci(x) if c.use_con else jnp.zeros((T, 0), dt)
         if ext is None:
             ext = jnp.zeros((T, c.ext_input_dim), dt)
         eps_u = noise["n_u"]
         m_con, m_ext, m_gen = keep("con"), keep("ext"), keep("gen")
         g0 = self.ic_to_g0(z0)
-        f0 = self.factors(g0 * keep("g0"))
+        w_fac = self.factors.normalized()  # the kernel normalisation, once per trial, not once per step
+        f0 = (g0 * keep("g0")) @ w_fac.T
         h_con0 = self.con_h0 if c.use_con else jnp.zeros((0,), dt)
+        if c.use_con:
+            # the controller's input is [ci_t, f_{t-1}] (with dropout): the ci part of its input
+            # projection does not depend on the recurrence and is computed for all steps at once
+            n_ci = 2 * c.ci_enc_dim
+            w_ci, w_f = self.con_cell.w_in[:, :n_ci], self.con_cell.w_in[:, n_ci:]
+            con_xp = (ci * m_con[:, :n_ci]) @ w_ci.T + self.con_cell.b_in
+            m_con_f = m_con[:, n_ci:]
+        else:
+            con_xp = m_con_f = jnp.zeros((T, 0), dt)
 
         def step(carry, inp):
             g, h_con, f = carry
-            ci_t, ext_t, eps_t, mc, me, mg = inp
+            xp_t, mcf, ext_t, eps_t, me, mg = inp
             if c.use_con:
-                h_con = self.con_cell(jnp.concatenate([ci_t, f]) * mc, h_con)
+                h_con = self.con_cell.step_projected(xp_t + (f * mcf) @ w_f.T, h_con)
                 co = self.co_linear(h_con)
                 co_mean, co_logvar = co[: c.co_dim], co[c.co_dim:]
                 co_std = jnp.exp(0.5 * co_logvar)
@@ -381,10 +412,11 @@ class LFADS(eqx.Module):
             else:
                 co_mean = co_std = u = jnp.zeros((0,), dt)
             g = self.gen_cell(jnp.concatenate([u, ext_t * me]), g)
-            f = self.factors(g * mg)
+            f = (g * mg) @ w_fac.T
             return (g, h_con, f), (g, f, co_mean, co_std, u)
 
-        _, (gs, fs, co_means, co_stds, us) = jax.lax.scan(step, (g0, h_con0, f0), (ci, ext, eps_u, m_con, m_ext, m_gen))
+        _, (gs, fs, co_means, co_stds, us) = jax.lax.scan(step, (g0, h_con0, f0),
+                                                          (con_xp, m_con_f, ext, eps_u, m_ext, m_gen))
         out = self.readout.params(fs)
         return {
             "params": out,
