@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-stamp
 # worker (--dist loadfile) so a file's fixtures and compiled programs are built once
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
-.PHONY: demo test test-slow setup docs bench clean
+.PHONY: demo test test-slow setup docs bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,9 +32,19 @@ docs: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[docs]"
 	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
 
-bench: $(STAMP)
+# the peers need torch: take 2.13.0 (on the developers' and CI machines a CPU build on local disk) before
+# the bench extra, whose plain `torch>=2.2` would otherwise resolve to a multi-GB CUDA build
+BENCH_SETUP = $(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "torch==2.13.0"; \
 	$(PY) -m pip install --quiet -e ".[bench]"
-	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+bench: $(STAMP)
+	$(BENCH_SETUP)
+	@for b in benchmarks/gfr_fit.py benchmarks/gfr_network.py benchmarks/glm.py benchmarks/l5.py benchmarks/lfads.py benchmarks/lfads_anchor.py benchmarks/meso.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# one quick row per family against its peer (under 15 min on 2 cores) -> summary table in benchmarks/RESULTS.md
+bench-quick: $(STAMP)
+	$(BENCH_SETUP)
+	$(PY) benchmarks/quick.py
 
 clean:
 	rm -rf $(VENV) out docs/_build .pytest_cache
