@@ -283,26 +283,33 @@ def _chunk_fn(cfg: tuple, loss_fn, optimizer, val_fn, skip_step, static_rest, st
             return aux[mon[6:]]
         return val["val" if mon == "val" else mon[4:]]
 
-    def epoch_fn(dyn, data, member_index, val_data, epoch, data_key, step_key, val_key):
+    def vstep(dyn, data, member_index, epoch, data_key, step_key, params, opt_state, carry, active, j):
+        """Step ``j`` of ``epoch`` for every member."""
+        batch, b_axis = batch_of(data, member_index, dyn["member_id"], epoch, j, data_key)
+        step = epoch * n_batches + j
+        f = jax.vmap(member_step, in_axes=(0, 0, 0, 0, 0, b_axis, 0, 0, None, None))
+        return f(params, dyn["frozen"], opt_state, carry, dyn["args"], batch, dyn["member_id"], active, step, step_key)
+
+    def vval(dyn, params, val_data, epoch, val_key):
+        """``val_fn`` for every member after ``epoch``."""
+        vv = jax.vmap(member_val, in_axes=(0, 0, 0, None, 0, None, None))
+        return vv(params, dyn["frozen"], dyn["args"], val_data, dyn["member_id"], (epoch + 1) * n_batches,
+                  jax.random.fold_in(val_key, epoch))
+
+    def epoch_fn(dyn, data, member_index, val_data, epoch, data_key, step_key, val_key, aux_shapes):
         active0 = (dyn["status"] == ACTIVE) & (dyn["epochs_done"] < dyn["budget"])
         m = active0.shape[0]
         dtype = dyn["best"].dtype
 
-        def vstep(params, opt_state, carry, active, j):
-            batch, b_axis = batch_of(data, member_index, dyn["member_id"], epoch, j, data_key)
-            step = epoch * n_batches + j
-            f = jax.vmap(member_step, in_axes=(0, 0, 0, 0, 0, b_axis, 0, 0, None, None))
-            return f(params, dyn["frozen"], opt_state, carry, dyn["args"], batch, dyn["member_id"], active, step, step_key)
-
         def one_step(c, j):
             params, opt_state, carry, active, tot, cnt, aux_tot, diverged = c
-            p, s, cr, loss, aux, applied, div = vstep(params, opt_state, carry, active, j)
+            p, s, cr, loss, aux, applied, div = vstep(dyn, data, member_index, epoch, data_key, step_key, params, opt_state,
+                                                       carry, active, j)
             tot = tot + jnp.where(applied, loss, 0.0).astype(dtype)
             aux_tot = {k: aux_tot[k] + jnp.where(_bcast(applied, v), jnp.asarray(v, dtype), 0.0) for k, v in aux.items()}
             return (p, s, cr, active & ~div, tot, cnt + applied.astype(dtype), aux_tot, diverged | div)
 
         zeros = jnp.zeros((m,), dtype)
-        aux_shapes = jax.eval_shape(lambda p, s, c, a: vstep(p, s, c, a, 0), dyn["params"], dyn["opt_state"], dyn["carry"], active0)[4]
         aux0 = {k: jnp.zeros(v.shape, dtype) for k, v in aux_shapes.items()}
         c = (dyn["params"], dyn["opt_state"], dyn["carry"], active0, zeros, zeros, aux0, jnp.zeros((m,), bool))
         if batching == "fixed":
@@ -321,9 +328,7 @@ def _chunk_fn(cfg: tuple, loss_fn, optimizer, val_fn, skip_step, static_rest, st
         val = {}
         smth = dyn["val_smth"]
         if val_fn is not None:
-            vv = jax.vmap(member_val, in_axes=(0, 0, 0, None, 0, None, None))
-            val = vv(params, dyn["frozen"], dyn["args"], val_data, dyn["member_id"], (epoch + 1) * n_batches,
-                     jax.random.fold_in(val_key, epoch))
+            val = vval(dyn, params, val_data, epoch, val_key)
             val = {k: jnp.asarray(v, dtype) for k, v in val.items()}
             if val_smoothing is not None and "val" in val:
                 new = jnp.where(jnp.isnan(smth), val["val"], (1 - val_smoothing) * smth + val_smoothing * val["val"])
@@ -362,9 +367,20 @@ def _chunk_fn(cfg: tuple, loss_fn, optimizer, val_fn, skip_step, static_rest, st
         rows = {k: jnp.where(_bcast(active0, v), v, jnp.nan) for k, v in rows.items()}
         return out, rows
 
-    def run(dyn, data, member_index, val_data, epoch0, n_run, data_key, step_key, val_key):
-        shapes = jax.eval_shape(epoch_fn, dyn, data, member_index, val_data, epoch0, data_key, step_key, val_key)[1]
-        hist = {k: jnp.full((chunk,) + s.shape, jnp.nan, s.dtype) for k, s in shapes.items()}
+    def run(dyn, data, member_index, val_data, epoch0, n_run, key):
+        data_key, step_key, val_key = jax.random.split(key, 3)
+        # shapes of the aux and val outputs (traced once more, abstractly: nothing is compiled for it)
+        active = dyn["status"] == ACTIVE
+        aux_shapes = jax.eval_shape(lambda d: vstep(d, data, member_index, epoch0, data_key, step_key, d["params"], d["opt_state"],
+                                                    d["carry"], active, 0)[4], dyn)
+        rows = {"loss": (), **{k: v.shape[1:] for k, v in aux_shapes.items()}}
+        if val_fn is not None:
+            val_shapes = jax.eval_shape(lambda d: vval(d, d["params"], val_data, epoch0, val_key), dyn)
+            rows.update({("val" if k == "val" else f"val/{k}"): v.shape[1:] for k, v in val_shapes.items()})
+            if val_smoothing is not None:
+                rows["val_smth"] = ()
+        m, dtype = active.shape[0], dyn["best"].dtype
+        hist = {k: jnp.full((chunk, m) + shape, jnp.nan, dtype) for k, shape in rows.items()}
 
         def cond(c):
             e, d, _ = c
@@ -372,7 +388,7 @@ def _chunk_fn(cfg: tuple, loss_fn, optimizer, val_fn, skip_step, static_rest, st
 
         def body(c):
             e, d, h = c
-            d, rows = epoch_fn(d, data, member_index, val_data, epoch0 + e, data_key, step_key, val_key)
+            d, rows = epoch_fn(d, data, member_index, val_data, epoch0 + e, data_key, step_key, val_key, aux_shapes)
             h = {k: jax.lax.dynamic_update_index_in_dim(h[k], rows[k].astype(h[k].dtype), e, 0) for k in h}
             return e + 1, d, h
 
@@ -384,6 +400,22 @@ def _chunk_fn(cfg: tuple, loss_fn, optimizer, val_fn, skip_step, static_rest, st
         _CACHE[key] = fn
         while len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
+    return fn
+
+
+_INIT_CACHE: OrderedDict = OrderedDict()
+
+
+def _init_fn(optimizer):
+    """``vmap(optimizer.init)`` compiled once per optimiser object (one small program instead of eager ops)."""
+    try:
+        fn = _INIT_CACHE.get(optimizer)
+    except TypeError:
+        return jax.jit(jax.vmap(optimizer.init))
+    if fn is None:
+        fn = _INIT_CACHE[optimizer] = jax.jit(jax.vmap(optimizer.init))
+        while len(_INIT_CACHE) > _CACHE_SIZE:
+            _INIT_CACHE.popitem(last=False)
     return fn
 
 
@@ -612,28 +644,29 @@ def fit_population(
     params, rest = eqx.partition(population, filter_spec)
     frozen, static = eqx.partition(rest, eqx.is_array)
     if opt_state is None:
-        opt_state = jax.vmap(optimizer.init)(params)
+        opt_state = _init_fn(optimizer)(params)
     for name, values in (hyperparams or {}).items():
-        from .training import get_hyperparam, set_hyperparam
+        from .training import get_hyperparam
 
         old = get_hyperparam(opt_state, name)
         v = np.asarray(values, dtype=float)
         if v.ndim not in (0, 1) or (v.ndim == 1 and v.shape != (m,)):
             raise ConfigError(f"hyperparams[{name!r}] must be a scalar or one value per member ({m}), got shape {v.shape}")
-        opt_state = set_hyperparam(opt_state, name, np.broadcast_to(v, old.shape))
+        # set on the host (numpy, the state's dtype): no device op, nothing to compile
+        opt_state = optax.tree_utils.tree_set(opt_state, **{name: np.broadcast_to(v, old.shape).astype(old.dtype)})
     dtype = jnp.result_type(*[x.dtype for x in jax.tree_util.tree_leaves(params) if eqx.is_inexact_array(x)] or [float])
     es = None
     if early_stopping is not None:
         e = early_stopping
         es = (int(e.patience), e.monitor, e.mode, float(e.min_delta), int(e.min_steps), e.rule)
     n_recent = max(int(early_stopping.patience) - 1, 1) if early_stopping is not None else 1
-    i32 = jnp.int32
     params, frozen, opt_state, args, carry = _strong((params, frozen, opt_state, args, carry))
+    i32, fdt = np.int32, np.dtype(dtype)  # counters built on the host: no device ops before the first chunk
     state = PopulationState(
         params=params, frozen=frozen, opt_state=opt_state, args=args, carry=carry,
-        member_id=jnp.arange(m, dtype=i32), status=jnp.zeros(m, i32), epochs_done=jnp.zeros(m, i32),
-        budget=jnp.asarray(budget, i32), best=jnp.full(m, jnp.inf, dtype), best_epoch=jnp.full(m, -1, i32),
-        bad=jnp.zeros(m, i32), recent=jnp.full((m, n_recent), jnp.nan, dtype), val_smth=jnp.full(m, jnp.nan, dtype),
+        member_id=np.arange(m, dtype=i32), status=np.zeros(m, i32), epochs_done=np.zeros(m, i32),
+        budget=budget.astype(i32), best=np.full(m, np.inf, fdt), best_epoch=np.full(m, -1, i32),
+        bad=np.zeros(m, i32), recent=np.full((m, n_recent), np.nan, fdt), val_smth=np.full(m, np.nan, fdt),
         best_params=params if restore_best else None, epoch=0, extra=extra,
     )
 
@@ -652,13 +685,12 @@ def fit_population(
            bool(nan_guard), es, val_smoothing, bool(restore_best), chunk, val_fn is not None)
     run = _chunk_fn(cfg, loss_fn, optimizer, val_fn, skip_step, static, (tuple(static_leaves), static_def))
 
-    data_key, step_key, val_key = jax.random.split(key, 3)
     devs = list(devices) if devices is not None else jax.local_devices()
     sharded = bool(shard) and len(devs) > 1
 
     def place(st: PopulationState):
         dyn = _device_part(st)
-        idx = jnp.asarray(member_index)
+        idx = member_index
         if sharded:
             (dyn, idx), _ = shard_batch((dyn, idx), devs)
         return dyn, idx
@@ -671,7 +703,7 @@ def fit_population(
     history: dict[str, np.ndarray] | None = None
     epoch = 0
     if ckpt is not None and resume:
-        skeleton = _history_skeleton(run, place(state), payload, val_data, data_key, step_key, val_key, max_epochs, m)
+        skeleton = _history_skeleton(run, place(state), payload, val_data, key, max_epochs, m)
         found = load_checkpoint(ckpt, (_device_part(state), state.extra, skeleton))
         if found is not None:
             epoch, (dyn, extra_, hist_), _meta = found
@@ -687,8 +719,7 @@ def fit_population(
     try:
         while epoch < max_epochs and bool(np.any(view(dyn).active)):
             n_run = min(chunk, max_epochs - epoch)
-            dyn, hist, n_done = run(dyn, payload, idx, val_data, jnp.asarray(epoch, i32), jnp.asarray(n_run, i32),
-                                    data_key, step_key, val_key)
+            dyn, hist, n_done = run(dyn, payload, idx, val_data, np.int32(epoch), np.int32(n_run), key)
             n_done = int(n_done)
             if history is None:
                 history = {k: np.full((max_epochs,) + (m,) + v.shape[2:], np.nan, np.dtype(v.dtype)) for k, v in hist.items()}
@@ -720,7 +751,7 @@ def fit_population(
     final = view(dyn)
     final = dataclasses.replace(final, epoch=epoch)
     if history is None:
-        skeleton = _history_skeleton(run, (dyn, idx), payload, val_data, data_key, step_key, val_key, max_epochs, m)
+        skeleton = _history_skeleton(run, (dyn, idx), payload, val_data, key, max_epochs, m)
         history = {k: np.array(v) for k, v in skeleton.items()}
     status = np.asarray(final.status)
     host_status = np.asarray([STATUS_NAMES[int(s)] for s in status])
@@ -741,9 +772,8 @@ def fit_population(
     )
 
 
-def _history_skeleton(run, placed, payload, val_data, data_key, step_key, val_key, max_epochs, m):
+def _history_skeleton(run, placed, payload, val_data, key, max_epochs, m):
     """Empty (NaN) history arrays of the right keys, shapes and dtypes (for resuming / zero epochs)."""
     dyn, idx = placed
-    out = eqx.filter_eval_shape(run, dyn, payload, idx, val_data, jnp.asarray(0, jnp.int32), jnp.asarray(0, jnp.int32),
-                         data_key, step_key, val_key)[1]
+    out = eqx.filter_eval_shape(run, dyn, payload, idx, val_data, np.int32(0), np.int32(0), key)[1]
     return {k: np.full((max_epochs, m) + v.shape[2:], np.nan, np.dtype(v.dtype)) for k, v in out.items()}

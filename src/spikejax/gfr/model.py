@@ -24,7 +24,7 @@ One step of a GFR neuron (one bin of ``bin_size`` ms; input current ``I_t`` in p
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import equinox as eqx
@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..core.errors import ConfigError, ShapeError, check_array, is_traced
+from ..core.errors import ConfigError, DataFormatError, ShapeError, check_array, check_keys, is_traced
 from ..core.scan import scan
 
 __all__ = [
@@ -62,6 +62,10 @@ BIN_SIZES: tuple[int, ...] = (10, 20, 50, 100)
 CONFIGS: tuple[tuple[int, int], ...] = ((10, 20), (10, 100), (20, 20), (20, 100), (50, 100), (100, 100))
 #: Feedback scale of ``bio_units=True`` (spikes/ms -> Hz).
 KAPPA_BIO = 1000.0
+#: Keys of a ``get_params`` dict besides the activation's.
+PARAM_KEYS = ("a", "b", "ds", "bin_size")
+#: Activation fields of a ``get_params`` dict (``g.<key>`` dotted or ``g: {<key>: ...}`` nested).
+G_KEYS = ("max_current", "max_firing_rate", "poly_coeff", "b", "bin_size")
 #: Decay rates of the default ("random") MNIST neuron: [1] + [1 - exp(-1/tau) for tau = 1, 2, 5 steps].
 DEFAULT_DECAY: tuple[float, ...] = (1.0,) + tuple(1.0 - math.exp(-1.0 / t) for t in (1.0, 2.0, 5.0))
 
@@ -75,6 +79,34 @@ def _as_float(x: Any) -> jax.Array:
     if not jnp.issubdtype(x.dtype, jnp.floating):
         x = x.astype(_float_dtype())
     return x
+
+
+def _g_fields(params: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The activation fields of ``params`` from either the dotted or the nested layout."""
+    if isinstance(params.get("g"), Mapping):
+        g = params["g"]
+        missing = [k for k in G_KEYS if k not in g]
+        if missing:
+            raise DataFormatError(f"{name}['g'] is missing required key(s) {missing}; it has {sorted(g)}")
+        return {k: g[k] for k in G_KEYS}
+    missing = [f"g.{k}" for k in G_KEYS if f"g.{k}" not in params]
+    if missing:
+        raise DataFormatError(
+            f"{name} is missing required key(s) {missing} (or a nested 'g' object); it has {sorted(params)}"
+        )
+    return {k: params[f"g.{k}"] for k in G_KEYS}
+
+
+def _vec(value: Any, name: str, n: int | None = None) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise DataFormatError(f"{name} must be a list of numbers, got {value!r:.100}") from None
+    if n is not None and arr.size != n:
+        raise DataFormatError(f"{name} must hold {n} number(s), got {arr.size}")
+    if not np.all(np.isfinite(arr)):
+        raise DataFormatError(f"{name} must be finite, got {arr.tolist()}")
+    return arr
 
 
 def decay_rates(bin_size: float, taus: Sequence[float] | None = None) -> np.ndarray:
@@ -258,7 +290,8 @@ class GFR(eqx.Module):
         return _gfr_step(self.alpha, self.beta, self.decay, self.kappa, self.g, state, current)
 
     def get_params(self) -> dict[str, Any]:
-        """Parameters in GRNN's ``get_params`` layout (dotted ``g.*`` keys, nested lists)."""
+        """Parameters in GRNN's ``get_params`` layout (dotted ``g.*`` keys, nested lists); the inverse is
+        :func:`spikejax.gfr.records.gfr_from_params` (records convert to and from models)."""
         a = np.asarray(self.alpha)
         if a.ndim != 1:
             raise ShapeError(f"get_params needs a single neuron (alpha of shape (n,)), got alpha shape {a.shape}")
@@ -275,11 +308,26 @@ class GFR(eqx.Module):
         }
 
     @classmethod
-    def from_params(cls, params: dict[str, Any], *, kappa: float = KAPPA_BIO) -> GFR:
-        """Inverse of :meth:`get_params`; accepts dotted ``g.*`` keys or a nested ``g`` object."""
-        from .records import gfr_from_params  # local: records imports this module
-
-        return gfr_from_params(params, kappa=kappa)
+    def from_params(cls, params: Mapping[str, Any], *, kappa: float = KAPPA_BIO, name: str = "params") -> GFR:
+        """Inverse of :meth:`get_params`; accepts dotted ``g.*`` keys or a nested ``g`` object (both
+        appear in GRNN's files). ``name`` labels the dict in error messages."""
+        check_keys(params, name, PARAM_KEYS)
+        gf = _g_fields(params, name)
+        alpha = _vec(params["a"], f"{name}['a']")
+        n = alpha.size
+        beta = _vec(params["b"], f"{name}['b']", n)
+        ds = _vec(params["ds"], f"{name}['ds']", n)
+        if not (np.all(ds > 0) and np.all(ds <= 1)):
+            raise DataFormatError(f"{name}['ds'] (decay rates) must lie in (0, 1], got {ds.tolist()}")
+        coeff = _vec(gf["poly_coeff"], f"{name}['g.poly_coeff']")
+        sigma = _vec(gf["max_current"], f"{name}['g.max_current']", 1)[0]
+        gamma = _vec(gf["max_firing_rate"], f"{name}['g.max_firing_rate']", 1)[0]
+        b = _vec(gf["b"], f"{name}['g.b']", 1)[0]
+        if sigma <= 0 or gamma <= 0:
+            raise DataFormatError(f"{name}: g.max_current and g.max_firing_rate must be > 0, got {sigma} and {gamma}")
+        dt = jnp.result_type(float)
+        g = PolynomialActivation(jnp.asarray(coeff, dt), jnp.asarray(b, dt), jnp.asarray(sigma, dt), jnp.asarray(gamma, dt), gf["bin_size"])
+        return cls(jnp.asarray(alpha, dt), jnp.asarray(beta, dt), jnp.asarray(ds, dt), g, params["bin_size"], kappa)
 
 
 class GFRLayer(eqx.Module):

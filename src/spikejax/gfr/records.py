@@ -27,7 +27,7 @@ import pandas as pd
 
 from ..core.errors import ConfigError, DataFormatError, check_keys
 from ..core.io import load_json, save_json
-from .model import BIN_SIZES, KAPPA_BIO, GFR, PolynomialActivation
+from .model import BIN_SIZES, G_KEYS, KAPPA_BIO, PARAM_KEYS, GFR, _g_fields
 
 __all__ = [
     "RECORD_KEYS",
@@ -50,10 +50,6 @@ __all__ = [
 
 #: Keys every record must have.
 RECORD_KEYS = ("cell_id", "cre-line", "bin_size", "actv_bin_size", "val_evr", "test_evr", "train_loss", "test_loss", "params")
-#: Keys of ``params`` besides the activation's.
-PARAM_KEYS = ("a", "b", "ds", "bin_size")
-#: Activation fields (``g.<key>`` dotted or ``g: {<key>: ...}`` nested).
-G_KEYS = ("max_current", "max_firing_rate", "poly_coeff", "b", "bin_size")
 #: Bundled excerpt of the released dataset (8 cells at (20, 20)).
 EXCERPT_JSON = "gfr/gfr_params_20_20_excerpt.json"
 _ABSENT = "_absent_keys"
@@ -87,58 +83,12 @@ def load_records(path_or_records: str | os.PathLike | Sequence[Mapping[str, Any]
     return [dict(r) for r in records]
 
 
-def _g_fields(params: Mapping[str, Any], name: str) -> dict[str, Any]:
-    """The activation fields of ``params`` from either the dotted or the nested layout."""
-    if isinstance(params.get("g"), Mapping):
-        g = params["g"]
-        missing = [k for k in G_KEYS if k not in g]
-        if missing:
-            raise DataFormatError(f"{name}['g'] is missing required key(s) {missing}; it has {sorted(g)}")
-        return {k: g[k] for k in G_KEYS}
-    missing = [f"g.{k}" for k in G_KEYS if f"g.{k}" not in params]
-    if missing:
-        raise DataFormatError(
-            f"{name} is missing required key(s) {missing} (or a nested 'g' object); it has {sorted(params)}"
-        )
-    return {k: params[f"g.{k}"] for k in G_KEYS}
-
-
-def _vec(value: Any, name: str, n: int | None = None) -> np.ndarray:
-    try:
-        arr = np.asarray(value, dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError):
-        raise DataFormatError(f"{name} must be a list of numbers, got {value!r:.100}") from None
-    if n is not None and arr.size != n:
-        raise DataFormatError(f"{name} must hold {n} number(s), got {arr.size}")
-    if not np.all(np.isfinite(arr)):
-        raise DataFormatError(f"{name} must be finite, got {arr.tolist()}")
-    return arr
-
-
 def gfr_from_params(params: Mapping[str, Any], *, kappa: float = KAPPA_BIO, name: str = "params") -> GFR:
-    """Rebuild a :class:`GFR` from a ``get_params`` dict (dotted or nested ``g``).
+    """Rebuild a :class:`GFR` from a ``get_params`` dict (dotted or nested ``g``); see :meth:`GFR.from_params`.
 
     ``kappa`` must be 1000 (``bio_units=True``) for the released parameters.
     """
-    import jax.numpy as jnp
-
-    check_keys(params, name, PARAM_KEYS)
-    gf = _g_fields(params, name)
-    alpha = _vec(params["a"], f"{name}['a']")
-    n = alpha.size
-    beta = _vec(params["b"], f"{name}['b']", n)
-    ds = _vec(params["ds"], f"{name}['ds']", n)
-    if not (np.all(ds > 0) and np.all(ds <= 1)):
-        raise DataFormatError(f"{name}['ds'] (decay rates) must lie in (0, 1], got {ds.tolist()}")
-    coeff = _vec(gf["poly_coeff"], f"{name}['g.poly_coeff']")
-    sigma = _vec(gf["max_current"], f"{name}['g.max_current']", 1)[0]
-    gamma = _vec(gf["max_firing_rate"], f"{name}['g.max_firing_rate']", 1)[0]
-    b = _vec(gf["b"], f"{name}['g.b']", 1)[0]
-    if sigma <= 0 or gamma <= 0:
-        raise DataFormatError(f"{name}: g.max_current and g.max_firing_rate must be > 0, got {sigma} and {gamma}")
-    dt = jnp.result_type(float)
-    g = PolynomialActivation(jnp.asarray(coeff, dt), jnp.asarray(b, dt), jnp.asarray(sigma, dt), jnp.asarray(gamma, dt), gf["bin_size"])
-    return GFR(jnp.asarray(alpha, dt), jnp.asarray(beta, dt), jnp.asarray(ds, dt), g, params["bin_size"], kappa)
+    return GFR.from_params(params, kappa=kappa, name=name)
 
 
 def params_to_layout(params: Mapping[str, Any], nested: bool) -> dict[str, Any]:

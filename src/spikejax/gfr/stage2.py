@@ -1,0 +1,230 @@
+"""Stage 2 of GFR fitting: the current and feedback weights ``alpha``, ``beta`` (``g`` frozen by a
+filter spec, the decay rates ``lambda`` fixed).
+
+Sweeps are grouped by stimulus type (Long Square, Ramp, Noise 1), each a zero-padded batch; the
+order of the type-batches is shuffled once; one Adam step per type-batch per epoch. The loss of a
+batch (:func:`stage2_loss`) is the mean over sweeps of the sum over bins of the Poisson NLL of
+``f_hat dt`` against ``f dt`` (eps 1e-8, padded bins inside the cell's batch count) plus
+``C (||alpha||_0 + ||beta||_0)``, which has no gradient (``C`` has no effect, as in the original);
+the logged loss is divided by the padded length and averaged over the epoch's batches.
+Independent restarts from the same initialisation per learning rate (default 1e-2, 1e-3, 1e-4,
+200 epochs each); early stopping when the epoch loss is identical ``patience`` = 3 epochs in a row.
+
+:func:`fit_weights` trains every (cell, learning rate) pair as one member of a
+:func:`spikejax.core.fit_population` run; :func:`fit_alpha_beta` fits one model to given sweeps.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ..core.errors import ConfigError, NonFiniteError
+from ..core.likelihoods import poisson_nll
+from ..core.population import fit_population
+from ..core.training import EarlyStopping, fit as core_fit, trainable
+from .config import ADAM, NO_KEY, FitConfig
+from .model import GFR, PolynomialActivation, decay_rates, simulate
+
+__all__ = ["stage2_loss", "gfr_spec", "fit_weights", "fit_alpha_beta"]
+
+
+class _Interrupted(Exception):
+    """Raised by the test hook ``_stop_after`` to simulate an interruption after a checkpoint."""
+
+
+def gfr_spec(model: GFR) -> Any:
+    """Filter spec of stage 2: ``alpha`` and ``beta`` trainable, ``decay`` and ``g`` frozen."""
+    return trainable(model, frozen=lambda m: (m.decay, m.g))
+
+
+def stage2_loss(model: GFR, batch: dict[str, jax.Array], *, eps: float = 1e-8, C: float = 0.0, checkpoint: bool | int = False) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Loss of one type-batch: mean over sweeps of the summed Poisson NLL (padded bins inside the
+    cell's batch length count; bins/sweeps beyond it — cross-cell padding — are masked).
+
+    ``batch``: ``current``/``rate`` (S, T), ``n_sweeps``, ``n_bins`` (the cell's own padded batch
+    shape) and ``dt``. Returns ``(loss, {"per_bin": loss / n_bins})`` (the logged quantity).
+    """
+    cur, rate = batch["current"], batch["rate"]
+    s, t = cur.shape
+    mask = (jnp.arange(s)[:, None] < batch["n_sweeps"]) & (jnp.arange(t)[None, :] < batch["n_bins"])
+    pred = simulate(model, cur, checkpoint=checkpoint)
+    dt = batch["dt"]
+    nll = poisson_nll(pred * dt, rate * dt, mask=mask, convention="torch", eps=eps, reduction="sum")
+    n_s = jnp.maximum(batch["n_sweeps"], 1)
+    loss = nll / n_s
+    per_bin = loss / jnp.maximum(batch["n_bins"], 1)
+    # GRNN's "L0" penalty: a count of non-zero weights, whose gradient is zero (C has no effect on training).
+    penalty = C * jax.lax.stop_gradient(jnp.count_nonzero(model.alpha) + jnp.count_nonzero(model.beta)).astype(loss.dtype)
+    return loss + penalty, {"per_bin": per_bin}
+
+
+@functools.lru_cache(maxsize=None)
+def _member_loss(sampled: bool, bptt_checkpoint: bool | int):
+    """The loss of one (cell, learning rate) member on one type-batch; ``eps`` and ``C`` are traced
+    per-member arguments. ``sampled``: the batch carries a leading axis of one type-batch (the
+    common-shape layout). Cached, so that repeated fits reuse their compiled program."""
+
+    def loss(model, batch, key, *, args):
+        if sampled:
+            batch = jax.tree_util.tree_map(lambda a: a[0], batch)
+        return stage2_loss(model, batch, eps=args["eps"], C=args["C"], checkpoint=bptt_checkpoint)
+
+    return loss
+
+
+def _absent(batch) -> jax.Array:
+    """A cell without sweeps of this stimulus type skips the step (no Adam update)."""
+    return batch["n_sweeps"] == 0
+
+
+def _absent_sampled(batch) -> jax.Array:
+    return batch["n_sweeps"][0] == 0
+
+
+def fit_weights(
+    g_host: dict[str, np.ndarray],
+    config: FitConfig,
+    data: dict[str, Any],
+    *,
+    shared_padding: bool,
+    epochs_per_chunk: int,
+    checkpoint_dir: Path | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool = True,
+    stop_after: int | None = None,
+) -> dict[str, Any]:
+    """Fit ``alpha``/``beta`` of every (cell, learning rate) pair from the same initialisation.
+
+    ``g_host``: the fitted activations (numpy leaves with a leading cell axis, see
+    :func:`spikejax.gfr.activation_fit.fit_activations`); ``data``: :func:`spikejax.gfr.cells.stack_cells`.
+    ``shared_padding``: all type-batches padded to one shape and scanned over, else each padded to
+    its own shape and the steps unrolled. Returns the fitted ``models`` (a GFR with leaves (cells,
+    learning rates, ...)), ``history`` (epochs, cells, learning rates) of the per-bin loss (NaN
+    after a member stopped), ``epochs``, ``last_loss`` and ``status`` (cells, learning rates).
+    """
+    n_cells, n_l = int(np.shape(g_host["b"])[0]), len(config.hparams)
+    m = n_cells * n_l  # member = cell * n_l + learning rate
+    dt = jnp.result_type(float)
+    lam = decay_rates(config.bin_size)
+    n = lam.size
+    host_dt = np.dtype(dt)
+    rep = lambda a: np.repeat(np.asarray(a), n_l, axis=0).astype(host_dt)  # noqa: E731
+    alpha0 = np.zeros((m, n), host_dt)
+    alpha0[:, 0] = n
+    g = PolynomialActivation(*(rep(g_host[k]) for k in ("poly_coeff", "b", "max_current", "max_firing_rate")), config.activation_bin_size)
+    stack = GFR(alpha0, np.zeros((m, n), host_dt), np.broadcast_to(np.asarray(lam, host_dt), (m, n)).copy(), g, config.bin_size, config.kappa)
+    groups = data["groups"]  # leaves (G, C, ...)
+    host = {k: np.asarray(v) for k, v in groups.items()}  # re-laid out on the host: no device programs
+    if shared_padding:  # (C, G, S, T): one type-batch per step, scanned
+        layout = dict(data={k: jnp.asarray(np.moveaxis(v, 0, 1)) for k, v in host.items()}, batch_size=1, shuffle=False)
+        loss, skip = _member_loss(True, config.bptt_checkpoint), _absent_sampled
+    else:  # one (C, S_j, T_j) batch per type, unrolled
+        batches = []
+        for j, (s_j, t_j) in enumerate(data["group_shapes"]):
+            batches.append({k: jnp.asarray(v[j, :, :s_j, :t_j] if v.ndim == 4 else v[j]) for k, v in host.items()})
+        layout = dict(batches=batches)
+        loss, skip = _member_loss(False, config.bptt_checkpoint), _absent
+    hook = None
+    if stop_after is not None:
+        calls = []
+
+        def hook(state, history):
+            calls.append(state.epoch)
+            if len(calls) > stop_after:  # the checkpoints of the first stop_after chunks are written
+                raise _Interrupted(f"interrupted after {state.epoch} epochs (test hook)")
+
+    budgets = np.tile(np.asarray([ep for _, ep in config.hparams], np.int64), n_cells)
+    res = fit_population(
+        stack, loss, optimizer=ADAM, key=NO_KEY, n_epochs=budgets, member_data=True,
+        data_index=np.repeat(np.arange(n_cells, dtype=np.int32), n_l), skip_step=skip, has_aux=True,
+        filter_spec=gfr_spec(stack), args={"eps": np.full(m, config.eps, host_dt), "C": np.full(m, config.C, host_dt)},
+        hyperparams={"learning_rate": np.tile([lr for lr, _ in config.hparams], n_cells)},
+        early_stopping=EarlyStopping(patience=config.patience, monitor="train/per_bin", rule="unchanged"),
+        epochs_per_chunk=epochs_per_chunk, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
+        resume=resume, between_chunks=hook, progress=False, **layout,
+    )
+    if np.any(res.status == "diverged"):
+        bad = sorted({int(i) // n_l for i in np.flatnonzero(res.status == "diverged")})
+        if len(bad) and np.all((res.status == "diverged").reshape(n_cells, n_l)[bad], axis=1).any():
+            raise NonFiniteError(
+                "a parameter became NaN/inf while fitting (every learning rate of a cell diverged); lower the learning "
+                "rates or enable float64 (jax.config.update('jax_enable_x64', True))"
+            )
+    grid = lambda a: np.asarray(a).reshape((n_cells, n_l) + np.shape(a)[1:])  # noqa: E731
+    models = jax.tree_util.tree_map(lambda a: grid(a) if eqx.is_array(a) else a, res.population)
+    hist = res.history["per_bin"][: res.n_epochs]
+    epochs = np.asarray(res.epochs)
+    last = hist[np.maximum(epochs - 1, 0), np.arange(m)] if len(hist) else np.full(m, np.nan)
+    last = np.where(epochs > 0, last, np.nan)
+    return {"models": models, "history": hist.reshape(len(hist), n_cells, n_l), "epochs": grid(epochs),
+            "last_loss": grid(last), "status": grid(res.status)}
+
+
+def fit_alpha_beta(
+    model: GFR,
+    current: jax.Array,
+    rate: jax.Array,
+    *,
+    lr: float = 1e-2,
+    n_epochs: int = 200,
+    eps: float = 1e-8,
+    optimizer: optax.GradientTransformation | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
+    progress: bool = False,
+    bptt_checkpoint: bool | int = False,
+    method: str = "adam",
+    tol: float = 1e-10,
+) -> Any:
+    """Stage 2 on given sweeps: train ``alpha`` and ``beta`` of ``model`` (``g`` and ``lambda``
+    frozen by a filter spec) on ``current``/``rate`` of shape (sweeps, T) (pA, spikes/ms) on the
+    torch-convention Poisson NLL of counts (mean over sweeps, sum over bins).
+
+    ``method="adam"`` (GRNN's optimiser; full batch, :func:`spikejax.core.fit`, ``n_epochs`` steps)
+    or ``"bfgs"`` (optimistix BFGS on the 2n parameters, at most ``n_epochs`` iterations, tolerance
+    ``tol``; converges far more tightly on small problems, e.g. parameter recovery).
+    Returns :class:`spikejax.core.FitResult` (``history["per_bin"]``: per-bin NLL).
+    """
+    from ..core.errors import check_array
+
+    cur = check_array(current, "current", ndim=2)
+    r = check_array(rate, "rate", shape=cur.shape, low=0.0)
+    batch = {"current": cur, "rate": r, "n_sweeps": jnp.asarray(cur.shape[0]), "n_bins": jnp.asarray(cur.shape[1]),
+             "dt": jnp.asarray(float(model.bin_size), cur.dtype)}
+
+    def loss(m, _batch, key):
+        return stage2_loss(m, batch, eps=eps, checkpoint=bptt_checkpoint)
+
+    if method == "bfgs":
+        import optimistix as optx
+
+        from ..core.training import FitResult
+
+        def objective(y, _):
+            m = eqx.tree_at(lambda m: (m.alpha, m.beta), model, y)
+            return stage2_loss(m, batch, eps=eps, checkpoint=bptt_checkpoint)[1]["per_bin"]
+
+        sol = optx.minimise(objective, optx.BFGS(rtol=tol, atol=tol), (model.alpha, model.beta), max_steps=max(int(n_epochs), 1), throw=False)
+        fitted = eqx.tree_at(lambda m: (m.alpha, m.beta), model, sol.value)
+        final = float(objective(sol.value, None))
+        if not np.isfinite(final):
+            raise NonFiniteError("fit_alpha_beta(method='bfgs') ended with a non-finite loss; try float64 or Adam")
+        steps = int(sol.stats["num_steps"])
+        reason = "completed" if sol.result == optx.RESULTS.successful else "max_steps"
+        return FitResult(fitted, None, {"step": np.asarray([steps]), "per_bin": np.asarray([final])}, steps, reason)
+    if method != "adam":
+        raise ConfigError(f"method must be 'adam' or 'bfgs', got {method!r}")
+    return core_fit(
+        model, loss, None, optimizer=optimizer or optax.adam(lr), key=jax.random.PRNGKey(0), n_steps=n_epochs,
+        filter_spec=gfr_spec(model), has_aux=True, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
+        progress=progress, desc="fit_alpha_beta",
+    )
