@@ -13,10 +13,11 @@ Measured in one run of this script:
 * the anchor, started by this script in a subprocess with 1 torch thread (skipped with a message
   when torch is not installed): its own mean over 3 epochs after a warm-up epoch.
 
-Both sides see 640 trials per epoch (``--batch-size`` 320 by default: two equal minibatches; the
-anchor's default 500 would leave spikejax, which drops the remainder, with 500 trials per epoch).
+Both sides see 640 trials per epoch (``--batch-sizes`` 320 and 32 by default: two, resp. twenty, equal
+minibatches; the anchor's default 500 would leave spikejax, which drops the remainder, with 500 trials
+per epoch). Batch 320 is GEMM-bound on both sides; batch 32 (the tutorial's) shows the per-step cost.
 
-``python benchmarks/lfads_anchor.py [--quick] [--batch-size 320] [--epochs 3] [--summary rows.json]``
+``python benchmarks/lfads_anchor.py [--quick] [--batch-sizes 320,32] [--epochs 3] [--summary rows.json]``
 """
 
 from __future__ import annotations
@@ -91,43 +92,44 @@ def run_anchor(batch_size: int) -> dict | str:
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="2 timed epochs instead of --epochs")
-    ap.add_argument("--batch-size", type=int, default=320)
+    ap.add_argument("--batch-sizes", default="320,32", help="comma-separated minibatch sizes, one row each")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--out", default="benchmarks/results/lfads_anchor.md")
     ap.add_argument("--summary", default=None, help="write the summary row(s) as JSON here (make bench-quick)")
     a = ap.parse_args(argv)
     epochs = 2 if a.quick else a.epochs
-    sj = run_spikejax(a.batch_size, epochs)
-    peer = run_anchor(a.batch_size)
-    ratio = peer["epoch_s"] / sj["epoch_s"] if isinstance(peer, dict) else None
-    load = os.getloadavg()
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, jax {jax.__version__} on {jax.devices()[0].platform}"
-    print(f"spikejax LFADS: {sj['epoch_s']:.3f} s/epoch ({sj['trials_per_epoch']} trials, batch {a.batch_size}, "
-          f"1 thread), cold compile {sj['compile_s']:.1f} s")
-    print(f"anchor (PyTorch, 1 thread): {peer if isinstance(peer, str) else peer['line']}")
-    if ratio is not None:
-        print(f"ratio anchor / spikejax: {ratio:.2f}x")
-    row = {"workload": f"LFADS epoch, Lorenz tutorial set (640 x 100 x 60), lorenz.yaml sizes, batch {a.batch_size}, "
-                       "1 thread", "peer": "lfads_torch_anchor.py (PyTorch)",
-           "peer_figure": f"{peer['epoch_s']:.2f} s/epoch" if isinstance(peer, dict) else peer,
-           "spikejax_figure": f"{sj['epoch_s']:.2f} s/epoch", "ratio": ratio, "compile_s": sj["compile_s"]}
+    rows, table = [], []
+    for bs in [int(b) for b in a.batch_sizes.split(",") if b.strip()]:
+        sj = run_spikejax(bs, epochs)
+        peer = run_anchor(bs)
+        ratio = peer["epoch_s"] / sj["epoch_s"] if isinstance(peer, dict) else None
+        print(f"spikejax LFADS: {sj['epoch_s']:.3f} s/epoch ({sj['trials_per_epoch']} trials, batch {bs}, "
+              f"1 thread), cold compile {sj['compile_s']:.1f} s")
+        print(f"anchor (PyTorch, 1 thread): {peer if isinstance(peer, str) else peer['line']}")
+        if ratio is not None:
+            print(f"ratio anchor / spikejax: {ratio:.2f}x")
+        rows.append({"workload": f"LFADS epoch, Lorenz tutorial set (640 x 100 x 60), lorenz.yaml sizes, batch {bs}, "
+                                 "1 thread", "peer": "lfads_torch_anchor.py (PyTorch)",
+                     "peer_figure": f"{peer['epoch_s']:.2f} s/epoch" if isinstance(peer, dict) else peer,
+                     "spikejax_figure": f"{sj['epoch_s']:.2f} s/epoch", "ratio": ratio, "compile_s": sj["compile_s"]})
+        table.append(f"| {bs} | {sj['epoch_s']:.3f} | {sj['compile_s']:.1f} | "
+                     + (f"{peer['epoch_s']:.3f} | {ratio:.2f}x |" if isinstance(peer, dict) else f"{peer} | - |"))
+    load = os.getloadavg()
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         with atomic_open(a.out, "w") as f:
             f.write("# LFADS epoch vs the PyTorch anchor (`benchmarks/lfads_anchor.py`)\n\n")
             f.write(f"Command: `python benchmarks/lfads_anchor.py{' --quick' if a.quick else ''} "
-                    f"--batch-size {a.batch_size}`  \nMachine: {machine}; load average "
+                    f"--batch-sizes {a.batch_sizes}`  \nMachine: {machine}; load average at the end "
                     f"{', '.join(f'{v:.1f}' for v in load)}\n\n")
-            f.write("| side | s/epoch | cold compile (s) |\n|---|---|---|\n")
-            f.write(f"| spikejax (1 XLA thread) | {sj['epoch_s']:.3f} | {sj['compile_s']:.1f} |\n")
-            f.write(f"| PyTorch anchor (1 thread) | {peer['epoch_s']:.3f} | - |\n" if isinstance(peer, dict)
-                    else f"| PyTorch anchor | {peer} | - |\n")
-            if ratio is not None:
-                f.write(f"\nRatio anchor / spikejax: **{ratio:.2f}x**\n")
+            f.write("| batch | spikejax s/epoch (1 XLA thread) | spikejax cold compile (s) | PyTorch anchor s/epoch "
+                    "(1 thread) | anchor / spikejax |\n|---|---|---|---|---|\n")
+            f.write("\n".join(table) + "\n")
     if a.summary:
         with atomic_open(a.summary, "w") as f:
-            json.dump([row], f)
-    return row
+            json.dump(rows, f)
+    return rows
 
 
 if __name__ == "__main__":
