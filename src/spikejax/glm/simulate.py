@@ -250,48 +250,100 @@ def run_steps(
     return state, out
 
 
-def _equilibrate_impl(model, engine, block_keys, n_eq: int, fast: bool = False):
+# -- the compiled programs of simulate ---------------------------------------------------------------
+#
+# A run is a prologue (the random initial window and the per-network keys of the equilibration and of
+# the recorded steps) and segments: one compiled program scans blocks of steps from an absolute step
+# ``t0`` for a *traced* number of steps, with the stimulus switched on or off by a traced flag. The
+# equilibration and every recorded chunk are calls of that same program, so a simulation compiles it
+# once (plus the small prologue), whatever ``equilibration_steps``, ``n_steps`` and the stimulus are.
+
+
+def _prologue_impl(model, engine, block_keys):
+    """Initial state (random window) and the equilibration / recording keys of every network."""
     kernel = model.connectivity_filter().padded()
-    dtype = jnp.result_type(float)
     k_init = jax.vmap(lambda k: jax.random.fold_in(k, 0))(block_keys)
     k_eq = jax.vmap(lambda k: jax.random.fold_in(k, 1))(block_keys)
-    state = init_state(model, kernel, engine, k_init, dtype)
-    top = jnp.asarray(-jnp.inf, dtype)
-    if n_eq > 0:
-        with fast_poisson(fast):
-            res = run_steps(model, kernel, engine, state, k_eq, None, jnp.asarray(0, jnp.int32), n_eq, record="none", track_max=fast)
-        state = res[0]
-        if fast:
-            top = res[2]
-    return state, top
-
-
-def _run_equilibrate(model, engine, block_keys, n_eq):
-    """Equilibration with optimistic fast Poisson sampling (re-run exactly if a mean exceeded 1)."""
-    state, top = _equilibrate(model, engine, block_keys, n_eq, True)
-    if float(top) > 1.0:
-        state, _ = _equilibrate(model, engine, block_keys, n_eq, False)
-    return state
-
-
-def _chunk_impl(model, engine, stimulus, state, block_keys, t0, length: int, out_dtype, record: str, fast: bool = False):
-    kernel = model.connectivity_filter().padded()
     k_run = jax.vmap(lambda k: jax.random.fold_in(k, 2))(block_keys)
+    return init_state(model, kernel, engine, k_init, jnp.result_type(float)), k_eq, k_run
+
+
+def _segment_block(length: int) -> int:
+    """Steps whose noise is drawn together in a segment of ``length`` steps."""
+    return max(1, min(length, 256))
+
+
+def _segment_impl(model, engine, stimulus, state, keys, t0, n_active, stim_on, length: int, fast: bool):
+    """``n_active <= length`` steps from absolute step ``t0`` (keys ``fold_in(keys, t)``); returns the new
+    state, the float counts ``(length, N)`` (rows from ``n_active`` on are undefined) and the largest
+    expected count seen (for the optimistic fast Poisson sampling)."""
+    kernel = model.connectivity_filter().padded()
+    stim_fn = stimulus if stimulus is not None else _zero_stim
+    dtype = jnp.result_type(float)
+    B = _segment_block(length)
+    nblk = -(-length // B)
+    n = engine.n
+
+    def body(carry, inp):
+        st, top = carry
+        t, ik, ek, u = inp
+        live = (t - t0) < n_active
+        stim = jnp.where(stim_on, stim_fn(t), 0.0)
+        new, x, mu, _ = _step(model, kernel, engine, st, ik, ek, stim, u)
+        st = jax.tree_util.tree_map(lambda a, b: jnp.where(live, a, b), new, st)
+        top = jnp.where(live, jnp.maximum(top, jnp.max(mu)), top)
+        return (st, top), x
+
+    def block(carry):
+        i, st, top, out = carry
+        tb = t0 + i * B + jnp.arange(B, dtype=jnp.int32)
+        kb = jax.vmap(lambda k: step_keys(k, tb), out_axes=1)(keys)  # (B, blocks)
+        ik, ek, u = draw_step_noise(model, engine, kb)
+        (st, top), xs = jax.lax.scan(body, (st, top), (tb, ik, ek, u))
+        return i + 1, st, top, jax.lax.dynamic_update_index_in_dim(out, xs.astype(dtype), i, 0)
+
+    out0 = jnp.zeros((nblk, B, n), dtype)
+    top0 = jnp.asarray(-jnp.inf, dtype)
+    n_blocks = (n_active + B - 1) // B
     with fast_poisson(fast):
-        res = run_steps(model, kernel, engine, state, k_run, stimulus, t0, length, out_dtype, record=record, track_max=fast)
-    return res
+        _, state, top, out = jax.lax.while_loop(lambda c: c[0] < n_blocks, block, (jnp.asarray(0, jnp.int32), state, top0, out0))
+    return state, out.reshape((nblk * B, n))[:length], top
 
 
-def _run_chunk(model, engine, stimulus, state, block_keys, t0, length, out_dtype, record="x"):
-    """One chunk: optimistic fast Poisson sampling, re-run exactly if some mean exceeded 1 (same numbers)."""
-    new_state, ys, top = _chunk(model, engine, stimulus, state, block_keys, t0, length, out_dtype, record, True)
-    if float(top) > 1.0:
-        new_state, ys = _chunk(model, engine, stimulus, state, block_keys, t0, length, out_dtype, record, False)
+_prologue = eqx.filter_jit(_prologue_impl)
+_segment = eqx.filter_jit(_segment_impl)
+# stacked networks (a leading network axis on the engine, the state and the keys), one program each
+_prologue_stacked = eqx.filter_jit(lambda model, engine, keys: jax.vmap(lambda e, k: _prologue_impl(model, e, k))(engine, keys))
+_segment_stacked = eqx.filter_jit(
+    lambda model, engine, stimulus, state, keys, t0, n_active, stim_on, length, fast: jax.vmap(
+        lambda e, s, k: _segment_impl(model, e, stimulus, s, k, t0, n_active, stim_on, length, fast)
+    )(engine, state, keys)
+)
+
+
+def _run_segment(model, engine, stimulus, state, keys, t0: int, n_active: int, stim_on: bool, length: int, *, segment=_segment):
+    """One segment with optimistic fast Poisson sampling, re-run exactly if some mean exceeded 1 (same numbers)."""
+    args = (model, engine, stimulus, state, keys, jnp.asarray(t0, jnp.int32), jnp.asarray(n_active, jnp.int32), jnp.asarray(stim_on))
+    new_state, ys, top = segment(*args, length, True)
+    if float(jnp.max(top)) > 1.0:
+        new_state, ys, _ = segment(*args, length, False)
     return new_state, ys
 
 
-_equilibrate = eqx.filter_jit(_equilibrate_impl)
-_chunk = eqx.filter_jit(_chunk_impl)
+def _equilibrate_run(model, engine, stimulus, state, k_eq, n_eq: int, length: int, *, segment=_segment):
+    """``n_eq`` equilibration steps (stimulus off, clock from 0) in segments of ``length``."""
+    t = 0
+    while t < n_eq:
+        m = min(length, n_eq - t)
+        state, _ = _run_segment(model, engine, stimulus, state, k_eq, t, m, False, length, segment=segment)
+        t += m
+    return state
+
+
+def _run_equilibrate(model, engine, block_keys, n_eq):
+    """The simulator's initial state after ``n_eq`` equilibration steps (what :func:`simulate` starts recording from)."""
+    state, k_eq, _ = _prologue(model, engine, block_keys)
+    return _equilibrate_run(model, engine, None, state, k_eq, int(n_eq), max(1, min(int(n_eq), 10_000)))
 
 
 _DTYPES = {
@@ -411,16 +463,18 @@ def simulate(
     engine = make_engine(network, model, backend, capacity=capacity)
     nb = len(engine.block_sizes)
     block_keys = jnp.asarray(key)[None] if network.block_sizes is None else _batch_keys(key, nb)
-    state = _run_equilibrate(model, engine, block_keys, equilibration_steps)
-    outs = []
-    t = 0
-    # the compiled chunk returns float counts (one compile for every output dtype); at most ~64 M
+    # the compiled segment returns float counts (one compile for every output dtype); at most ~64 M
     # entries per chunk keep the float buffer bounded, then each chunk is cast to the requested dtype
     chunk_size = max(1, min(chunk_size, (1 << 26) // max(network.num_nodes, 1)))
+    length = min(chunk_size, n_steps)
+    state, k_eq, k_run = _prologue(model, engine, block_keys)
+    state = _equilibrate_run(model, engine, stimulus, state, k_eq, equilibration_steps, length)
+    outs = []
+    t = 0
     while t < n_steps:
-        m = min(chunk_size, n_steps - t)
-        state, ys = _run_chunk(model, engine, stimulus, state, block_keys, jnp.asarray(t, jnp.int32), m, dtype)
-        outs.append(_cast_jit(ys, out_dtype))
+        m = min(length, n_steps - t)
+        state, ys = _run_segment(model, engine, stimulus, state, k_run, t, m, True, length)
+        outs.append(_cast_jit(ys if m == length else ys[:m], out_dtype))
         t += m
     raster = outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=0)
     raster = raster.T
@@ -450,22 +504,15 @@ def _simulate_stacked(model, network, n_steps, key, stimulus, n_eq, out_dtype, b
         engines.append(make_engine(net_b, model, backend))
     engine = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *engines)
     keys = _batch_keys(key, B)[:, None]
-
-    @eqx.filter_jit
-    def eq_all(model, engine, keys):
-        return jax.vmap(lambda e, k: _equilibrate_impl(model, e, k, n_eq)[0])(engine, keys)
-
-    state = eq_all(model, engine, keys)
-
-    @eqx.filter_jit
-    def chunk_all(model, engine, stimulus, state, keys, t0, length):
-        return jax.vmap(lambda e, s, k: _chunk_impl(model, e, stimulus, s, k, t0, length, out_dtype, "x"), in_axes=(0, 0, 0))(engine, state, keys)
-
+    chunk_size = max(1, min(chunk_size, (1 << 26) // max(B * n, 1)))
+    length = min(chunk_size, n_steps)
+    state, k_eq, k_run = _prologue_stacked(model, engine, keys)
+    state = _equilibrate_run(model, engine, stimulus, state, k_eq, n_eq, length, segment=_segment_stacked)
     outs, t = [], 0
     while t < n_steps:
-        m = min(chunk_size, n_steps - t)
-        state, ys = chunk_all(model, engine, stimulus, state, keys, jnp.asarray(t, jnp.int32), m)
-        outs.append(ys)
+        m = min(length, n_steps - t)
+        state, ys = _run_segment(model, engine, stimulus, state, k_run, t, m, True, length, segment=_segment_stacked)
+        outs.append(_cast_jit(ys if m == length else ys[:, :m], out_dtype))
         t += m
     raster = outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=1)
     return jnp.swapaxes(raster, 1, 2)
