@@ -37,11 +37,12 @@ import numpy as np
 import optax
 
 from ..core.errors import ConfigError, NonFiniteError, TrainingDivergedError, check_choice, check_scalar
+from ..core.population import fit_population
 from ..core.scan import scan as core_scan
 from ..core.scan import step_keys
-from .models import GLMModel, SAModel
+from .models import GLMModel, SAModel, fast_poisson
 from .network import Network, batch_networks
-from .simulate import _batch_keys, _step, draw_step_noise, init_state, make_engine, run_steps
+from .simulate import _batch_keys, _run_equilibrate, _step, draw_step_noise, init_state, make_engine, run_steps
 
 __all__ = ["tune", "TuneResult", "resolve_tunable", "rate_estimate"]
 
@@ -146,15 +147,17 @@ def tune(
     n_steps
         Steps per epoch (default: 100 for ``"spikeometric"``, ``max(200, 5 T)`` for ``"stationary"``).
     n_epochs
-        Number of Adam steps.
+        Number of Adam steps (one per epoch). All epochs run inside one compiled program
+        (:func:`spikejax.core.fit_population` with a population of one), without a host round trip.
     estimator
         ``"stationary"`` (default, unbiased, gradient through the recurrence) or ``"spikeometric"``.
     equilibration_steps
         Burn-in steps: ``"stationary"`` once, before the first epoch (default ``max(10 T, 500)``);
         ``"spikeometric"`` every epoch (default 10, its fixed value).
     backend
-        Synaptic kernel (``"auto"``, ``"dense"``, ``"sparse"``; the event kernel is not differentiable
-        in the weights but is fine here since weights are not tuned).
+        Synaptic kernel: ``"auto"`` (dense while an ``N x N`` product is cheap against the edge count,
+        else sparse), ``"dense"`` or ``"sparse"``; ``"event"`` (a gather of the spiking rows, without
+        gradients through the history) is replaced by ``"sparse"``.
     checkpoint
         Block length of gradient checkpointing for ``"stationary"`` (default ``~sqrt(n_steps)``).
     average_last
@@ -163,6 +166,8 @@ def tune(
         Compatibility: evaluate the stimulus at ``t + T`` during tuning (spikeometric's clock offset).
     sam_inverse_rate
         Compatibility (SA models, ``"spikeometric"``): use spikeometric's ``dt / mean(mu)`` "rate".
+    progress
+        tqdm bar over the epochs (the program then runs in 10 chunks of epochs, reporting between them).
 
     Returns
     -------
@@ -191,75 +196,120 @@ def tune(
     check_scalar(rel_lr, "rel_lr", low=0.0, low_inclusive=False)
     check_scalar(average_last, "average_last", low=0.0, high=1.0)
 
-    engine = make_engine(network, model, "sparse" if backend == "event" else backend)
-    if engine.coupler.kind == "event":
-        engine = make_engine(network, model, "sparse")
-    nb = len(engine.block_sizes)
-    block_keys = jnp.asarray(key)[None] if network.block_sizes is None else _batch_keys(key, nb)
+    engine = make_engine(network, model, _tune_backend(network, backend))
+    batched = network.block_sizes is not None
     pair = (model, stimulus)
     params0 = {n: jnp.asarray(_get(pair, n)) for n in names}
     if lr is None:
         scales = {n: rel_lr * jnp.maximum(jnp.abs(v), 1e-6) for n, v in params0.items()}
     else:
         scales = {n: jnp.asarray(lr, v.dtype) for n, v in params0.items()}
-    # optimise in scaled coordinates z = (p - p0) / scale, so one Adam unit moves p by `scale`
-    z0 = {n: jnp.zeros_like(v) for n, v in params0.items()}
-    opt_state = _OPT.init(z0)
-    target = jnp.asarray(firing_rate, jnp.result_type(float))
     cfg = _Cfg(
         names=tuple(names),
         estimator=estimator,
         n_steps=n_steps,
+        n_eq=equilibration_steps,
         checkpoint=checkpoint if checkpoint is not None else max(1, int(round(np.sqrt(n_steps)))),
         stim_shift=T if stimulus_offset else 0,
         sam_inverse=bool(sam_inverse_rate) and isinstance(model, SAModel),
+        batched=batched,
     )
-
-    def params_of(z):
-        return _params_of(names, params0, scales, z)
-
     t0 = time.perf_counter()
-    z = z0
-    hist = {"rate": [], "loss": [], **{n: [] for n in names}}
-    state = None
+    k_fit, k_burn = jax.random.split(key)
+    if estimator == "stationary":
+        # one burn-in of the persistent chain (the simulator's compiled equilibration), then every epoch continues it
+        burn_keys = _block_keys(k_burn, engine, batched)
+        carry = jax.lax.stop_gradient(_run_equilibrate(model, engine, burn_keys, equilibration_steps))
+    else:
+        carry = jnp.zeros((), jnp.result_type(float))  # fresh state every epoch: nothing carried
+    # a population of one member: the scaled coordinates z = (p - p0) / scale (one Adam unit moves p by
+    # `scale`) are trained; the model, stimulus, synaptic kernel and settings ride along frozen (traced
+    # arrays, or static structure), so a second tune of the same structure reuses the compiled program
+    z0 = {n: jnp.zeros_like(v) for n, v in params0.items()}
+    member = {"z": z0, "fixed": (cfg, model, stimulus, engine)}
+    spec = jax.tree_util.tree_map(lambda _: False, member)
+    spec["z"] = jax.tree_util.tree_map(lambda _: True, z0)
+    target = jnp.asarray(firing_rate, jnp.result_type(float))
+    res = _fit(member, spec, params0, scales, target, carry, k_fit, n_epochs, progress)
+    if float(np.nanmax(res.history["mu_max"])) > 1.0:  # some expected count exceeded 1: redo with exact sampling
+        member = {"z": z0, "fixed": (cfg._replace(fast=False), model, stimulus, engine)}
+        res = _fit(member, spec, params0, scales, target, carry, k_fit, n_epochs, progress)
+    h = res.history
+    status = str(res.status[0])
+    if status == "diverged":
+        ep = int(res.epochs[0]) - 1
+        raise TrainingDivergedError(
+            f"tune diverged at epoch {ep}: the loss or a parameter became non-finite (last finite rate "
+            f"{_last_finite(h['rate'][:, 0])} Hz); lower lr/rel_lr or try jax_enable_x64"
+        )
+    z_last = {n: res.population["z"][n][0] for n in names}
+    p_last = _params_of(names, params0, scales, z_last)
+    # history: the loss and rate of each epoch (measured before its update) and the parameters after it
+    hist = {"rate": h["rate"][:, 0].tolist(), "loss": h["loss"][:, 0].tolist()}
+    for n in names:
+        before = np.asarray(h[f"param/{n}"][:, 0], dtype=float)
+        hist[n] = np.append(before[1:], float(p_last[n])).tolist()
     n_avg = int(round(average_last * n_epochs)) if estimator == "stationary" else 0
-    z_sum = None
-    for ep in range(n_epochs):
-        ek = jax.vmap(lambda k: jax.random.fold_in(k, ep))(block_keys)
-        if estimator == "spikeometric" or state is None:
-            state = _fresh_state(cfg, z, pair, params0, scales, engine, jax.vmap(lambda k: jax.random.fold_in(k, 10**6))(ek), equilibration_steps)
-        z, opt_state, state, loss, rate = _train_step(cfg, z, opt_state, state, ek, pair, params0, scales, engine, target)
-        loss_f = float(loss)
-        if not np.isfinite(loss_f):
-            raise TrainingDivergedError(
-                f"tune diverged at epoch {ep}: loss {loss_f} (rate {float(rate)} Hz); lower lr/rel_lr or try jax_enable_x64"
-            )
-        hist["rate"].append(float(rate))
-        hist["loss"].append(loss_f)
-        p = params_of(z)
-        for n in names:
-            hist[n].append(float(p[n]))
-        if n_avg and ep >= n_epochs - n_avg:
-            z_sum = z if z_sum is None else jax.tree_util.tree_map(jnp.add, z_sum, z)
-        if progress and (ep % max(1, n_epochs // 10) == 0 or ep == n_epochs - 1):
-            print(f"[glm tune] epoch {ep + 1}/{n_epochs}: rate {float(rate):.3f} Hz, loss {loss_f:.4g}", flush=True)
-    if z_sum is not None:
-        z = jax.tree_util.tree_map(lambda a: a / n_avg, z_sum)
-    final = params_of(z)
+    if n_avg:  # Polyak averaging of the parameters after the last n_avg updates (p is affine in z)
+        final = {n: jnp.mean(jnp.asarray(hist[n][-n_avg:], params0[n].dtype)) for n in names}
+    else:
+        final = p_last
     for n, v in final.items():
         if not bool(jnp.all(jnp.isfinite(v))):
             raise NonFiniteError(f"tuned parameter {n} is not finite ({v})")
-    model_t, stim_t = _set(pair, {n: v.astype(params0[n].dtype) for n, v in final.items()})
+    model_t, stim_t = _set(pair, {n: jnp.asarray(v).astype(params0[n].dtype) for n, v in final.items()})
     return TuneResult(model_t, stim_t, hist, time.perf_counter() - t0)
+
+
+def _fit(member, spec, params0, scales, target, carry, key, n_epochs, progress):
+    return fit_population(
+        _one(member), _tune_loss, optimizer=_OPT, key=key, n_epochs=n_epochs, filter_spec=_one(spec),
+        args=_one({"p0": params0, "scale": scales, "target": target}), carry=_one(carry), has_aux=True,
+        epochs_per_chunk=max(1, n_epochs // 10) if progress else None, progress=bool(progress), desc="glm tune",
+        shard=False,
+    )
+
+
+def _tune_backend(network: Network, backend: str) -> str:
+    """The synaptic kernel of a tune: gradients need ``"dense"`` or ``"sparse"`` (not the event gather).
+
+    ``"auto"``: dense while an ``N x N`` matrix-vector product costs at most ~16 edge updates per edge
+    (e.g. a block-diagonal batch of small dense networks: 5 rings of 100 neurons run ~5x faster dense
+    than with the edge segment sum), else sparse.
+    """
+    if backend == "event":
+        return "sparse"
+    if backend != "auto":
+        return backend
+    n, e = network.num_nodes, int(network.src.shape[0])
+    return "dense" if (n <= 256 or n * n <= 16 * e) and n <= 8192 else "sparse"
+
+
+def _last_finite(values) -> float:
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    return float(v[-1]) if v.size else float("nan")
+
+
+def _one(tree):
+    """``tree`` as a population of one member (a leading axis of length 1 on every array leaf)."""
+    return jax.tree_util.tree_map(lambda a: a[None] if eqx.is_array(a) else a, tree)
+
+
+def _block_keys(key, engine, batched: bool):
+    return jnp.asarray(key)[None] if not batched else _batch_keys(key, len(engine.block_sizes))
 
 
 class _Cfg(NamedTuple):
     names: tuple
     estimator: str
     n_steps: int
+    n_eq: int
     checkpoint: int
     stim_shift: int
     sam_inverse: bool
+    batched: bool
+    fast: bool = True  # one-pass Poisson sampling (exact while every mean is <= 1; checked, else re-run exactly)
 
 
 _OPT = optax.chain(optax.scale_by_adam(), optax.scale(-1.0))
@@ -269,9 +319,23 @@ def _params_of(names, params0, scales, z):
     return {n: params0[n] + scales[n] * z[n] for n in names}
 
 
-def _epoch_loss(z, cfg: _Cfg, state, keys_ep, pair, params0, scales, engine, target):
-    m, s = _set(pair, _params_of(cfg.names, params0, scales, z))
+def _tune_loss(member, _data, key, *, args, carry):
+    """One tuning epoch of one member, as :func:`spikejax.core.fit_population` calls it.
+
+    ``member``: ``{"z": scaled parameter coordinates, "fixed": (config, model, stimulus, engine)}``;
+    ``args``: the member's initial values, scales and target rate (Hz); ``carry``: the persistent chain's
+    state (``"stationary"``) or a placeholder (``"spikeometric"``). Returns ``(loss, aux, carry)``.
+    """
+    cfg, model, stim, engine = member["fixed"]
+    with fast_poisson(cfg.fast):
+        return _tune_epoch(cfg, model, stim, engine, member["z"], key, args, carry)
+
+
+def _tune_epoch(cfg, model, stim, engine, z, key, args, carry):
+    params = _params_of(cfg.names, args["p0"], args["scale"], z)
+    m, s = _set((model, stim), params)
     kernel = m.connectivity_filter().padded()
+    keys_ep = _block_keys(key, engine, cfg.batched)
     stim_fn = s if s is not None else (lambda t: jnp.zeros((), jnp.result_type(float)))
     ts = jnp.arange(cfg.n_steps, dtype=jnp.int32)
     keys = jax.vmap(lambda k: step_keys(k, ts), out_axes=1)(keys_ep)
@@ -279,6 +343,8 @@ def _epoch_loss(z, cfg: _Cfg, state, keys_ep, pair, params0, scales, engine, tar
     xs = (ts, ik, ek, u)
     shift = cfg.stim_shift
     if cfg.estimator == "spikeometric":
+        # a fresh random window every epoch, equilibrated without gradient, then a detached history
+        state, top = _fresh_state(jax.lax.stop_gradient(m), kernel, engine, jax.vmap(lambda k: jax.random.fold_in(k, 10**6))(keys_ep), cfg.n_eq)
 
         def body(st, inp):
             t, ikt, ekt, ut = inp
@@ -286,7 +352,9 @@ def _epoch_loss(z, cfg: _Cfg, state, keys_ep, pair, params0, scales, engine, tar
             st, x, mu, g = _step(m, kernel, engine, st, ikt, ekt, stim_fn(t + shift), ut)
             return jax.lax.stop_gradient(st), mu
 
-        state, mus = jax.lax.scan(body, state, xs)
+        _, mus = jax.lax.scan(body, state, xs)
+        new_carry = carry
+        mu_max = jnp.maximum(top, jnp.max(mus))
     else:
 
         def body(st, inp):
@@ -294,28 +362,22 @@ def _epoch_loss(z, cfg: _Cfg, state, keys_ep, pair, params0, scales, engine, tar
             st, x, mu, g = _step(m, kernel, engine, st, ikt, ekt, stim_fn(t + shift), ut, straight_through=True)
             return st, mu
 
-        state, mus = core_scan(body, state, xs, checkpoint=cfg.checkpoint)
+        state, mus = core_scan(body, carry, xs, checkpoint=cfg.checkpoint)
+        new_carry = jax.lax.stop_gradient(state)
+        mu_max = jnp.max(mus)
     rate = m.dt / jnp.mean(mus) if cfg.sam_inverse else rate_estimate(mus, m.dt)
-    loss = (target - rate) ** 2
-    return loss, (jax.lax.stop_gradient(state), rate)
+    loss = (args["target"] - rate) ** 2
+    aux = {"rate": jax.lax.stop_gradient(rate), "mu_max": jax.lax.stop_gradient(mu_max),
+           **{f"param/{n}": jax.lax.stop_gradient(params[n]) for n in cfg.names}}
+    return loss, aux, new_carry
 
 
-@eqx.filter_jit
-def _train_step(cfg, z, opt_state, state, keys_ep, pair, params0, scales, engine, target):
-    (loss, (state, rate)), grads = jax.value_and_grad(_epoch_loss, has_aux=True)(z, cfg, state, keys_ep, pair, params0, scales, engine, target)
-    updates, opt_state = _OPT.update(grads, opt_state, z)
-    z = optax.apply_updates(z, updates)
-    return z, opt_state, state, loss, rate
-
-
-@eqx.filter_jit
-def _fresh_state(cfg, z, pair, params0, scales, engine, keys_ep, n_eq: int):
-    m, _ = _set(pair, _params_of(cfg.names, params0, scales, z))
-    m = jax.lax.stop_gradient(m)
-    kernel = m.connectivity_filter().padded()
+def _fresh_state(m, kernel, engine, keys_ep, n_eq: int):
+    """spikeometric's per-epoch start: a random window, ``n_eq`` steps; also the largest expected count seen."""
     k_init = jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys_ep)
     k_eq = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys_ep)
     st = init_state(m, kernel, engine, k_init, jnp.result_type(float))
+    top = jnp.asarray(-jnp.inf, jnp.result_type(float))
     if n_eq > 0:
-        st, _ = run_steps(m, kernel, engine, st, k_eq, None, jnp.asarray(0, jnp.int32), n_eq, record="none")
-    return st
+        st, _, top = run_steps(m, kernel, engine, st, k_eq, None, jnp.asarray(0, jnp.int32), n_eq, record="none", track_max=True)
+    return st, top
