@@ -7,6 +7,7 @@ original's output tables and TPE search, plus gradient-based tuning and vmapped 
 """
 
 from . import metrics
+from .constrained import Constraints, constraint_terms, plot_validation, tpe_constrained, tune_constrained, validate_tuned
 from .config import (
     INTEGRATORS,
     NEURON_MODES,
@@ -37,4 +38,5 @@ __all__ = [
     "load_params", "w_compare", "SPACE", "tpe_search", "L5Params", "SimOutput", "Spec", "apply_gain",
     "make_spec", "replace_params", "simulate", "simulate_config", "random_settings", "sweep_settings",
     "TuneParams", "TuneResult", "check_tuned", "soft_relative_indices", "tune",
+    "Constraints", "constraint_terms", "tune_constrained", "tpe_constrained", "validate_tuned", "plot_validation",
 ]

@@ -16,7 +16,7 @@ import pandas as pd
 from ..core.io import atomic_open, save_json
 from . import metrics as M
 from .config import TYPES, L5Config
-from .network import Network, build_network, type_index
+from .network import FAST_COMPILE, Network, build_network, type_index
 from .params import w_compare
 from .simulate import L5Params, SimOutput, make_spec, simulate
 
@@ -135,7 +135,7 @@ def head_loss(wdf: pd.DataFrame, sdf: pd.DataFrame, target=None) -> float:
     return abs(10 * (rmse + d_os) - d_ds + 0.1 * (s_between + s_within))
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4, 5, 6))
+@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4, 5, 6), compiler_options=FAST_COMPILE)
 def _evaluate_arrays(rates, N, eval_blocks, win_start, win_stop, variant, soft_beta):
     # one compiled program for all statistics (op-by-op, their first call compiled dozens of
     # small programs: ~5 s)

@@ -176,6 +176,16 @@ def _rank1(mask: np.ndarray):
     return None
 
 
+def _remat_group(n_blocks: int) -> int:
+    """Largest divisor of ``n_blocks`` not above its square root (1 for short segments)."""
+    if n_blocks < 16:
+        return 1
+    g = int(np.sqrt(n_blocks))
+    while n_blocks % g:
+        g -= 1
+    return g
+
+
 def make_spec(
     cfg: L5Config,
     *,
@@ -491,7 +501,19 @@ def _run_one(p: L5Params, spec: Spec, W0, struct, pos_a, pos_b, r0, theta, theta
     b_all = jnp.arange(spec.n_blocks, dtype=jnp.int32)
     outs = []
     for b0, b1, (lf, af) in segs:
-        carry, o = jax.lax.scan(block_factory(step_factory(lf, af)), carry, (b_all[b0:b1], ts_all[b0:b1]))
+        fn = block_factory(step_factory(lf, af))
+        G = _remat_group(b1 - b0) if spec.remat else 1
+        if G > 1:
+            # two-level checkpointing: the backward pass keeps one carry (with the threshold ring)
+            # per group of G blocks plus the G blocks being recomputed, instead of one per block
+            def group_fn(c, xs, fn=fn):
+                return jax.lax.scan(fn, c, xs)
+
+            xs = (b_all[b0:b1].reshape(-1, G), ts_all[b0:b1].reshape(-1, G, spec.block))
+            carry, o = jax.lax.scan(jax.checkpoint(group_fn), carry, xs)
+            o = jax.tree_util.tree_map(lambda x: x.reshape((-1,) + x.shape[2:]), o)
+        else:
+            carry, o = jax.lax.scan(fn, carry, (b_all[b0:b1], ts_all[b0:b1]))
         outs.append(o)
     carry = carry[0]
     out = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs, axis=0), *outs)
