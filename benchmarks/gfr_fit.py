@@ -10,18 +10,32 @@ output):
 * ``fit_cell``: one :func:`spikejax.core.fit` per restart and learning rate (the reference loop);
 * ``fit_cells([cell])``: the batched trainer on one cell at a time (compiled once, reused).
 
+Stage 2 per cell against the PyTorch anchor (``shared/anchors/gfr_torch_anchor.py``, GRNN's
+stage-2 procedure as a per-cell PyTorch loop, 1 thread), run as a peer in the same run: spikejax's
+stage 2 (:func:`spikejax.gfr.stage2.fit_weights`) on ``--stage2_cells`` cells with the anchor's batch
+sizes (Long Square 20 x 150 bins, Ramp 3 x 500, Noise 1 12 x 1000; 20 ms bins; 3 learning rates),
+timed compiled; the ratio is the anchor's seconds per (cell, learning rate, epoch) over spikejax's.
+The 1000-cell figure with the original's schedule (3 lr x 200 epochs) is extrapolated linearly from
+that per-cell cost (stated in the output). Skipped with a message when torch is not installed
+(``pip install torch==2.13.0``).
+
 Usage::
 
     python benchmarks/gfr_fit.py                # 10, 100, 1000 cells; writes benchmarks/RESULTS_gfr.md
     python benchmarks/gfr_fit.py --quick        # 4 and 8 cells, tiny schedule (smoke test)
+    python benchmarks/gfr_fit.py --sizes        # only the stage-2 comparison with the torch anchor
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import os
 import platform
+import re
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -47,6 +61,78 @@ def _replicate(cells, n):
     return out
 
 
+ANCHOR = Path(os.environ.get("SPIKEJAX_ANCHORS", Path(__file__).resolve().parents[2] / "shared" / "anchors")) / "gfr_torch_anchor.py"
+
+
+def _anchor_cells(n_cells: int, seed: int = 0):
+    """Prepared cells with the torch anchor's stage-2 batch sizes (rates from a GFR with the anchor's g)."""
+    import jax.numpy as jnp
+
+    from spikejax.gfr import GFR, PolynomialActivation, decay_rates, simulate
+    from spikejax.gfr.cells import PreparedCell
+
+    rng = np.random.default_rng(seed)
+    lam = decay_rates(20)
+    n = lam.size
+    g = PolynomialActivation(jnp.asarray([0.0, 2.7]), jnp.asarray(110.0), jnp.asarray(190.0), jnp.asarray(0.05), 20)
+    cells = []
+    for i in range(n_cells):
+        alpha = np.zeros(n)
+        alpha[0] = n
+        true = GFR(alpha, -0.1 * rng.random(n), lam, g, 20)
+        ls = np.zeros((20, 150))
+        ls[:, 25:75] = np.linspace(20, 250, 20)[:, None]
+        ramp = np.broadcast_to(np.linspace(0, 300, 500), (3, 500)).copy()
+        noise = 120 + 60 * rng.standard_normal((12, 1000))
+        rates = {k: np.asarray(simulate(true, jnp.asarray(v, jnp.float32)), float) for k, v in (("ls", ls), ("ramp", ramp), ("noise", noise))}
+        groups = {"Long Square": (ls, rates["ls"]), "Ramp": (ramp, rates["ramp"]), "Noise 1": (noise, rates["noise"])}
+        trials = (noise[0], rates["noise"])
+        cells.append(PreparedCell(10_000_000 + i, 0.05, 250.0, ls[:, 25], rates["ls"][:, 25], groups, trials, trials))
+    return cells
+
+
+def _stage2_vs_anchor(args) -> dict:
+    """spikejax stage 2 per (cell, lr, epoch) at the anchor's sizes, and the anchor itself (same run)."""
+    from spikejax.gfr import FitConfig
+    from spikejax.gfr.cells import stack_cells
+    from spikejax.gfr.stage2 import fit_weights
+
+    out = {"cells": args.stage2_cells, "epochs": args.stage2_epochs}
+    config = FitConfig(hparams=tuple((lr, args.stage2_epochs) for lr in (1e-2, 1e-3, 1e-4)))
+    preps = _anchor_cells(args.stage2_cells, args.seed)
+    data = stack_cells(preps, config)
+    g_host = {"poly_coeff": np.tile([0.0, 2.7], (len(preps), 1)), "b": np.full(len(preps), 110.0),
+              "max_current": np.full(len(preps), 190.0), "max_firing_rate": np.full(len(preps), 0.05)}
+    kw = dict(shared_padding=False, epochs_per_chunk=args.stage2_epochs)
+    t = time.perf_counter()
+    res = fit_weights(g_host, config, data, **kw)
+    out["first_s"] = time.perf_counter() - t
+    t, c = time.perf_counter(), time.process_time()
+    res = fit_weights(g_host, config, data, **kw)
+    out["warm_s"], out["warm_cpu_s"] = time.perf_counter() - t, time.process_time() - c
+    member_epochs = float(np.sum(res["epochs"]))
+    out["per_member_epoch_s"] = out["warm_s"] / member_epochs
+    out["full_1000_min"] = out["per_member_epoch_s"] * 1000 * 3 * 200 / 60
+    print(f"stage 2 at the anchor's sizes: {args.stage2_cells} cells x 3 lr x {args.stage2_epochs} epochs in {out['warm_s']:.1f} s "
+          f"compiled ({out['first_s']:.1f} s first call) = {1e3 * out['per_member_epoch_s']:.2f} ms per (cell, lr, epoch); "
+          f"1000 cells x 3 lr x 200 epochs extrapolated: {out['full_1000_min']:.1f} min", flush=True)
+    if importlib.util.find_spec("torch") is None:
+        out["anchor"] = "skipped: torch is not installed (pip install torch==2.13.0)"
+    elif not ANCHOR.is_file():
+        out["anchor"] = f"skipped: {ANCHOR} not found (set SPIKEJAX_ANCHORS)"
+    else:
+        proc = subprocess.run([sys.executable, str(ANCHOR), str(args.anchor_epochs)], capture_output=True, text=True, timeout=3600)
+        m = re.search(r"([0-9.]+) s per epoch", proc.stdout)
+        if proc.returncode or not m:
+            out["anchor"] = f"failed: {proc.stderr[-300:] or proc.stdout[-300:]}"
+        else:
+            out["anchor_per_epoch_s"] = float(m.group(1))
+            out["ratio"] = out["anchor_per_epoch_s"] / out["per_member_epoch_s"]
+            out["anchor"] = proc.stdout.strip()
+    print(f"torch anchor: {out['anchor']}" + (f" -> spikejax {out['ratio']:.0f}x faster per (cell, lr, epoch)" if "ratio" in out else ""), flush=True)
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="*", default=[10, 100, 1000])
@@ -60,9 +146,16 @@ def main(argv=None) -> int:
     ap.add_argument("--chunk_size", type=int, default=100, help="fit_cells(chunk_size=...): cells per compiled call")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--stage2_cells", type=int, default=100, help="cells (anchor sizes) in the stage-2 comparison; 0 skips it")
+    ap.add_argument("--stage2_epochs", type=int, default=10, help="epochs per learning rate in the stage-2 comparison")
+    ap.add_argument("--anchor_epochs", type=int, default=3, help="epochs per learning rate of the torch anchor")
     args = ap.parse_args(argv)
     if args.quick:
         args.sizes, args.distinct, args.loop_cells, args.activation_epochs, args.epochs = [4, 8], 4, 1, 20, 4
+        args.stage2_cells, args.stage2_epochs, args.anchor_epochs = 8, 2, 1
+    stage2 = _stage2_vs_anchor(args) if args.stage2_cells > 0 else None
+    if not args.sizes:
+        return 0
 
     from spikejax.gfr import FitConfig, fit_cell, fit_cells
 
@@ -141,6 +234,20 @@ def main(argv=None) -> int:
             f"{r['loop_core_per_s']:.3f} | {r['loop_batched_per_s']:.3f} | {r['speedup_vs_core_loop']:.1f}x | {r['speedup_vs_batched_loop']:.1f}x |"
         )
     lines.append("")
+    if stage2 is not None:
+        lines += [
+            "## Stage 2 per cell vs the PyTorch anchor (same run)",
+            "",
+            f"- spikejax `stage2.fit_weights`: {stage2['cells']} cells at the anchor's sizes (Long Square 20 x 150, Ramp 3 x 500, "
+            f"Noise 1 12 x 1000 bins of 20 ms) x 3 learning rates x {stage2['epochs']} epochs in one compiled program, "
+            f"{stage2['warm_s']:.1f} s compiled ({stage2['first_s']:.1f} s first call), "
+            f"{1e3 * stage2['per_member_epoch_s']:.2f} ms per (cell, lr, epoch); XLA uses all cores",
+            f"- torch anchor (1 thread, {args.anchor_epochs} epochs per lr): {stage2['anchor']}",
+            f"- ratio: {stage2['ratio']:.0f}x" if "ratio" in stage2 else "- ratio: n/a",
+            f"- 1000 cells x 3 lr x 200 epochs (the original's schedule), extrapolated linearly from the per-cell cost: "
+            f"{stage2['full_1000_min']:.1f} min",
+            "",
+        ]
     Path(args.out).write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")
     return 0

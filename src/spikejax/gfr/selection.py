@@ -50,13 +50,9 @@ def masked_evr(model_trace: jax.Array, trials: jax.Array, trial_mask: jax.Array,
 def eval_member(model: GFR, ev: dict[str, jax.Array], eps: float) -> dict[str, jax.Array]:
     """Noise-1 (val) and Noise-2 (test) EVR and per-bin NLL of the response to the first trial's current."""
     out = {}
-    # one simulation for both currents (padded to the longer one at the end: the model is causal)
-    t_max = max(ev[name]["current"].shape[-1] for name in ("val", "test"))
-    pad = lambda x: jnp.pad(x, (0, t_max - x.shape[-1]))  # noqa: E731
-    both = simulate(model, jnp.stack([pad(ev["val"]["current"]), pad(ev["test"]["current"])]))
-    for i, name in enumerate(("val", "test")):
+    for name in ("val", "test"):
         d = ev[name]
-        m = both[i, : d["current"].shape[-1]]
+        m = simulate(model, d["current"])
         scored = jnp.where(d["round"], jnp.round(m * d["dt"]) / d["dt"], m) if "round" in d else m
         out[f"{name}_evr"] = masked_evr(scored, d["trials"], d["trial_mask"], d["n_bins"])
         k, t = d["trials"].shape
