@@ -42,7 +42,7 @@ from ..core.scan import scan as core_scan
 from ..core.scan import step_keys
 from .models import GLMModel, SAModel, fast_poisson
 from .network import Network, batch_networks
-from .simulate import _batch_keys, _run_equilibrate, _step, draw_step_noise, init_state, make_engine, run_steps
+from .simulate import _batch_keys, _run_equilibrate, _step, draw_step_noise, init_state, make_engine
 
 __all__ = ["tune", "TuneResult", "resolve_tunable", "rate_estimate"]
 
@@ -212,7 +212,6 @@ def tune(
         checkpoint=checkpoint if checkpoint is not None else max(1, int(round(np.sqrt(n_steps)))),
         stim_shift=T if stimulus_offset else 0,
         sam_inverse=bool(sam_inverse_rate) and isinstance(model, SAModel),
-        batched=batched,
     )
     t0 = time.perf_counter()
     k_fit, k_burn = jax.random.split(key)
@@ -308,7 +307,6 @@ class _Cfg(NamedTuple):
     checkpoint: int
     stim_shift: int
     sam_inverse: bool
-    batched: bool
     fast: bool = True  # one-pass Poisson sampling (exact while every mean is <= 1; checked, else re-run exactly)
 
 
@@ -332,52 +330,51 @@ def _tune_loss(member, _data, key, *, args, carry):
 
 
 def _tune_epoch(cfg, model, stim, engine, z, key, args, carry):
+    """The epoch's simulation window and loss. ``"spikeometric"``: a fresh random window, ``n_eq``
+    equilibration steps (stimulus off, not measured) and ``n_steps`` measured steps in one scan, the
+    history detached at every step; ``"stationary"``: ``n_steps`` steps continuing the carried chain,
+    gradients through the recurrence (straight-through spikes, checkpointed scan). One key split per
+    epoch feeds every draw (per network block of a batch), so the program holds few PRNG calls."""
     params = _params_of(cfg.names, args["p0"], args["scale"], z)
     m, s = _set((model, stim), params)
     kernel = m.connectivity_filter().padded()
-    keys_ep = _block_keys(key, engine, cfg.batched)
-    stim_fn = s if s is not None else (lambda t: jnp.zeros((), jnp.result_type(float)))
-    ts = jnp.arange(cfg.n_steps, dtype=jnp.int32)
-    keys = jax.vmap(lambda k: step_keys(k, ts), out_axes=1)(keys_ep)
+    dtype = jnp.result_type(float)
+    k_init, k_run = jax.random.split(key, (2, len(engine.block_sizes)))
+    stim_fn = s if s is not None else (lambda t: jnp.zeros((), dtype))
+    spk = cfg.estimator == "spikeometric"
+    n_eq = cfg.n_eq if spk else 0
+    ts = jnp.arange(n_eq + cfg.n_steps, dtype=jnp.int32)
+    keys = jax.vmap(lambda k: step_keys(k, ts), out_axes=1)(k_run)
     ik, ek, u = draw_step_noise(m, engine, keys)
     xs = (ts, ik, ek, u)
     shift = cfg.stim_shift
-    if cfg.estimator == "spikeometric":
-        # a fresh random window every epoch, equilibrated without gradient, then a detached history
-        state, top = _fresh_state(jax.lax.stop_gradient(m), kernel, engine, jax.vmap(lambda k: jax.random.fold_in(k, 10**6))(keys_ep), cfg.n_eq)
+
+    def stim_at(t):  # off during the equilibration; the measured clock starts at 0 (+ T with stimulus_offset)
+        return jnp.where(t >= n_eq, stim_fn(jnp.maximum(t - n_eq, 0) + shift), 0.0)
+
+    if spk:
 
         def body(st, inp):
             t, ikt, ekt, ut = inp
-            st = jax.lax.stop_gradient(st)
-            st, x, mu, g = _step(m, kernel, engine, st, ikt, ekt, stim_fn(t + shift), ut)
+            st, x, mu, g = _step(m, kernel, engine, jax.lax.stop_gradient(st), ikt, ekt, stim_at(t), ut)
             return jax.lax.stop_gradient(st), mu
 
-        _, mus = jax.lax.scan(body, state, xs)
+        state0 = init_state(jax.lax.stop_gradient(m), kernel, engine, k_init, dtype)
+        _, mus = jax.lax.scan(body, state0, xs)
         new_carry = carry
-        mu_max = jnp.maximum(top, jnp.max(mus))
     else:
 
         def body(st, inp):
             t, ikt, ekt, ut = inp
-            st, x, mu, g = _step(m, kernel, engine, st, ikt, ekt, stim_fn(t + shift), ut, straight_through=True)
+            st, x, mu, g = _step(m, kernel, engine, st, ikt, ekt, stim_at(t), ut, straight_through=True)
             return st, mu
 
         state, mus = core_scan(body, carry, xs, checkpoint=cfg.checkpoint)
         new_carry = jax.lax.stop_gradient(state)
-        mu_max = jnp.max(mus)
+    mu_max = jnp.max(mus)
+    mus = mus[n_eq:]
     rate = m.dt / jnp.mean(mus) if cfg.sam_inverse else rate_estimate(mus, m.dt)
     loss = (args["target"] - rate) ** 2
     aux = {"rate": jax.lax.stop_gradient(rate), "mu_max": jax.lax.stop_gradient(mu_max),
            **{f"param/{n}": jax.lax.stop_gradient(params[n]) for n in cfg.names}}
     return loss, aux, new_carry
-
-
-def _fresh_state(m, kernel, engine, keys_ep, n_eq: int):
-    """spikeometric's per-epoch start: a random window, ``n_eq`` steps; also the largest expected count seen."""
-    k_init = jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys_ep)
-    k_eq = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys_ep)
-    st = init_state(m, kernel, engine, k_init, jnp.result_type(float))
-    top = jnp.asarray(-jnp.inf, jnp.result_type(float))
-    if n_eq > 0:
-        st, _, top = run_steps(m, kernel, engine, st, k_eq, None, jnp.asarray(0, jnp.int32), n_eq, record="none", track_max=True)
-    return st, top
