@@ -1,5 +1,6 @@
 """Sphinx configuration for spikejax (MyST markdown + myst-nb, API pages from NumPy docstrings)."""
 
+import logging
 import os
 import sys
 
@@ -43,9 +44,6 @@ except ImportError:  # pragma: no cover
     html_theme = "alabaster"
 
 # --- warnings-as-errors hygiene (the build runs with -W) -------------------------------------
-# NumPy-style "Attributes" sections become :ivar: fields, so an attribute that autodoc also
-# documents (a property, a dataclass field) is not described twice.
-napoleon_use_ivar = True
 # Short type names such as ``N`` or ``T`` in docstrings match attributes of several classes; the
 # ambiguity is harmless (Sphinx links the first), so these cross-reference notes are not errors.
 suppress_warnings = ["myst.header", "ref.python"]
@@ -65,5 +63,14 @@ def _escape_bars(app, what, name, obj, options, lines):
         lines[i] = "".join(p if p.startswith("``") else re.sub(r"(?<!\\)\|", r"\\|", p) for p in parts)
 
 
+class _SameAttributeTwice(logging.Filter):
+    """An attribute listed in a class's NumPy "Attributes" section that autodoc also documents (a
+    property or a dataclass field) is described twice on the API page; that note is not an error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("duplicate object description of spikejax.")
+
+
 def setup(app):
     app.connect("autodoc-process-docstring", _escape_bars)
+    logging.getLogger("sphinx.sphinx.domains.python").addFilter(_SameAttributeTwice())

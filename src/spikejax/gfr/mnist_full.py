@@ -16,8 +16,8 @@ extracted ``mnist.pkl.gz``, or at an installed ``mnist`` package from
 The written ``.npz`` (uint8 ``x_train, y_train, x_test, y_test``) is what
 :func:`spikejax.gfr.mnist.load_mnist` reads with ``path=``. Nothing is downloaded at run time.
 
-The pickle is read with an unpickler that only admits the three numpy names needed to rebuild
-arrays (``_reconstruct``, ``ndarray``, ``dtype``); anything else in the stream raises
+The pickle is read with an unpickler that only admits the names needed to rebuild numpy arrays
+(``_reconstruct``, ``ndarray``, ``dtype``, and ``codecs.encode`` for bytes); anything else in the stream raises
 :class:`~spikejax.core.errors.DataFormatError`, so a tampered file cannot run code. The file's
 SHA-256 is checked as well (``check_sha256=False`` skips it).
 """
@@ -49,6 +49,7 @@ _ALLOWED = {
     ("numpy._core.multiarray", "_reconstruct"),
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
+    ("_codecs", "encode"),  # how Python 3 writes bytes in a protocol-2 pickle (harmless)
 }
 
 
@@ -56,6 +57,10 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):  # noqa: D401 - pickle API
         if (module, name) not in _ALLOWED:
             raise DataFormatError(f"the MNIST pickle refers to {module}.{name}; only numpy arrays are accepted")
+        if module == "_codecs":
+            import codecs
+
+            return codecs.encode
         if name == "_reconstruct":
             from numpy._core.multiarray import _reconstruct
 
