@@ -102,3 +102,43 @@ def test_pbt_16_workers_improves_and_sharded_equals_unsharded():
     np.testing.assert_array_equal(np.asarray(four["source"]), src)
     np.testing.assert_allclose(np.asarray(four["metric"]), metric, rtol=1e-4)
     np.testing.assert_allclose(np.asarray(four["lr"]), np.asarray(one["lr"]), rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_ray_trial_generations_run_on_core_fit(monkeypatch):
+    """A Ray Tune trial without Ray (a stand-in for ``ray.tune``): each generation is one core.fit call that
+    continues the epoch clock (KL/L2 ramps) and the smoothed metric, and reports once."""
+    import importlib
+    import types
+
+    from spikejax.lfads import HParams, LFADSConfig, TrainConfig, generate_lorenz_dataset
+    from spikejax.lfads.pbt import PBTConfig
+
+    pr = importlib.import_module("spikejax.lfads.pbt_ray")
+    reports = []
+
+    class Done(Exception):
+        pass
+
+    def report(metrics, checkpoint=None):
+        reports.append(metrics)
+        if len(reports) == 2:
+            raise Done
+
+    fake = types.SimpleNamespace(get_checkpoint=lambda: None, report=report,
+                                 get_context=lambda: types.SimpleNamespace(get_trial_id=lambda: "t0"),
+                                 Checkpoint=types.SimpleNamespace(from_directory=lambda d: d))
+    monkeypatch.setattr(pr, "_import_ray", lambda: (None, fake))
+    d = generate_lorenz_dataset(n_conditions=4, trials_per_condition=5, n_neurons=6, steps=200, bin_ms=20, seed=1)
+    cfg = LFADSConfig(data_dim=6, encod_seq_len=10, ic_enc_dim=4, ci_enc_dim=0, con_dim=0, co_dim=0, ic_dim=3,
+                      gen_dim=8, fac_dim=3)
+    base = HParams.create(kl_increase_epoch=1, l2_increase_epoch=1, kl_co_scale=0.0)
+    payload = {"model_config": cfg, "train_config": TrainConfig(batch_size=8, lr_scheduler=False),
+               "pbt_config": PBTConfig(num_workers=2, epochs_per_generation=2),
+               "base_hp": {f: float(getattr(base, f)) for f in HParams.__dataclass_fields__},
+               "train": {"data": np.asarray(d["train"]["data"])}, "valid": {"data": np.asarray(d["valid"]["data"])}}
+    with pytest.raises(Done):
+        pr._worker({"hp": {"lr_init": 1e-2, "kl_ic_scale": 1e-4, "_worker": 0}}, payload)
+    assert [r["epoch"] for r in reports] == [2, 4]
+    assert all(np.isfinite(r["metric"]) and np.isfinite(r["train_loss"]) for r in reports)
+    assert reports[1]["metric"] < reports[0]["metric"]

@@ -1,11 +1,11 @@
 """Population-based training (AutoLFADS) with the whole population in one compiled program.
 
-Workers are stacked along a leading axis; one generation (``epochs_per_generation`` epochs of the
-same pure step that :func:`spikejax.lfads.train` uses, plus a validation pass per epoch) is
-``vmap``-ped over the workers and sharded over the local devices
-(:func:`spikejax.core.shard_batch`). Searched hyperparameters are array leaves (``HParams`` and the
-``optax.inject_hyperparams`` learning rate), so exploit/explore between generations never
-recompiles (guarded with ``equinox.debug.assert_max_traces``).
+Workers are the members of a :func:`spikejax.core.fit_population` run: stacked along a leading
+axis, each with its own minibatch order, injected learning rate and ``HParams`` (array leaves of
+shape (workers,)), trained by the same loss as :func:`spikejax.lfads.train` and validated after
+every epoch inside the program, ``vmap``-ped and sharded over the local devices. One generation is
+one chunk of ``epochs_per_generation`` epochs; exploit, explore and the stopping rule run in the
+``between_chunks`` hook, changing array values only, so nothing recompiles between generations.
 
 Between generations, on the host (spec §4):
 
@@ -35,10 +35,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..core.errors import ConfigError
-from ..core.sweep import shard_batch, stack
+from ..core.population import fit_population
+from ..core.sweep import stack
 from .data import check_dataset
+from .loss import lfads_loss
 from .model import LFADS, HParams, LFADSConfig
-from .train import TrainConfig, device_splits, get_lr, make_epoch_fn, make_eval_fn, make_optimizer, set_lr
+from .train import TrainConfig, _compiled, _fit_loss, device_splits
 
 __all__ = ["SearchParam", "PBTConfig", "PBTResult", "DEFAULT_SEARCH_SPACE", "pbt", "perturb", "explore_value", "exploit_binary_tournament",
            "improvement_ratio_stop"]
@@ -209,6 +211,10 @@ def pbt(model_config: LFADSConfig, train_data: dict[str, Any], valid_data: dict[
         progress: bool = False) -> PBTResult:
     """Run synchronous PBT of ``num_workers`` LFADS models in one vmapped (and sharded) program.
 
+    The population trains on :func:`spikejax.core.fit_population` (one chunk of epochs = one
+    generation; each worker its own minibatch order, learning rate and hyperparameters); exploit,
+    explore and the stopping rule run in its ``between_chunks`` hook.
+
     Parameters
     ----------
     model_config : LFADSConfig shared by all workers (sizes cannot be searched).
@@ -237,14 +243,13 @@ def pbt(model_config: LFADSConfig, train_data: dict[str, Any], valid_data: dict[
         raise ConfigError("metric 'valid/recon_heldout' needs sample validation: set TrainConfig.sv_rate > 0")
     rng = np.random.default_rng(pc.seed)
     W = pc.num_workers
+    E = pc.epochs_per_generation
     k_init, k_run = jax.random.split(key)
     models = [LFADS(model_config, key=k) for k in jax.random.split(k_init, W)]
     dtype = models[0].ic_prior_mean.dtype
-    pop = stack(models)
-    params, static = eqx.partition(pop, eqx.is_inexact_array)
     static = eqx.partition(models[0], eqx.is_inexact_array)[1]
 
-    # initial hyperparameters
+    # initial hyperparameters (array leaves of shape (W,): exploit/explore never recompiles)
     init_vals = {}
     for s in search_space:
         init_vals[s.name] = np.full(W, s.init, float) if s.init is not None else s.sample(rng, W)
@@ -252,118 +257,97 @@ def pbt(model_config: LFADSConfig, train_data: dict[str, Any], valid_data: dict[
     for n_, v in init_vals.items():
         if n_ != "lr_init":
             hp_stack = eqx.tree_at(lambda h: getattr(h, n_), hp_stack, jnp.asarray(v, dtype))
-    optimizer = make_optimizer(tc)
-    opt_state = jax.vmap(optimizer.init)(params)
     lr = init_vals.get("lr_init", np.full(W, tc.lr_init))
-    opt_state = set_lr(opt_state, jnp.asarray(lr, dtype))
+    optimizer, _ = _compiled(model_config, (tc.max_grad_norm, tc.adam_beta1, tc.adam_beta2, tc.adam_epsilon))
 
     tr, va = device_splits(train_data, valid_data, dtype, tc)
     n_train = tr["data"].shape[0]
     bs = min(tc.batch_size, n_train)
-    epoch_fn = make_epoch_fn(static, optimizer, n_train, bs)
-    eval_fn = make_eval_fn(static)
-    E = pc.epochs_per_generation
-
-    def worker_generation(p, s, h, k, tr, va, epoch0):
-        def body(carry, e):
-            p, s = carry
-            p, s, loss, _ = epoch_fn(p, s, h, tr, e, k)
-            val = eval_fn(p, h, va, e, jax.random.fold_in(k, 7))
-            return (p, s), (loss, val["recon"], val["recon_heldout"])
-
-        (p, s), out = jax.lax.scan(body, (p, s), epoch0 + jnp.arange(E, dtype=dtype))
-        return p, s, out
-
-    def generation(p, s, h, k, tr, va, epoch0):
-        return jax.vmap(worker_generation, in_axes=(0, 0, 0, 0, None, None, None))(p, s, h, k, tr, va, epoch0)
-
-    gen_jit = jax.jit(eqx.debug.assert_max_traces(generation, max_traces=1))
-    devices = jax.local_devices()
-    use_shard = pc.shard and len(devices) > 1
-
-    def place(tree):
-        if use_shard:
-            return shard_batch(tree, devices)[0]
-        return jax.device_put(tree, devices[0])
-
+    n_batches = max(n_train // bs, 1)
     hp_keys = [n_ for n_ in names if n_ != "lr_init"]
     ramp_end = float(max(float(base.kl_start_epoch) + float(base.kl_increase_epoch),
                          float(base.l2_start_epoch) + float(base.l2_increase_epoch)))
     burn_in = pc.burn_in_epochs if pc.burn_in_epochs is not None else int(ramp_end) + E
-    smth = np.full(W, np.nan)
     records: dict[str, list] = {"generation": [], "epoch": [], "metric": [], "best": [], "source": [],
                                 "train_loss": []}
     for n_ in names:
         records[f"hp/{n_}"] = []
     bests: list[float] = []
-    stop_reason = "max_generations"
-    t0 = time.perf_counter()
-    gen = 0
-    epoch = 0
-    from tqdm.auto import tqdm
+    stop_reason = ["max_generations"]
 
-    bar = tqdm(total=pc.max_generations, desc="lfads pbt", disable=not progress, leave=False)
-    try:
-        while gen < pc.max_generations:
-            keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(k_run, gen), i))(jnp.arange(W))
-            n_pad = W
-            pp, ss, hh, kk = place((params, opt_state, hp_stack, keys))
-            pp, ss, (losses, vrec, vho) = gen_jit(pp, ss, hh, kk, tr, va, jnp.asarray(epoch, dtype))
-            params = jax.tree_util.tree_map(lambda a: jax.device_put(a[:n_pad], devices[0]), pp)
-            opt_state = jax.tree_util.tree_map(lambda a: jax.device_put(a[:n_pad], devices[0]), ss)
-            losses, vrec, vho = (np.asarray(a)[:W] for a in (losses, vrec, vho))
-            for e in range(E):
-                smth = np.where(np.isnan(smth), vrec[:, e], (1 - pc.smoothing) * smth + pc.smoothing * vrec[:, e])
-            epoch += E
-            gen += 1
-            metric = smth.copy() if pc.metric == "valid/recon_smth" else vho[:, -1]
-            lr_now = np.asarray(get_lr(opt_state), float)
-            records["generation"].append(gen)
-            records["epoch"].append(epoch)
-            records["metric"].append(metric.tolist())
-            records["train_loss"].append(losses[:, -1].tolist())
-            for n_ in names:
-                records[f"hp/{n_}"].append(_hp_get(hp_stack, lr_now, n_).tolist())
-            best_now = float(np.nanmin(metric)) if np.isfinite(metric).any() else math.inf
-            records["best"].append(best_now)
-            bar.update(1)
-            stop = False
-            if epoch >= burn_in:
-                bests.append(best_now)
-                if improvement_ratio_stop(bests, pc.num_no_best_to_stop, pc.percent_change_to_stop):
-                    stop, stop_reason = True, "improvement_ratio"
-            if callback is not None and callback(gen, {k: v[-1] for k, v in records.items()}):
-                stop, stop_reason = True, "callback"
-            if stop or gen >= pc.max_generations:
-                records["source"].append(list(range(W)))
-                break
-            # exploit + explore (host side; array leaves only, same shapes: no recompilation)
-            src = exploit_binary_tournament(metric, rng)
-            records["source"].append(src.tolist())
-            idx = jnp.asarray(src)
-            params = jax.tree_util.tree_map(lambda a: a[idx], params)
-            opt_state = jax.tree_util.tree_map(lambda a: a[idx], opt_state)
-            hp_stack = jax.tree_util.tree_map(lambda a: a[idx], hp_stack)
-            smth = smth[src]
-            lr_new = lr_now[src]
-            hp_new = {n_: np.asarray(getattr(hp_stack, n_), float).copy() for n_ in hp_keys}
-            for w in np.flatnonzero(src != np.arange(W)):
-                for s in search_space:
-                    new = explore_value(s, lr_new[w] if s.name == "lr_init" else hp_new[s.name][w], pc, rng)
-                    if s.name == "lr_init":
-                        lr_new[w] = new
-                    else:
-                        hp_new[s.name][w] = new
-            for n_ in hp_keys:
-                hp_stack = eqx.tree_at(lambda h: getattr(h, n_), hp_stack, jnp.asarray(hp_new[n_], dtype))
-            opt_state = set_lr(opt_state, jnp.asarray(lr_new, dtype))
-    finally:
-        bar.close()
+    def between_generations(state, history):
+        """Record the generation, test the stopping rule, then exploit (binary tournament) and explore."""
+        epoch = state.epoch
+        gen = epoch // E
+        if pc.metric == "valid/recon_smth":
+            metric = np.asarray(state.val_smth, float).copy()
+        else:
+            metric = np.asarray(history["val/recon_heldout"][epoch - 1], float)
+        lr_now = np.asarray(state.hyperparam("learning_rate"), float)
+        hp_now = state.args[0]
+        records["generation"].append(gen)
+        records["epoch"].append(epoch)
+        records["metric"].append(metric.tolist())
+        records["train_loss"].append(np.asarray(history["loss"][epoch - 1], float).tolist())
+        for n_ in names:
+            records[f"hp/{n_}"].append(_hp_get(hp_now, lr_now, n_).tolist())
+        best_now = float(np.nanmin(metric)) if np.isfinite(metric).any() else math.inf
+        records["best"].append(best_now)
+        stop = False
+        if epoch >= burn_in:
+            bests.append(best_now)
+            if improvement_ratio_stop(bests, pc.num_no_best_to_stop, pc.percent_change_to_stop):
+                stop, stop_reason[0] = True, "improvement_ratio"
+        if callback is not None and callback(gen, {k: v[-1] for k, v in records.items()}):
+            stop, stop_reason[0] = True, "callback"
+        if stop or gen >= pc.max_generations:
+            records["source"].append(list(range(W)))
+            return state.stop() if stop else None
+        # exploit: losers copy their winner (weights, optimiser state, hyperparameters, smoothed metric)
+        src = exploit_binary_tournament(metric, rng)
+        records["source"].append(src.tolist())
+        state = state.take(src)
+        lr_new = np.asarray(state.hyperparam("learning_rate"), float).copy()
+        hp_src = state.args[0]
+        hp_new = {n_: np.asarray(getattr(hp_src, n_), float).copy() for n_ in hp_keys}
+        # explore the losers' hyperparameters
+        for w in np.flatnonzero(src != np.arange(W)):
+            for s in search_space:
+                new = explore_value(s, lr_new[w] if s.name == "lr_init" else hp_new[s.name][w], pc, rng)
+                if s.name == "lr_init":
+                    lr_new[w] = new
+                else:
+                    hp_new[s.name][w] = new
+        for n_ in hp_keys:
+            hp_src = eqx.tree_at(lambda h: getattr(h, n_), hp_src, jnp.asarray(hp_new[n_], dtype))
+        state = dataclasses.replace(state, args=(hp_src, state.args[1]))
+        return state.with_hyperparam("learning_rate", lr_new)
+
+    t0 = time.perf_counter()
+    res = fit_population(
+        stack(models), _fit_loss, tr, optimizer=optimizer, key=k_run, n_epochs=E * pc.max_generations,
+        batch_size=bs, shared_batches=False, has_aux=True, with_step=True,
+        args=(hp_stack, jnp.full((W,), n_batches, jnp.int32)),
+        hyperparams={"learning_rate": lr, "weight_decay": tc.weight_decay},
+        val_fn=_pbt_val, val_data=va, val_smoothing=pc.smoothing, nan_guard=False,
+        epochs_per_chunk=E, between_chunks=between_generations, shard=pc.shard, progress=progress, desc="lfads pbt",
+    )
     final_metric = np.asarray(records["metric"][-1])
     best_w = int(np.nanargmin(np.where(np.isfinite(final_metric), final_metric, np.inf)))
+    params = eqx.filter(res.population, eqx.is_inexact_array)
+    hp_final = res.state.args[0]
+    lr_final = np.asarray(res.state.hyperparam("learning_rate"), float)
     best_params = jax.tree_util.tree_map(lambda a: a[best_w], params)
-    best_hp = jax.tree_util.tree_map(lambda a: a[best_w], hp_stack)
+    best_hp = jax.tree_util.tree_map(lambda a: a[best_w], hp_final)
     hist = {k: np.asarray(v) for k, v in records.items()}
-    return PBTResult(eqx.combine(best_params, static), best_hp, float(np.asarray(get_lr(opt_state))[best_w]), best_w,
-                     hist, gen, stop_reason, time.perf_counter() - t0,
-                     population={"params": params, "opt_state": opt_state, "hp": hp_stack, "static": static})
+    return PBTResult(eqx.combine(best_params, static), best_hp, float(lr_final[best_w]), best_w,
+                     hist, len(records["generation"]), stop_reason[0], time.perf_counter() - t0,
+                     population={"params": params, "opt_state": res.state.opt_state, "hp": hp_final, "static": static})
+
+
+def _pbt_val(model, data, key, *, step, args):
+    """Validation of one worker after an epoch (posterior samples, no dropout): recon and held-out recon."""
+    hp, steps_per_epoch = args
+    epoch = (step // steps_per_epoch - 1).astype(model.ic_prior_mean.dtype)
+    _, aux = lfads_loss(model, data, hp, epoch, key=jax.random.fold_in(key, 7), training=False)
+    return {"val": aux["recon"], "recon_heldout": aux["recon_heldout"]}

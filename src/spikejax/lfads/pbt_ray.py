@@ -5,7 +5,7 @@ vocabulary (``num_workers``, ``epochs_per_generation``, ``max_generations``, ``e
 ``explore_param``, ``num_no_best_to_stop``, ``percent_change_to_stop``, burn-in) and the same
 :class:`SearchParam` search space — but with one Ray Tune trial per worker, so the population can
 span several machines (``ray.init(address=...)`` before the call, or ``address=``). Each trial
-trains one LFADS model with the same jitted epoch step as :func:`spikejax.lfads.train`,
+trains one LFADS model on :func:`spikejax.core.fit` with the loss of :func:`spikejax.lfads.train`,
 reports the smoothed validation recon once per generation and checkpoints its parameters and
 optimiser state (so exploit copies both).
 
@@ -43,10 +43,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..core.errors import ConfigError
+from ..core.training import fit
 from .data import check_dataset
+from .loss import lfads_loss
 from .model import LFADS, HParams, LFADSConfig
 from .pbt import DEFAULT_SEARCH_SPACE, PBTConfig, PBTResult, explore_value, improvement_ratio_stop
-from .train import TrainConfig, device_splits, make_epoch_fn, make_eval_fn, make_optimizer, set_lr
+from .train import TrainConfig, device_splits, make_eval_fn, make_optimizer, set_lr
 
 __all__ = ["pbt_ray"]
 
@@ -84,10 +86,41 @@ def _explore_fn(search_space, pc: PBTConfig):
 
 
 @functools.lru_cache(maxsize=4)
-def _worker_fns(model_config: LFADSConfig, tc: TrainConfig, n_train: int, bs: int):
+def _worker_fns(model_config: LFADSConfig, tc: TrainConfig):
+    """The optimiser and jitted validation shared by the trial's generations (so :func:`spikejax.core.fit`
+    reuses its compiled program from one generation to the next)."""
     static = eqx.partition(LFADS(model_config, key=jax.random.PRNGKey(0)), eqx.is_inexact_array)[1]
-    optimizer = make_optimizer(tc)
-    return optimizer, jax.jit(make_epoch_fn(static, optimizer, n_train, bs)), jax.jit(make_eval_fn(static))
+    return make_optimizer(tc), jax.jit(make_eval_fn(static))
+
+
+def _trial_loss(model, batch, key, *, step, args):
+    """The LFADS training loss of a trial's generation; ``args`` = (hp, steps per epoch, first epoch)."""
+    hp, steps_per_epoch, epoch0 = args
+    epoch = (epoch0 + step // steps_per_epoch).astype(model.ic_prior_mean.dtype)
+    return lfads_loss(model, batch, hp, epoch, key=key, training=True)
+
+
+def _train_generation(model, opt_state, hp, tr, va, epoch0: int, smth, key, tc: TrainConfig, pc: PBTConfig):
+    """One generation of one trial on :func:`spikejax.core.fit`: ``epochs_per_generation`` epochs from
+    epoch ``epoch0`` (KL/L2 ramps continue), the validation recon after each, smoothed on from ``smth``."""
+    optimizer, eval_fn = _worker_fns(model.config, tc)
+    dtype = model.ic_prior_mean.dtype
+    n_train = tr["data"].shape[0]
+    bs = min(tc.batch_size, n_train)
+    n_batches = max(n_train // bs, 1)
+    k_val = jax.random.fold_in(key, 7)
+
+    def val_fn(m, *, step):
+        e = jnp.asarray(epoch0 + step // n_batches - 1, dtype)
+        return {"val": eval_fn(eqx.filter(m, eqx.is_inexact_array), hp, va, e, k_val)["recon"]}
+
+    res = fit(model, _trial_loss, tr, optimizer=optimizer, key=jax.random.fold_in(key, epoch0),
+              n_epochs=pc.epochs_per_generation, batch_size=bs, has_aux=True, with_step=True,
+              args=(hp, jnp.asarray(n_batches), jnp.asarray(epoch0)), opt_state=opt_state, val_fn=val_fn,
+              nan_guard=False, progress=False, desc="lfads pbt trial")
+    for rec in res.history["val"]:
+        smth = float(rec) if smth is None else (1 - pc.smoothing) * smth + pc.smoothing * float(rec)
+    return res.model, res.opt_state, float(res.history["loss"][-1]), smth
 
 
 def _worker(config: dict, payload: dict) -> None:
@@ -97,10 +130,9 @@ def _worker(config: dict, payload: dict) -> None:
     vals = config["hp"]
     model = LFADS(cfg, key=jax.random.PRNGKey(pc.seed * 100_003 + int(vals["_worker"])))
     dtype = model.ic_prior_mean.dtype
-    params = eqx.filter(model, eqx.is_inexact_array)
+    params, static = eqx.partition(model, eqx.is_inexact_array)
     tr, va = device_splits(payload["train"], payload["valid"], dtype, tc)
-    n_train = tr["data"].shape[0]
-    optimizer, epoch_fn, eval_fn = _worker_fns(cfg, tc, n_train, min(tc.batch_size, n_train))
+    optimizer, _ = _worker_fns(cfg, tc)
     opt_state = optimizer.init(params)
     epoch, smth = 0, None
     ckpt = tune.get_checkpoint()
@@ -114,19 +146,15 @@ def _worker(config: dict, payload: dict) -> None:
                         dtype=dtype)
     trial_id = tune.get_context().get_trial_id() or str(vals["_worker"])
     key = jax.random.fold_in(jax.random.PRNGKey(pc.seed), zlib.crc32(trial_id.encode()) & 0x7FFFFFFF)
-    k_val = jax.random.fold_in(key, 7)
+    model = eqx.combine(params, static)
     while True:
-        for _ in range(pc.epochs_per_generation):
-            e = jnp.asarray(epoch, dtype)
-            params, opt_state, loss, _aux = epoch_fn(params, opt_state, hp, tr, e, key)
-            rec = float(eval_fn(params, hp, va, e, k_val)["recon"])
-            smth = rec if smth is None else (1 - pc.smoothing) * smth + pc.smoothing * rec
-            epoch += 1
+        model, opt_state, loss, smth = _train_generation(model, opt_state, hp, tr, va, epoch, smth, key, tc, pc)
+        epoch += pc.epochs_per_generation
         metric = smth if math.isfinite(smth) else float("nan")
         with tempfile.TemporaryDirectory() as d:
-            eqx.tree_serialise_leaves(Path(d) / "state.eqx", (params, opt_state))
+            eqx.tree_serialise_leaves(Path(d) / "state.eqx", (eqx.filter(model, eqx.is_inexact_array), opt_state))
             (Path(d) / "meta.json").write_text(json.dumps({"epoch": epoch, "smth": metric}))
-            tune.report({"metric": metric, "epoch": epoch, "train_loss": float(loss)},
+            tune.report({"metric": metric, "epoch": epoch, "train_loss": loss},
                         checkpoint=tune.Checkpoint.from_directory(d))
 
 
