@@ -106,8 +106,10 @@ def tune(
     ----------
     cfg
         Config of the simulation that is differentiated (its ``sim_number`` networks are the
-        training seeds). Learning rules with a weight carry make the backward pass memory-hungry
-        (O(blocks * N^2) per run); the demo tunes with ``learning_rule='None'``.
+        training seeds). The faithful BCM/Slide_BCM rules with Euler use the low-rank weight
+        carry (O(N) per step in the backward pass); the other rules carry W densely, which makes
+        the backward pass memory-hungry (O(blocks * N^2) per run). See also
+        :func:`spikejax.l5.constrained.tune_constrained` (activity bounds, learning on).
     key
         Seeds the training networks (unless ``net`` is given).
     n_steps, learning_rate
