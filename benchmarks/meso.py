@@ -107,7 +107,8 @@ def bench_fit(quick: bool) -> dict:
     mono = all(np.all(np.diff(h) <= 1e-6 * np.abs(h[:-1])) for h in hist)
     # where hard EM goes when it *starts* at the ground truth (is the truth a fixed point of the objective?)
     gt = np.asarray(meso.to_vector(meso.ground_truth(theta=meso.THETA_REF)))
-    res_gt = meso.fit_em(data, key=jax.random.PRNGKey(0), em=dataclasses.replace(em, n_restarts=1), x0=gt[None])
+    res_gt = meso.fit_em(data, key=jax.random.PRNGKey(0), method="hard", em=dataclasses.replace(em, n_restarts=1),
+                         x0=gt[None])
     at_truth = meso.objective(meso.ground_truth(theta=meso.THETA_REF), data)
     # ceiling of r(inferred Z, true Z) at 4 ms: the one-step prediction Z̄ given the *true* past at the truth
     zbar_oracle = meso.predict(meso.ground_truth(), data.Z, data.A0, None, meso.MesoConfig())
@@ -123,6 +124,77 @@ def bench_fit(quick: bool) -> dict:
         "surrogate_dominance_median_s": float(np.median(ref)), "monotone": mono,
         "free_rates": meso.winner_loser_rates(A),
     }
+
+
+def _cpu_s() -> float:
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def _free_run_stats(Z) -> dict:
+    A = np.asarray(Z) / meso.DT
+    dur = meso.dominance_durations(A)
+    return {"rates_winner_loser_inh_Hz": list(meso.winner_loser_rates(A)), "mean_rates_Hz": A.mean(0).tolist(),
+            "n_periods": int(len(dur)), "dominance_median_s": float(np.median(dur)) if len(dur) else float("nan")}
+
+
+def bench_marginal(quick: bool, out_dir: Path) -> dict:
+    """The default fit_em (hard-EM initialiser + marginal-likelihood stage) and its acceptance numbers."""
+    data = meso.load_bundled()
+    kw = {}
+    if quick:
+        data = data.window(0, 500)
+        kw = {"em": meso.EMConfig(n_restarts=2, max_em=2, m_maxiter=10, e_maxiter=10),
+              "marginal": meso.MarginalConfig(n_iter=4, n_burn=2, info_every=2, n_particles=16, n_final=2,
+                                              final_particles=32)}
+    load0, cpu0, t0 = os.getloadavg(), _cpu_s(), time.perf_counter()
+    res = meso.fit_em(data, key=jax.random.PRNGKey(0), **kw)
+    wall, cpu = time.perf_counter() - t0, _cpu_s() - cpu0
+    post = res.posterior()
+    r_post = [float(np.corrcoef(np.asarray(post.mean)[:, j], np.asarray(data.Z)[:, j])[0, 1]) for j in range(3)]
+    n_free = int((20.0 if quick else 200.0) / meso.DT)
+    fit_free = _free_run_stats(res.simulate(n_free, key=jax.random.PRNGKey(1))[0])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    meso.plot_convergence(res, path=out_dir / "meso_convergence.png")
+    meso.plot_posterior_Z(res, path=out_dir / "meso_posterior_Z.png", smooth=5)
+    tv = np.asarray(meso.to_vector(res.truth))
+    return {"wall_s": wall, "cpu_s": cpu, "load_before": load0, "load_after": os.getloadavg(),
+            "stage_seconds": res.stage_seconds, "em": str(res.hard_em.em), "marginal": str(res.marginal),
+            "table": res.to_pandas(), "restarts": res.restarts_table(), "median_rel_error": res.median_rel_error(),
+            "hard_em_median_rel_error": res.hard_em.median_rel_error(),
+            "restart_errors": np.median(np.abs(res.runs["x"] - tv) / tv, axis=1).tolist(),
+            "convergence": res.convergence(), "r_posterior_mean": r_post, "r_mean_of_runs": res.z_correlation().tolist(),
+            "free": fit_free, "x": res.runs["x"][res.best].tolist()}
+
+
+def bench_ceilings(quick: bool) -> dict:
+    """What the data allow: r(posterior-mean Z, true Z) at the truth, the M-step given the true Z,
+    and the ground-truth model's own 200-s free run."""
+    data = meso.load_bundled()
+    if quick:
+        data = data.window(0, 500)
+    gt = meso.ground_truth()
+    t0 = time.perf_counter()
+    post = meso.posterior_Z(gt, data, key=jax.random.PRNGKey(11), n_particles=256, n_runs=2 if quick else 8)
+    r_gt = [float(np.corrcoef(np.asarray(post.mean)[:, j], np.asarray(data.Z)[:, j])[0, 1]) for j in range(3)]
+    t_post = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ms = meso.fit_params_given_Z(data, key=jax.random.PRNGKey(0), n_starts=5, maxiter=20 if quick else 300)
+    tv = np.asarray(meso.to_vector(gt))
+    errs = np.median(np.abs(ms["xs"] - tv) / tv, axis=1)
+    t_ms = time.perf_counter() - t0
+    n_free = int((20.0 if quick else 200.0) / meso.DT)
+    gt_free = _free_run_stats(meso.simulate(gt, n_free, key=jax.random.PRNGKey(1))[0])
+    sur = meso.load_activity(meso.bundled_path("T200s"))
+    return {"r_posterior_mean_at_truth": r_gt, "log_lik_truth": float(post.log_lik),
+            "log_lik_truth_runs": np.asarray(post.log_lik_runs).tolist(), "posterior_s": t_post,
+            "mstep_trueZ_median_rel_error": float(errs[int(np.argmin(ms["losses"]))]),
+            "mstep_trueZ_errors": errs.tolist(), "mstep_trueZ_losses": np.asarray(ms["losses"]).tolist(),
+            "mstep_s": t_ms, "gt_free": gt_free,
+            "surrogate_free": {"rates_winner_loser_inh_Hz": list(meso.winner_loser_rates(sur)),
+                               "dominance_median_s": float(np.median(meso.dominance_durations(sur)))}}
 
 
 def bench_loss(quick: bool) -> dict:
@@ -209,23 +281,50 @@ def bench_long(quick: bool) -> dict:
     return out
 
 
+def _dump_json(path, name, value):
+    def conv(v):
+        if hasattr(v, "to_dict"):
+            return json.loads(v.to_json())
+        if isinstance(v, dict):
+            return {k: conv(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [conv(x) for x in v]
+        if isinstance(v, (np.floating, np.integer)):
+            return v.item()
+        return v
+
+    p = Path(path)
+    old = json.loads(p.read_text()) if p.is_file() else {}
+    old[name] = conv(value)
+    p.write_text(json.dumps(old, indent=1))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--brian2-python", default=None)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS_meso.md"))
-    ap.add_argument("--skip", default="", help="comma-separated parts to skip: fit,loss,micro,long")
+    ap.add_argument("--skip", default="", help="comma-separated parts to skip: fit,loss,micro,long,marginal,ceilings")
+    ap.add_argument("--only", default="", help="comma-separated parts to run (default all)")
+    ap.add_argument("--json", default=None, help="also write the raw numbers of the marginal/ceilings parts here")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
+    parts = ("fit", "loss", "long", "micro", "marginal", "ceilings")
+    if args.only:
+        skip |= set(parts) - set(args.only.split(","))
     res = {}
     t_all = time.perf_counter()
     for name, fn in (("fit", lambda: bench_fit(args.quick)), ("loss", lambda: bench_loss(args.quick)),
-                     ("long", lambda: bench_long(args.quick)), ("micro", lambda: bench_micro(args.quick, args.brian2_python))):
+                     ("long", lambda: bench_long(args.quick)), ("micro", lambda: bench_micro(args.quick, args.brian2_python)),
+                     ("marginal", lambda: bench_marginal(args.quick, Path(args.out).parent)),
+                     ("ceilings", lambda: bench_ceilings(args.quick))):
         if name in skip:
             continue
         t0 = time.perf_counter()
         res[name] = fn()
         print(f"[meso bench] {name} done in {time.perf_counter() - t0:.1f} s", flush=True)
+        if args.json and name in ("marginal", "ceilings"):
+            _dump_json(args.json, name, res[name])
     lines = [
         "# spikejax.meso benchmark", "",
         f"Machine: {machine()}; load average at the end: {os.getloadavg()[0]:.1f} (the machine was shared with other jobs).",
@@ -257,6 +356,26 @@ def main() -> int:
         if not any(k.startswith("brian2") for k in m):
             lines.append("Brian2 not run (pass --brian2-python).")
         lines.append("")
+    if "marginal" in res:
+        g = res["marginal"]
+        lines += ["## Default `fit_em`: hard-EM initialiser + maximum marginal likelihood (11-s surrogate, 5 restarts)", "",
+                  f"Settings: {g['em']}; {g['marginal']}.",
+                  f"Wall time {g['wall_s']:.1f} s incl. compilation (stages {g['stage_seconds']}), process CPU time "
+                  f"{g['cpu_s']:.1f} s; load average {g['load_before'][0]:.1f} before, {g['load_after'][0]:.1f} after.",
+                  f"Median relative error (best restart by log p̂): {g['median_rel_error']:.3f} (hard-EM stage's own "
+                  f"choice {g['hard_em_median_rel_error']:.3f}); per restart {np.round(g['restart_errors'], 3).tolist()}.",
+                  f"r(posterior-mean Z, true Z): {np.round(g['r_posterior_mean'], 3).tolist()}.",
+                  f"Free run of the fit: {g['free']}.", "", "```", g["table"].to_string(), "", g["restarts"].to_string(),
+                  "", g["convergence"].iloc[:, :6].to_string(), "```", ""]
+    if "ceilings" in res:
+        c = res["ceilings"]
+        lines += ["## Ceilings (what 10 s of 9 observed neurons allow)", "",
+                  f"* r(posterior-mean Z at the ground truth, true Z): {np.round(c['r_posterior_mean_at_truth'], 3).tolist()}; "
+                  f"log p̂(y | truth) {c['log_lik_truth']:.1f} (runs {np.round(c['log_lik_truth_runs'], 1).tolist()}).",
+                  f"* M-step given the true Z (5 box starts, 300 BFGS iterations): median relative error "
+                  f"{c['mstep_trueZ_median_rel_error']:.3f} (per start {np.round(c['mstep_trueZ_errors'], 3).tolist()}); "
+                  f"{c['mstep_s']:.0f} s.",
+                  f"* Ground-truth mesoscopic model, free run: {c['gt_free']}; 200-s microscopic surrogate: {c['surrogate_free']}.", ""]
     if "long" in res:
         g = res["long"]
         lines += ["## Mesoscopic vs microscopic, ground truth, no fitting", "",

@@ -20,7 +20,7 @@ def x0(short):
 
 @pytest.fixture(scope="session")
 def fit_short(short, x0):
-    return meso.fit_em(short, key=jax.random.PRNGKey(0), em=EM_SMALL, x0=x0)
+    return meso.fit_em(short, key=jax.random.PRNGKey(0), method="hard", em=EM_SMALL, x0=x0)
 
 
 def test_objective_never_increases(fit_short):
@@ -57,7 +57,7 @@ def test_fit_rejects_start_outside_box(short):
     lo, hi = meso.box_bounds()
     bad = np.asarray(hi)[None, :] * 1.5
     with pytest.raises(ValueError, match="outside the fitting box"):
-        meso.fit_em(short, key=jax.random.PRNGKey(0), em=EM_SMALL, x0=bad)
+        meso.fit_em(short, key=jax.random.PRNGKey(0), method="hard", em=EM_SMALL, x0=bad)
 
 
 

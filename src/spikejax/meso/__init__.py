@@ -4,8 +4,10 @@
   the data; :func:`pulse_input` builds optogenetic-like input pulses.
 * :func:`predict`, :func:`loss`, :func:`simulate` – the mesoscopic age-structured renewal model
   (Schwalger et al. 2017 without adaptation) at Δ = 4 ms, its neuLVM objective and free runs.
-* :func:`fit_em` – hard EM with vmapped random restarts; :class:`FitResults` with
-  ``.to_pandas()`` and plots.
+* :func:`fit_em` – maximum marginal likelihood (default; hard EM as its initialiser, or alone)
+  with vmapped random restarts; :class:`FitResults` with ``.to_pandas()`` and plots;
+  :func:`posterior_Z` and :func:`fit_params_given_Z` – the ceilings (posterior of Z at given
+  parameters, the M-step given the true Z).
 * :class:`MesoData`, :func:`load_npz`, :func:`load_bundled` – data and loaders.
 """
 
@@ -21,8 +23,9 @@ from .data import (
     rebin_spikes,
     winner_loser_rates,
 )
-from .fit import EMConfig, SEMConfig, fit_em, fit_em_sequential, init_Z, objective
-from .smc import particle_filter, sample_posterior
+from .fit import INIT_EM, EMConfig, SEMConfig, fit_em, fit_em_sequential, fit_params_given_Z, init_Z, objective
+from .marginal import MarginalConfig
+from .smc import PosteriorZ, particle_filter, posterior_Z, sample_posterior
 from .micro import MICRO_DT, MicroResult, pulse_input, simulate_micro, stationary_ages
 from .model import (
     DT,
@@ -55,6 +58,7 @@ from .params import (
     sample_in_box,
     to_vector,
 )
-from .results import FitResults, plot_activity, plot_dominance, plot_free_run, plot_loss_curves
+from .results import (FitResults, plot_activity, plot_convergence, plot_dominance, plot_free_run, plot_loss_curves,
+                      plot_posterior_Z)
 
 __all__ = [name for name in dir() if not name.startswith("_")]

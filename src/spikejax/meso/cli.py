@@ -48,22 +48,43 @@ def _fit(args: argparse.Namespace) -> int:
 
     from ..core.io import save_model
     from .data import load_bundled, load_npz
-    from .fit import EMConfig, SEMConfig, fit_em
+    import dataclasses
+    import math
+
+    from .fit import INIT_EM, EMConfig, SEMConfig, fit_em
+    from .marginal import MarginalConfig
     from .model import MesoConfig
-    from .results import plot_activity, plot_loss_curves
+    from .results import plot_activity, plot_convergence, plot_loss_curves, plot_posterior_Z
 
     data = load_bundled(n_obs=args.n_obs) if args.data == "bundled" else load_npz(args.data, n_obs=args.n_obs)
     if args.bins:
         data = data.window(0, args.bins)
-    em = EMConfig(n_restarts=args.restarts, max_em=args.max_em, m_maxiter=args.m_maxiter, e_maxiter=args.e_maxiter)
+    method = "sem" if args.sem_iter > 0 else args.method
+    base_em = EMConfig() if method == "hard" else INIT_EM
+    em = EMConfig(n_restarts=args.restarts,
+                  max_em=args.max_em if args.max_em is not None else base_em.max_em,
+                  m_maxiter=args.m_maxiter if args.m_maxiter is not None else base_em.m_maxiter,
+                  e_maxiter=args.e_maxiter if args.e_maxiter is not None else base_em.e_maxiter)
     cfg = MesoConfig(integrator=args.integrator)
     sem = SEMConfig(n_iter=args.sem_iter, n_particles=args.particles) if args.sem_iter > 0 else None
-    res = fit_em(data, key=jax.random.PRNGKey(args.seed), em=em, cfg=cfg, sem=sem)
+    mc = MarginalConfig() if args.iter is None else dataclasses.replace(
+        MarginalConfig(), n_iter=args.iter, n_burn=min(MarginalConfig().n_burn, args.iter - 1),
+        info_every=math.gcd(args.iter, MarginalConfig().info_every))
+    res = fit_em(data, key=jax.random.PRNGKey(args.seed), method=method, em=em, marginal=mc, cfg=cfg, sem=sem)
     out = Path(args.out)
     res.save(out)
     save_model(out / "params.eqx", res.params, metadata={"N": list(res.params.N), "t_ref": res.params.t_ref})
     plot_activity(res.Z, data.Z, Z_init=res.Z0, path=out / "inferred_Z.png", smooth=5)
     plot_loss_curves(res, path=out / "loss_curves.png")
+    if method == "marginal":
+        from ..core.io import atomic_open
+
+        plot_convergence(res, path=out / "convergence.png")
+        plot_posterior_Z(res, path=out / "posterior_Z.png", smooth=5)
+        with atomic_open(out / "posterior_Z.csv") as fh:
+            res.to_pandas("Z").to_csv(fh)
+        with atomic_open(out / "convergence.csv") as fh:
+            res.to_pandas("convergence").to_csv(fh)
     print(res.to_pandas().to_string())
     print(res.summary())
     return 0
@@ -121,16 +142,19 @@ def register(subparsers) -> None:
     g.add_argument("--pulse", action="append", default=[], help="pop:start_s:duration_s:amplitude (Δu/s)")
     g.set_defaults(func=_generate)
 
-    f = sub.add_parser("fit", help="EM fit of the mesoscopic model to a few observed neurons")
+    f = sub.add_parser("fit", help="fit the mesoscopic model to a few observed neurons (marginal likelihood)")
     f.add_argument("--data", default="bundled", help="'bundled' or a .npz file (surrogate or 'generate' output)")
     f.add_argument("--out", default="out/meso/fit")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--n-obs", type=int, default=3)
     f.add_argument("--bins", type=int, default=0, help="fit only the first BINS bins of the window (0 = all)")
     f.add_argument("--restarts", type=int, default=5)
-    f.add_argument("--max-em", type=int, default=20)
-    f.add_argument("--m-maxiter", type=int, default=200)
-    f.add_argument("--e-maxiter", type=int, default=200)
+    f.add_argument("--method", choices=("marginal", "hard", "sem"), default="marginal",
+                   help="marginal likelihood (default; hard EM as initialiser), hard EM alone, or stochastic EM")
+    f.add_argument("--iter", type=int, default=None, help="iterations of the marginal-likelihood stage (default 24)")
+    f.add_argument("--max-em", type=int, default=None, help="hard-EM iterations (default 6 as initialiser, 20 alone)")
+    f.add_argument("--m-maxiter", type=int, default=None)
+    f.add_argument("--e-maxiter", type=int, default=None)
     f.add_argument("--integrator", choices=("exact", "euler"), default="exact")
     f.add_argument("--sem-iter", type=int, default=0,
                    help="stochastic-EM refinement iterations after hard EM (particle-filter draws of Z; 0 = off)")

@@ -195,6 +195,18 @@ class MesoData:
         )
 
 
+def check_params_data(params, data) -> None:
+    """Raise ``TypeError``/:class:`ConfigError` unless ``params`` is a valid :class:`MesoParams` and
+    ``data`` a :class:`MesoData` with the same population sizes."""
+    if not isinstance(params, MesoParams):
+        raise TypeError(f"params must be a MesoParams, got {type(params).__name__}")
+    params.validate()
+    if not isinstance(data, MesoData):
+        raise TypeError(f"data must be a MesoData, got {type(data).__name__}")
+    if tuple(params.N) != tuple(data.N):
+        raise ConfigError(f"params.N {params.N} must equal data.N {data.N}")
+
+
 def rebin_counts(counts: np.ndarray, factor: int) -> np.ndarray:
     """Sum counts (T, ...) over consecutive groups of ``factor`` bins (trailing partial bin dropped)."""
     counts = np.asarray(counts)
@@ -217,6 +229,52 @@ def _open_npz(path) -> Any:
         raise DataFormatError(f"{path} could not be read as a .npz archive (truncated?): {exc}") from None
 
 
+GENERIC_KEYS = ("A_4ms", "sampled_spikes_4ms", "sampled_ids")
+
+
+def _generic_4ms(d, path, N):
+    """Counts (T, M) and spikes (T, M, n) from the 4-ms keys any LIF simulator can write.
+
+    ``A_4ms`` (T, M) population activity in Hz, ``sampled_spikes_4ms`` (M, T, n) spikes (0/1 or
+    counts) of n recorded neurons per population, ``sampled_ids`` (M, n) their indices in their
+    population. Counts are ``A_4ms · N · 4 ms``, which must be whole numbers in ``[0, N]``.
+    """
+    missing = [k for k in GENERIC_KEYS if k not in d.files]
+    if missing:
+        raise DataFormatError(f"{path}: a 4-ms file needs the keys {list(GENERIC_KEYS)}; missing {missing}")
+    A = np.asarray(d["A_4ms"])
+    sp = np.asarray(d["sampled_spikes_4ms"])
+    ids = np.asarray(d["sampled_ids"])
+    Nv = np.asarray(N, dtype=float).ravel()
+    M = Nv.size
+    if A.ndim != 2 or A.shape[1] != M:
+        raise DataFormatError(f"{path}: A_4ms must have shape (T, {M}) (one column per population of N={tuple(N)}), "
+                              f"got {A.shape}")
+    if not np.issubdtype(A.dtype, np.number) or not np.all(np.isfinite(A)) or np.any(A < 0):
+        raise DataFormatError(f"{path}: A_4ms must hold finite rates >= 0 (Hz)")
+    if sp.ndim != 3 or sp.shape[:2] != (M, A.shape[0]):
+        raise DataFormatError(f"{path}: sampled_spikes_4ms must have shape ({M}, {A.shape[0]}, n) "
+                              f"(population, 4-ms bin, recorded neuron), got {sp.shape}")
+    if not np.issubdtype(sp.dtype, np.number) or not np.all(np.isfinite(sp)) or np.any(sp < 0):
+        raise DataFormatError(f"{path}: sampled_spikes_4ms must hold spike counts or 0/1 indicators >= 0")
+    if ids.shape != (M, sp.shape[2]):
+        raise DataFormatError(f"{path}: sampled_ids must have shape ({M}, {sp.shape[2]}) (population, recorded "
+                              f"neuron), got {ids.shape}")
+    if not np.issubdtype(ids.dtype, np.integer) or np.any(ids < 0) or np.any(ids >= Nv[:, None]):
+        raise DataFormatError(f"{path}: sampled_ids must be neuron indices in [0, N) per population, N={tuple(N)}")
+    c = A * Nv[None, :] * DT
+    counts = np.rint(c)
+    bad = np.abs(c - counts) > 1e-3 * np.maximum(1.0, counts)
+    if np.any(bad):
+        t, m = np.argwhere(bad)[0]
+        raise DataFormatError(
+            f"{path}: A_4ms · N · 4 ms must be whole spike counts (is A in Hz at 4-ms bins, and N={tuple(N)} "
+            f"right?); bin {t}, population {m} gives {c[t, m]:.4g}")
+    if np.any(counts > Nv[None, :]):
+        raise DataFormatError(f"{path}: A_4ms implies more spikes per bin than neurons (N={tuple(N)})")
+    return counts.astype(np.int64), (sp.transpose(1, 0, 2) > 0).astype(np.uint8)
+
+
 def _arrays_from_npz(path, N) -> dict:
     """Counts (T, M) and recorded spikes (T, M, n) at 4 ms from any of the supported files."""
     f = int(round(DT / MICRO_DT))
@@ -229,6 +287,8 @@ def _arrays_from_npz(path, N) -> dict:
             elif "counts_4ms" in keys:  # bundled 200-s excerpt, no spikes
                 counts = d["counts_4ms"].astype(np.int64)
                 spikes = None
+            elif "sampled_spikes_4ms" in keys and not ({"counts", "A_t_pop"} & keys):  # any LIF simulator
+                counts, spikes = _generic_4ms(d, path, N)
             elif "sampled_spikes_4ms" in keys or "sampled_spikes" in keys:  # original-style 11-s file
                 if "counts" in keys:
                     counts = rebin_counts(d["counts"].astype(np.int64), f)
@@ -249,8 +309,9 @@ def _arrays_from_npz(path, N) -> dict:
                 spikes[b[keep], d["spike_pop"][keep].astype(int), d["spike_neuron"][keep].astype(int)] = 1
             else:
                 raise DataFormatError(
-                    f"{path} has none of the expected key sets (counts_4ms/spikes_4ms, sampled_spikes[_4ms], "
-                    f"or counts/spike_pop/spike_neuron/spike_step); it has {sorted(keys)}"
+                    f"{path} has none of the expected key sets (A_4ms/sampled_spikes_4ms/sampled_ids from any LIF "
+                    f"simulator, counts_4ms/spikes_4ms, sampled_spikes[_4ms] with counts or A_t_pop, or "
+                    f"counts/spike_pop/spike_neuron/spike_step); it has {sorted(keys)}"
                 )
         except KeyError as exc:
             raise DataFormatError(f"{path} misses key {exc}") from None
@@ -272,7 +333,11 @@ def load_npz(
     ----------
     path
         ``wta3pop_surrogate_T11s_seed1.npz`` (0.2-ms keys of the original file),
-        ``wta3pop_surrogate_T200s_seed2.npz`` (counts + spike index lists), or a bundled excerpt.
+        ``wta3pop_surrogate_T200s_seed2.npz`` (counts + spike index lists), a bundled excerpt, or
+        the output of any LIF simulator at 4 ms: ``A_4ms`` (T, M) population activity in Hz,
+        ``sampled_spikes_4ms`` (M, T, n) recorded spikes and ``sampled_ids`` (M, n) their indices
+        (counts = ``A_4ms · N · 4 ms``, whole numbers). Anything else raises
+        :class:`~spikejax.core.errors.DataFormatError` naming the key.
     N
         Population sizes (the files store counts, Z = counts/N).
     n_obs

@@ -11,19 +11,24 @@ __all__ = ["run"]
 
 
 def run(out_dir: Path, *, quick: bool, seed: int) -> dict:
-    """Load the bundled 11-s surrogate, fit it by EM (vmapped restarts), free-run the fit, write figures.
+    """Load the bundled 11-s surrogate, fit it (default ``fit_em``: hard-EM initialiser, then maximum
+    marginal likelihood; vmapped restarts), free-run the fit, write figures.
 
     ``quick=True`` fits a 2-s excerpt with 2 restarts and few iterations (smoke test);
     ``quick=False`` fits the full 10-s window with 5 restarts and runs a 100-s free simulation.
-    Returns a JSON-able summary (parameter error, Pearson r of Z, dominance statistics, timings).
+    Figures: hard-EM objective and log p̂(y | Θ) traces (``loss_curves.png``), the convergence of
+    the marginal stage (``convergence.png``), the posterior of Z with its band
+    (``posterior_Z.png``), the free run and dominance durations. Returns a JSON-able summary.
     """
     import jax
 
     from ..core.io import atomic_open, save_json
     from .data import dominance_durations, load_activity, load_bundled, bundled_path, winner_loser_rates
     from .fit import EMConfig, fit_em
+    from .marginal import MarginalConfig
     from .model import DT
-    from .results import plot_activity, plot_dominance, plot_free_run, plot_loss_curves
+    from .results import (plot_activity, plot_convergence, plot_dominance, plot_free_run, plot_loss_curves,
+                          plot_posterior_Z)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -31,12 +36,14 @@ def run(out_dir: Path, *, quick: bool, seed: int) -> dict:
     data = load_bundled()
     if quick:
         data = data.window(0, 500)
-        em = EMConfig(n_restarts=2, max_em=2, m_maxiter=15, e_maxiter=15)
+        kw = {"em": EMConfig(n_restarts=2, max_em=2, m_maxiter=15, e_maxiter=15),
+              "marginal": MarginalConfig(n_iter=4, n_burn=2, info_every=2, n_particles=16, n_final=2,
+                                         final_particles=32)}
         n_free = int(20.0 / DT)
     else:
-        em = EMConfig(n_restarts=5, max_em=6, m_maxiter=60, e_maxiter=60)
+        kw = {}
         n_free = int(100.0 / DT)
-    res = fit_em(data, key=jax.random.PRNGKey(seed), em=em)
+    res = fit_em(data, key=jax.random.PRNGKey(seed), **kw)
     t_fit = time.perf_counter() - t0
     Z, _ = res.simulate(n_free, key=jax.random.PRNGKey(seed + 1))
     A_free = np.asarray(Z) / DT
@@ -49,6 +56,10 @@ def run(out_dir: Path, *, quick: bool, seed: int) -> dict:
     plot_free_run(Z, path=out_dir / "free_run.png", title="free run of the fitted model")
     plot_dominance({"fitted model": dur_free, "200-s surrogate": dur_sur}, path=out_dir / "dominance_durations.png")
     plot_loss_curves(res, path=out_dir / "loss_curves.png")
+    plot_convergence(res, path=out_dir / "convergence.png")
+    plot_posterior_Z(res, path=out_dir / "posterior_Z.png", smooth=5)
+    with atomic_open(out_dir / "posterior_Z.csv") as fh:
+        res.to_pandas("Z").to_csv(fh)
     summary = {
         **res.summary(),
         "free_run_s": n_free * DT,

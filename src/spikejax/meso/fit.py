@@ -29,13 +29,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ..core.errors import ConfigError, check_array, check_scalar
-from .data import MesoData
+from ..core.errors import ConfigError, check_array, check_choice, check_scalar
+from .data import MesoData, check_params_data
 from .model import MesoConfig, loss
+from .marginal import MarginalConfig, marginal_single
 from .smc import particle_filter
 from .params import MesoParams, box_bounds, check_in_box, from_vector, ground_truth, sample_in_box
 
-__all__ = ["EMConfig", "SEMConfig", "fit_em", "init_Z", "em_single", "sem_single", "bfgs_box"]
+__all__ = ["EMConfig", "SEMConfig", "INIT_EM", "fit_em", "fit_params_given_Z", "init_Z", "em_single",
+           "sem_single", "bfgs_box"]
 
 Z_MIN = 1e-5
 
@@ -80,6 +82,11 @@ class EMConfig:
         check_scalar(self.m_tol, "m_tol", low=0.0, low_inclusive=False)
         check_scalar(self.e_lr, "e_lr", low=0.0, low_inclusive=False)
         check_scalar(self.smooth_bins, "smooth_bins", low=0.0)
+
+
+#: Hard-EM settings used as the initialiser of the marginal-likelihood fit (a few short iterations:
+#: the joint mode is only a starting region, the marginal stage corrects its bias).
+INIT_EM = EMConfig(n_restarts=5, max_em=6, m_maxiter=60, e_maxiter=60)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -432,28 +439,43 @@ def fit_em(
     data: MesoData,
     *,
     key: jax.Array,
-    em: EMConfig = EMConfig(),
+    method: str = "marginal",
+    em: EMConfig | None = None,
+    marginal: MarginalConfig = MarginalConfig(),
     cfg: MesoConfig = MesoConfig(),
     base: MesoParams | None = None,
     reference: MesoParams | None = None,
     x0=None,
     truth: MesoParams | None = None,
     sem: SEMConfig | None = None,
+    init_hard_em: bool = True,
+    _first_restart: int = 0,
 ):
-    """Fit the mesoscopic model to the observed neurons of ``data`` by hard EM with restarts.
+    """Fit the mesoscopic model to the observed neurons of ``data`` (vmapped random restarts).
 
-    With ``sem=SEMConfig()`` each restart's hard-EM estimate is then refined by stochastic EM
-    (particle-filter draws of Z, see :class:`SEMConfig`), which removes the bias of the joint
-    mode; restarts are then ranked by the particle estimate of ``log p(y | Θ)``.
+    ``method="marginal"`` (default) maximises the marginal likelihood ``log p(y | Θ)``: hard EM
+    (``em``, short by default) gives each restart its start, then the stochastic approximation of
+    :mod:`spikejax.meso.marginal` (Fisher's identity through the particle filter, Louis'
+    observed-information preconditioner, decreasing gains and Polyak averaging; ``marginal``
+    settings) converges to a stationary point of ``log p(y | Θ)``; restarts are ranked by the
+    particle estimate of ``log p(y | Θ)``. ``method="hard"`` is neuLVM's hard EM alone (the joint
+    mode of ``p(y, Z | Θ)``, biased); ``method="sem"`` (or ``sem=SEMConfig()``) the earlier
+    stochastic-EM refinement.
 
     Parameters
     ----------
     data
         One trial (:class:`~spikejax.meso.MesoData`); ``data.Z`` is never used for fitting.
     key
-        PRNG key for the random starting points.
+        PRNG key for the random starting points and the particle filters (the fit is a pure
+        function of it).
+    method
+        ``"marginal"`` (default), ``"hard"`` or ``"sem"``.
     em
-        EM settings (:class:`EMConfig`: restarts, iterations, learning rate, stopping rule).
+        Hard-EM settings (:class:`EMConfig`); default :data:`INIT_EM` as initialiser of the
+        marginal/SEM stage, ``EMConfig()`` for ``method="hard"``.
+    marginal
+        Settings of the marginal-likelihood stage (:class:`~spikejax.meso.MarginalConfig`).
     cfg
         Mesoscopic model options (:class:`~spikejax.meso.MesoConfig`).
     base
@@ -466,19 +488,36 @@ def fit_em(
     truth
         Ground truth for the results table (default: the neuLVM ground truth when sizes match).
     sem
-        Optional stochastic-EM refinement (:class:`SEMConfig`); ``None`` = neuLVM's hard EM only.
+        Settings of ``method="sem"`` (:class:`SEMConfig`); passing it selects that method.
+    init_hard_em
+        ``method="marginal"`` only: start the marginal stage from the hard-EM estimates (default)
+        or directly from the starting points (with the data-driven Z for the first information
+        estimate).
 
     Returns
     -------
     spikejax.meso.results.FitResults
-        With ``sem``, ``runs`` holds the refined ``x``, the posterior-mean ``Z``, ``loss`` =
-        ``−log p̂(y | Θ)/(M·T)``, ``log_lik`` and the traces; the hard-EM stage is kept in
-        ``results.hard_em``.
+        ``runs`` holds per restart the estimate ``x``, ``Z`` (posterior mean for the marginal and
+        SEM methods, the joint mode for hard EM), ``loss`` (``−log p̂(y | Θ)/(M·T)`` for the
+        marginal and SEM methods, the hard-EM objective otherwise), ``log_lik`` and the traces
+        (``convergence()``); the hard-EM stage is kept in ``results.hard_em``; ``seconds`` and
+        ``stage_seconds`` the wall times (incl. compilation).
     """
     from .results import FitResults
 
     if sem is not None and not isinstance(sem, SEMConfig):
         raise TypeError(f"sem must be a SEMConfig or None, got {type(sem).__name__}")
+    if sem is not None:
+        method = "sem"
+    check_choice(method, "method", ("marginal", "hard", "sem"))
+    if em is None:
+        em = EMConfig() if method == "hard" else dataclasses.replace(INIT_EM, n_restarts=EMConfig().n_restarts)
+    if not isinstance(em, EMConfig):
+        raise TypeError(f"em must be an EMConfig or None, got {type(em).__name__}")
+    if not isinstance(marginal, MarginalConfig):
+        raise TypeError(f"marginal must be a MarginalConfig, got {type(marginal).__name__}")
+    if method == "sem" and sem is None:
+        sem = SEMConfig()
 
     if not isinstance(data, MesoData):
         raise TypeError(f"data must be a MesoData, got {type(data).__name__}")
@@ -500,8 +539,12 @@ def fit_em(
     Z0 = init_Z(data, em.smooth_bins)
     arrays = {"y": data.y, "A0": data.A0, "age0": data.age0, "I_ext": data.I_ext}
     t0 = time.perf_counter()
-    out = _em_batch(x0s, Z0, base, arrays, lo, hi, cfg=cfg, em=em)
-    out = jax.tree_util.tree_map(np.asarray, jax.device_get(out))
+    if method == "marginal" and not init_hard_em:
+        out = {"x": np.asarray(x0s), "Z": np.broadcast_to(np.asarray(Z0), (x0s.shape[0],) + Z0.shape),
+               "loss": np.zeros(x0s.shape[0], np.asarray(Z0).dtype), "n_em": np.zeros(x0s.shape[0], np.int32)}
+    else:
+        out = _em_batch(x0s, Z0, base, arrays, lo, hi, cfg=cfg, em=em)
+        out = jax.tree_util.tree_map(np.asarray, jax.device_get(out))
     seconds = time.perf_counter() - t0
     if not np.all(np.isfinite(out["loss"])):
         bad = np.flatnonzero(~np.isfinite(out["loss"])).tolist()
@@ -513,11 +556,28 @@ def fit_em(
     if truth is None and tuple(data.N) == (400, 400, 200):
         truth = ground_truth(dtype=dtype)
     hard = FitResults(
-        runs=out, x0=np.asarray(x0s), Z0=np.asarray(Z0), base=base, data=data, truth=truth, cfg=cfg, em=em,
+        method="hard", runs=out, x0=np.asarray(x0s), Z0=np.asarray(Z0), base=base, data=data, truth=truth, cfg=cfg, em=em,
         seconds=seconds, lo=np.asarray(lo), hi=np.asarray(hi),
     )
-    if sem is None:
+    if method == "hard":
         return hard
+    if method == "marginal":
+        stage_key = jax.random.fold_in(key, 2)
+        keys = jnp.stack([jax.random.fold_in(stage_key, _first_restart + i) for i in range(x0s.shape[0])])
+        t1 = time.perf_counter()
+        ref = _marginal_batch(jnp.asarray(out["x"]), jnp.asarray(out["Z"]), keys, base, arrays, lo, hi, cfg=cfg,
+                              mc=marginal)
+        ref = jax.tree_util.tree_map(np.asarray, jax.device_get(ref))
+        t2 = time.perf_counter()
+        if not np.all(np.isfinite(ref["log_lik"])):
+            from ..core.errors import TrainingDivergedError
+
+            raise TrainingDivergedError("the marginal-likelihood stage ended with a non-finite log p(y | theta) "
+                                        "estimate; try more particles (MarginalConfig.final_particles) or x64")
+        ref["n_em"] = out["n_em"]
+        return dataclasses.replace(hard, runs=ref, seconds=seconds + t2 - t1, hard_em=hard, method="marginal",
+                                   marginal=marginal, stage_seconds={"hard_em": seconds, "marginal": t2 - t1},
+                                   key=key)
     x_start = out["x"]
     keys = jax.random.split(jax.random.fold_in(key, 1), x_start.shape[0])
     t0 = time.perf_counter()
@@ -529,15 +589,30 @@ def fit_em(
         raise TrainingDivergedError("stochastic EM ended with a non-finite marginal likelihood estimate; "
                                     "try more particles (SEMConfig.n_particles)")
     ref["n_em"] = out["n_em"]
-    return dataclasses.replace(hard, runs=ref, seconds=seconds + time.perf_counter() - t0, sem=sem, hard_em=hard)
+    return dataclasses.replace(hard, runs=ref, seconds=seconds + time.perf_counter() - t0, sem=sem, hard_em=hard,
+                               method="sem", stage_seconds={"hard_em": seconds, "sem": time.perf_counter() - t0})
 
 
-def fit_em_sequential(data: MesoData, *, x0, em: EMConfig = EMConfig(), cfg: MesoConfig = MesoConfig(), base=None):
-    """Run the restarts of :func:`fit_em` one after the other (for checking the vmapped program)."""
+@functools.partial(jax.jit, static_argnames=("cfg", "mc"))
+def _marginal_batch(x0s, Z0s, keys, base, arrays, lo, hi, *, cfg, mc):
+    return jax.vmap(lambda x0, Z0, k: marginal_single(x0, Z0, k, base, arrays, lo, hi, cfg=cfg, mc=mc))(x0s, Z0s, keys)
+
+
+def fit_em_sequential(data: MesoData, *, x0, key: jax.Array | None = None, method: str = "hard",
+                      em: EMConfig | None = None, marginal: MarginalConfig = MarginalConfig(),
+                      cfg: MesoConfig = MesoConfig(), base=None, init_hard_em: bool = True):
+    """Run the restarts of :func:`fit_em` one after the other (for checking the vmapped program).
+
+    Restart ``i`` gets the same starting point and the same random numbers as restart ``i`` of
+    ``fit_em(data, key=key, x0=x0, ...)``.
+    """
+    key = jax.random.PRNGKey(0) if key is None else key
+    if em is None:
+        em = EMConfig() if method == "hard" else INIT_EM
     outs = []
     for i in range(np.asarray(x0).shape[0]):
-        r = fit_em(data, key=jax.random.PRNGKey(0), em=dataclasses.replace(em, n_restarts=1), cfg=cfg, base=base,
-                   x0=np.asarray(x0)[i : i + 1])
+        r = fit_em(data, key=key, method=method, em=dataclasses.replace(em, n_restarts=1), marginal=marginal,
+                   cfg=cfg, base=base, x0=np.asarray(x0)[i : i + 1], init_hard_em=init_hard_em, _first_restart=i)
         outs.append(r)
     return outs
 
@@ -571,13 +646,7 @@ def objective(
     LossParts
         ``total``, ``L_y`` and ``L_Z`` (per population and bin).
     """
-    if not isinstance(params, MesoParams):
-        raise TypeError(f"params must be a MesoParams, got {type(params).__name__}")
-    params.validate()
-    if not isinstance(data, MesoData):
-        raise TypeError(f"data must be a MesoData, got {type(data).__name__}")
-    if tuple(params.N) != tuple(data.N):
-        raise ConfigError(f"params.N {params.N} must equal data.N {data.N}")
+    check_params_data(params, data)
     if box is not None:
         check_in_box(params, *box)
     if Z is None:
@@ -594,3 +663,73 @@ def _objective(params, Z, y, A0, age0, I_ext, *, cfg):
 
 
 __all__.append("objective")
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "maxiter", "tol"))
+def _mstep_batch(x0s, Z, base, arrays, lo, hi, *, cfg, maxiter, tol):
+    y, A0, age0, I_ext = arrays["y"], arrays["A0"], arrays["age0"], arrays["I_ext"]
+
+    def one(x0):
+        def fun(u):
+            return loss(from_vector(base, _from_box(u, lo, hi)), Z, y, A0, age0, I_ext, cfg).total, None
+
+        u, f, n = bfgs_box(fun, _to_box(x0, lo, hi), maxiter=maxiter, tol=tol)
+        return _from_box(u, lo, hi), f, n
+
+    return jax.vmap(one)(x0s)
+
+
+def fit_params_given_Z(
+    data: MesoData,
+    Z=None,
+    *,
+    key: jax.Array,
+    n_starts: int = 5,
+    maxiter: int = 300,
+    tol: float = 1e-7,
+    cfg: MesoConfig = MesoConfig(),
+    base: MesoParams | None = None,
+    reference: MesoParams | None = None,
+    x0=None,
+):
+    """The M-step given the latent activity: minimise ``L(Θ, Z)`` over the 12 parameters in the box.
+
+    With ``Z = data.Z`` (the default, the *true* activity) this is the information ceiling of the
+    parameters: what a fit could reach if the population activity were observed. Projected BFGS
+    with exact gradients (as the M-step of :func:`fit_em`) from ``n_starts`` uniform box draws (or
+    ``x0``), vmapped; the start with the lowest objective wins.
+
+    Returns a dict: ``x`` (12,) the best estimate, ``params`` (:class:`MesoParams`), ``loss`` its
+    objective, ``xs``/``losses``/``n_accepted`` per start, ``seconds`` (incl. compilation).
+    """
+    if not isinstance(data, MesoData):
+        raise TypeError(f"data must be a MesoData, got {type(data).__name__}")
+    dtype = data.y.dtype
+    if base is None:
+        base = dataclasses.replace(ground_truth(dtype=dtype), N=tuple(data.N))
+    if tuple(base.N) != tuple(data.N):
+        raise ConfigError(f"base.N {base.N} must equal data.N {data.N}")
+    if Z is None:
+        if data.Z is None:
+            raise ConfigError("Z is required when the data hold no true activity")
+        Z = data.Z
+    Z = check_array(Z, "Z", (data.T, data.M), low=0.0, high=1.0).astype(dtype)
+    n_starts = int(check_scalar(n_starts, "n_starts", low=1, integer=True))
+    maxiter = int(check_scalar(maxiter, "maxiter", low=1, integer=True))
+    check_scalar(tol, "tol", low=0.0, low_inclusive=False)
+    lo, hi = box_bounds(reference)
+    lo, hi = lo.astype(dtype), hi.astype(dtype)
+    if x0 is None:
+        x0s = sample_in_box(key, lo, hi, n_starts)
+    else:
+        x0s = check_array(x0, "x0", (None, 4 * data.M)).astype(dtype)
+        for i in range(x0s.shape[0]):
+            check_in_box(from_vector(base, x0s[i]), lo, hi, name=f"x0[{i}]")
+    arrays = {"y": data.y, "A0": data.A0, "age0": data.age0, "I_ext": data.I_ext}
+    t0 = time.perf_counter()
+    xs, fs, ns = jax.device_get(_mstep_batch(x0s, Z, base, arrays, lo, hi, cfg=cfg, maxiter=maxiter, tol=float(tol)))
+    seconds = time.perf_counter() - t0
+    xs, fs = np.asarray(xs), np.asarray(fs)
+    b = int(np.nanargmin(np.where(np.isfinite(fs), fs, np.inf)))
+    return {"x": xs[b], "params": from_vector(base, jnp.asarray(xs[b])), "loss": float(fs[b]), "xs": xs,
+            "losses": fs, "n_accepted": np.asarray(ns), "seconds": seconds}

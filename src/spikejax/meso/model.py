@@ -246,6 +246,23 @@ def _drive(params, Z, A0, I_ext, dt, integrator):
     return U, a, c
 
 
+def _clipped_rows(X: jax.Array, idx: np.ndarray) -> jax.Array:
+    """``X[clip(idx, 0, len(X) − 1)]`` for a static run of consecutive indices, by slices and
+    broadcasts (no gather, so the gradient is no scatter)."""
+    n = X.shape[0]
+    lo_i, hi_i = int(idx[0]), int(idx[-1])
+    assert np.all(np.diff(idx) == 1)
+    parts = []
+    if lo_i < 0:
+        parts.append(jnp.broadcast_to(X[:1], (min(-lo_i, len(idx)),) + X.shape[1:]))
+    a, b = max(lo_i, 0), min(hi_i, n - 1)
+    if a <= b:
+        parts.append(X[a : b + 1])
+    if hi_i > n - 1:
+        parts.append(jnp.broadcast_to(X[-1:], (min(hi_i - (n - 1), len(idx)),) + X.shape[1:]))
+    return jnp.concatenate(parts, 0)
+
+
 class LossParts(NamedTuple):
     """The neuLVM objective ``total = L_y + L_Z`` (per population and bin, see :func:`loss`)."""
 
@@ -460,28 +477,40 @@ def _predict(params, Z, A0, I_ext, cfg):
     loga = jnp.log(a)
     # cohort i = (bin of the spike) + K, i.e. spike bin ci = i - K in [-K, T-2]; age k in [0, K); time t = ci + 1 + k
     C = T + K - 1
-    ci = jnp.arange(C)[:, None] - K
-    kk = jnp.arange(K)[None, :]
+    # static index bookkeeping (numpy: constants, so no gathers in the program)
+    ci = np.arange(C)[:, None] - K
+    kk = np.arange(K)[None, :]
     tt = ci + 1 + kk  # (C, K)
-    valid = ((tt >= 0) & (tt <= T - 1))[..., None]
-    k0 = jnp.maximum(-1 - ci, 0)  # age at t = 0 of the cohorts of the initial state (0 for later cohorts)
-    entered = k0 < ref  # refractory at the start of the window (or later): integrates from the reset
-    # U at time t = i - K + 1 + k for every (cohort i, age k): K shifted slices (no gather)
+    valid = jnp.asarray(((tt >= 0) & (tt <= T - 1))[..., None])
+    k0 = np.maximum(-1 - ci, 0)  # age at t = 0 of the cohorts of the initial state (0 for later cohorts)
+    entered = jnp.asarray((k0 < ref)[..., None])  # refractory at the start of the window (or later)
+    # U at time t = i - K + 1 + k for every (cohort i, age k): sliding windows of the padded U by a
+    # broadcast-pad-reshape shear (row k of the (K, L + 1) reshape starts at U_pad[k]); no gather
+    L = T + 2 * K - 2
     U_pad = jnp.concatenate([jnp.broadcast_to(U[:1], (K - 1, M)), U, jnp.broadcast_to(U[-1:], (K - 1, M))], 0)
-    U_t = jnp.stack([U_pad[k : k + C] for k in range(K)], axis=1)  # (C, K, M)
-    U_prev = jnp.concatenate([jnp.zeros((1, M), dtype), U], axis=0)  # U_prev[j] = U[j - 1], U[-1] = 0
-    U_s = U_prev[jnp.clip(ci + ref + 1, 0, T)]  # U at the cohort's last refractory bin, (C, 1, M)
-    a_pow = jnp.exp(jnp.arange(K + 1, dtype=dtype)[:, None] * loga)  # a^n, n = 0..K, (K+1, M)
-    V_in = U_t - a_pow[np.maximum(np.arange(K) - ref + 1, 0)][None] * U_s
+    sheared = jnp.broadcast_to(U_pad[None], (K, L, M)).reshape(K * L, M)
+    sheared = jnp.concatenate([sheared, jnp.zeros((K, M), dtype)], 0).reshape(K, L + 1, M)
+    U_t = jnp.moveaxis(sheared[:, :C], 0, 1)  # (C, K, M)
+    # U at the cohort's last refractory bin, U_prev[clip(ci + ref + 1, 0, T)] with U_prev[j] = U[j - 1], U[-1] = 0
+    U_prev = jnp.concatenate([jnp.zeros((1, M), dtype), U], axis=0)
+    U_s = _clipped_rows(U_prev, np.arange(C) - K + ref + 1)[:, None, :]
+    a_in = jnp.exp(jnp.asarray(np.maximum(np.arange(K) - ref + 1, 0), dtype)[:, None] * loga)  # (K, M)
+    V_in = U_t - a_in[None] * U_s
     # cohorts of the initial state are at most K - 1 bins into the window, so t + 1 <= K there
-    V_old = U_t + a_pow[jnp.clip(tt + 1, 0, K)] * V_stat[jnp.minimum(k0, K - 1)]
-    refr = (kk < ref)[..., None]
-    V = jnp.where(refr, 0.0, jnp.where(entered[..., None], V_in, V_old))
+    a_old = jnp.exp(jnp.asarray(np.clip(tt + 1, 0, K), dtype)[..., None] * loga)  # (C, K, M)
+
+    def initial_rows(X):
+        """``X[min(k0, K - 1)]`` per cohort: cohort i < K - 1 has initial age K - 1 - i, later ones 0."""
+        return jnp.concatenate([X[:0:-1], jnp.broadcast_to(X[:1], (C - K + 1, M))], 0)[:, None, :]
+
+    V_old = U_t + a_old * initial_rows(V_stat)
+    refr = jnp.asarray((kk < ref)[..., None])
+    V = jnp.where(refr, 0.0, jnp.where(entered, V_in, V_old))
     lam = jnp.where(refr, _REF_LAMBDA, _hazard(jnp.where(refr, 0.0, V), params.theta))
     lam = jnp.where(valid, lam, 0.0)
     P = _hazard_prob(lam, dt, cfg.integrator)
     cum = jnp.cumsum(lam * dt, axis=1)  # inclusive, along each cohort
-    base = logS_stat[jnp.minimum(k0, K - 1)]  # (C, 1, M); 0 for cohorts born in the window
+    base = initial_rows(logS_stat)  # (C, 1, M); 0 for cohorts born in the window
     logS = base - (cum - lam * dt)  # log survival at the start of the bin
     z0 = (A0 * dt).astype(dtype)
     Zc = jnp.concatenate([jnp.broadcast_to(z0, (K, M)), Z[:-1]], axis=0)[:, None, :]  # Z of each cohort

@@ -37,8 +37,12 @@ class FitResults:
     sem, hard_em
         The :class:`~spikejax.meso.SEMConfig` of a refined fit and the hard-EM stage it started
         from (``None`` for plain hard EM).
+    method : str
+        ``"marginal"`` (default of :func:`~spikejax.meso.fit_em`), ``"hard"`` or ``"sem"``.
+    marginal : MarginalConfig or None
+        Settings of the marginal-likelihood stage.
     seconds : float
-        Wall time of the compiled EM program (including compilation).
+        Wall time of the compiled programs (including compilation); ``stage_seconds`` per stage.
     """
 
     runs: dict
@@ -54,6 +58,11 @@ class FitResults:
     hi: np.ndarray
     sem: Any = None
     hard_em: "FitResults | None" = None
+    method: str = "hard"
+    marginal: Any = None
+    stage_seconds: dict = dataclasses.field(default_factory=dict)
+    key: Any = None
+    _posterior: Any = dataclasses.field(default=None, repr=False)
 
     @property
     def best(self) -> int:
@@ -70,9 +79,27 @@ class FitResults:
         """Inferred activity of the best restart (T, M), fraction per bin."""
         return self.runs["Z"][self.best]
 
-    def to_pandas(self):
-        """Parameter table: truth, estimate (best restart), relative error and box bounds."""
+    def to_pandas(self, table: str = "params"):
+        """A table of the fit.
+
+        * ``"params"`` (default): truth, estimate (best restart), relative error and box bounds;
+        * ``"Z"``: per bin (index ``t_s`` in s) and population, the smoothed posterior mean of the
+          activity and its 90 % credible band in Hz (columns ``mean_E1``, ``lower_E1``,
+          ``upper_E1``, …, and ``true_E1`` when known; :meth:`posterior`);
+        * ``"convergence"``: per iteration of the marginal stage (best restart), the particle
+          estimate of ``log p(y | Θ)``, the median relative error of the iterate and of the running
+          average (when the truth is known), the step size and the fitted parameters.
+        """
         import pandas as pd
+
+        if table == "Z":
+            return self._z_table()
+        if table == "convergence":
+            return self.convergence()
+        if table != "params":
+            from ..core.errors import ConfigError
+
+            raise ConfigError(f"table must be 'params', 'Z' or 'convergence', got {table!r}")
 
         M = self.data.M
         est = self.runs["x"][self.best]
@@ -83,12 +110,75 @@ class FitResults:
             df["rel_error"] = np.abs(est - tv) / np.abs(tv)
         return df.set_index("parameter")
 
+    def posterior(self, *, key=None, n_particles: int = 256, n_runs: int = 8, level: float = 0.9):
+        """Smoothed posterior of Z at the fitted parameters (:func:`spikejax.meso.posterior_Z`), cached.
+
+        The default key derives from the fit's key, so the result is reproducible.
+        """
+        from .smc import posterior_Z
+
+        if key is None and self._posterior is not None:
+            return self._posterior
+        k = key if key is not None else jax.random.fold_in(
+            self.key if self.key is not None else jax.random.PRNGKey(0), 7)
+        post = jax.device_get(posterior_Z(self.params, self.data, key=k, n_particles=n_particles, n_runs=n_runs,
+                                          level=level, cfg=self.cfg))
+        if key is None:
+            self._posterior = post
+        return post
+
+    def _z_table(self):
+        import pandas as pd
+
+        post = self.posterior()
+        dt = self.data.dt
+        T, M = np.asarray(post.mean).shape
+        cols = {}
+        for i in range(M):
+            nm = NAMES[i] if i < len(NAMES) and M == 3 else str(i)
+            cols[f"mean_{nm}"] = np.asarray(post.mean)[:, i] / dt
+            cols[f"lower_{nm}"] = np.asarray(post.lower)[:, i] / dt
+            cols[f"upper_{nm}"] = np.asarray(post.upper)[:, i] / dt
+            if self.data.Z is not None:
+                cols[f"true_{nm}"] = np.asarray(self.data.Z)[:, i] / dt
+        df = pd.DataFrame(cols)
+        df.index = pd.Index(np.arange(T) * dt, name="t_s")
+        return df
+
+    def convergence(self, run: int | None = None):
+        """Traces of the marginal-likelihood stage for restart ``run`` (default the best) as a DataFrame."""
+        import pandas as pd
+
+        if "log_lik_trace" not in self.runs:
+            from ..core.errors import ConfigError
+
+            raise ConfigError("convergence traces exist only for method='marginal' or 'sem' fits")
+        r = self.best if run is None else int(run)
+        ll = self.runs["log_lik_trace"][r]
+        x = self.runs["x_trace"][r]
+        rows = {"log_lik": ll}
+        if self.truth is not None:
+            tv = np.asarray(to_vector(self.truth))
+            rows["median_rel_error"] = np.median(np.abs(x - tv) / np.abs(tv), axis=1)
+            if "x_avg_trace" in self.runs:
+                rows["median_rel_error_avg"] = np.median(np.abs(self.runs["x_avg_trace"][r] - tv) / np.abs(tv), axis=1)
+        if "step_trace" in self.runs:
+            rows["step"] = self.runs["step_trace"][r]
+            rows["info_fraction"] = self.runs["info_fraction"][r]
+        df = pd.DataFrame(rows)
+        for j, nm in enumerate(param_names(self.data.M)):
+            df[nm] = x[:, j]
+        df.index.name = "iteration"
+        return df
+
     def restarts_table(self):
         """One row per restart: final objective, L_y, L_Z, EM iterations and median relative error."""
         import pandas as pd
 
-        rows = {"loss": self.runs["loss"], "L_y": self.runs["L_y"], "L_Z": self.runs["L_Z"],
-                "n_em": self.runs["n_em"]}
+        rows = {"loss": self.runs["loss"], "n_em": self.runs["n_em"]}
+        for k in ("L_y", "L_Z", "log_lik"):
+            if k in self.runs:
+                rows[k] = self.runs[k]
         if self.truth is not None:
             tv = np.asarray(to_vector(self.truth))
             rows["median_rel_error"] = np.median(np.abs(self.runs["x"] - tv) / np.abs(tv), axis=1)
@@ -117,9 +207,12 @@ class FitResults:
 
     def summary(self) -> dict:
         """Small JSON-able summary."""
-        out = {"best_restart": self.best, "loss": float(self.runs["loss"][self.best]),
+        out = {"method": self.method, "best_restart": self.best, "loss": float(self.runs["loss"][self.best]),
                "n_em": int(self.runs["n_em"][self.best]), "seconds": round(self.seconds, 1),
-               "losses": [float(v) for v in self.runs["loss"]]}
+               "losses": [float(v) for v in self.runs["loss"]],
+               "stage_seconds": {k: round(float(v), 1) for k, v in self.stage_seconds.items()}}
+        if "log_lik" in self.runs:
+            out["log_lik"] = [float(v) for v in self.runs["log_lik"]]
         if self.truth is not None:
             out["median_rel_error"] = self.median_rel_error()
         if self.data.Z is not None:
@@ -246,3 +339,75 @@ def plot_loss_curves(results: FitResults, *, path=None):
 
 
 __all__ += ["dominance_durations"]
+
+
+def plot_convergence(results: FitResults, *, path=None):
+    """Convergence of the marginal-likelihood fit: the particle estimate of ``log p(y | Θ)`` per
+    iteration for every restart (left) and the parameter trace of the best restart (right; relative
+    to the truth when known, else in box coordinates), with the end of the burn-in marked."""
+    plt = _pyplot()
+    if "log_lik_trace" not in results.runs:
+        from ..core.errors import ConfigError
+
+        raise ConfigError("plot_convergence needs a method='marginal' (or 'sem') fit")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+    ax = axes[0]
+    for r in range(results.runs["log_lik_trace"].shape[0]):
+        ax.plot(results.runs["log_lik_trace"][r], lw=0.9, marker=".",
+                label=f"restart {r}" + (" (best)" if r == results.best else ""))
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("log p̂(y | Θ) (nats)")
+    ax.legend(fontsize=7)
+    ax = axes[1]
+    b = results.best
+    x = results.runs["x_trace"][b]
+    names = param_names(results.data.M)
+    if results.truth is not None:
+        tv = np.asarray(to_vector(results.truth))
+        vals, ylab = x / tv, "estimate / truth"
+        ax.axhline(1.0, color="0.5", lw=0.6)
+    else:
+        vals, ylab = (x - results.lo) / (results.hi - results.lo), "box coordinate"
+    cmap = plt.get_cmap("tab20")
+    for j in range(vals.shape[1]):
+        ax.plot(vals[:, j], lw=0.8, color=cmap(j % 20), label=names[j])
+    if results.marginal is not None:
+        for a in axes:
+            a.axvline(results.marginal.n_burn - 0.5, color="0.7", ls=":", lw=0.8)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel(ylab)
+    ax.legend(fontsize=6, ncol=3)
+    return _finish(fig, path)
+
+
+def plot_posterior_Z(posterior, Z_true=None, *, dt: float = 0.004, path=None, smooth: int = 1):
+    """Posterior mean of Z (Hz) with its credible band per population, and the true activity when given.
+
+    ``posterior`` is a :class:`~spikejax.meso.PosteriorZ` (or a :class:`FitResults`, whose
+    :meth:`FitResults.posterior` is used; then ``Z_true`` defaults to the data's).
+    """
+    plt = _pyplot()
+    if isinstance(posterior, FitResults):
+        if Z_true is None:
+            Z_true = posterior.data.Z
+        dt = posterior.data.dt
+        posterior = posterior.posterior()
+    mean, lo_, hi_ = (np.asarray(a) for a in (posterior.mean, posterior.lower, posterior.upper))
+    T, M = mean.shape
+    t = np.arange(T) * dt
+    fig, axes = plt.subplots(M, 1, figsize=(8, 1.8 * M), sharex=True)
+    axes = np.atleast_1d(axes)
+    for i in range(M):
+        ax = axes[i]
+        if Z_true is not None:
+            ax.plot(t, _smooth(np.asarray(Z_true), smooth)[:, i] / dt, color="0.6", lw=0.5, label="true")
+        ax.fill_between(t, _smooth(lo_, smooth)[:, i] / dt, _smooth(hi_, smooth)[:, i] / dt, color="C0", alpha=0.25,
+                        lw=0, label="credible band")
+        ax.plot(t, _smooth(mean, smooth)[:, i] / dt, color="C0", lw=0.9, label="posterior mean")
+        ax.set_ylabel(f"{NAMES[i] if i < len(NAMES) else i} (Hz)")
+    axes[0].legend(loc="upper right", fontsize=7, ncol=3)
+    axes[-1].set_xlabel("time (s)")
+    return _finish(fig, path)
+
+
+__all__ += ["plot_convergence", "plot_posterior_Z"]

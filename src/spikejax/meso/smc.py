@@ -22,18 +22,20 @@ vmapped over restarts and differentiated nowhere (sampling).
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
-from ..core.errors import check_scalar
-from .data import MesoData
+from ..core.errors import ConfigError, check_scalar
+from .data import MesoData, check_params_data
 from .model import (_VAR_FLOOR_HZ, MesoConfig, _decay, _free_potential, advance, init_state, ref_bins, spike_log_probs,
                     step_parts)
 from .params import MesoParams
 
-__all__ = ["observed_init", "observed_step", "particle_filter", "sample_posterior"]
+__all__ = ["observed_init", "observed_step", "particle_filter", "sample_posterior", "posterior_Z",
+           "PosteriorZ", "smoothing_weights", "trace_path"]
 
 Z_MIN = 1e-5
 
@@ -73,14 +75,12 @@ def _systematic(key, w):
     return jnp.clip(jnp.searchsorted(jnp.cumsum(w), u), 0, P - 1)
 
 
-def particle_filter(params: MesoParams, y, A0, age0, I_ext, key, *, n_particles: int = 256, n_paths: int = 1,
-                    cfg: MesoConfig = MesoConfig()):
-    """Bootstrap particle filter (pure; no validation — see :func:`sample_posterior`).
+def _filter(params: MesoParams, y, A0, age0, I_ext, key, *, n_particles: int, cfg: MesoConfig):
+    """The bootstrap filter's forward pass, keeping the genealogy.
 
-    Shapes: ``y`` (T, M, n) observed spikes, ``A0`` (M,) Hz, ``age0`` (M, n) bins, ``I_ext``
-    (T, M) or None. Returns ``(paths, log_lik, ess)``: ``n_paths`` trajectories (n_paths, T, M)
-    traced back from particles drawn from the final weights, the log of the unbiased
-    marginal-likelihood estimate ``log p̂(y | Θ)`` (nats) and the effective sample size per bin.
+    Returns ``(Zs, ancs, logw, log_lik, ess)``: the particles' draws ``Zs`` (T, P, M), their
+    ancestors ``ancs`` (T, P) (particle ``i`` at bin ``t`` descends from particle ``ancs[t, i]`` at
+    bin ``t − 1``), the normalised final log weights (P,), ``log p̂(y | Θ)`` and the ESS per bin.
     """
     P = int(n_particles)
     T, M, _ = y.shape
@@ -122,16 +122,62 @@ def particle_filter(params: MesoParams, y, A0, age0, I_ext, key, *, n_particles:
         return (sts, Vn, kn, logw, loglik), (Z_t, anc, ess)
 
     (_, _, _, logw, loglik), (Zs, ancs, ess) = jax.lax.scan(body, carry0, (jnp.arange(T), y, I_seq))
+    return Zs, ancs, logw, loglik, ess
+
+
+def particle_filter(params: MesoParams, y, A0, age0, I_ext, key, *, n_particles: int = 256, n_paths: int = 1,
+                    cfg: MesoConfig = MesoConfig()):
+    """Bootstrap particle filter (pure; no validation — see :func:`sample_posterior`).
+
+    Shapes: ``y`` (T, M, n) observed spikes, ``A0`` (M,) Hz, ``age0`` (M, n) bins, ``I_ext``
+    (T, M) or None. Returns ``(paths, log_lik, ess)``: ``n_paths`` trajectories (n_paths, T, M)
+    traced back from particles drawn from the final weights, the log of the unbiased
+    marginal-likelihood estimate ``log p̂(y | Θ)`` (nats) and the effective sample size per bin.
+    """
+    T = y.shape[0]
+    Zs, ancs, logw, loglik, ess = _filter(params, y, A0, age0, I_ext, key, n_particles=n_particles, cfg=cfg)
     ends = jax.random.categorical(jax.random.fold_in(key, T), logw, shape=(n_paths,))
+    return jax.vmap(lambda i: trace_path(Zs, ancs, i))(ends), loglik, ess
 
-    def trace(i_end):
-        def back(i, xs):
-            Z_t, anc = xs
-            return anc[i], Z_t[i]
 
-        return jax.lax.scan(back, i_end, (Zs, ancs), reverse=True)[1]
+def trace_path(Zs, ancs, i_end):
+    """The trajectory (T, M) of the particle ``i_end`` at the last bin, traced through its ancestors."""
+    def back(i, xs):
+        Z_t, anc = xs
+        return anc[i], Z_t[i]
 
-    return jax.vmap(trace)(ends), loglik, ess
+    return jax.lax.scan(back, i_end, (Zs, ancs), reverse=True)[1]
+
+
+def smoothing_weights(ancs, logw):
+    """Weights (T, P) of every bin's particles under the genealogy (path-space) smoother.
+
+    The weight of particle ``j`` at bin ``t`` is the total final weight of its descendants at the
+    last bin: ``W[T−1] = w_final``, ``W[t−1, j] = Σ_{i : ancs[t, i] = j} W[t, i]``. Each row sums
+    to 1; ``Σ_j W[t, j] Zs[t, j]`` is the particle estimate of ``E[Z(t) | y(1:T)]``.
+    """
+    P = logw.shape[0]
+    w_T = jnp.exp(logw - logsumexp(logw))
+
+    def back(w, anc):
+        return jax.ops.segment_sum(w, anc, num_segments=P), w
+
+    return jax.lax.scan(back, w_T, ancs, reverse=True)[1]
+
+
+def weighted_quantiles(x, w, qs):
+    """Quantiles ``qs`` of the samples ``x`` (..., P, M) with weights ``w`` (..., P), per last axis entry."""
+    order = jnp.argsort(x, axis=-2)
+    xs = jnp.take_along_axis(x, order, axis=-2)
+    ws = jnp.take_along_axis(jnp.broadcast_to(w[..., None], x.shape), order, axis=-2)
+    cw = jnp.cumsum(ws, axis=-2) - 0.5 * ws
+    cw = cw / jnp.sum(ws, axis=-2, keepdims=True)
+
+    def one(q):
+        idx = jnp.sum(cw < q, axis=-2, keepdims=True)
+        return jnp.take_along_axis(xs, jnp.clip(idx, 0, x.shape[-2] - 1), axis=-2)[..., 0, :]
+
+    return jnp.stack([one(q) for q in qs])
 
 
 def sample_posterior(params: MesoParams, data: MesoData, *, key: jax.Array, n_particles: int = 256,
@@ -174,3 +220,90 @@ def sample_posterior(params: MesoParams, data: MesoData, *, key: jax.Array, n_pa
 @functools.partial(jax.jit, static_argnames=("n_particles", "n_paths", "cfg"))
 def _pf_jit(params, y, A0, age0, I_ext, key, *, n_particles, n_paths, cfg):
     return particle_filter(params, y, A0, age0, I_ext, key, n_particles=n_particles, n_paths=n_paths, cfg=cfg)
+
+
+class PosteriorZ(NamedTuple):
+    """Smoothed posterior of the latent activity given the observed neurons (fractions per bin).
+
+    ``mean``, ``lower`` and ``upper`` are (T, M): the posterior mean ``E[Z(t) | y]`` and the bounds
+    of the central credible band of ``level``; ``log_lik`` the particle estimate of
+    ``log p(y | Θ)`` (log of the mean of the runs' unbiased estimates) and ``log_lik_runs`` (R,)
+    the runs' own estimates.
+    """
+
+    mean: jax.Array
+    lower: jax.Array
+    upper: jax.Array
+    log_lik: jax.Array
+    log_lik_runs: jax.Array
+
+
+def _posterior(params, y, A0, age0, I_ext, key, *, n_particles: int, n_runs: int, level: float, band: bool,
+               cfg: MesoConfig):
+    """Pure core of :func:`posterior_Z` (vmappable over parameters and keys)."""
+    T, M = y.shape[:2]
+
+    def run(k):
+        Zs, ancs, logw, ll, _ = _filter(params, y, A0, age0, I_ext, k, n_particles=n_particles, cfg=cfg)
+        return Zs, smoothing_weights(ancs, logw), ll
+
+    Zs, W, ll = jax.lax.map(run, jax.random.split(key, n_runs))
+    mean = jnp.einsum("rtp,rtpm->tm", W, Zs) / n_runs
+    log_lik = logsumexp(ll) - jnp.log(n_runs)
+    if not band:
+        return PosteriorZ(mean, mean, mean, log_lik, ll)
+    x = jnp.moveaxis(Zs, 0, 1).reshape(T, n_runs * n_particles, M)
+    w = jnp.moveaxis(W, 0, 1).reshape(T, n_runs * n_particles) / n_runs
+    lower, upper = weighted_quantiles(x, w, (0.5 * (1.0 - level), 0.5 * (1.0 + level)))
+    return PosteriorZ(mean, lower, upper, log_lik, ll)
+
+
+@functools.partial(jax.jit, static_argnames=("n_particles", "n_runs", "level", "band", "cfg"))
+def _posterior_jit(params, y, A0, age0, I_ext, key, *, n_particles, n_runs, level, band, cfg):
+    return _posterior(params, y, A0, age0, I_ext, key, n_particles=n_particles, n_runs=n_runs, level=level,
+                      band=band, cfg=cfg)
+
+
+def posterior_Z(params: MesoParams, data: MesoData, *, key: jax.Array, n_particles: int = 256, n_runs: int = 8,
+                level: float = 0.9, cfg: MesoConfig = MesoConfig()) -> PosteriorZ:
+    """Smoothed posterior mean and credible band of Z at the parameters ``params``.
+
+    The particle filter's genealogy smoother (:func:`smoothing_weights`: every bin's particles
+    weighted by the final weight of their descendants) of ``n_runs`` independent filter runs,
+    pooled with equal weights. At the ground-truth parameters, ``pearson_r(posterior.mean,
+    data.Z)`` is the ceiling of what any estimator of Z from these observed neurons can reach
+    (the posterior mean minimises the expected squared error).
+
+    Forward-filtering backward-simulation does not apply here: given the past, the model's state
+    (the whole age structure) moves deterministically once ``Z(t)`` is drawn, so the transition
+    density between full states is degenerate; the genealogy smoother needs none. Its band is
+    too narrow where the genealogies have coalesced (far from the end of the window); pooling
+    independent runs widens it again.
+
+    Parameters
+    ----------
+    params
+        Model parameters (validated).
+    data
+        The trial (:class:`~spikejax.meso.MesoData`); only the observed spikes are used.
+    key
+        PRNG key (the result is a pure function of it).
+    n_particles, n_runs
+        Particles per filter run and independent runs (256 and 8 by default).
+    level
+        Probability of the central credible band (0.9 by default).
+    cfg
+        Model options.
+
+    Returns
+    -------
+    PosteriorZ
+        ``mean``, ``lower``, ``upper`` (T, M) fractions per bin (rates in Hz are ``/ data.dt``),
+        ``log_lik`` and ``log_lik_runs`` in nats.
+    """
+    check_params_data(params, data)
+    n_particles = int(check_scalar(n_particles, "n_particles", low=2, integer=True))
+    n_runs = int(check_scalar(n_runs, "n_runs", low=1, integer=True))
+    level = float(check_scalar(level, "level", low=0.0, high=1.0, low_inclusive=False, high_inclusive=False))
+    return _posterior_jit(params, data.y, data.A0, data.age0, data.I_ext, key, n_particles=n_particles,
+                          n_runs=n_runs, level=level, band=True, cfg=cfg)

@@ -1,0 +1,160 @@
+"""The marginal-likelihood estimator (Fisher identity through the particle filter), the posterior of Z,
+the ceilings and the vmapped/sequential/key consistency of the default fit."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from spikejax import meso
+from spikejax.meso import marginal as G
+from spikejax.meso import model as M
+
+
+def _tiny():
+    """One population of 400 neurons, 3 observed, 3 fitted bins after a 40-bin history (float64)."""
+    f = lambda v: jnp.asarray(v, jnp.float64)  # noqa: E731
+    p = meso.MesoParams(amem=f([50.0]), J=f([2.0]), mu=f([7.5]), theta=f([3.7]), asyn=f([1000.0 / 3]),
+                        conmat=f([[1.0]]), eps=f(1.0), N=(400,), t_ref=0.004)
+    rng = np.random.default_rng(0)
+    y_hist = (rng.random((40, 1, 3)) < 0.06).astype(float)
+    y = np.array([[[0, 1, 0]], [[1, 0, 0]], [[0, 0, 1]]], float)
+    return p, meso.MesoData(y, y_hist, N=(400,))
+
+
+def _exact_log_lik(u, p, d, lo, hi, cfg, n0=161, n1=201):
+    """log p(y | Θ) by quadrature over (Z(0), Z(1)); Z(2) affects no observation and integrates to 1."""
+    par = meso.from_vector(p, lo + (hi - lo) * u)
+    N = 400.0
+    var = lambda zb: zb / N + 0.1 * cfg.dt / N  # noqa: E731
+    zb0 = M._predict(par, jnp.full((3, 1), 0.05), d.A0, None, cfg)[0][0, 0]  # Z̄(0) depends on the history only
+    sd0 = jnp.sqrt(var(zb0))
+    g0 = jax.lax.stop_gradient(jnp.linspace(jnp.maximum(zb0 - 9 * sd0, 1e-5), zb0 + 9 * sd0, n0))
+    g1 = jnp.linspace(1e-5, 0.25, n1)
+    Z0, Z1 = jnp.meshgrid(g0, g1, indexing="ij")
+
+    def joint(z0, z1):
+        Z = jnp.stack([z0, z1, z1])[:, None]
+        zbar, U = M._predict(par, Z, d.A0, None, cfg)
+        lg = M.observed_logits(par, Z, d.A0, d.y, d.age0, None, cfg, U=U)
+        ly = -M.observed_nll(d.y, lg)
+        v = var(zbar[:2, 0])
+        lz = -0.5 * jnp.sum((Z[:2, 0] - zbar[:2, 0]) ** 2 / v + jnp.log(2 * jnp.pi * v))
+        return ly + lz
+
+    vals = jax.vmap(jax.vmap(joint))(Z0, Z1)
+    return jax.scipy.special.logsumexp(vals) + jnp.log(g0[1] - g0[0]) + jnp.log(g1[1] - g1[0])
+
+
+@pytest.mark.requires_x64
+def test_score_and_likelihood_estimates_unbiased_on_tiny_model():
+    """Fisher identity: the mean of the particle score estimates equals ∇ log p(y | Θ) computed by
+    quadrature, and the mean of p̂(y | Θ) equals p(y | Θ), within Monte Carlo error."""
+    p, d = _tiny()
+    cfg = meso.MesoConfig(n_age=8)
+    lo, hi = meso.box_bounds(p)
+    u = (meso.to_vector(p) - lo) / (hi - lo) + jnp.array([0.05, -0.05, 0.03, 0.02])  # off the reference point
+    exact_ll, exact_grad = jax.jit(jax.value_and_grad(lambda u: _exact_log_lik(u, p, d, lo, hi, cfg)))(u)
+    arrays = {"y": d.y, "A0": d.A0, "age0": d.age0, "I_ext": None}
+    keys = jax.random.split(jax.random.PRNGKey(0), 800)
+    est = jax.jit(jax.vmap(lambda k: G.score_estimate(u, k, p, arrays, lo, hi, n_particles=16, n_paths=2, cfg=cfg)))
+    ll, g, _, _ = est(keys)
+    ratio = np.exp(np.asarray(ll) - float(exact_ll))
+    assert abs(ratio.mean() - 1.0) < 4 * ratio.std() / np.sqrt(len(ratio)) + 1e-3, ratio.mean()
+    score = -np.asarray(g)  # g is the gradient of the complete-data NLL
+    mean, se = score.mean(0), score.std(0) / np.sqrt(score.shape[0])
+    np.testing.assert_array_less(np.abs(mean - np.asarray(exact_grad)), 4 * se + 1e-3 * np.abs(np.asarray(exact_grad)))
+
+
+EM_TINY = meso.EMConfig(n_restarts=2, max_em=1, m_maxiter=2, e_maxiter=2)
+MC_TINY = meso.MarginalConfig(n_iter=2, n_burn=1, info_every=1, n_particles=8, n_paths=2, n_final=1, final_particles=8)
+
+
+@pytest.fixture(scope="module")
+def short(data11):
+    return data11.window(0, 100)
+
+
+@pytest.fixture(scope="module")
+def x0_tiny():
+    lo, hi = meso.box_bounds()
+    return np.asarray(lo + (hi - lo) * jnp.array([[0.35] * 12, [0.4] * 12]))
+
+
+@pytest.fixture(scope="module")
+def fit_tiny(short, x0_tiny):
+    return meso.fit_em(short, key=jax.random.PRNGKey(3), em=EM_TINY, marginal=MC_TINY, x0=x0_tiny,
+                       init_hard_em=False)
+
+
+def test_default_fit_is_marginal_pure_and_vmapped_equals_sequential(short, x0_tiny, fit_tiny, tmp_path):
+    """The default method is the marginal-likelihood fit; it is a pure function of the key, and the
+    restarts vmapped in one program equal the same restarts run one after the other."""
+    r = fit_tiny
+    assert r.method == "marginal" and r.hard_em is not None
+    assert r.best == int(np.argmax(r.runs["log_lik"]))
+    np.testing.assert_allclose(r.runs["loss"], -r.runs["log_lik"] / (3 * short.T), rtol=1e-6)
+    assert r.runs["x_trace"].shape == (2, 2, 12) and r.runs["log_lik_trace"].shape == (2, 2)
+    again = meso.fit_em(short, key=jax.random.PRNGKey(3), em=EM_TINY, marginal=MC_TINY, x0=x0_tiny,
+                        init_hard_em=False)
+    for k in ("x", "Z", "log_lik", "x_trace"):
+        np.testing.assert_array_equal(again.runs[k], r.runs[k])
+    seq = meso.fit_em_sequential(short, x0=x0_tiny, key=jax.random.PRNGKey(3), method="marginal", em=EM_TINY,
+                                 marginal=MC_TINY, init_hard_em=False)
+    for i in range(2):
+        np.testing.assert_allclose(seq[i].runs["x"][0], r.runs["x"][i], rtol=2e-3)
+        np.testing.assert_allclose(seq[i].runs["log_lik"][0], r.runs["log_lik"][i], rtol=1e-3)
+    df = r.to_pandas()
+    assert np.all(df["estimate"] >= df["low"] - 1e-4) and np.all(df["estimate"] <= df["high"] + 1e-4)
+    conv = r.to_pandas("convergence")
+    assert list(conv.columns[:3]) == ["log_lik", "median_rel_error", "median_rel_error_avg"] and len(conv) == 2
+    meso.plot_convergence(r, path=tmp_path / "conv.png")
+    assert (tmp_path / "conv.png").is_file()
+
+
+def test_posterior_of_Z_table_and_plot(fit_tiny, tmp_path):
+    r = fit_tiny
+    r.posterior(n_particles=32, n_runs=2)  # cached; the same compiled smoother as the test below
+    zt = r.to_pandas("Z")
+    assert zt.shape == (100, 12) and zt.index.name == "t_s"
+    for nm in ("E1", "E2", "I"):
+        assert np.all(zt[f"lower_{nm}"] <= zt[f"mean_{nm}"] + 1e-3) and np.all(zt[f"mean_{nm}"] <= zt[f"upper_{nm}"] + 1e-3)
+    meso.plot_posterior_Z(r, path=tmp_path / "post.png")
+    assert (tmp_path / "post.png").is_file()
+    with pytest.raises(ValueError, match="table"):
+        r.to_pandas("nope")
+
+
+def test_posterior_Z_at_ground_truth_is_a_pure_function_of_the_key(short, gt):
+    post = meso.posterior_Z(gt, short, key=jax.random.PRNGKey(0), n_particles=32, n_runs=2)
+    again = meso.posterior_Z(gt, short, key=jax.random.PRNGKey(0), n_particles=32, n_runs=2)
+    np.testing.assert_array_equal(np.asarray(post.mean), np.asarray(again.mean))
+    assert post.mean.shape == (100, 3) and np.all(np.asarray(post.lower) <= np.asarray(post.upper))
+    rates = np.asarray(post.mean).mean(0) / meso.DT
+    np.testing.assert_allclose(rates, np.asarray(short.Z).mean(0) / meso.DT, rtol=0.5)
+    with pytest.raises(ValueError, match="level"):
+        meso.posterior_Z(gt, short, key=jax.random.PRNGKey(0), level=1.0)
+    with pytest.raises(ValueError, match="n_runs"):
+        meso.posterior_Z(gt, short, key=jax.random.PRNGKey(0), n_runs=0)
+
+
+@pytest.mark.slow
+def test_m_step_given_true_Z(short, gt):
+    """The M-step ceiling: started at the truth it stays close (the truth is near the minimum)."""
+    x0 = np.asarray(meso.to_vector(gt))[None]
+    r = meso.fit_params_given_Z(short, key=jax.random.PRNGKey(0), x0=x0, maxiter=5)
+    assert r["xs"].shape == (1, 12) and np.isfinite(r["loss"])
+    assert r["loss"] <= float(meso.objective(gt, short).total) + 1e-6
+    with pytest.raises(ValueError, match="Z"):
+        meso.fit_params_given_Z(short, np.full((5, 3), 0.1), key=jax.random.PRNGKey(0))
+
+
+def test_marginal_config_errors():
+    with pytest.raises(ValueError, match="info_every"):
+        meso.MarginalConfig(n_iter=5, info_every=2)
+    with pytest.raises(ValueError, match="gain_decay"):
+        meso.MarginalConfig(gain_decay=0.4)
+    with pytest.raises(ValueError, match="method"):
+        meso.fit_em(meso.load_bundled().window(0, 50), key=jax.random.PRNGKey(0), method="bogus")
