@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import os
 
-# one XLA CPU thread, as the anchor's torch.set_num_threads(1); before jax is imported
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                           + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1").strip()
+# one core for both sides (the anchor's torch.set_num_threads(1); XLA's thread pool pinned to the same core):
+# set before jax starts its threads; the anchor subprocess inherits the affinity
+if hasattr(os, "sched_setaffinity"):
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 os.environ.setdefault("SPIKEJAX_CACHE_DIR", "off")  # cold compile is part of what is measured
 
 import argparse  # noqa: E402
@@ -123,7 +124,7 @@ def main(argv=None) -> dict:
             f.write(f"Command: `python benchmarks/lfads_anchor.py{' --quick' if a.quick else ''} "
                     f"--batch-sizes {a.batch_sizes}`  \nMachine: {machine}; load average at the end "
                     f"{', '.join(f'{v:.1f}' for v in load)}\n\n")
-            f.write("| batch | spikejax s/epoch (1 XLA thread) | spikejax cold compile (s) | PyTorch anchor s/epoch "
+            f.write("| batch | spikejax s/epoch (1 core) | spikejax cold compile (s) | PyTorch anchor s/epoch "
                     "(1 thread) | anchor / spikejax |\n|---|---|---|---|---|\n")
             f.write("\n".join(table) + "\n")
     if a.summary:

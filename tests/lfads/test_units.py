@@ -245,28 +245,14 @@ def test_forward_shapes_and_eval_determinism():
 
 
 @pytest.mark.requires_x64
-def test_fused_encoders_and_hoisted_decoder_match_the_plain_step_by_step_forward():
-    """forward() runs the four encoder GRUs in one scan and hoists the controller's ci projection and
-    the factor normalisation out of the decoder loop: check it against the plain per-step equations."""
-    from spikejax.lfads import gru_scan_many
-
+def test_hoisted_decoder_matches_the_plain_step_by_step_forward():
+    """forward() hoists the controller's ci projection and the factor normalisation out of the decoder
+    loop: check it against the plain per-step equations."""
     cfg = LFADSConfig(data_dim=5, encod_seq_len=8, recon_seq_len=10, ic_enc_dim=4, ci_enc_dim=3, con_dim=3,
                       co_dim=2, ic_dim=3, gen_dim=6, fac_dim=3, ci_lag=2)
     m = LFADS(cfg, key=jax.random.PRNGKey(0))
     hp = HParams.create(dropout_rate=0.3)
     x = jax.random.uniform(jax.random.PRNGKey(3), (8, 5)) * 3
-    # one fused scan == one scan per cell
-    cells = [m.ic_enc_fwd, m.ic_enc_bwd, m.ci_enc_fwd, m.ci_enc_bwd]
-    h0s = [m.ic_enc_h0[0], m.ic_enc_h0[1], m.ci_enc_h0[0], m.ci_enc_h0[1]]
-    fused = gru_scan_many(cells, x, h0s, [False, True, False, True])
-    from spikejax.lfads import gru_scan
-
-    for k, (cell, h0) in enumerate(zip(cells, h0s)):
-        np.testing.assert_allclose(fused[k], gru_scan(cell, x, h0, reverse=bool(k % 2)), rtol=1e-12, atol=1e-14)
-    (ic_mean, ic_std), ci = m.encode(x)
-    np.testing.assert_allclose(ci, m.encode_ci(x), rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(ic_mean, m.encode_ic(x)[0], rtol=1e-12, atol=1e-14)
-
     noise = m.draw_noise(jax.random.PRNGKey(4))
     out = m.forward(x, hp, noise=noise, training=True)
     keep = {k: (noise["u_" + k] < 1 - 0.3) / (1 - 0.3) for k in ("in", "ic", "g0", "con", "ext", "gen")}

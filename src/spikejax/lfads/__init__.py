@@ -36,7 +36,7 @@ from .evaluate import (
     ridge_r2,
     velocity_r2,
 )
-from .gru import ClippedGRUCell, bidirectional_gru, gru_scan, gru_scan_many
+from .gru import ClippedGRUCell, bidirectional_gru, gru_scan
 from .infer import infer
 from .loss import lfads_loss, prepare_inputs, ramp, recon_cost
 from .model import LFADS, HParams, LFADSConfig, kl_co_ar1, kl_co_gaussian, kl_ic

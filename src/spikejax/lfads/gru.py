@@ -16,7 +16,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-__all__ = ["ClippedGRUCell", "gru_scan", "gru_scan_many", "bidirectional_gru"]
+__all__ = ["ClippedGRUCell", "gru_scan", "bidirectional_gru"]
 
 
 class ClippedGRUCell(eqx.Module):
@@ -109,24 +109,3 @@ def bidirectional_gru(fwd: ClippedGRUCell, bwd: ClippedGRUCell, xs: jax.Array, h
     """Forward and backward state sequences (T, H) each, in original time order."""
     return gru_scan(fwd, xs, h0_fwd), gru_scan(bwd, xs, h0_bwd, reverse=True)
 
-
-def gru_scan_many(cells, xs: jax.Array, h0s, reverse) -> list[jax.Array]:
-    """Run several cells over the same input sequence ``xs`` (T, I) in **one** ``lax.scan``.
-
-    ``cells``, ``h0s`` and ``reverse`` are sequences of equal length; cell ``k`` runs backwards in
-    time when ``reverse[k]``. Returns each cell's states (T, H_k) in the original time order, equal
-    to ``gru_scan(cells[k], xs, h0s[k], reverse=reverse[k])``. One loop of T steps instead of one
-    per cell: a quarter of the loop iterations (and of the compiled loops) for LFADS's two
-    bidirectional encoders, with every input projection computed for the whole sequence up front.
-    """
-    xps = []
-    for cell, rev in zip(cells, reverse):
-        xp = cell.input_projection(xs)
-        xps.append(jnp.flip(xp, axis=0) if rev else xp)
-
-    def body(hs, xp_t):
-        new = tuple(cell.step_projected(x, h) for cell, x, h in zip(cells, xp_t, hs))
-        return new, new
-
-    _, outs = jax.lax.scan(body, tuple(h0s), tuple(xps))
-    return [jnp.flip(o, axis=0) if rev else o for o, rev in zip(outs, reverse)]

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from ..core.errors import ConfigError
-from .gru import ClippedGRUCell, bidirectional_gru, gru_scan_many
+from .gru import ClippedGRUCell, bidirectional_gru
 from .observation import ObservationModel, make_observation
 
 __all__ = ["LFADSConfig", "HParams", "LFADS", "Linear", "dropout", "kl_ic", "kl_co_ar1", "kl_co_gaussian"]
@@ -307,22 +307,6 @@ class LFADS(eqx.Module):
         fwd, bwd = bidirectional_gru(self.ci_enc_fwd, self.ci_enc_bwd, x, self.ci_enc_h0[0], self.ci_enc_h0[1])
         return self._ci_from_states(fwd, bwd)
 
-    def encode(self, x: jax.Array, keep_ic: jax.Array | None = None):
-        """``(encode_ic(x, keep_ic), encode_ci(x))`` with all four encoder GRUs in one scan over time.
-
-        The controller-input part is ``None`` without a controller.
-        """
-        c = self.config
-        cells = [self.ic_enc_fwd, self.ic_enc_bwd]
-        h0s = [self.ic_enc_h0[0], self.ic_enc_h0[1]]
-        if c.use_con:
-            cells += [self.ci_enc_fwd, self.ci_enc_bwd]
-            h0s += [self.ci_enc_h0[0], self.ci_enc_h0[1]]
-        states = gru_scan_many(cells, x, h0s, [False, True] * (len(cells) // 2))
-        ic = self._ic_from_states(states[0], states[1], keep_ic)
-        ci = self._ci_from_states(states[2], states[3]) if c.use_con else None
-        return ic, ci
-
     def noise_shapes(self) -> tuple[dict[str, tuple[int, ...]], dict[str, tuple[int, ...]]]:
         """Shapes of the uniform (dropout) and standard-normal (posterior) noise one trial needs."""
         c = self.config
@@ -379,9 +363,10 @@ class LFADS(eqx.Module):
         else:
             keep = lambda name: jnp.ones(noise["u_" + name].shape, dt)  # noqa: E731
         x = x * keep("in")
-        (ic_mean, ic_std), ci = self.encode(x, keep("ic") if training else None)
+        ic_mean, ic_std = self.encode_ic(x, keep("ic") if training else None)
         z0 = ic_mean + ic_std * noise["n_z0"] if sample_posteriors else ic_mean
         T = c.recon_seq_len
+        ci = self.encode_ci(x) if c.use_con else None
         if ext is None:
             ext = jnp.zeros((T, c.ext_input_dim), dt)
         eps_u = noise["n_u"]
