@@ -76,6 +76,7 @@ def test_nan_guard_stops_only_the_diverging_member():
     clean = fit_population(_pop(3), loss, _data(), optimizer=_OPT, key=jax.random.PRNGKey(0), n_epochs=[8, 3, 8],
                            with_step=True, args=jnp.zeros(3), epochs_per_chunk=4)
     np.testing.assert_array_equal(res.population.w, clean.population.w)  # steps 0-2 applied, step 3 dropped
+    assert np.isnan(np.asarray(res.state.best)[1])  # a diverged member's monitored values are NaN (PBT ranks it last)
 
 
 class _Stop(Exception):
@@ -216,3 +217,17 @@ def test_unchanged_rule_in_fit_and_fit_population():
     assert list(res.status) == ["early_stopping", "completed"] and list(res.epochs) == [3, 20]
     with pytest.raises(ConfigError, match="rule"):
         EarlyStopping(rule="sometimes")
+
+
+def test_continued_calls_and_a_population_of_one():
+    """start_epoch continues the clock (two calls == one call); one member runs unbatched, same numbers."""
+    kw = dict(optimizer=_OPT, batch_size=6, shared_batches=False, has_aux=True, hyperparams={"learning_rate": _LRS[:2]})
+    full = fit_population(_pop(2), _loss, _data(), key=jax.random.PRNGKey(4), n_epochs=6, **kw)
+    a = fit_population(_pop(2), _loss, _data(), key=jax.random.PRNGKey(4), n_epochs=3, **kw)
+    b = fit_population(a.population, _loss, _data(), key=jax.random.PRNGKey(4), n_epochs=3, start_epoch=3,
+                       opt_state=a.opt_state, **kw)
+    np.testing.assert_allclose(b.population.w, full.population.w, rtol=1e-6, atol=1e-7)
+    assert b.state.epoch == 6 and b.n_epochs == 3
+    one = fit_population(jax.tree_util.tree_map(lambda x: x[:1], _pop(2)), _loss, _data(), key=jax.random.PRNGKey(4),
+                         n_epochs=6, **{**kw, "hyperparams": {"learning_rate": _LRS[:1]}})
+    np.testing.assert_allclose(one.population.w[0], full.population.w[0], rtol=1e-5, atol=1e-6)

@@ -147,7 +147,7 @@ class PopulationResult:
     status : (members,) status names (:data:`STATUS_NAMES`).
     epochs : (members,) epochs each member trained.
     best, best_epoch : (members,) best monitored value and the member's epoch count at it (-1: none).
-    n_epochs : epochs run by the population clock.
+    n_epochs : epochs run in this call (``state.epoch`` = ``start_epoch + n_epochs``).
     stop_reason : ``"completed"`` (every member finished) or ``"epochs"`` (the epoch limit was reached).
     """
 
@@ -287,12 +287,12 @@ def _chunk_fn(cfg: tuple, loss_fn, optimizer, val_fn, skip_step, static_rest, st
         """Step ``j`` of ``epoch`` for every member."""
         batch, b_axis = batch_of(data, member_index, dyn["member_id"], epoch, j, data_key)
         step = epoch * n_batches + j
-        f = jax.vmap(member_step, in_axes=(0, 0, 0, 0, 0, b_axis, 0, 0, None, None))
+        f = _member_map(member_step, (0, 0, 0, 0, 0, b_axis, 0, 0, None, None), dyn["member_id"].shape[0])
         return f(params, dyn["frozen"], opt_state, carry, dyn["args"], batch, dyn["member_id"], active, step, step_key)
 
     def vval(dyn, params, val_data, epoch, val_key):
         """``val_fn`` for every member after ``epoch``."""
-        vv = jax.vmap(member_val, in_axes=(0, 0, 0, None, 0, None, None))
+        vv = _member_map(member_val, (0, 0, 0, None, 0, None, None), dyn["member_id"].shape[0])
         return vv(params, dyn["frozen"], dyn["args"], val_data, dyn["member_id"], (epoch + 1) * n_batches,
                   jax.random.fold_in(val_key, epoch))
 
@@ -343,7 +343,7 @@ def _chunk_fn(cfg: tuple, loss_fn, optimizer, val_fn, skip_step, static_rest, st
             best = dyn["best"]
             improved = jnp.isfinite(signed) & (~jnp.isfinite(best) | (signed < best - min_delta))
             improved = improved & track
-            late = done * n_batches >= min_steps
+            late = (epoch + 1) * n_batches >= min_steps  # the global step (start_epoch counts)
             out["best"] = jnp.where(improved, signed, best)
             out["best_epoch"] = jnp.where(improved, done, dyn["best_epoch"])
             out["bad"] = jnp.where(improved, 0, jnp.where(track & late, dyn["bad"] + 1, dyn["bad"]))
@@ -359,11 +359,14 @@ def _chunk_fn(cfg: tuple, loss_fn, optimizer, val_fn, skip_step, static_rest, st
                     stop = out["bad"] >= patience
                 status = jnp.where(track & late & stop, EARLY_STOPPED, status)
         status = jnp.where(diverged, DIVERGED, status)
+        # a diverged member's monitored values become NaN, so that ranking code (PBT) sees it
+        out["val_smth"] = jnp.where(diverged, jnp.nan, out["val_smth"])
+        out["best"] = jnp.where(diverged, jnp.nan, out["best"])
         status = jnp.where((status == ACTIVE) & active0 & (done >= dyn["budget"]), COMPLETED, status)
         out["status"] = status.astype(dyn["status"].dtype)
         rows = {"loss": loss, **aux, **{("val" if k == "val" else f"val/{k}"): v for k, v in val.items()}}
         if val_smoothing is not None and val_fn is not None:
-            rows["val_smth"] = smth
+            rows["val_smth"] = out["val_smth"]
         rows = {k: jnp.where(_bcast(active0, v), v, jnp.nan) for k, v in rows.items()}
         return out, rows
 
@@ -417,6 +420,28 @@ def _init_fn(optimizer):
         while len(_INIT_CACHE) > _CACHE_SIZE:
             _INIT_CACHE.popitem(last=False)
     return fn
+
+
+def _member_map(f, in_axes, m: int):
+    """``vmap(f, in_axes)`` over the member axis; a population of one calls ``f`` directly (no batching
+    overhead, and data-dependent ``lax.cond`` stays a branch instead of a ``select``)."""
+    if m != 1:
+        return jax.vmap(f, in_axes=in_axes)
+
+    def one(*args):
+        squeezed = [jax.tree_util.tree_map(lambda a: a[0], x) if ax == 0 else x for x, ax in zip(args, in_axes)]
+        return jax.tree_util.tree_map(lambda a: jnp.expand_dims(a, 0), f(*squeezed))
+
+    return one
+
+
+def _initial_smth(value: Any, m: int, dtype) -> np.ndarray:
+    if value is None:
+        return np.full(m, np.nan, dtype)
+    v = np.asarray(value, dtype=dtype)
+    if v.ndim not in (0, 1) or (v.ndim == 1 and v.shape != (m,)):
+        raise ConfigError(f"val_smth must be a scalar or one value per member ({m}), got shape {v.shape}")
+    return np.broadcast_to(v, (m,)).copy()
 
 
 def _bcast(mask, like):
@@ -491,6 +516,8 @@ def fit_population(
     devices: Sequence[Any] | None = None,
     progress: bool | None = None,
     desc: str = "fit_population",
+    start_epoch: int = 0,
+    val_smth: Any = None,
 ) -> PopulationResult:
     """Train every member of ``population`` (leading member axis) independently, in one compiled program.
 
@@ -561,6 +588,12 @@ def fit_population(
         Pad and shard the member axis over the local devices (no effect with one device).
     progress, desc
         tqdm bar over epochs (default: when stderr is a terminal).
+    start_epoch
+        The population's epoch clock starts here (step keys, minibatch permutations, ``step`` and
+        ``state.epoch`` continue from it): a run continued across calls draws what one call would.
+        ``n_epochs`` still counts the epochs of this call.
+    val_smth
+        Initial smoothed validation value per member (default NaN: the first value).
 
     Returns
     -------
@@ -666,7 +699,7 @@ def fit_population(
         params=params, frozen=frozen, opt_state=opt_state, args=args, carry=carry,
         member_id=np.arange(m, dtype=i32), status=np.zeros(m, i32), epochs_done=np.zeros(m, i32),
         budget=budget.astype(i32), best=np.full(m, np.inf, fdt), best_epoch=np.full(m, -1, i32),
-        bad=np.zeros(m, i32), recent=np.full((m, n_recent), np.nan, fdt), val_smth=np.full(m, np.nan, fdt),
+        bad=np.zeros(m, i32), recent=np.full((m, n_recent), np.nan, fdt), val_smth=_initial_smth(val_smth, m, fdt),
         best_params=params if restore_best else None, epoch=0, extra=extra,
     )
 
@@ -707,7 +740,7 @@ def fit_population(
         found = load_checkpoint(ckpt, (_device_part(state), state.extra, skeleton))
         if found is not None:
             epoch, (dyn, extra_, hist_), _meta = found
-            state = dataclasses.replace(state, **dyn, extra=extra_, epoch=int(epoch))
+            state = dataclasses.replace(state, **dyn, extra=extra_, epoch=start_epoch + int(epoch))
             history = {k: np.array(v) for k, v in hist_.items()}
     state_box = [state]
     dyn, idx = place(state)
@@ -719,14 +752,14 @@ def fit_population(
     try:
         while epoch < max_epochs and bool(np.any(view(dyn).active)):
             n_run = min(chunk, max_epochs - epoch)
-            dyn, hist, n_done = run(dyn, payload, idx, val_data, np.int32(epoch), np.int32(n_run), key)
+            dyn, hist, n_done = run(dyn, payload, idx, val_data, np.int32(start_epoch + epoch), np.int32(n_run), key)
             n_done = int(n_done)
             if history is None:
                 history = {k: np.full((max_epochs,) + (m,) + v.shape[2:], np.nan, np.dtype(v.dtype)) for k, v in hist.items()}
             for k, v in hist.items():
                 history[k][epoch : epoch + n_done] = np.asarray(v)[:n_done, :m]
             epoch += n_done
-            state_box[0] = dataclasses.replace(state_box[0], epoch=epoch)
+            state_box[0] = dataclasses.replace(state_box[0], epoch=start_epoch + epoch)
             bar.update(n_done)
             if show:
                 st = view(dyn)
@@ -740,7 +773,7 @@ def fit_population(
                     if not isinstance(new, PopulationState):
                         raise ConfigError(f"between_chunks must return a PopulationState or None, got {type(new).__name__}")
                     fixed = _same_layout(_device_part(new), _device_part(current), "between_chunks")
-                    state_box[0] = dataclasses.replace(new, **fixed, epoch=epoch)
+                    state_box[0] = dataclasses.replace(new, **fixed, epoch=start_epoch + epoch)
                     dyn, idx = place(state_box[0])
             if ckpt is not None and (epoch % checkpoint_every == 0 or epoch >= max_epochs or not np.any(view(dyn).active)):
                 st = view(dyn)
@@ -749,7 +782,7 @@ def fit_population(
         bar.close()
 
     final = view(dyn)
-    final = dataclasses.replace(final, epoch=epoch)
+    final = dataclasses.replace(final, epoch=start_epoch + epoch)
     if history is None:
         skeleton = _history_skeleton(run, (dyn, idx), payload, val_data, key, max_epochs, m)
         history = {k: np.array(v) for k, v in skeleton.items()}
