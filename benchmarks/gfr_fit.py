@@ -135,6 +135,84 @@ def _stage2_vs_anchor(args) -> dict:
     return out
 
 
+def _stage2_lines(args, stage2: dict) -> list[str]:
+    return [
+        "## Stage 2 per cell vs the PyTorch anchor (same run)",
+        "",
+        f"- spikejax `stage2.fit_weights`: {stage2['cells']} cells at the anchor's sizes (Long Square 20 x 150, Ramp 3 x 500, "
+        f"Noise 1 12 x 1000 bins of 20 ms) x 3 learning rates x {stage2['epochs']} epochs in one compiled program, "
+        f"{stage2['warm_s']:.1f} s compiled ({stage2['warm_cpu_s']:.1f} s CPU; {stage2['first_s']:.1f} s first call), "
+        f"{1e3 * stage2['per_member_epoch_s']:.2f} ms per (cell, lr, epoch) ({1e3 * stage2['per_member_epoch_cpu_s']:.2f} ms of "
+        "CPU time); XLA uses all cores",
+        f"- torch anchor (1 thread, {args.anchor_epochs} epochs per lr): {stage2['anchor']}",
+        f"- ratio: {stage2['ratio']:.0f}x" if "ratio" in stage2 else "- ratio: n/a",
+        f"- 1000 cells x 3 lr x 200 epochs (the original's schedule), extrapolated linearly from the per-cell cost: "
+        f"{stage2['full_1000_min']:.1f} min (load {os.getloadavg()[0]:.1f} at the end)",
+        "",
+    ]
+
+
+def _summary_rows(rows: list[dict], stage2: dict | None) -> list[dict]:
+    """The bench-quick rows: stage 2 against the torch anchor, and fit_cells against the fit_cell loop."""
+    out = []
+    if stage2 is not None:
+        out.append({
+            "family": "gfr", "workload": f"stage 2, {stage2['cells']} cells at the anchor's sizes, per (cell, lr, epoch)",
+            "peer": "gfr_torch_anchor.py (PyTorch, 1 thread)",
+            "peer_figure": f"{stage2['anchor_per_epoch_s']:.3f} s" if "anchor_per_epoch_s" in stage2 else stage2["anchor"],
+            "spikejax_figure": f"{1e3 * stage2['per_member_epoch_s']:.2f} ms", "ratio": stage2.get("ratio"),
+            "compile_s": stage2["first_s"] - stage2["warm_s"],
+        })
+    for r in rows[-1:]:
+        out.append({
+            "family": "gfr", "workload": f"fit_cells, {r['cells']} cells", "peer": "fit_cell loop (core.fit per restart and lr)",
+            "peer_figure": f"{r['loop_core_per_s']:.3f} cells/s", "spikejax_figure": f"{r['fit_cells_per_s']:.2f} cells/s",
+            "ratio": r["speedup_vs_core_loop"], "compile_s": r["fit_cells_first_s"] - r["fit_cells_s"],
+        })
+    return out
+
+
+def _write_report(args, rows: list[dict], stage2: dict | None, config, n_distinct: int) -> None:
+    """The markdown report (``--out``) and the bench-quick summary rows (``--summary``)."""
+    import json
+
+    lines = ["# GFR fitting benchmark (`benchmarks/gfr_fit.py`)", ""]
+    if rows:
+        dev = jax.devices()[0]
+        lines = [
+            "# GFR fitting benchmark (`benchmarks/gfr_fit.py`)",
+            "",
+            f"- Command: `python benchmarks/gfr_fit.py{' --quick' if args.quick else ''}{' --shared_padding' if args.shared_padding else ''}` (sizes {args.sizes})",
+            f"- Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, JAX {jax.__version__} on {dev.platform} ({dev.device_kind}); "
+            "shared with other jobs while measured, so absolute times are inflated, ratios within the run are comparable",
+            f"- Schedule per cell: stage 1 {config.activation_epochs} epochs x {config.activation_repeats} restarts; stage 2: "
+            f"{len(config.hparams)} learning rates x {args.epochs} epochs (3 type-batches per epoch), 20 ms bins",
+            f"- `fit_cells(shared_padding={args.shared_padding}, chunk_size={args.chunk_size})`: "
+            + ("all type-batches padded to one shape and scanned" if args.shared_padding else "each type-batch padded only to its own largest shape (unrolled)")
+            + f"; at most {args.chunk_size} cells per compiled call (one program reused for every chunk)",
+            f"- Cells: {n_distinct} distinct synthetic cells (short protocol: 9 Long Square, 1 Ramp, 3+3 noise sweeps) replicated with new ids",
+            f"- Per-cell loops timed on {args.loop_cells} cells after a warm-up and **extrapolated linearly** to each size; "
+            "`fit_cell` runs one `spikejax.core.fit` per restart and learning rate and each of those compiles its own step "
+            "(so its per-cell time is mostly compilation), `fit_cells([cell])` reuses one compiled program",
+            f"- `fit_cells` times: a second, compiled call for sizes <= {args.warm_max}; larger sizes are timed once, compilation included",
+            "",
+            "| cells | fit_cells (s) | first call incl. compile (s) | fit_cells cells/s | fit_cell loop cells/s | fit_cells([cell]) loop cells/s | speed-up vs fit_cell loop | speed-up vs one-cell fit_cells loop |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in rows:
+            lines.append(
+                f"| {r['cells']} | {r['fit_cells_s']:.1f} | {r['fit_cells_first_s']:.1f} | {r['fit_cells_per_s']:.2f} | "
+                f"{r['loop_core_per_s']:.3f} | {r['loop_batched_per_s']:.3f} | {r['speedup_vs_core_loop']:.1f}x | {r['speedup_vs_batched_loop']:.1f}x |"
+            )
+        lines.append("")
+    if stage2 is not None:
+        lines += _stage2_lines(args, stage2)
+    Path(args.out).write_text("\n".join(lines) + "\n")
+    print(f"wrote {args.out}")
+    if args.summary:
+        Path(args.summary).write_text(json.dumps(_summary_rows(rows, stage2)))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="*", default=[10, 100, 1000])
@@ -151,12 +229,14 @@ def main(argv=None) -> int:
     ap.add_argument("--stage2_cells", type=int, default=100, help="cells (anchor sizes) in the stage-2 comparison; 0 skips it")
     ap.add_argument("--stage2_epochs", type=int, default=10, help="epochs per learning rate in the stage-2 comparison")
     ap.add_argument("--anchor_epochs", type=int, default=3, help="epochs per learning rate of the torch anchor")
+    ap.add_argument("--summary", default=None, help="write the summary rows as JSON here (make bench-quick)")
     args = ap.parse_args(argv)
     if args.quick:
         args.sizes, args.distinct, args.loop_cells, args.activation_epochs, args.epochs = [4, 8], 4, 1, 20, 4
         args.stage2_cells, args.stage2_epochs, args.anchor_epochs = 8, 2, 1
     stage2 = _stage2_vs_anchor(args) if args.stage2_cells > 0 else None
     if not args.sizes:
+        _write_report(args, [], stage2, None, 0)
         return 0
 
     from spikejax.gfr import FitConfig, fit_cell, fit_cells
@@ -209,50 +289,7 @@ def main(argv=None) -> int:
         print(f"{n:5d} cells: fit_cells {warm:.1f} s ({first:.1f} s with compile) = {rate:.2f} cells/s; "
               f"x{r['speedup_vs_core_loop']:.1f} vs fit_cell loop, x{r['speedup_vs_batched_loop']:.1f} vs fit_cells([cell]) loop", flush=True)
 
-    dev = jax.devices()[0]
-    lines = [
-        "# GFR fitting benchmark (`benchmarks/gfr_fit.py`)",
-        "",
-        f"- Command: `python benchmarks/gfr_fit.py{' --quick' if args.quick else ''}{' --shared_padding' if args.shared_padding else ''}` (sizes {args.sizes})",
-        f"- Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, JAX {jax.__version__} on {dev.platform} ({dev.device_kind}); "
-        "shared with other jobs while measured, so absolute times are inflated, ratios within the run are comparable",
-        f"- Schedule per cell: stage 1 {config.activation_epochs} epochs x {config.activation_repeats} restarts; stage 2: "
-        f"{len(config.hparams)} learning rates x {args.epochs} epochs (3 type-batches per epoch), 20 ms bins",
-        f"- `fit_cells(shared_padding={args.shared_padding}, chunk_size={args.chunk_size})`: "
-        + ("all type-batches padded to one shape and scanned" if args.shared_padding else "each type-batch padded only to its own largest shape (unrolled)")
-        + f"; at most {args.chunk_size} cells per compiled call (one program reused for every chunk)",
-        f"- Cells: {len(base)} distinct synthetic cells (short protocol: 9 Long Square, 1 Ramp, 3+3 noise sweeps) replicated with new ids",
-        f"- Per-cell loops timed on {args.loop_cells} cells after a warm-up and **extrapolated linearly** to each size; "
-        "`fit_cell` runs one `spikejax.core.fit` per restart and learning rate and each of those compiles its own step "
-        "(so its per-cell time is mostly compilation), `fit_cells([cell])` reuses one compiled program",
-        f"- `fit_cells` times: a second, compiled call for sizes <= {args.warm_max}; larger sizes are timed once, compilation included",
-        "",
-        "| cells | fit_cells (s) | first call incl. compile (s) | fit_cells cells/s | fit_cell loop cells/s | fit_cells([cell]) loop cells/s | speed-up vs fit_cell loop | speed-up vs one-cell fit_cells loop |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['cells']} | {r['fit_cells_s']:.1f} | {r['fit_cells_first_s']:.1f} | {r['fit_cells_per_s']:.2f} | "
-            f"{r['loop_core_per_s']:.3f} | {r['loop_batched_per_s']:.3f} | {r['speedup_vs_core_loop']:.1f}x | {r['speedup_vs_batched_loop']:.1f}x |"
-        )
-    lines.append("")
-    if stage2 is not None:
-        lines += [
-            "## Stage 2 per cell vs the PyTorch anchor (same run)",
-            "",
-            f"- spikejax `stage2.fit_weights`: {stage2['cells']} cells at the anchor's sizes (Long Square 20 x 150, Ramp 3 x 500, "
-            f"Noise 1 12 x 1000 bins of 20 ms) x 3 learning rates x {stage2['epochs']} epochs in one compiled program, "
-            f"{stage2['warm_s']:.1f} s compiled ({stage2['warm_cpu_s']:.1f} s CPU; {stage2['first_s']:.1f} s first call), "
-            f"{1e3 * stage2['per_member_epoch_s']:.2f} ms per (cell, lr, epoch) ({1e3 * stage2['per_member_epoch_cpu_s']:.2f} ms of "
-            "CPU time); XLA uses all cores",
-            f"- torch anchor (1 thread, {args.anchor_epochs} epochs per lr): {stage2['anchor']}",
-            f"- ratio: {stage2['ratio']:.0f}x" if "ratio" in stage2 else "- ratio: n/a",
-            f"- 1000 cells x 3 lr x 200 epochs (the original's schedule), extrapolated linearly from the per-cell cost: "
-            f"{stage2['full_1000_min']:.1f} min",
-            "",
-        ]
-    Path(args.out).write_text("\n".join(lines) + "\n")
-    print(f"wrote {args.out}")
+    _write_report(args, rows, stage2, config, len(base))
     return 0
 
 
