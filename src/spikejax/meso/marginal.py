@@ -19,7 +19,7 @@ iteration k of :func:`marginal_single`
    Louis' identity, ``I_obs = E[H | y] − Cov[g | y]``, with its eigenvalues relative to ``H`` kept in
    ``[min_info_fraction, 1]``, for larger steps along directions with missing information;
 3. steps ``u ← clip(u + γ_k δ, 0, 1)`` (bounds as an active set, a trust region of ``max_step`` box
-   widths), with gain ``γ_k = 1`` during ``n_burn`` iterations and ``(k − n_burn + 2)^(−gain_decay)``
+   widths), with gain ``γ_k = burn_gain`` (1.5) during ``n_burn`` iterations and ``(k − n_burn + 2)^(−gain_decay)``
    afterwards (Robbins–Monro: Σγ = ∞, Σγ² < ∞); an iterate whose ``log p̂`` drops by more than
    ``reject_nats`` is undone and the trust region halved;
 4. the estimate is the Polyak–Ruppert average of the iterates after the burn-in.
@@ -53,7 +53,10 @@ class MarginalConfig:
     n_iter : int
         Stochastic-approximation iterations (one particle filter each) per restart.
     n_burn : int
-        Iterations with gain 1 before the gains decrease and the averaging starts.
+        Iterations with gain ``burn_gain`` before the gains decrease and the averaging starts.
+    burn_gain : float
+        Gain during the burn-in; above 1 the EM-gradient step is over-relaxed (moves faster along
+        the ridges where information is missing; the safeguard undoes steps that overshoot).
     gain_decay : float
         Exponent of the decreasing gains ``(k − n_burn + 2)^(−gain_decay)``, in (0.5, 1].
     n_particles : int
@@ -82,8 +85,9 @@ class MarginalConfig:
         Jacobians, about 12 gradients' cost); ``n_iter`` must be a multiple of it.
     """
 
-    n_iter: int = 24
-    n_burn: int = 10
+    n_iter: int = 32
+    n_burn: int = 20
+    burn_gain: float = 1.5
     gain_decay: float = 0.6
     n_particles: int = 64
     n_paths: int = 4
@@ -106,6 +110,7 @@ class MarginalConfig:
         for name in ("n_particles", "final_particles"):
             check_scalar(getattr(self, name), name, low=2, integer=True)
         check_scalar(self.gain_decay, "gain_decay", low=0.5, high=1.0, low_inclusive=False)
+        check_scalar(self.burn_gain, "burn_gain", low=0.0, high=2.0, low_inclusive=False)
         check_scalar(self.min_info_fraction, "min_info_fraction", low=0.0, high=1.0, low_inclusive=False)
         check_scalar(self.info_memory, "info_memory", low=0.0, high=1.0, low_inclusive=False)
         check_scalar(self.max_step, "max_step", low=0.0, low_inclusive=False)
@@ -242,7 +247,7 @@ def gains(mc: MarginalConfig):
     import numpy as np
 
     k = np.arange(mc.n_iter)
-    return np.where(k < mc.n_burn, 1.0, (np.maximum(k - mc.n_burn, 0) + 2.0) ** (-mc.gain_decay))
+    return np.where(k < mc.n_burn, mc.burn_gain, (np.maximum(k - mc.n_burn, 0) + 2.0) ** (-mc.gain_decay))
 
 
 def marginal_single(x0, Z0, key, base: MesoParams, arrays: dict, lo, hi, *, cfg: MesoConfig,
