@@ -262,9 +262,9 @@ def run_steps(
 def _prologue_impl(model, engine, block_keys):
     """Initial state (random window) and the equilibration / recording keys of every network."""
     kernel = model.connectivity_filter().padded()
-    k_init = jax.vmap(lambda k: jax.random.fold_in(k, 0))(block_keys)
-    k_eq = jax.vmap(lambda k: jax.random.fold_in(k, 1))(block_keys)
-    k_run = jax.vmap(lambda k: jax.random.fold_in(k, 2))(block_keys)
+    # fold_in(key, 0 / 1 / 2) as one vectorised PRNG call (same keys, one threefry loop to compile)
+    keys = jax.vmap(lambda k: jax.vmap(lambda d: jax.random.fold_in(k, d))(jnp.arange(3, dtype=jnp.uint32)))(block_keys)
+    k_init, k_eq, k_run = keys[:, 0], keys[:, 1], keys[:, 2]
     return init_state(model, kernel, engine, k_init, jnp.result_type(float)), k_eq, k_run
 
 
