@@ -83,3 +83,21 @@ def test_check_grads_differentiable_rate():
     b = glm.BernoulliGLM()
     rb = glm.simulate(b, net, 40, key=jax.random.key(1), store_as_dtype=jnp.float64)
     check_grads(lambda a, be: glm.conditional_rate(b.replace(alpha=a, beta=be), net, rb), (jnp.float64(0.2), jnp.float64(0.5)), order=1, modes=("rev",), eps=1e-6)
+
+
+def test_tune_falls_back_to_exact_sampling_when_a_mean_exceeds_one(monkeypatch):
+    """Expected counts above 1 per step (lambda_0 dt (g - theta) > 1): the one-pass sampler is not exact
+    there, so tune re-runs with the exact sampler; the result is finite and the rate reflects the counts."""
+    import importlib
+
+    tune_mod = importlib.import_module("spikejax.glm.tune")
+    calls = []
+    real_fit = tune_mod._fit
+    monkeypatch.setattr(tune_mod, "_fit", lambda member, *a: calls.append(member["fixed"][0].fast) or real_fit(member, *a))
+    net = glm.from_dense(glm.mexican_hat(10))
+    m = glm.RectifiedLNP(lambda_0=100.0, theta=-0.5, T=2, tau=10.0, dt=1.0, r=0.0025, b=0.001)
+    res = glm.tune(m, net, 400.0, ["theta"], key=jax.random.key(0), estimator="spikeometric", n_steps=5,
+                   n_epochs=2, lr=1e-3)
+    assert np.all(np.isfinite(res.history["loss"])) and np.isfinite(float(res.model.theta))
+    assert min(res.history["rate"]) > 1000.0  # about 50 expected counts per 1-ms step
+    assert calls == [True, False]  # one-pass sampling first, then the exact re-run
