@@ -79,16 +79,23 @@ def test_stochastic_em_refinement_runs_and_ranks_by_marginal_likelihood(short, x
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="acceptance 3/4 not reached: median relative error 0.117 after the stochastic-EM "
-                   "refinement (0.19 hard EM), r(Z) ceiling 0.87/0.90/0.83 at 4 ms, free-run dominance "
-                   "median 1.8 s vs 6.3 s (benchmarks/RESULTS.md)", strict=False)
-def test_em_recovers_parameters_full(data11, activity200):
-    """Acceptance 3 and 4 on the full 10-s window with 5 random restarts (slow)."""
-    res = meso.fit_em(data11, key=jax.random.PRNGKey(0), em=meso.EMConfig(max_em=8, m_maxiter=100, e_maxiter=100),
-                      sem=meso.SEMConfig())
-    assert res.median_rel_error() <= 0.10, res.to_pandas()
-    assert np.all(res.z_correlation() >= 0.9), res.z_correlation()
-    Z, _ = res.simulate(50000, key=jax.random.PRNGKey(1))
-    dur = meso.dominance_durations(np.asarray(Z) / meso.DT)
-    ref = np.median(meso.dominance_durations(activity200))
-    assert len(dur) >= 3 and 0.5 <= np.median(dur) / ref <= 2.0
+@pytest.mark.xfail(reason="issue 11 acceptance 1/2 not reached by the default fit: median relative error 0.189 "
+                   "(the fit stops below the marginal-likelihood maximum), r(Z) of I 0.093 vs 0.241 at the truth "
+                   "(benchmarks/results/meso.md)", strict=False)
+def test_default_fit_acceptance_full(data11):
+    """Issue 11 acceptance 1-3 on the full 10-s window with 5 random restarts (slow, ~10 min on 2 cores)."""
+    res = meso.fit_em(data11, key=jax.random.PRNGKey(0))
+    assert res.method == "marginal"
+    gt = meso.ground_truth()
+    Zf, _ = res.simulate(50000, key=jax.random.PRNGKey(1))
+    Zg, _ = meso.simulate(gt, 50000, key=jax.random.PRNGKey(1))
+    rf, rg = (np.asarray(meso.winner_loser_rates(np.asarray(z) / meso.DT)) for z in (Zf, Zg))
+    df, dg = (np.median(meso.dominance_durations(np.asarray(z) / meso.DT)) for z in (Zf, Zg))
+    np.testing.assert_allclose(rf, rg, rtol=0.10)
+    assert 1 / 1.5 <= df / dg <= 1.5
+    post = res.posterior()
+    ceil = meso.posterior_Z(gt, data11, key=jax.random.PRNGKey(11))
+    r_fit = [np.corrcoef(np.asarray(post.mean)[:, j], np.asarray(data11.Z)[:, j])[0, 1] for j in range(3)]
+    r_gt = [np.corrcoef(np.asarray(ceil.mean)[:, j], np.asarray(data11.Z)[:, j])[0, 1] for j in range(3)]
+    assert np.all(np.abs(np.subtract(r_fit, r_gt)) <= 0.05), (r_fit, r_gt)
+    assert res.median_rel_error() <= 0.12, res.to_pandas()
