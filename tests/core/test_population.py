@@ -231,3 +231,14 @@ def test_continued_calls_and_a_population_of_one():
     one = fit_population(jax.tree_util.tree_map(lambda x: x[:1], _pop(2)), _loss, _data(), key=jax.random.PRNGKey(4),
                          n_epochs=6, **{**kw, "hyperparams": {"learning_rate": _LRS[:1]}})
     np.testing.assert_allclose(one.population.w[0], full.population.w[0], rtol=1e-5, atol=1e-6)
+
+
+def test_static_leaves_in_data_stay_static():
+    def loss(m, batch, key):
+        assert batch["tag"] == "t"  # a Python string, not traced
+        return jnp.mean((batch["x"] @ m.w + m.b - batch["y"]) ** 2)
+
+    x, y = _data(8)
+    res = fit_population(_pop(2), loss, {"x": jnp.stack([x, x]), "y": jnp.stack([y, y]), "tag": "t"}, optimizer=_OPT,
+                         key=jax.random.PRNGKey(0), n_epochs=2, batch_size=4, member_data=True)
+    assert list(res.status) == ["completed", "completed"]

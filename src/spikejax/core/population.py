@@ -285,9 +285,16 @@ def _chunk_fn(cfg: tuple, loss_fn, optimizer, val_fn, skip_step, static_rest, st
 
     def vstep(dyn, data, member_index, epoch, data_key, step_key, params, opt_state, carry, active, j):
         """Step ``j`` of ``epoch`` for every member."""
-        batch, b_axis = batch_of(data, member_index, dyn["member_id"], epoch, j, data_key)
+        # non-array leaves of the data (names, flags) stay static: only arrays are sliced and vmapped
+        arrays, static_data = eqx.partition(data, eqx.is_array)
+        batch, b_axis = batch_of(arrays, member_index, dyn["member_id"], epoch, j, data_key)
+        static_batch = static_data[j] if batching == "fixed" else static_data
         step = epoch * n_batches + j
-        f = _member_map(member_step, (0, 0, 0, 0, 0, b_axis, 0, 0, None, None), dyn["member_id"].shape[0])
+
+        def one(p, fz, s, c, a, b, mid, act, stp, sk):
+            return member_step(p, fz, s, c, a, eqx.combine(b, static_batch), mid, act, stp, sk)
+
+        f = _member_map(one, (0, 0, 0, 0, 0, b_axis, 0, 0, None, None), dyn["member_id"].shape[0])
         return f(params, dyn["frozen"], opt_state, carry, dyn["args"], batch, dyn["member_id"], active, step, step_key)
 
     def vval(dyn, params, val_data, epoch, val_key):
