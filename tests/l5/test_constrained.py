@@ -53,3 +53,16 @@ def test_tuning_lifts_activity_above_bound():
     assert res.n_simulations == 4 and res.history["penalty"][0] > 0
     act = constraint_terms(simulate(res.params, net, spec).rates, N, 4, cons)["act"]
     assert float(act[0, 1]) >= bound
+
+
+def test_tpe_same_objective_counts_simulations():
+    pytest.importorskip("optuna")
+    from spikejax.l5.constrained import tpe_constrained
+
+    cfg = debug_config(N=N, sim_number=1, Ttau=4, block=5, eval_steps=20, number_steps_before_learning=20,
+                       tau_learn=50.0, tau_threshold=0.2)
+    res = tpe_constrained(cfg, key=jax.random.PRNGKey(0), n_trials=3, time_budget=None, train=("amplitude",))
+    assert res.n_simulations == 3 and len(res.history["loss"]) == 3
+    assert res.best_loss == pytest.approx(min(res.history["loss"]))
+    # the first trial is the initial point (the gradient run starts there too)
+    np.testing.assert_allclose(np.asarray(res.history["act"][0]).shape, (4,))

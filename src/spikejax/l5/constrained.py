@@ -19,7 +19,7 @@ safety margin inside it (fresh networks vary):
 with a smooth silent fraction f~ (sigmoid of the distance of a soft max over directions to
 ``silent_rate``). The tuning loss is
 
-    L = relu(os_rel~ + m)^2 + relu(m - ds_rel~)^2 + c_con P + c_reg |theta - theta_0|^2
+    L = relu(os_rel~ + m)^2 + w_ds relu(m - ds_rel~)^2 + c_con P + c_reg |theta - theta_0|^2
 
 (soft-argmax relative indices ~, margin m), differentiated end to end through the simulation with
 its learning rule on (Slide_BCM in the debug configuration; the low-rank weight carry keeps the
@@ -151,7 +151,7 @@ def constraint_terms(rates, N, eval_blocks: int, cons: Constraints) -> dict:
 
 
 def make_objective(cfg: L5Config, spec, p0: L5Params, cons: Constraints, *, margin: float = 0.3,
-                   soft_beta: float = 20.0, c_con: float = 10.0, c_reg: float = 1e-3):
+                   soft_beta: float = 20.0, c_con: float = 10.0, c_reg: float = 1e-3, w_ds: float = 1.0):
     """``objective(tp, net) -> (loss, aux)`` of the module docstring (pure; jit or grad it)."""
     eval_blocks = cfg.eval_steps // cfg.block
     tp0 = TuneParams.from_params(p0)
@@ -161,7 +161,7 @@ def make_objective(cfg: L5Config, spec, p0: L5Params, cons: Constraints, *, marg
         out = simulate(p, net, spec, jit=False)
         os_rel, ds_rel, _ = soft_relative_indices(out.rates, cfg.N, eval_blocks, soft_beta)
         ct = constraint_terms(out.rates, cfg.N, eval_blocks, cons)
-        sel = jax.nn.relu(os_rel + margin) ** 2 + jax.nn.relu(margin - ds_rel) ** 2
+        sel = jax.nn.relu(os_rel + margin) ** 2 + w_ds * jax.nn.relu(margin - ds_rel) ** 2
         reg = sum(jnp.sum((a - b) ** 2) for a, b in zip(jax.tree_util.tree_leaves(tp), jax.tree_util.tree_leaves(tp0)))
         loss = sel + c_con * ct["penalty"] + c_reg * reg
         aux = {"sel": sel, "penalty": ct["penalty"], "os_rel_soft": os_rel, "ds_rel_soft": ds_rel,
@@ -232,6 +232,7 @@ def tune_constrained(
     soft_beta: float = 20.0,
     c_con: float = 10.0,
     c_reg: float = 1e-3,
+    w_ds: float = 1.0,
     train: tuple[str, ...] = ("amplitude", "tau", "w_gain"),
     net: Network | None = None,
     params: L5Params | None = None,
@@ -250,8 +251,9 @@ def tune_constrained(
     n_steps, time_budget
         Stop after ``n_steps`` optimiser steps or when ``time_budget`` seconds (wall, compile
         included) have passed, whichever comes first.
-    margin, soft_beta, c_con, c_reg
-        Margin of the soft relative indices, soft-argmax sharpness, penalty and L2 weights.
+    margin, soft_beta, c_con, c_reg, w_ds
+        Margin of the soft relative indices, soft-argmax sharpness, penalty and L2 weights, and
+        the weight of the ds_rel term relative to the os_rel term.
     checkpoint
         Checkpoint the blocks (two levels) so 2500-step runs fit in memory.
     """
@@ -263,7 +265,8 @@ def tune_constrained(
     net = build_network(cfg, key=key) if net is None else net
     p0 = L5Params.from_config(cfg) if params is None else params
     spec = make_spec(cfg, record_weights=False, remat=checkpoint, capacity=cfg.steps + 1)
-    objective = make_objective(cfg, spec, p0, constraints, margin=margin, soft_beta=soft_beta, c_con=c_con, c_reg=c_reg)
+    objective = make_objective(cfg, spec, p0, constraints, margin=margin, soft_beta=soft_beta, c_con=c_con, c_reg=c_reg,
+                               w_ds=w_ds)
     tp = TuneParams.from_params(p0)
     mask = _frozen_mask(tp, train)
     opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(learning_rate))
@@ -313,6 +316,7 @@ def tpe_constrained(
     soft_beta: float = 20.0,
     c_con: float = 10.0,
     c_reg: float = 1e-3,
+    w_ds: float = 1.0,
     train: tuple[str, ...] = ("amplitude", "tau", "w_gain"),
     net: Network | None = None,
     params: L5Params | None = None,
@@ -330,7 +334,7 @@ def tpe_constrained(
     p0 = L5Params.from_config(cfg) if params is None else params
     spec = make_spec(cfg, record_weights=False, capacity=cfg.steps + 1)
     objective = eqx.filter_jit(make_objective(cfg, spec, p0, constraints, margin=margin, soft_beta=soft_beta,
-                                              c_con=c_con, c_reg=c_reg))
+                                              c_con=c_con, c_reg=c_reg, w_ds=w_ds))
     tp0 = TuneParams.from_params(p0)
     _frozen_mask(tp0, train)
     hist = _new_history()

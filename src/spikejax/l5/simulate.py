@@ -14,6 +14,13 @@ Threshold filters are recursive (O(N) per step): the uniform BCM window and the 
 exponential Slide_BCM window are running sums over a ring buffer of the last L rates
 (L = int(-(tau_threshold/dt) ln 0.1)), exactly the original's windows; ``threshold_filter='ema'``
 uses untruncated leaky integrators instead (no buffer, for tuning and sweeps).
+
+Weights: for the faithful BCM / Slide_BCM rules with Euler the update is
+``dt/tau_learn * (m_row * post) (x) (m_col * s * u)`` and the drive is ``u(t) = c(t) @ B`` with
+K <= 3 fixed patterns (:func:`~spikejax.l5.stimulus.stimulus_basis`), so ``W(t) = W0 + A(t)^T Q``
+exactly, with a K x N state A: the run carries A, never writes an N x N matrix per step, and the
+directions of a network share W0 (``Spec.low_rank``; ``make_spec(dense_weights=True)`` forces the
+dense carry). Other rules, the corrected variant and RK4 carry W densely.
 """
 
 from __future__ import annotations
