@@ -161,6 +161,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="small sizes only (smoke test)")
     ap.add_argument("--out", default=str(Path(__file__).with_name("RESULTS_glm.md")))
     ap.add_argument("--json", default=None, help="also write raw numbers as JSON")
+    ap.add_argument("--summary", default=None, help="write the tune row for make bench-quick here (JSON)")
     ap.add_argument("--budget", type=float, default=3.0, help="seconds per timed measurement")
     ap.add_argument("--max-gib", type=float, default=3.0, help="skip spikeometric runs needing more memory than this")
     ap.add_argument("--no-tune", action="store_true")
@@ -217,6 +218,18 @@ def main(argv=None) -> int:
     write_report(args, rows, tune_res, torch_version, torch_threads)
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows, "tune": tune_res}, indent=1))
+    if args.summary and tune_res is not None:
+        c = tune_res["spikejax_compat"]
+        warm = max(c["seconds_warm"], c.get("seconds_warm_after", c["seconds_warm"]))
+        s = tune_res.get("spikeometric")
+        row = {"workload": f"GLM tutorial tune, 5 rings x 100 neurons, {tune_res['n_epochs']} epochs x "
+                           f"{tune_res['n_steps_per_epoch']} steps, spikeometric's estimator (warm, slower of two runs)",
+               "peer": "spikeometric tune" if s else "spikeometric not installed",
+               "peer_figure": f"{s['seconds']:.1f} s, {s['rate_after_hz']:.2f} Hz" if s else None,
+               "spikejax_figure": f"{warm:.2f} s, {c['rate_after_hz']:.2f} Hz",
+               "ratio": s["seconds"] / warm if s else None,
+               "compile_s": c["seconds_incl_compile"] - c["seconds_warm"]}
+        Path(args.summary).write_text(json.dumps([row]))
     return 0
 
 

@@ -201,6 +201,7 @@ def main(argv=None):
     ap.add_argument("--skip-sweep", action="store_true", help="skip (1) and (2), the long sweep and reference runs")
     ap.add_argument("--dense", action="store_true", help="also time the dense weight carry (the previous code path)")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--summary", default=None, help="write the debug-configuration row for make bench-quick here (JSON)")
     args = ap.parse_args(argv)
     n = 16 if args.quick and args.n == 1000 else args.n
     res = {"machine": f"{platform.machine()} {platform.processor() or ''} cpus={os.cpu_count()} jax={jax.__version__} "
@@ -222,6 +223,15 @@ def main(argv=None):
     print(json.dumps(res, indent=1, default=str))
     if args.out:
         Path(args.out).write_text(json.dumps(res, indent=1, default=str))
+    if args.summary:
+        a = res["anchor"].get("anchor_seconds_per_run")
+        ratio = res.get("ratio_anchor_configuration_vs_spikejax_debug_warm")
+        row = {"workload": f"L5 run(debug_config()): {res['debug']['config']}, Slide_BCM, warm",
+               "peer": "l5_numpy_anchor.py (NumPy, 1 BLAS thread), 20 runs" if a else res["anchor"].get("skipped"),
+               "peer_figure": f"{20 * a:.1f} s ({a:.2f} s per run)" if a else None,
+               "spikejax_figure": f"{res['debug']['debug_config_seconds']:.2f} s",
+               "ratio": ratio, "compile_s": res["cold"].get("first_result_1x1_s")}
+        Path(args.summary).write_text(json.dumps([row], default=str))
     return res
 
 
