@@ -40,6 +40,7 @@ import optax
 import pandas as pd
 
 from ..core.errors import ConfigError
+from ..core.training import fit
 from . import metrics as M
 from .config import TYPES, L5Config
 from .network import Network, build_network, type_index
@@ -267,35 +268,36 @@ def tune_constrained(
     spec = make_spec(cfg, record_weights=False, remat=checkpoint, capacity=cfg.steps + 1)
     objective = make_objective(cfg, spec, p0, constraints, margin=margin, soft_beta=soft_beta, c_con=c_con, c_reg=c_reg,
                                w_ds=w_ds)
-    tp = TuneParams.from_params(p0)
-    mask = _frozen_mask(tp, train)
-    opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(learning_rate))
-    opt_state = opt.init(eqx.filter(tp, eqx.is_array))
-
-    @eqx.filter_jit
-    def step(tp, opt_state, net):
-        (loss, aux), g = eqx.filter_value_and_grad(objective, has_aux=True)(tp, net)
-        g = jax.tree_util.tree_map(lambda x, m: x if m else jnp.zeros_like(x), g, mask)
-        updates, opt_state = opt.update(g, opt_state, tp)
-        return eqx.apply_updates(tp, updates), opt_state, loss, aux
-
+    tp0 = TuneParams.from_params(p0)
     hist = _new_history()
-    best, best_tp = np.inf, tp
-    for i in range(n_steps):
-        new_tp, new_state, loss, aux = step(tp, opt_state, net)
-        loss = float(loss)
-        _record(hist, loss, aux, t0)
+    # the loss logged at step i is that of the parameters *before* update i: keep them to return the best
+    track = {"best": np.inf, "best_tp": tp0, "prev": tp0}
+
+    def loss_fn(tp, batch, k):
+        del batch, k
+        return objective(tp, net)
+
+    def on_step(step, model, logs):
+        loss = logs["loss"]
+        _record(hist, loss, logs, t0)
         if verbose:
-            print(f"step {i}: loss {loss:.4f} sel {float(aux['sel']):.4f} pen {float(aux['penalty']):.4f} "
-                  f"os~ {float(aux['os_rel_soft']):+.3f} ds~ {float(aux['ds_rel_soft']):+.3f} "
-                  f"act {np.round(np.asarray(aux['act']), 3).tolist()} ({hist['wall_s'][-1]:.0f} s)", flush=True)
+            print(f"step {step - 1}: loss {loss:.4f} sel {logs['sel']:.4f} pen {logs['penalty']:.4f} "
+                  f"os~ {logs['os_rel_soft']:+.3f} ds~ {logs['ds_rel_soft']:+.3f} "
+                  f"act {np.round(np.asarray(logs['act']), 3).tolist()} ({hist['wall_s'][-1]:.0f} s)", flush=True)
         if not np.isfinite(loss):
-            break
-        if loss < best:
-            best, best_tp = loss, tp
-        tp, opt_state = new_tp, new_state
-        if time_budget is not None and time.perf_counter() - t0 >= time_budget:
-            break
+            return True
+        if loss < track["best"]:
+            track["best"], track["best_tp"] = loss, track["prev"]
+        track["prev"] = model
+        return time_budget is not None and time.perf_counter() - t0 >= time_budget
+
+    if n_steps > 0:
+        # core's training loop: Adam with global-norm clipping at 1, frozen groups by filter spec, one
+        # optimiser step per host call (the time budget and the best-so-far are checked between steps)
+        fit(tp0, loss_fn, None, optimizer=optax.chain(optax.clip_by_global_norm(1.0), optax.adam(learning_rate)),
+            key=key, n_steps=n_steps, has_aux=True, filter_spec=_frozen_mask(tp0, train), steps_per_call=1,
+            nan_guard=False, callback=on_step, progress=False, desc="l5 constrained tune")
+    best, best_tp = track["best"], track["best_tp"]
     return ConstrainedResult(params=best_tp.apply(p0), best_loss=float(best), history=hist,
                              n_simulations=len(hist["loss"]), wall_s=time.perf_counter() - t0, method="gradient", config=cfg)
 
