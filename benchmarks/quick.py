@@ -29,7 +29,7 @@ START, END = "<!-- bench-quick:start -->", "<!-- bench-quick:end -->"
 
 # family -> (script, extra arguments for its quick row)
 RUNS: dict[str, tuple[str, list[str]]] = {
-    "gfr": ("gfr_fit.py", ["--quick"]),
+    "gfr": ("gfr_fit.py", ["--quick", "--out", "/dev/null"]),
     "glm": ("glm.py", ["--quick", "--no-sim", "--out", "/dev/null"]),
     "meso": ("meso.py", ["--quick", "--only", "loss", "--out", "/dev/null"]),
     "l5": ("l5.py", ["--skip-sweep"]),
