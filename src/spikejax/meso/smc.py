@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
-from ..core.errors import ConfigError, check_scalar
+from ..core.errors import check_scalar
 from .data import MesoData, check_params_data
 from .model import (_VAR_FLOOR_HZ, MesoConfig, _decay, _free_potential, advance, init_state, ref_bins, spike_log_probs,
                     step_parts)
