@@ -19,6 +19,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from . import rng
 from .model import LFADS, HParams
 
 __all__ = ["ramp", "prepare_inputs", "recon_cost", "lfads_loss"]
@@ -58,7 +59,7 @@ def prepare_inputs(model: LFADS, batch: dict[str, Any], hp: HParams, *, key: jax
     grad_mask = jnp.ones(target.shape, bool)
     if training and key is not None:
         cd = hp.cd_rate
-        u = jax.random.uniform(key, (2, *x.shape), x.dtype)  # one RNG call for both CD draws
+        u = rng.uniform(key, (2, *x.shape), x.dtype)  # one RNG call for both CD draws
         keep = u[0] < 1.0 - cd
         x = jnp.where(keep, x / (1.0 - cd), 0.0)
         passed = u[1] < hp.cd_pass_rate
@@ -117,7 +118,7 @@ def lfads_loss(model: LFADS, batch: dict[str, Any], hp: HParams, epoch: jax.Arra
     out, NaN without SV), ``kl_ic``, ``kl_co``, ``l2``, ``kl_ramp``, ``l2_ramp``.
     """
     c = model.config
-    k_in, k_fwd = jax.random.split(key)
+    k_in, k_fwd = rng.split(key)
     x, target, observed, heldin, grad_mask = prepare_inputs(model, batch, hp, key=k_in if training else None,
                                                             training=training)
     b = x.shape[0]

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from ..core.errors import ConfigError
+from . import rng
 from .gru import ClippedGRUCell, bidirectional_gru
 from .observation import ObservationModel, make_observation
 
@@ -321,9 +322,9 @@ class LFADS(eqx.Module):
         """All random numbers of a forward pass for ``batch`` trials in two RNG calls (cheap to compile)."""
         uni, nrm = self.noise_shapes()
         dt = self.ic_prior_mean.dtype
-        ku, kn = jax.random.split(key)
+        ku, kn = rng.split(key)
         out = {}
-        for shapes, draw, k, pre in ((uni, jax.random.uniform, ku, "u_"), (nrm, jax.random.normal, kn, "n_")):
+        for shapes, draw, k, pre in ((uni, rng.uniform, ku, "u_"), (nrm, rng.normal, kn, "n_")):
             sizes = [math.prod(v) for v in shapes.values()]
             flat = draw(k, (*batch, max(sum(sizes), 1)), dt)
             off = 0

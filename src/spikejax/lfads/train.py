@@ -19,12 +19,14 @@ from typing import Any
 
 import equinox as eqx
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import optax
 
 from ..core.errors import ConfigError
 from ..core.training import EarlyStopping, PlateauDecay, fit, get_hyperparam, make_train_step, set_hyperparam
+from . import rng
 from .data import check_dataset, make_sv_mask
 from .loss import lfads_loss
 from .model import LFADS, HParams
@@ -83,15 +85,39 @@ class TrainResult:
     seconds: float
 
 
+def _flat(inner: optax.GradientTransformation) -> optax.GradientTransformation:
+    """``inner`` applied to all leaves raveled into one vector (same update; a few kernels instead of a few per leaf).
+
+    Clipping by the global norm and AdamW are elementwise apart from the norm, so the update is the
+    per-leaf one (the norm's sum is only taken in another order). The moments are stored as one
+    vector each.
+    """
+
+    def init(params):
+        return inner.init(jax.flatten_util.ravel_pytree(params)[0])
+
+    def update(updates, state, params=None):
+        flat, unravel = jax.flatten_util.ravel_pytree(updates)
+        flat_p = None if params is None else jax.flatten_util.ravel_pytree(params)[0]
+        flat, state = inner.update(flat, state, flat_p)
+        return unravel(flat), state
+
+    return optax.GradientTransformation(init, update)
+
+
 def make_optimizer(tc: TrainConfig) -> optax.GradientTransformation:
-    """Global-norm clipping then AdamW; ``learning_rate`` and ``weight_decay`` are injected array leaves."""
+    """Global-norm clipping then AdamW; ``learning_rate`` and ``weight_decay`` are injected array leaves.
+
+    The optimiser works on the parameters raveled into one vector (see ``_flat``): the compiled
+    training step then has a handful of optimiser kernels instead of several per parameter leaf.
+    """
 
     def build(learning_rate, weight_decay):
-        return optax.chain(
+        return _flat(optax.chain(
             optax.clip_by_global_norm(tc.max_grad_norm),
             optax.adamw(learning_rate, b1=tc.adam_beta1, b2=tc.adam_beta2, eps=tc.adam_epsilon,
                         weight_decay=weight_decay),
-        )
+        ))
 
     return optax.inject_hyperparams(build)(learning_rate=tc.lr_init, weight_decay=tc.weight_decay)
 
@@ -119,14 +145,14 @@ def make_epoch_fn(static, optimizer, n_train: int, batch_size: int):
     n_batches = max(n_train // batch_size, 1)
 
     def epoch_fn(params, opt_state, hp, data, epoch, key):
-        perm = jax.random.permutation(jax.random.fold_in(key, epoch), n_train)
-        ekey = jax.random.fold_in(jax.random.fold_in(key, 1_000_003), epoch)
+        perm = jax.random.permutation(rng.fold_in(key, epoch), n_train)
+        ekey = rng.fold_in(rng.fold_in(key, 1_000_003), epoch)
 
         def body(carry, i):
             p, s = carry
             idx = jax.lax.dynamic_slice_in_dim(perm, i * batch_size, batch_size)
             mb = jax.tree_util.tree_map(lambda a: jnp.take(a, idx, axis=0), data)
-            p, s, loss, aux = step(p, s, (mb, hp, epoch), jax.random.fold_in(ekey, i))
+            p, s, loss, aux = step(p, s, (mb, hp, epoch), rng.fold_in(ekey, i))
             return (p, s), (loss, aux)
 
         (params, opt_state), (losses, auxs) = jax.lax.scan(body, (params, opt_state), jnp.arange(n_batches))
