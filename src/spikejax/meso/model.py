@@ -645,7 +645,9 @@ def simulate(
     """Free simulation of the mesoscopic model for ``n_bins`` bins of Δ.
 
     At each bin ``Z ~ N(Z̄, Z̄/N)`` truncated at 0 (neuLVM, ``noise="gaussian"``) or
-    ``Z = Binomial(N, Z̄)/N`` (``noise="binomial"``), and Z is fed back as history.
+    ``Z = Binomial(N, Z̄)/N`` (``noise="binomial"``), and Z is fed back as history. Binomial counts
+    are the documented choice for comparisons with a spiking network (closer dominance durations
+    and loser rates; measured in docs/meso.md); Gaussian stays the default, as in neuLVM.
 
     Parameters
     ----------
