@@ -12,11 +12,13 @@ bias. This differs from the cuDNN/PyTorch/flax "reset-after" cell.
 
 from __future__ import annotations
 
+import functools
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-__all__ = ["ClippedGRUCell", "gru_scan", "bidirectional_gru"]
+__all__ = ["ClippedGRUCell", "gru_scan", "gru_scan_tm", "bidirectional_gru"]
 
 
 class ClippedGRUCell(eqx.Module):
@@ -88,24 +90,89 @@ class ClippedGRUCell(eqx.Module):
         return sq, int(self.u_zr.size + self.u_n.size)
 
 
+def _gru_step(xp, h, u_zr, u_n, clip):
+    """One step for a batch: ``xp`` (B, 3H) input projection, ``h`` (B, H) -> (h', z, r, n)."""
+    hs = u_n.shape[0]
+    zr = jax.nn.sigmoid(xp[..., : 2 * hs] + h @ u_zr.T)
+    z, r = zr[..., :hs], zr[..., hs:]
+    n = jnp.tanh(xp[..., 2 * hs:] + (r * h) @ u_n.T)
+    return jnp.clip(z * h + (1.0 - z) * n, -clip, clip), z, r, n
+
+
+def _gru_run(xp, h0, u_zr, u_n, clip, reverse):
+    def body(h, x):
+        h, z, r, n = _gru_step(x, h, u_zr, u_n, clip)
+        return h, (h, jnp.concatenate([z, r, n], axis=-1))
+
+    _, (hs, zrn) = jax.lax.scan(body, h0, xp, reverse=reverse)
+    return hs, zrn
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
+def _gru_core(xp, h0, u_zr, u_n, clip, reverse):
+    """All states (T, B, H) of the clipped GRU from input projections ``xp`` (T, B, 3H) and ``h0`` (B, H)."""
+    return _gru_run(xp, h0, u_zr, u_n, clip, reverse)[0]
+
+
+def _gru_core_fwd(xp, h0, u_zr, u_n, clip, reverse):
+    hs, zrn = _gru_run(xp, h0, u_zr, u_n, clip, reverse)
+    return hs, (h0, u_zr, u_n, hs, zrn)
+
+
+def _gru_core_bwd(clip, reverse, res, g_hs):
+    """Backward pass: per step only the state cotangent (two small GEMMs); the recurrent-kernel
+    gradients afterwards as two GEMMs over all (time, batch) pairs."""
+    h0, u_zr, u_n, hs, zrn = res
+    nh = h0.shape[-1]
+    if reverse:
+        h_prev = jnp.concatenate([hs[1:], h0[None]], axis=0)
+    else:
+        h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)
+
+    def body(dh, inp):
+        g, h, hp, gates = inp
+        z, r, n = gates[..., :nh], gates[..., nh:2 * nh], gates[..., 2 * nh:]
+        dh = jnp.where((h > -clip) & (h < clip), dh + g, 0.0)  # clip: no gradient where it binds
+        da_n = dh * (1.0 - z) * (1.0 - n * n)
+        d_rh = da_n @ u_n
+        da_zr = jnp.concatenate([dh * (hp - n) * z * (1.0 - z), d_rh * hp * r * (1.0 - r)], axis=-1)
+        dh_prev = dh * z + d_rh * r + da_zr @ u_zr
+        return dh_prev, jnp.concatenate([da_zr, da_n], axis=-1)
+
+    dh0, dxp = jax.lax.scan(body, jnp.zeros_like(h0), (g_hs, hs, h_prev, zrn), reverse=not reverse)
+    d_uzr = jnp.einsum("tbi,tbj->ij", dxp[..., : 2 * nh], h_prev)
+    d_un = jnp.einsum("tbi,tbj->ij", dxp[..., 2 * nh:], zrn[..., nh:2 * nh] * h_prev)
+    return dxp, dh0, d_uzr, d_un
+
+
+_gru_core.defvjp(_gru_core_fwd, _gru_core_bwd)
+
+
+def gru_scan_tm(cell: ClippedGRUCell, xs: jax.Array, h0: jax.Array, *, reverse: bool = False) -> jax.Array:
+    """Run ``cell`` over a time-major batch ``xs`` (T, B, I) from ``h0`` (H,) or (B, H); returns (T, B, H).
+
+    The input projection of all steps is one GEMM before the scan; the scan has a hand-written
+    VJP (:func:`_gru_core`) that keeps the gates (one array) instead of autodiff's per-operation
+    residuals and forms the recurrent-kernel gradients as one GEMM each after the backward loop.
+    ``reverse=True`` runs from the last step back (``out[t]`` has seen ``xs[t:]``).
+    """
+    xp = cell.input_projection(xs)
+    h0 = jnp.broadcast_to(h0, (xs.shape[1], cell.hidden_size)).astype(xp.dtype)
+    return _gru_core(xp, h0, cell.u_zr, cell.u_n, cell.clip, reverse)
+
+
 def gru_scan(cell: ClippedGRUCell, xs: jax.Array, h0: jax.Array, *, reverse: bool = False) -> jax.Array:
     """Run ``cell`` over a sequence ``xs`` (T, I) from ``h0``; returns all states (T, H).
 
     With ``reverse=True`` the sequence is processed from the last step back and the outputs are
     returned in the original time order (``out[t]`` has seen ``xs[t:]``).
     """
-    xp = cell.input_projection(xs)
-
-    def body(h, x):
-        h = cell.step_projected(x, h)
-        return h, h
-
-    _, hs = jax.lax.scan(body, h0, xp, reverse=reverse)
-    return hs
+    return gru_scan_tm(cell, xs[:, None], h0[None], reverse=reverse)[:, 0]
 
 
 def bidirectional_gru(fwd: ClippedGRUCell, bwd: ClippedGRUCell, xs: jax.Array, h0_fwd: jax.Array,
                       h0_bwd: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Forward and backward state sequences (T, H) each, in original time order."""
-    return gru_scan(fwd, xs, h0_fwd), gru_scan(bwd, xs, h0_bwd, reverse=True)
-
+    """Forward and backward state sequences, in original time order: (T, H) each for ``xs`` (T, I),
+    (T, B, H) each for a time-major batch ``xs`` (T, B, I)."""
+    scan = gru_scan if xs.ndim == 2 else gru_scan_tm
+    return scan(fwd, xs, h0_fwd), scan(bwd, xs, h0_bwd, reverse=True)

@@ -21,9 +21,7 @@ def _infer_batch(model, hp, xb, eb, k, *, n_samples: int, sample_posteriors: boo
 
     def one_sample(ks):
         noise = model.draw_noise(ks, (xb.shape[0],))
-        f = lambda xi, ni, ei: model.forward(xi, hp, noise=ni, ext=ei, sample_posteriors=sample_posteriors,  # noqa: E731
-                                             training=False)
-        out = jax.vmap(f)(xb, noise, eb) if eb is not None else jax.vmap(lambda a, b: f(a, b, None))(xb, noise)
+        out = model.forward_batch(xb, hp, noise=noise, ext=eb, sample_posteriors=sample_posteriors, training=False)
         return {"rates": model.readout.mean(out["params"]), "factors": out["factors"],
                 "gen_states": out["gen_states"], "con_inputs": out["con_inputs"], "ic_mean": out["ic_mean"],
                 "ic_std": out["ic_std"]}

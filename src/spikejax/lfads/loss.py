@@ -123,17 +123,10 @@ def lfads_loss(model: LFADS, batch: dict[str, Any], hp: HParams, epoch: jax.Arra
                                                             training=training)
     b = x.shape[0]
     noise = model.draw_noise(k_fwd, (b,))
-    ext = batch.get("ext")
-
-    def one(xi, ni, ei):
-        out = model.forward(xi, hp, noise=ni, ext=ei, sample_posteriors=sample_posteriors, training=training)
-        kic, kco = model.kl_terms(out)
-        return out["params"], kic, kco
-
-    if ext is None:
-        params, kic, kco = jax.vmap(lambda xi, ni: one(xi, ni, None))(x, noise)
-    else:
-        params, kic, kco = jax.vmap(one)(x, noise, ext)
+    out = model.forward_batch(x, hp, noise=noise, ext=batch.get("ext"), sample_posteriors=sample_posteriors,
+                              training=training)
+    params = out["params"]
+    kic, kco = jax.vmap(model.kl_terms)(out)
     recon, recon_heldout = recon_cost(model.readout, params, target, observed, heldin, grad_mask,
                                       reduce_mean=c.recon_reduce_mean)
     kl_ic = jnp.mean(kic)

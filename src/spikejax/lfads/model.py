@@ -8,6 +8,7 @@ Shapes follow lfads-torch: one trial is ``(time, neurons)``; batches are vmapped
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any
 
@@ -275,38 +276,46 @@ class LFADS(eqx.Module):
 
     # ------------------------------------------------------------------ pieces
     def _ic_from_states(self, fwd: jax.Array, bwd: jax.Array, keep: jax.Array | None):
-        h = jnp.concatenate([fwd[-1], bwd[0]])
+        """IC posterior from time-major encoder states (T, ..., H): final forward and first backward state."""
+        h = jnp.concatenate([fwd[-1], bwd[0]], axis=-1)
         if keep is not None:
             h = h * keep
         out = self.ic_linear(h)
-        mean, logvar = out[: self.config.ic_dim], out[self.config.ic_dim:]
+        mean, logvar = out[..., : self.config.ic_dim], out[..., self.config.ic_dim:]
         std = jnp.sqrt(jnp.exp(logvar) + self.config.ic_post_var_min)
         return mean, std
 
     def _ci_from_states(self, fwd: jax.Array, bwd: jax.Array) -> jax.Array:
+        """Lagged, padded controller inputs (T_r, ..., 2·ci_enc_dim) from time-major encoder states."""
         c = self.config
         lag = c.ci_lag
         if lag > 0:
-            fwd = jnp.concatenate([jnp.zeros((lag, fwd.shape[1]), fwd.dtype), fwd[:-lag]])
-            bwd = jnp.concatenate([bwd[lag:], jnp.zeros((lag, bwd.shape[1]), bwd.dtype)])
-        ci = jnp.concatenate([fwd, bwd], axis=1)
+            fwd = jnp.concatenate([jnp.zeros((lag, *fwd.shape[1:]), fwd.dtype), fwd[:-lag]])
+            bwd = jnp.concatenate([bwd[lag:], jnp.zeros((lag, *bwd.shape[1:]), bwd.dtype)])
+        ci = jnp.concatenate([fwd, bwd], axis=-1)
         pad = c.recon_seq_len - c.encod_seq_len
         if pad:
-            ci = jnp.concatenate([ci, jnp.zeros((pad, ci.shape[1]), ci.dtype)])
+            ci = jnp.concatenate([ci, jnp.zeros((pad, *ci.shape[1:]), ci.dtype)])
         return ci
+
+    def _encode_ic_tm(self, xt: jax.Array, keep: jax.Array | None = None):
+        fwd, bwd = bidirectional_gru(self.ic_enc_fwd, self.ic_enc_bwd, xt, self.ic_enc_h0[0], self.ic_enc_h0[1])
+        return self._ic_from_states(fwd, bwd, keep)
+
+    def _encode_ci_tm(self, xt: jax.Array) -> jax.Array:
+        fwd, bwd = bidirectional_gru(self.ci_enc_fwd, self.ci_enc_bwd, xt, self.ci_enc_h0[0], self.ci_enc_h0[1])
+        return self._ci_from_states(fwd, bwd)
 
     def encode_ic(self, x: jax.Array, keep: jax.Array | None = None):
         """IC posterior (mean, std), each (ic_dim,), from one input trial ``x`` (T_e, N).
 
         ``keep``: optional dropout multiplier (2·ic_enc_dim,) for the concatenated final states.
         """
-        fwd, bwd = bidirectional_gru(self.ic_enc_fwd, self.ic_enc_bwd, x, self.ic_enc_h0[0], self.ic_enc_h0[1])
-        return self._ic_from_states(fwd, bwd, keep)
+        return self._encode_ic_tm(x, keep)
 
     def encode_ci(self, x: jax.Array) -> jax.Array:
         """Lagged controller inputs (T_r, 2·ci_enc_dim): forward delayed, backward advanced by ``ci_lag``."""
-        fwd, bwd = bidirectional_gru(self.ci_enc_fwd, self.ci_enc_bwd, x, self.ci_enc_h0[0], self.ci_enc_h0[1])
-        return self._ci_from_states(fwd, bwd)
+        return self._encode_ci_tm(x)
 
     def noise_shapes(self) -> tuple[dict[str, tuple[int, ...]], dict[str, tuple[int, ...]]]:
         """Shapes of the uniform (dropout) and standard-normal (posterior) noise one trial needs."""
@@ -352,11 +361,24 @@ class LFADS(eqx.Module):
         dict with ``params`` (recon_seq_len, n_params·recon_dim) readout outputs, ``factors``,
         ``gen_states``, ``ic_mean``, ``ic_std``, ``co_means``, ``co_stds``, ``con_inputs`` (u), ``z0``.
         """
-        c = self.config
         if noise is None:
             if key is None:
                 raise TypeError("forward needs key= or noise=")
             noise = self.draw_noise(key)
+        add = lambda t: jax.tree_util.tree_map(lambda a: a[None], t)  # noqa: E731
+        out = self.forward_batch(x[None], hp, noise=add(noise), ext=None if ext is None else ext[None],
+                                 sample_posteriors=sample_posteriors, training=training)
+        return jax.tree_util.tree_map(lambda a: a[0], out)
+
+    def forward_batch(self, x: jax.Array, hp: HParams, *, noise: dict, ext: jax.Array | None = None,
+                      sample_posteriors: bool = True, training: bool = True) -> dict[str, jax.Array]:
+        """:meth:`forward` for a batch: ``x`` (B, encod_seq_len, data_dim), ``noise`` from
+        ``draw_noise(key, (B,))``, ``ext`` (B, recon_seq_len, ext_input_dim); outputs have a leading B.
+
+        The encoders run on the whole batch (time-major GRU scans with hand-written VJPs, input
+        projections as one GEMM); the controller/generator recurrence is vmapped over trials.
+        """
+        c = self.config
         dt = x.dtype
         if training:
             keep = lambda name: ((noise["u_" + name] < 1.0 - hp.dropout_rate).astype(dt)  # noqa: E731
@@ -364,17 +386,36 @@ class LFADS(eqx.Module):
         else:
             keep = lambda name: jnp.ones(noise["u_" + name].shape, dt)  # noqa: E731
         x = x * keep("in")
-        ic_mean, ic_std = self.encode_ic(x, keep("ic") if training else None)
+        xt = jnp.swapaxes(x, 0, 1)  # (T_e, B, N)
+        ic_mean, ic_std = self._encode_ic_tm(xt, keep("ic") if training else None)
         z0 = ic_mean + ic_std * noise["n_z0"] if sample_posteriors else ic_mean
         T = c.recon_seq_len
-        ci = self.encode_ci(x) if c.use_con else None
+        ci = jnp.swapaxes(self._encode_ci_tm(xt), 0, 1) if c.use_con else None  # (B, T_r, 2·ci_enc_dim)
         if ext is None:
-            ext = jnp.zeros((T, c.ext_input_dim), dt)
-        eps_u = noise["n_u"]
-        m_con, m_ext, m_gen = keep("con"), keep("ext"), keep("gen")
+            ext = jnp.zeros((x.shape[0], T, c.ext_input_dim), dt)
+        w_fac = self.factors.normalized()  # the kernel normalisation, once per batch, not once per step
+        decode = functools.partial(self._decode, w_fac=w_fac, sample_posteriors=sample_posteriors)
+        gs, fs, co_means, co_stds, us = jax.vmap(decode)(z0, ci, ext, noise["n_u"], keep("con"), keep("ext"),
+                                                         keep("gen"), keep("g0"))
+        return {
+            "params": self.readout.params(fs),
+            "factors": fs,
+            "gen_states": gs,
+            "ic_mean": ic_mean,
+            "ic_std": ic_std,
+            "z0": z0,
+            "co_means": co_means,
+            "co_stds": co_stds,
+            "con_inputs": us,
+        }
+
+    def _decode(self, z0, ci, ext, eps_u, m_con, m_ext, m_gen, m_g0, *, w_fac, sample_posteriors):
+        """Controller + generator + factors for one trial (T_r steps)."""
+        c = self.config
+        dt = z0.dtype
+        T = c.recon_seq_len
         g0 = self.ic_to_g0(z0)
-        w_fac = self.factors.normalized()  # the kernel normalisation, once per trial, not once per step
-        f0 = (g0 * keep("g0")) @ w_fac.T
+        f0 = (g0 * m_g0) @ w_fac.T
         h_con0 = self.con_h0 if c.use_con else jnp.zeros((0,), dt)
         if c.use_con:
             # the controller's input is [ci_t, f_{t-1}] (with dropout): the ci part of its input
@@ -401,20 +442,8 @@ class LFADS(eqx.Module):
             f = (g * mg) @ w_fac.T
             return (g, h_con, f), (g, f, co_mean, co_std, u)
 
-        _, (gs, fs, co_means, co_stds, us) = jax.lax.scan(step, (g0, h_con0, f0),
-                                                          (con_xp, m_con_f, ext, eps_u, m_ext, m_gen))
-        out = self.readout.params(fs)
-        return {
-            "params": out,
-            "factors": fs,
-            "gen_states": gs,
-            "ic_mean": ic_mean,
-            "ic_std": ic_std,
-            "z0": z0,
-            "co_means": co_means,
-            "co_stds": co_stds,
-            "con_inputs": us,
-        }
+        _, outs = jax.lax.scan(step, (g0, h_con0, f0), (con_xp, m_con_f, ext, eps_u, m_ext, m_gen))
+        return outs
 
     # ------------------------------------------------------------------ loss terms
     def kl_terms(self, out: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:

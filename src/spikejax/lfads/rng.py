@@ -5,8 +5,8 @@ On CPU, JAX lowers every ``threefry2x32`` call (each ``split``, ``fold_in``, ``u
 several kernels, and whose output is written to memory before any use. An LFADS training step
 draws its dropout, coordinated-dropout and posterior noise through five such calls. Here the
 Threefry-2x32 hash (20 rounds, the public algorithm) is written out as ``jax.numpy`` integer
-operations on an index ``iota``, so XLA fuses the hash straight into the comparison or the
-``erf_inv`` that consumes it: no loops, no stored random words.
+operations on an index ``iota``: one loop-free kernel per draw (an optimization barrier keeps
+XLA from copying the hash into each consumer).
 
 The functions reproduce ``jax.random`` bit for bit for threefry keys with
 ``jax_threefry_partitionable`` on (JAX's default): ``split(key)``, ``fold_in(key, i)``,
@@ -104,7 +104,7 @@ def uniform(key, shape, dtype=None) -> jax.Array:
     dtype = jnp.dtype(dtype or jnp.zeros(()).dtype)
     if not is_exact(key):
         return jax.random.uniform(key, shape, dtype)
-    return _uniform_from_bits(_bits(key, shape, dtype.itemsize * 8), dtype, 0.0, 1.0)
+    return _barrier(_uniform_from_bits(_bits(key, shape, dtype.itemsize * 8), dtype, 0.0, 1.0))
 
 
 def _uniform_from_bits(bits, dtype, lo, hi):
@@ -123,4 +123,10 @@ def normal(key, shape, dtype=None) -> jax.Array:
         return jax.random.normal(key, shape, dtype)
     lo = np.nextafter(np.array(-1.0, dtype), np.array(0.0, dtype), dtype=dtype)
     u = _uniform_from_bits(_bits(key, shape, dtype.itemsize * 8), dtype, lo, 1.0)
-    return np.array(np.sqrt(2), dtype) * jax.lax.erf_inv(u)
+    return _barrier(np.array(np.sqrt(2), dtype) * jax.lax.erf_inv(u))
+
+
+def _barrier(x):
+    # computed once into memory: left fusable, XLA copies the 20-round hash into every consumer
+    # (forward and backward masks alike), which costs compile time and run time
+    return jax.lax.optimization_barrier(x)
