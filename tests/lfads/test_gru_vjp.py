@@ -53,3 +53,4 @@ def test_batched_and_single_trial_scans_agree_under_vmap_and_jit():
     gb = jax.grad(loss_v)(cell)
     for a, b in zip(jax.tree_util.tree_leaves(ga), jax.tree_util.tree_leaves(gb)):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+

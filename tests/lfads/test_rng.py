@@ -50,3 +50,22 @@ def test_traced_fold_in_and_other_impls_fall_back():
     assert not rng.is_exact(rbg)
     np.testing.assert_array_equal(np.asarray(rng.uniform(rbg, (4,), jnp.float32)),
                                   np.asarray(jax.random.uniform(rbg, (4,), jnp.float32)))
+
+
+@pytest.mark.parametrize("x64", [False, True])
+def test_init_normal_is_the_eager_expression(x64):
+    import math
+
+    old = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", x64)
+    try:
+        key = jax.random.PRNGKey(11)
+        sw = 1.0 / jnp.sqrt(124)
+        np.testing.assert_array_equal(np.asarray(rng.init_normal(key, (12, 7), mul=sw)),
+                                      np.asarray(sw * jax.random.normal(key, (12, 7))))
+        np.testing.assert_array_equal(np.asarray(rng.init_normal(key, (12, 7), div=math.sqrt(7))),
+                                      np.asarray(jax.random.normal(key, (12, 7)) / math.sqrt(7)))
+        with pytest.raises(TypeError):
+            rng.init_normal(key, (2,))
+    finally:
+        jax.config.update("jax_enable_x64", old)

@@ -157,7 +157,7 @@ class Linear(eqx.Module):
 
     def __init__(self, n_in: int, n_out: int, *, key, bias: bool = True, dtype=None):
         dtype = dtype or jnp.zeros(()).dtype
-        self.weight = (jax.random.normal(key, (n_out, n_in)) / math.sqrt(max(n_in, 1))).astype(dtype)
+        self.weight = rng.init_normal(key, (n_out, n_in), div=math.sqrt(max(n_in, 1))).astype(dtype)
         self.bias = jnp.zeros(n_out, dtype) if bias else None
 
     def __call__(self, x):
@@ -172,7 +172,7 @@ class KernelNormalizedLinear(eqx.Module):
 
     def __init__(self, n_in: int, n_out: int, *, key, dtype=None):
         dtype = dtype or jnp.zeros(()).dtype
-        self.weight = (jax.random.normal(key, (n_out, n_in)) / math.sqrt(n_in)).astype(dtype)
+        self.weight = rng.init_normal(key, (n_out, n_in), div=math.sqrt(n_in)).astype(dtype)
 
     def normalized(self):
         return self.weight / jnp.sqrt(jnp.sum(self.weight**2, axis=1, keepdims=True) + 1e-12)

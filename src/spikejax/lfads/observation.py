@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from ..core.likelihoods import poisson_nll_log_rate, zig_mean, zig_nll
+from . import rng
 
 __all__ = ["ObservationModel", "PoissonReadout", "ZIGReadout", "make_observation"]
 
@@ -59,7 +60,7 @@ class PoissonReadout(ObservationModel):
 
     def __init__(self, fac_dim: int, n_out: int, *, key, dtype=None):
         dtype = dtype or jnp.zeros(()).dtype
-        self.weight = (jax.random.normal(key, (n_out, fac_dim)) / math.sqrt(fac_dim)).astype(dtype)
+        self.weight = rng.init_normal(key, (n_out, fac_dim), div=math.sqrt(fac_dim)).astype(dtype)
         self.bias = jnp.zeros(n_out, dtype)
 
     def params(self, factors):
@@ -89,7 +90,7 @@ class ZIGReadout(ObservationModel):
         dtype = dtype or jnp.zeros(()).dtype
         if parametrization not in ("radical", "torch"):
             raise ValueError(f"parametrization must be 'radical' or 'torch', got {parametrization!r}")
-        self.weight = (jax.random.normal(key, (3 * n_out, fac_dim)) / math.sqrt(fac_dim)).astype(dtype)
+        self.weight = rng.init_normal(key, (3 * n_out, fac_dim), div=math.sqrt(fac_dim)).astype(dtype)
         self.bias = jnp.zeros(3 * n_out, dtype)
         self.scale = jnp.full((2 * n_out,), gamma_prior, dtype)
         self.s_min = float(s_min)
