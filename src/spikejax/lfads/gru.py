@@ -110,58 +110,71 @@ def _gru_run(xp, h0, u_zr, u_n, clip, reverse):
     return hs, zrn
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
-def _gru_core(xp, h0, u_zr, u_n, clip, reverse):
-    """All states (T, B, H) of the clipped GRU from input projections ``xp`` (T, B, 3H) and ``h0`` (B, H)."""
-    return _gru_run(xp, h0, u_zr, u_n, clip, reverse)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7))
+def _gru_seq(xs, w_in, b_in, h0, u_zr, u_n, clip, reverse):
+    """All states (T, B, H) of the clipped GRU over a time-major batch ``xs`` (T, B, I) from ``h0`` (B, H)."""
+    return _gru_run(xs @ w_in.T + b_in, h0, u_zr, u_n, clip, reverse)[0]
 
 
-def _gru_core_fwd(xp, h0, u_zr, u_n, clip, reverse):
-    hs, zrn = _gru_run(xp, h0, u_zr, u_n, clip, reverse)
-    return hs, (h0, u_zr, u_n, hs, zrn)
+def _gru_seq_fwd(xs, w_in, b_in, h0, u_zr, u_n, clip, reverse):
+    hs, zrn = _gru_run(xs @ w_in.T + b_in, h0, u_zr, u_n, clip, reverse)
+    return hs, (xs, w_in, h0, u_zr, u_n, hs, zrn)
 
 
-def _gru_core_bwd(clip, reverse, res, g_hs):
-    """Backward pass: per step only the state cotangent (two small GEMMs); the recurrent-kernel
-    gradients afterwards as two GEMMs over all (time, batch) pairs."""
-    h0, u_zr, u_n, hs, zrn = res
-    nh = h0.shape[-1]
-    wgrad = "tbi,tbj->ij"  # summed over time and batch: one GEMM
+def _gru_seq_bwd(clip, reverse, res, g_hs):
+    """Backward pass: per step only the state cotangent (two small GEMMs); all kernel gradients
+    afterwards as one GEMM each over the (time, batch) pairs.
+
+    The per-step gate cotangents are written gate-major, into a (3H, T, B) buffer, so that those
+    GEMMs contract over the operands' natural (row-major) axes: with (T, B, 3H) storage XLA CPU
+    transposes each operand (a few MB) before the GEMM, which cost more than the GEMM.
+    """
+    xs, w_in, h0, u_zr, u_n, hs, zrn = res
+    n_t, n_b, nh = hs.shape
     if reverse:
         h_prev = jnp.concatenate([hs[1:], h0[None]], axis=0)
     else:
         h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)
 
-    def body(dh, inp):
-        g, h, hp, gates = inp
+    def body(carry, inp):
+        dh, d_all = carry
+        t, g, h, hp, gates = inp
         z, r, n = gates[..., :nh], gates[..., nh:2 * nh], gates[..., 2 * nh:]
         dh = jnp.where((h > -clip) & (h < clip), dh + g, 0.0)  # clip: no gradient where it binds
         da_n = dh * (1.0 - z) * (1.0 - n * n)
         d_rh = da_n @ u_n
         da_zr = jnp.concatenate([dh * (hp - n) * z * (1.0 - z), d_rh * hp * r * (1.0 - r)], axis=-1)
         dh_prev = dh * z + d_rh * r + da_zr @ u_zr
-        return dh_prev, jnp.concatenate([da_zr, da_n], axis=-1)
+        da = jnp.concatenate([da_zr, da_n], axis=-1).T  # (3H, B)
+        d_all = jax.lax.dynamic_update_slice_in_dim(d_all, da[:, None, :], t, axis=1)
+        return (dh_prev, d_all), None
 
-    dh0, dxp = jax.lax.scan(body, jnp.zeros_like(h0), (g_hs, hs, h_prev, zrn), reverse=not reverse)
-    d_uzr = jnp.einsum(wgrad, dxp[..., : 2 * nh], h_prev)
-    d_un = jnp.einsum(wgrad, dxp[..., 2 * nh:], zrn[..., nh:2 * nh] * h_prev)
-    return dxp, dh0, d_uzr, d_un
+    d0 = jnp.zeros((3 * nh, n_t, n_b), hs.dtype)
+    (dh0, d_all), _ = jax.lax.scan(body, (jnp.zeros_like(h0), d0), (jnp.arange(n_t), g_hs, hs, h_prev, zrn),
+                                   reverse=not reverse)
+    flat = d_all.reshape(3 * nh, n_t * n_b)  # gate cotangents, (3H, T·B)
+    rows = lambda a: a.reshape(n_t * n_b, a.shape[-1])  # noqa: E731
+    d_w = flat @ rows(xs)
+    d_b = jnp.sum(flat, axis=1)
+    d_uzr = flat[: 2 * nh] @ rows(h_prev)
+    d_un = flat[2 * nh:] @ rows(zrn[..., nh:2 * nh] * h_prev)
+    d_xs = jnp.einsum("kn,ki->ni", flat, w_in).reshape(xs.shape)  # dropped by XLA when xs is data
+    return d_xs, d_w, d_b, dh0, d_uzr, d_un
 
 
-_gru_core.defvjp(_gru_core_fwd, _gru_core_bwd)
+_gru_seq.defvjp(_gru_seq_fwd, _gru_seq_bwd)
 
 
 def gru_scan_tm(cell: ClippedGRUCell, xs: jax.Array, h0: jax.Array, *, reverse: bool = False) -> jax.Array:
     """Run ``cell`` over a time-major batch ``xs`` (T, B, I) from ``h0`` (H,) or (B, H); returns (T, B, H).
 
     The input projection of all steps is one GEMM before the scan; the scan has a hand-written
-    VJP (:func:`_gru_core`) that keeps the gates (one array) instead of autodiff's per-operation
-    residuals and forms the recurrent-kernel gradients as one GEMM each after the backward loop.
+    VJP (:func:`_gru_seq`) that keeps the gates (one array) instead of autodiff's per-operation
+    residuals and forms the kernel gradients as one GEMM each after the backward loop.
     ``reverse=True`` runs from the last step back (``out[t]`` has seen ``xs[t:]``).
     """
-    xp = cell.input_projection(xs)
-    h0 = jnp.broadcast_to(h0, (xs.shape[1], cell.hidden_size)).astype(xp.dtype)
-    return _gru_core(xp, h0, cell.u_zr, cell.u_n, cell.clip, reverse)
+    h0 = jnp.broadcast_to(h0, (xs.shape[1], cell.hidden_size)).astype(xs.dtype)
+    return _gru_seq(xs, cell.w_in, cell.b_in, h0, cell.u_zr, cell.u_n, cell.clip, reverse)
 
 
 def gru_scan(cell: ClippedGRUCell, xs: jax.Array, h0: jax.Array, *, reverse: bool = False) -> jax.Array:
