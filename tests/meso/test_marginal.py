@@ -158,3 +158,40 @@ def test_marginal_config_errors():
         meso.MarginalConfig(gain_decay=0.4)
     with pytest.raises(ValueError, match="method"):
         meso.fit_em(meso.load_bundled().window(0, 50), key=jax.random.PRNGKey(0), method="bogus")
+    with pytest.raises(ValueError, match="momentum"):
+        meso.MarginalConfig(momentum=1.0)
+    with pytest.raises(ValueError, match="n_continue"):
+        meso.MarginalConfig(n_continue=-1)
+
+
+def _screen_fits(short, *, with_full: bool):
+    em = meso.EMConfig(n_restarts=3, max_em=1, m_maxiter=2, e_maxiter=2)
+    mc = dataclasses.replace(MC_TINY, momentum=0.5)
+    lo, hi = meso.box_bounds()
+    x0 = np.asarray(lo + (hi - lo) * jnp.array([[0.35] * 12, [0.45] * 12, [0.6] * 12]))
+    part = meso.fit_em(short, key=jax.random.PRNGKey(4), em=em, marginal=dataclasses.replace(mc, n_continue=2), x0=x0)
+    full = meso.fit_em(short, key=jax.random.PRNGKey(4), em=em, marginal=mc, x0=x0) if with_full else None
+    return part, full, lo, hi
+
+
+def test_screening_continues_the_best_hard_em_estimates(short):
+    """With ``n_continue`` below the number of restarts the marginal stage continues the hard-EM
+    estimates of highest log p̂, and the traces and tables name the hard-EM restart they came
+    from; momentum stays in the box."""
+    part, _, lo, hi = _screen_fits(short, with_full=False)
+    sll = part.hard_em.runs["screen_log_lik"]
+    assert sll.shape == (3,) and np.all(np.isfinite(sll))
+    keep = part.runs["restart"]
+    np.testing.assert_array_equal(keep, np.sort(np.argsort(-sll)[:2]))
+    assert part.runs["x"].shape == (2, 12) and part.hard_em.runs["x"].shape == (3, 12)
+    assert list(part.restarts_table().index) == list(keep)
+    assert np.all(part.runs["x_trace"] >= lo - 1e-4) and np.all(part.runs["x_trace"] <= hi + 1e-4)
+    np.testing.assert_array_equal(part.objective_history(), part.hard_em.objective_history(int(keep[part.best])))
+
+
+@pytest.mark.slow
+def test_screened_runs_equal_the_same_runs_without_screening(short):
+    """Each continued restart gets the random numbers it has when all restarts are continued."""
+    part, full, _, _ = _screen_fits(short, with_full=True)
+    for j, i in enumerate(part.runs["restart"]):
+        np.testing.assert_allclose(part.runs["x"][j], full.runs["x"][i], rtol=2e-3)  # float32, other batch size

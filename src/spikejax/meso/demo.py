@@ -15,7 +15,8 @@ def run(out_dir: Path, *, quick: bool, seed: int) -> dict:
     marginal likelihood; vmapped restarts), free-run the fit, write figures.
 
     ``quick=True`` fits a 2-s excerpt with 2 restarts and few iterations (smoke test);
-    ``quick=False`` fits the full 10-s window with 5 restarts and runs a 100-s free simulation.
+    ``quick=False`` fits the full 10-s window with the default ``fit_em`` (10 hard-EM restarts, the
+    best 4 by log p̂ continued) and runs a 100-s free simulation.
     Figures: hard-EM objective and log p̂(y | Θ) traces (``loss_curves.png``), the convergence of
     the marginal stage (``convergence.png``), the posterior of Z with its band
     (``posterior_Z.png``), the free run and dominance durations. Returns a JSON-able summary.

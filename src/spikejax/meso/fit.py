@@ -32,7 +32,7 @@ import optax
 from ..core.errors import ConfigError, check_array, check_choice, check_scalar
 from .data import MesoData, check_params_data
 from .model import MesoConfig, loss
-from .marginal import MarginalConfig, marginal_single
+from .marginal import MarginalConfig, marginal_single, screen_log_lik
 from .smc import particle_filter
 from .params import MesoParams, box_bounds, check_in_box, from_vector, ground_truth, sample_in_box
 
@@ -85,8 +85,9 @@ class EMConfig:
 
 
 #: Hard-EM settings used as the initialiser of the marginal-likelihood fit (a few short iterations:
-#: the joint mode is only a starting region, the marginal stage corrects its bias).
-INIT_EM = EMConfig(n_restarts=5, max_em=6, m_maxiter=60, e_maxiter=60)
+#: the joint mode is only a starting region, the marginal stage corrects its bias). Ten random
+#: starts, of which the marginal stage continues the best ``MarginalConfig.n_continue`` by log p̂.
+INIT_EM = EMConfig(n_restarts=10, max_em=6, m_maxiter=60, e_maxiter=60)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -454,11 +455,12 @@ def fit_em(
     """Fit the mesoscopic model to the observed neurons of ``data`` (vmapped random restarts).
 
     ``method="marginal"`` (default) maximises the marginal likelihood ``log p(y | Θ)``: hard EM
-    (``em``, short by default) gives each restart its start, then the stochastic approximation of
-    :mod:`spikejax.meso.marginal` (Fisher's identity through the particle filter, Louis'
-    observed-information preconditioner, decreasing gains and Polyak averaging; ``marginal``
-    settings) converges to a stationary point of ``log p(y | Θ)``; restarts are ranked by the
-    particle estimate of ``log p(y | Θ)``. ``method="hard"`` is neuLVM's hard EM alone (the joint
+    (``em``, short, 10 random starts by default) gives the restarts their starts, the
+    ``marginal.n_continue`` hard-EM estimates with the highest particle ``log p̂(y | Θ)`` are
+    continued (screening), and the stochastic approximation of :mod:`spikejax.meso.marginal`
+    (Fisher's identity through the particle filter, EM-gradient steps with heavy-ball momentum,
+    decreasing gains and Polyak averaging; ``marginal`` settings) converges to a stationary point
+    of ``log p(y | Θ)``; restarts are ranked by the particle estimate of ``log p(y | Θ)``. ``method="hard"`` is neuLVM's hard EM alone (the joint
     mode of ``p(y, Z | Θ)``, biased); ``method="sem"`` (or ``sem=SEMConfig()``) the earlier
     stochastic-EM refinement.
 
@@ -500,7 +502,9 @@ def fit_em(
         ``runs`` holds per restart the estimate ``x``, ``Z`` (posterior mean for the marginal and
         SEM methods, the joint mode for hard EM), ``loss`` (``−log p̂(y | Θ)/(M·T)`` for the
         marginal and SEM methods, the hard-EM objective otherwise), ``log_lik`` and the traces
-        (``convergence()``); the hard-EM stage is kept in ``results.hard_em``; ``seconds`` and
+        (``convergence()``), and for the marginal method ``restart`` (the hard-EM restart each run
+        continues; with screening, ``results.hard_em.runs["screen_log_lik"]`` holds the screening
+        ``log p̂`` of all of them); the hard-EM stage is kept in ``results.hard_em``; ``seconds`` and
         ``stage_seconds`` the wall times (incl. compilation).
     """
     from .results import FitResults
@@ -511,7 +515,7 @@ def fit_em(
         method = "sem"
     check_choice(method, "method", ("marginal", "hard", "sem"))
     if em is None:
-        em = EMConfig() if method == "hard" else dataclasses.replace(INIT_EM, n_restarts=EMConfig().n_restarts)
+        em = EMConfig() if method == "hard" else INIT_EM
     if not isinstance(em, EMConfig):
         raise TypeError(f"em must be an EMConfig or None, got {type(em).__name__}")
     if not isinstance(marginal, MarginalConfig):
@@ -563,19 +567,30 @@ def fit_em(
         return hard
     if method == "marginal":
         stage_key = jax.random.fold_in(key, 2)
-        keys = jnp.stack([jax.random.fold_in(stage_key, _first_restart + i) for i in range(x0s.shape[0])])
         t1 = time.perf_counter()
-        ref = _marginal_batch(jnp.asarray(out["x"]), jnp.asarray(out["Z"]), keys, base, arrays, lo, hi, cfg=cfg,
-                              mc=marginal)
+        n_all = x0s.shape[0]
+        keep = np.arange(n_all)
+        if init_hard_em and 0 < marginal.n_continue < n_all:
+            # screening: continue the hard-EM estimates with the highest particle log p(y | theta)
+            skeys = jnp.stack([jax.random.fold_in(jax.random.fold_in(key, 3), _first_restart + i) for i in range(n_all)])
+            sll = np.asarray(_screen_batch(jnp.asarray(out["x"]), skeys, base, arrays, cfg=cfg,
+                                           n_particles=marginal.n_particles, n_runs=marginal.n_final))
+            out["screen_log_lik"] = sll
+            keep = np.sort(np.argsort(-np.where(np.isfinite(sll), sll, -np.inf), kind="stable")[: marginal.n_continue])
+        keys = jnp.stack([jax.random.fold_in(stage_key, _first_restart + int(i)) for i in keep])
+        ref = _marginal_batch(jnp.asarray(out["x"][keep]), jnp.asarray(out["Z"][keep]), keys, base, arrays, lo, hi,
+                              cfg=cfg, mc=marginal)
         ref = jax.tree_util.tree_map(np.asarray, jax.device_get(ref))
+        ref["restart"] = keep
         t2 = time.perf_counter()
         if not np.all(np.isfinite(ref["log_lik"])):
             from ..core.errors import TrainingDivergedError
 
             raise TrainingDivergedError("the marginal-likelihood stage ended with a non-finite log p(y | theta) "
                                         "estimate; try more particles (MarginalConfig.final_particles) or x64")
-        ref["n_em"] = out["n_em"]
-        return dataclasses.replace(hard, runs=ref, seconds=seconds + t2 - t1, hard_em=hard, method="marginal",
+        ref["n_em"] = out["n_em"][keep]
+        return dataclasses.replace(hard, runs=ref, x0=np.asarray(x0s)[keep], seconds=seconds + t2 - t1, hard_em=hard,
+                                   method="marginal",
                                    marginal=marginal, stage_seconds={"hard_em": seconds, "marginal": t2 - t1},
                                    key=key)
     x_start = out["x"]
@@ -593,6 +608,12 @@ def fit_em(
                                method="sem", stage_seconds={"hard_em": seconds, "sem": time.perf_counter() - t0})
 
 
+@functools.partial(jax.jit, static_argnames=("cfg", "n_particles", "n_runs"))
+def _screen_batch(xs, keys, base, arrays, *, cfg, n_particles, n_runs):
+    return jax.vmap(lambda x, k: screen_log_lik(x, k, base, arrays, n_particles=n_particles, n_runs=n_runs,
+                                                cfg=cfg))(xs, keys)
+
+
 @functools.partial(jax.jit, static_argnames=("cfg", "mc"))
 def _marginal_batch(x0s, Z0s, keys, base, arrays, lo, hi, *, cfg, mc):
     return jax.vmap(lambda x0, Z0, k: marginal_single(x0, Z0, k, base, arrays, lo, hi, cfg=cfg, mc=mc))(x0s, Z0s, keys)
@@ -604,7 +625,8 @@ def fit_em_sequential(data: MesoData, *, x0, key: jax.Array | None = None, metho
     """Run the restarts of :func:`fit_em` one after the other (for checking the vmapped program).
 
     Restart ``i`` gets the same starting point and the same random numbers as restart ``i`` of
-    ``fit_em(data, key=key, x0=x0, ...)``.
+    ``fit_em(data, key=key, x0=x0, ...)``. Every restart is continued (one at a time there is
+    nothing to screen), as ``fit_em`` does with ``MarginalConfig(n_continue=0)``.
     """
     key = jax.random.PRNGKey(0) if key is None else key
     if em is None:

@@ -20,8 +20,9 @@ iteration k of :func:`marginal_single`
    ``[min_info_fraction, 1]``, for larger steps along directions with missing information;
 3. steps ``u ← clip(u + γ_k δ, 0, 1)`` (bounds as an active set, a trust region of ``max_step`` box
    widths), with gain ``γ_k = burn_gain`` (1) during ``n_burn`` iterations and ``(k − n_burn + 2)^(−gain_decay)``
-   afterwards (Robbins–Monro: Σγ = ∞, Σγ² < ∞); an iterate whose ``log p̂`` drops by more than
-   ``reject_nats`` is undone and the trust region halved;
+   afterwards (Robbins–Monro: Σγ = ∞, Σγ² < ∞), and heavy-ball momentum ``v ← β v + γ_k δ``; an
+   iterate whose ``log p̂`` drops by more than ``reject_nats`` is undone, its velocity reset and the
+   trust region halved (optionally growing back by ``radius_growth`` per accepted iteration);
 4. the estimate is the Polyak–Ruppert average of the iterates after the burn-in.
 
 This is the stochastic-approximation Newton–Raphson of Gu & Kong (1998) with a particle filter in
@@ -80,13 +81,29 @@ class MarginalConfig:
     reject_nats : float
         Safeguard: an iterate whose ``log p̂`` falls more than this below the last accepted one is
         undone and the trust region halved.
+    radius_growth : float
+        Factor by which the trust region grows back (up to ``max_step``) after each accepted
+        iteration; 1 (default) keeps a halved region for the rest of the run. Measured on the
+        bundled fit (one key each): 1.25 gave more rejected iterates and a lower final log p̂
+        (−4203.1 vs −4196.6) than 1.
     info_every : int
         Iterations between two estimates of the complete-data information (forward-mode
         Jacobians, about 12 gradients' cost); ``n_iter`` must be a multiple of it.
+    n_continue : int
+        Restarts continued by the marginal stage: the ``n_continue`` hard-EM estimates with the
+        highest particle estimate of ``log p(y | Θ)`` (``n_final`` filter runs of ``n_particles``;
+        screening); 0 (or at least the number of restarts) continues all of them. Hard EM is cheap
+        next to the marginal stage, so many hard-EM starts screened to a few is the way to reach
+        the basin of the maximum (hard EM's joint mode often sits on the J_I lower bound).
+    momentum : float
+        Heavy-ball momentum β of the steps, ``v ← β v + γ_k δ``, ``u ← clip(u + v)`` (the velocity is
+        the step actually taken, so bounds stop it; a rejected iterate resets it). EM converges at
+        rate ``1 − f`` along directions where a fraction ``f`` of the information is observed;
+        momentum ``β ≈ (1 − √f)²`` turns that into ``≈ 1 − √f`` (0 = the plain EM-gradient step).
     """
 
-    n_iter: int = 24
-    n_burn: int = 10
+    n_iter: int = 64
+    n_burn: int = 40
     burn_gain: float = 1.0
     gain_decay: float = 0.6
     n_particles: int = 64
@@ -98,6 +115,9 @@ class MarginalConfig:
     final_particles: int = 256
     info_every: int = 4
     reject_nats: float = 25.0
+    momentum: float = 0.7
+    n_continue: int = 4
+    radius_growth: float = 1.0
 
     def __post_init__(self):
         for name in ("n_iter", "n_paths", "n_final", "info_every"):
@@ -107,6 +127,7 @@ class MarginalConfig:
 
             raise ConfigError(f"n_iter ({self.n_iter}) must be a multiple of info_every ({self.info_every})")
         check_scalar(self.n_burn, "n_burn", low=0, high=self.n_iter - 1, integer=True)
+        check_scalar(self.n_continue, "n_continue", low=0, integer=True)
         for name in ("n_particles", "final_particles"):
             check_scalar(getattr(self, name), name, low=2, integer=True)
         check_scalar(self.gain_decay, "gain_decay", low=0.5, high=1.0, low_inclusive=False)
@@ -115,6 +136,8 @@ class MarginalConfig:
         check_scalar(self.info_memory, "info_memory", low=0.0, high=1.0, low_inclusive=False)
         check_scalar(self.max_step, "max_step", low=0.0, low_inclusive=False)
         check_scalar(self.reject_nats, "reject_nats", low=0.0, low_inclusive=False)
+        check_scalar(self.momentum, "momentum", low=0.0, high=1.0, high_inclusive=False)
+        check_scalar(self.radius_growth, "radius_growth", low=1.0)
 
 
 def _params_of(base, u, lo, hi):
@@ -273,7 +296,7 @@ def marginal_single(x0, Z0, key, base: MesoParams, arrays: dict, lo, hi, *, cfg:
     n_chunks = mc.n_iter // mc.info_every
 
     def iteration(carry, k):
-        u, u_sum, n_avg, Hbar, Cbar, _, u_prev, ll_prev, radius = carry
+        u, u_sum, n_avg, Hbar, Cbar, _, u_prev, ll_prev, radius, v = carry
         ll, g, C, Zp = score_estimate(u, jax.random.fold_in(key, k), base, arrays, lo, hi,
                                       n_particles=mc.n_particles, n_paths=mc.n_paths, cfg=cfg)
         # safeguard: a step into a region far worse than the last accepted point is undone
@@ -283,8 +306,9 @@ def marginal_single(x0, Z0, key, base: MesoParams, arrays: dict, lo, hi, *, cfg:
         Cbar = jnp.where(k == 0, C, jnp.where(bad, Cbar, (1.0 - mc.info_memory) * Cbar + mc.info_memory * C))
         I_obs, fr = _precondition(Hbar, Cbar, mc.min_info_fraction)
         d = _newton_step(u, g, I_obs, radius)
-        u_new = jnp.where(bad, u_prev, jnp.clip(u + gam[k] * d, 0.0, 1.0))
-        radius = jnp.where(bad, 0.5 * radius, radius)
+        u_new = jnp.where(bad, u_prev, jnp.clip(u + mc.momentum * v + gam[k] * d, 0.0, 1.0))
+        v = jnp.where(bad, 0.0, u_new - u)
+        radius = jnp.where(bad, 0.5 * radius, jnp.minimum(mc.max_step, mc.radius_growth * radius))
         u_prev = jnp.where(bad, u_prev, u)
         ll_prev = jnp.where(bad, ll_prev, ll)
         averaging = k >= mc.n_burn
@@ -292,7 +316,7 @@ def marginal_single(x0, Z0, key, base: MesoParams, arrays: dict, lo, hi, *, cfg:
         n_avg = n_avg + averaging
         u_avg = jnp.where(n_avg > 0, u_sum / jnp.maximum(n_avg, 1), u_new)
         out = (lo + (hi - lo) * u_new, lo + (hi - lo) * u_avg, ll, jnp.max(jnp.abs(d)), fr[0], bad)
-        return (u_new, u_sum, n_avg, Hbar, Cbar, Zp, u_prev, ll_prev, radius), out
+        return (u_new, u_sum, n_avg, Hbar, Cbar, Zp, u_prev, ll_prev, radius, v), out
 
     def chunk(carry, c):
         u, u_sum, n_avg, Hbar, Cbar, Z = carry[:6]
@@ -303,7 +327,7 @@ def marginal_single(x0, Z0, key, base: MesoParams, arrays: dict, lo, hi, *, cfg:
 
     zeros = jnp.zeros((P_, P_), dtype)
     carry0 = (u0, jnp.zeros_like(u0), jnp.asarray(0, dtype), zeros, zeros, Z0, u0, jnp.asarray(-jnp.inf, dtype),
-              jnp.asarray(mc.max_step, dtype))
+              jnp.asarray(mc.max_step, dtype), jnp.zeros_like(u0))
     (u_last, u_sum, n_avg, *_), outs = jax.lax.scan(chunk, carry0, jnp.arange(n_chunks))
     xs, xas, lls, steps, fracs, rejected = (o.reshape((mc.n_iter,) + o.shape[2:]) for o in outs)
     u_hat = jnp.where(n_avg > 0, u_sum / jnp.maximum(n_avg, 1), u_last)
@@ -316,4 +340,17 @@ def marginal_single(x0, Z0, key, base: MesoParams, arrays: dict, lo, hi, *, cfg:
             "step_trace": steps, "info_fraction": fracs, "rejected": rejected}
 
 
-__all__ += ["gains", "complete_data_grad"]
+def screen_log_lik(x, key, base: MesoParams, arrays: dict, *, n_particles: int, n_runs: int, cfg: MesoConfig):
+    """``log p̂(y | Θ)`` at the parameter vector ``x`` (4M,): log-mean-exp of ``n_runs`` filter runs (pure; vmappable)."""
+    y, A0, age0, I_ext = arrays["y"], arrays["A0"], arrays["age0"], arrays["I_ext"]
+    p = from_vector(base, x)
+
+    def run(k):
+        return _filter(p, y, A0, age0, I_ext, k, n_particles=n_particles, cfg=cfg)[3]
+
+    lls = jax.lax.map(run, jax.random.split(key, n_runs))
+    lls = jnp.where(jnp.isfinite(lls), lls, -jnp.inf)
+    return jax.scipy.special.logsumexp(lls) - jnp.log(n_runs)
+
+
+__all__ += ["gains", "complete_data_grad", "screen_log_lik"]

@@ -182,7 +182,7 @@ class FitResults:
         if self.truth is not None:
             tv = np.asarray(to_vector(self.truth))
             rows["median_rel_error"] = np.median(np.abs(self.runs["x"] - tv) / np.abs(tv), axis=1)
-        return pd.DataFrame(rows)
+        return pd.DataFrame(rows, index=pd.Index(_restart_ids(self), name="restart"))
 
     def median_rel_error(self) -> float:
         """Median relative error of the fitted parameters of the best restart."""
@@ -197,7 +197,8 @@ class FitResults:
     def objective_history(self, run: int | None = None) -> np.ndarray:
         """Hard-EM objective after the start and after each M and E step (NaN entries dropped)."""
         if self.hard_em is not None:
-            return self.hard_em.objective_history(self.best if run is None else run)
+            r = self.best if run is None else int(run)
+            return self.hard_em.objective_history(int(self.runs["restart"][r]) if "restart" in self.runs else r)
         o = self.runs["objective"][self.best if run is None else run]
         return o[np.isfinite(o)]
 
@@ -312,6 +313,11 @@ def plot_dominance(durations: dict, *, path=None):
     return _finish(fig, path)
 
 
+def _restart_ids(results: FitResults) -> np.ndarray:
+    """Hard-EM restart index of each run (the marginal stage may continue a screened subset)."""
+    return np.asarray(results.runs.get("restart", np.arange(results.runs["loss"].shape[0])))
+
+
 def plot_loss_curves(results: FitResults, *, path=None):
     """E-step loss curves (total objective) of every restart, EM iterations concatenated; for a fit
     refined by stochastic EM, a second panel with the particle estimate of ``−log p(y | Θ)`` per bin
@@ -321,10 +327,12 @@ def plot_loss_curves(results: FitResults, *, path=None):
     refined = results.hard_em is not None
     fig, axes = plt.subplots(1, 2 if refined else 1, figsize=(9 if refined else 5, 3), squeeze=False)
     ax = axes[0, 0]
+    ids = _restart_ids(results)
+    best_hard = int(ids[results.best]) if refined else results.best
     for r in range(hard.runs["loss"].shape[0]):
         c = hard.runs["e_curves"][r][..., 0].ravel()
         c = c[np.isfinite(c)]
-        ax.plot(c, lw=0.8, label=f"restart {r}" + (" (best)" if r == results.best else ""))
+        ax.plot(c, lw=0.8, label=f"restart {r}" + (" (best)" if r == best_hard else ""))
     ax.set_xlabel("E-step Adam step (all EM iterations)")
     ax.set_ylabel("objective")
     ax.legend(fontsize=7)
@@ -332,7 +340,7 @@ def plot_loss_curves(results: FitResults, *, path=None):
         ax = axes[0, 1]
         T, M = results.Z.shape
         for r in range(results.runs["loss"].shape[0]):
-            ax.plot(-results.runs["log_lik_trace"][r] / (M * T), lw=0.8, marker=".", label=f"restart {r}")
+            ax.plot(-results.runs["log_lik_trace"][r] / (M * T), lw=0.8, marker=".", label=f"restart {ids[r]}")
         ax.set_xlabel("stochastic-EM iteration")
         ax.set_ylabel("−log p(y | Θ) per bin (particle est.)")
     return _finish(fig, path)
@@ -352,9 +360,10 @@ def plot_convergence(results: FitResults, *, path=None):
         raise ConfigError("plot_convergence needs a method='marginal' (or 'sem') fit")
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
     ax = axes[0]
+    ids = _restart_ids(results)
     for r in range(results.runs["log_lik_trace"].shape[0]):
         ax.plot(results.runs["log_lik_trace"][r], lw=0.9, marker=".",
-                label=f"restart {r}" + (" (best)" if r == results.best else ""))
+                label=f"restart {ids[r]}" + (" (best)" if r == results.best else ""))
     ax.set_xlabel("iteration")
     ax.set_ylabel("log p̂(y | Θ) (nats)")
     ax.legend(fontsize=7)
