@@ -102,8 +102,8 @@ class MarginalConfig:
         momentum ``β ≈ (1 − √f)²`` turns that into ``≈ 1 − √f`` (0 = the plain EM-gradient step).
     """
 
-    n_iter: int = 64
-    n_burn: int = 40
+    n_iter: int = 96
+    n_burn: int = 72
     burn_gain: float = 1.0
     gain_decay: float = 0.6
     n_particles: int = 64
