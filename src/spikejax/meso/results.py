@@ -364,6 +364,14 @@ def plot_convergence(results: FitResults, *, path=None):
     for r in range(results.runs["log_lik_trace"].shape[0]):
         ax.plot(results.runs["log_lik_trace"][r], lw=0.9, marker=".",
                 label=f"restart {ids[r]}" + (" (best)" if r == results.best else ""))
+    ll = np.asarray(results.runs["log_lik_trace"], float)
+    ll = ll[np.isfinite(ll)]
+    if ll.size:  # rejected iterates (a collapsed filter) would flatten the traces: keep them off the axis
+        lo_, hi_ = np.percentile(ll, 5), ll.max()
+        pad = max(hi_ - lo_, 1.0)
+        ax.set_ylim(lo_ - 0.3 * pad, hi_ + 0.1 * pad)
+        if ll.min() < lo_ - 0.3 * pad:
+            ax.set_title("rejected iterates below the axis", fontsize=7)
     ax.set_xlabel("iteration")
     ax.set_ylabel("log p̂(y | Θ) (nats)")
     ax.legend(fontsize=7)
