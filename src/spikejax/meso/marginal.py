@@ -341,16 +341,11 @@ def marginal_single(x0, Z0, key, base: MesoParams, arrays: dict, lo, hi, *, cfg:
 
 
 def screen_log_lik(x, key, base: MesoParams, arrays: dict, *, n_particles: int, n_runs: int, cfg: MesoConfig):
-    """``log p̂(y | Θ)`` at the parameter vector ``x`` (4M,): log-mean-exp of ``n_runs`` filter runs (pure; vmappable)."""
-    y, A0, age0, I_ext = arrays["y"], arrays["A0"], arrays["age0"], arrays["I_ext"]
-    p = from_vector(base, x)
-
-    def run(k):
-        return _filter(p, y, A0, age0, I_ext, k, n_particles=n_particles, cfg=cfg)[3]
-
-    lls = jax.lax.map(run, jax.random.split(key, n_runs))
-    lls = jnp.where(jnp.isfinite(lls), lls, -jnp.inf)
-    return jax.scipy.special.logsumexp(lls) - jnp.log(n_runs)
+    """``log p̂(y | Θ)`` at the parameter vector ``x`` (4M,): log-mean-exp of ``n_runs`` filter runs
+    (the likelihood part of the posterior smoother; pure, vmappable)."""
+    post = _posterior(from_vector(base, x), arrays["y"], arrays["A0"], arrays["age0"], arrays["I_ext"], key,
+                      n_particles=n_particles, n_runs=n_runs, level=0.9, band=False, cfg=cfg)
+    return post.log_lik
 
 
 __all__ += ["gains", "complete_data_grad", "screen_log_lik"]
