@@ -19,7 +19,6 @@ from typing import Any
 
 import equinox as eqx
 import jax
-import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -85,35 +84,17 @@ class TrainResult:
     seconds: float
 
 
-def _flat(inner: optax.GradientTransformation) -> optax.GradientTransformation:
-    """``inner`` applied to all leaves raveled into one vector (same update; a few kernels instead of a few per leaf).
-
-    Clipping by the global norm and AdamW are elementwise apart from the norm, so the update is the
-    per-leaf one (the norm's sum is only taken in another order). The moments are stored as one
-    vector each.
-    """
-
-    def init(params):
-        return inner.init(jax.flatten_util.ravel_pytree(params)[0])
-
-    def update(updates, state, params=None):
-        flat, unravel = jax.flatten_util.ravel_pytree(updates)
-        flat_p = None if params is None else jax.flatten_util.ravel_pytree(params)[0]
-        flat, state = inner.update(flat, state, flat_p)
-        return unravel(flat), state
-
-    return optax.GradientTransformation(init, update)
-
-
 def make_optimizer(tc: TrainConfig) -> optax.GradientTransformation:
     """Global-norm clipping then AdamW; ``learning_rate`` and ``weight_decay`` are injected array leaves.
 
-    The optimiser works on the parameters raveled into one vector (see ``_flat``): the compiled
-    training step then has a handful of optimiser kernels instead of several per parameter leaf.
+    The optimiser works on the parameters raveled into one vector (``optax.flatten``): the compiled
+    training step then has a handful of optimiser kernels instead of several per parameter leaf
+    (clipping by the global norm and AdamW are elementwise apart from the norm, so the update is
+    the per-leaf one).
     """
 
     def build(learning_rate, weight_decay):
-        return _flat(optax.chain(
+        return optax.flatten(optax.chain(
             optax.clip_by_global_norm(tc.max_grad_norm),
             optax.adamw(learning_rate, b1=tc.adam_beta1, b2=tc.adam_beta2, eps=tc.adam_epsilon,
                         weight_decay=weight_decay),
