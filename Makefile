@@ -35,7 +35,8 @@ docs: $(STAMP)
 # the peers need torch: take 2.13.0 (on the developers' and CI machines a CPU build on local disk) before
 # the bench extra, whose plain `torch>=2.2` would otherwise resolve to a multi-GB CUDA build
 BENCH_SETUP = $(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "torch==2.13.0"; \
-	$(PY) -m pip install --quiet -e ".[bench]"
+	$(PY) -m pip install --quiet -e ".[bench]"; \
+	$(PY) -m pip install --quiet --no-deps "spikeometric==1.0.3"
 
 bench: $(STAMP)
 	$(BENCH_SETUP)

@@ -59,6 +59,7 @@ from spikejax.core.io import atomic_open  # noqa: E402
 from spikejax.lfads import LFADS, HParams, LFADSConfig, TrainConfig, load_lorenz_tutorial  # noqa: E402
 from spikejax.lfads.train import make_epoch_fn, make_optimizer  # noqa: E402
 
+NOTES_HEADING = "## Notes (written by hand"
 ANCHOR = Path(__file__).resolve().parents[2] / "shared" / "anchors" / "lfads_torch_anchor.py"
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "lorenz_lfads_tutorial" / "lfads_lorenz.h5"
 
@@ -197,6 +198,8 @@ def main(argv=None) -> dict:
     load = os.getloadavg()
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        old = Path(a.out).read_text() if Path(a.out).is_file() else ""
+        notes = old[old.find(NOTES_HEADING):] if NOTES_HEADING in old else ""  # hand-written part is kept
         with atomic_open(a.out, "w") as f:
             f.write("# LFADS epoch vs the PyTorch anchor (`benchmarks/lfads_anchor.py`)\n\n")
             f.write(f"Command: `python benchmarks/lfads_anchor.py{' --quick' if a.quick else ''} "
@@ -222,6 +225,8 @@ def main(argv=None) -> dict:
                         f"| `train(max_epochs=1)` end to end (model build, train and validation compiles, "
                         f"one epoch) | {tut['train_1_epoch_s']:.2f} s wall, {tut['train_1_epoch_cpu_s']:.2f} s CPU |\n"
                         f"| 1-min load average | {tut['load'][0]:.1f} |\n")
+            if notes:
+                f.write("\n" + notes)
     if a.summary:
         with atomic_open(a.summary, "w") as f:
             json.dump(rows, f)
