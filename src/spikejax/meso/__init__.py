@@ -8,7 +8,8 @@
   with vmapped random restarts; :class:`FitResults` with ``.to_pandas()`` and plots;
   :func:`posterior_Z` and :func:`fit_params_given_Z` – the ceilings (posterior of Z at given
   parameters, the M-step given the true Z).
-* :class:`MesoData`, :func:`load_npz`, :func:`load_bundled` – data and loaders.
+* :class:`MesoData`, :func:`load_npz`, :func:`load_bundled` – data and loaders;
+  :func:`simulate_observed` – a trial drawn from the mesoscopic model itself (no model mismatch).
 """
 
 from .data import (
@@ -25,6 +26,7 @@ from .data import (
 )
 from .fit import INIT_EM, EMConfig, SEMConfig, fit_em, fit_em_sequential, fit_params_given_Z, init_Z, objective
 from .marginal import MarginalConfig
+from .synthetic import simulate_observed
 from .smc import PosteriorZ, particle_filter, posterior_Z, sample_posterior
 from .micro import MICRO_DT, MicroResult, pulse_input, simulate_micro, stationary_ages
 from .model import (

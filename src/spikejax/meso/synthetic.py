@@ -1,0 +1,103 @@
+"""Trials drawn from the mesoscopic model itself: population activity and observed neurons.
+
+The bundled data come from the microscopic LIF network, which the mesoscopic model only
+approximates (docs/meso.md, "where the approximation departs"): fitted to them, even an exact
+maximum-likelihood estimator converges to the parameters that make the *model* match the
+network, not to the network's parameters. :func:`simulate_observed` draws a trial from the model
+the fit assumes — ``Z(t) ~ N(Z̄(t), Z̄(t)/N + 0.1Δ/N)`` clipped to ``[1e-5, 1]`` (the particle
+filter's transition) and observed neurons that fire with ``P = 1 − e^{−λΔ}`` given their potential
+driven by the same population input (the filter's emission) — so that an estimator can be
+checked without that mismatch.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..core.errors import check_array, check_scalar
+from .data import MesoData
+from .model import (_VAR_FLOOR_HZ, HIST_BINS, MesoConfig, _decay, advance, init_state, ref_bins, spike_log_probs,
+                    step_parts)
+from .params import MesoParams
+
+__all__ = ["simulate_observed"]
+
+Z_MIN = 1e-5
+
+
+def simulate_observed(params: MesoParams, n_bins: int, *, key: jax.Array, n_obs: int = 3,
+                      hist_bins: int = HIST_BINS, burn_bins: int = HIST_BINS, A0=None,
+                      cfg: MesoConfig = MesoConfig()) -> MesoData:
+    """A trial of ``hist_bins`` history and ``n_bins`` fitted bins drawn from the mesoscopic model.
+
+    Parameters
+    ----------
+    params
+        Model parameters (validated).
+    n_bins
+        Bins of Δ (4 ms) in the fitted window (at least 2).
+    key
+        PRNG key (the trial is a pure function of it).
+    n_obs
+        Observed neurons per population.
+    hist_bins
+        Bins of history before the window (neuLVM: 250 = 1 s).
+    burn_bins
+        Bins simulated and discarded first, from the stationary start at ``A0``.
+    A0
+        (M,) rates in Hz of the stationary start (default 1 Hz, as :func:`~spikejax.meso.simulate`).
+    cfg
+        Model options.
+
+    Returns
+    -------
+    MesoData
+        With the true ``Z`` and ``Z_hist`` (fractions per bin) and the population sizes of ``params``.
+    """
+    if not isinstance(params, MesoParams):
+        raise TypeError(f"params must be a MesoParams, got {type(params).__name__}")
+    params.validate()
+    n_bins = int(check_scalar(n_bins, "n_bins", low=2, integer=True))
+    n_obs = int(check_scalar(n_obs, "n_obs", low=1, integer=True))
+    hist_bins = int(check_scalar(hist_bins, "hist_bins", low=0, integer=True))
+    burn_bins = int(check_scalar(burn_bins, "burn_bins", low=0, integer=True))
+    M = params.M
+    dtype = params.amem.dtype
+    A0 = jnp.ones((M,), dtype) if A0 is None else check_array(A0, "A0", (M,), low=0.0).astype(dtype)
+    total = burn_bins + hist_bins + n_bins
+    Z, y = _draw(params, key, A0, n_total=total, n_obs=n_obs, cfg=cfg)
+    Z, y = np.asarray(Z)[burn_bins:], np.asarray(y)[burn_bins:]
+    return MesoData.from_full(y, N=params.N, Z=Z, hist_bins=hist_bins, dt=cfg.dt)
+
+
+@functools.partial(jax.jit, static_argnames=("n_total", "n_obs", "cfg"))
+def _draw(params, key, A0, *, n_total, n_obs, cfg):
+    dt = cfg.dt
+    N = params.N_array.astype(A0.dtype)
+    M = A0.shape[0]
+    a = _decay(params, dt, cfg.integrator)
+    n_ref = ref_bins(params, dt)
+    V0 = jnp.zeros((M, n_obs), A0.dtype)
+    k0 = jnp.full((M, n_obs), 10_000, jnp.int32)  # old enough to be out of refractoriness
+
+    def body(carry, t):
+        st, V, k = carry
+        k_y, k_z = jax.random.split(jax.random.fold_in(key, t))
+        zbar, parts = step_parts(params, st, None, cfg)
+        c = params.mu + (parts.syn @ params.J_eff) / params.amem
+        refr = k < n_ref
+        V = jnp.where(refr, 0.0, a[:, None] * V + ((1.0 - a) * c)[:, None])
+        lp1, _ = spike_log_probs(V, refr, params.theta[:, None], dt)
+        y_t = jax.random.uniform(k_y, V.shape, V.dtype) < jnp.exp(lp1)
+        V = jnp.where(y_t, 0.0, V)
+        k = jnp.where(y_t, 0, k + 1)
+        sd = jnp.sqrt(zbar / N + _VAR_FLOOR_HZ * dt / N)
+        Z_t = jnp.clip(zbar + sd * jax.random.normal(k_z, zbar.shape, zbar.dtype), Z_MIN, 1.0)
+        return (advance(st, parts, Z_t, cfg), V, k), (Z_t, y_t.astype(jnp.uint8))
+
+    _, (Z, y) = jax.lax.scan(body, (init_state(params, A0, cfg), V0, k0), jnp.arange(n_total))
+    return Z, y
