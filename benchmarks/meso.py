@@ -169,6 +169,38 @@ def bench_marginal(quick: bool, out_dir: Path) -> dict:
             "free": fit_free, "x": res.runs["x"][res.best].tolist()}
 
 
+def bench_synthetic(quick: bool) -> dict:
+    """The default fit_em on a trial drawn from the mesoscopic model itself (``simulate_observed`` at the
+    ground truth, the bundled trial's sizes): the estimator checked without the meso/micro mismatch."""
+    gt = meso.ground_truth()
+    n_bins = 500 if quick else 2500
+    data = meso.simulate_observed(gt, n_bins, key=jax.random.PRNGKey(100), n_obs=3)
+    kw = {}
+    if quick:
+        kw = {"em": meso.EMConfig(n_restarts=2, max_em=2, m_maxiter=10, e_maxiter=10),
+              "marginal": meso.MarginalConfig(n_iter=4, n_burn=2, info_every=2, n_particles=16, n_final=2,
+                                              final_particles=32)}
+    post_gt = meso.posterior_Z(gt, data, key=jax.random.PRNGKey(11), n_particles=256, n_runs=2 if quick else 8)
+    Zt = np.asarray(data.Z)
+    r_gt = [float(np.corrcoef(np.asarray(post_gt.mean)[:, j], Zt[:, j])[0, 1]) for j in range(3)]
+    load0, t0 = os.getloadavg(), time.perf_counter()
+    res = meso.fit_em(data, key=jax.random.PRNGKey(0), truth=gt, **kw)
+    wall = time.perf_counter() - t0
+    post = res.posterior()
+    r_fit = [float(np.corrcoef(np.asarray(post.mean)[:, j], Zt[:, j])[0, 1]) for j in range(3)]
+    tv = np.asarray(meso.to_vector(gt))
+    n_free = int((20.0 if quick else 200.0) / meso.DT)
+    keys = (1, 2, 3)
+    fit_free = [_free_run_stats(res.simulate(n_free, key=jax.random.PRNGKey(k))[0]) for k in keys]
+    gt_free = [_free_run_stats(meso.simulate(gt, n_free, key=jax.random.PRNGKey(k))[0]) for k in keys]
+    return {"wall_s": wall, "load_before": load0, "load_after": os.getloadavg(), "stage_seconds": res.stage_seconds,
+            "median_rel_error": res.median_rel_error(), "hard_em_median_rel_error": res.hard_em.median_rel_error(),
+            "restart_errors": np.median(np.abs(res.runs["x"] - tv) / tv, axis=1).tolist(),
+            "log_lik_fit": float(post.log_lik), "log_lik_truth": float(post_gt.log_lik),
+            "r_posterior_mean_fit": r_fit, "r_posterior_mean_at_truth": r_gt, "table": res.to_pandas(),
+            "restarts": res.restarts_table(), "fit_free": fit_free, "gt_free": gt_free, "free_keys": list(keys)}
+
+
 def bench_ceilings(quick: bool) -> dict:
     """What the data allow: r(posterior-mean Z, true Z) at the truth, the M-step given the true Z,
     and the ground-truth model's own 200-s free run."""
@@ -306,13 +338,13 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--brian2-python", default=None)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS_meso.md"))
-    ap.add_argument("--skip", default="", help="comma-separated parts to skip: fit,loss,micro,long,marginal,ceilings")
+    ap.add_argument("--skip", default="", help="comma-separated parts to skip: fit,loss,micro,long,marginal,ceilings,synthetic")
     ap.add_argument("--only", default="", help="comma-separated parts to run (default all)")
-    ap.add_argument("--json", default=None, help="also write the raw numbers of the marginal/ceilings parts here")
+    ap.add_argument("--json", default=None, help="also write the raw numbers of the marginal/ceilings/synthetic parts here")
     ap.add_argument("--summary", default=None, help="write the loss row for make bench-quick here (JSON; needs the loss part)")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
-    parts = ("fit", "loss", "long", "micro", "marginal", "ceilings")
+    parts = ("fit", "loss", "long", "micro", "marginal", "ceilings", "synthetic")
     if args.only:
         skip |= set(parts) - set(args.only.split(","))
     res = {}
@@ -320,13 +352,14 @@ def main() -> int:
     for name, fn in (("fit", lambda: bench_fit(args.quick)), ("loss", lambda: bench_loss(args.quick)),
                      ("long", lambda: bench_long(args.quick)), ("micro", lambda: bench_micro(args.quick, args.brian2_python)),
                      ("marginal", lambda: bench_marginal(args.quick, Path(args.out).parent)),
-                     ("ceilings", lambda: bench_ceilings(args.quick))):
+                     ("ceilings", lambda: bench_ceilings(args.quick)),
+                     ("synthetic", lambda: bench_synthetic(args.quick))):
         if name in skip:
             continue
         t0 = time.perf_counter()
         res[name] = fn()
         print(f"[meso bench] {name} done in {time.perf_counter() - t0:.1f} s", flush=True)
-        if args.json and name in ("marginal", "ceilings"):
+        if args.json and name in ("marginal", "ceilings", "synthetic"):
             _dump_json(args.json, name, res[name])
     if args.summary and "loss" in res:
         L = res["loss"]
@@ -388,6 +421,23 @@ def main() -> int:
                   f"{c['mstep_trueZ_median_rel_error']:.3f} (per start {np.round(c['mstep_trueZ_errors'], 3).tolist()}); "
                   f"{c['mstep_s']:.0f} s.",
                   f"* Ground-truth mesoscopic model, free run: {c['gt_free']}; 200-s microscopic surrogate: {c['surrogate_free']}.", ""]
+    if "synthetic" in res:
+        g = res["synthetic"]
+
+        def free(runs):
+            rates = np.mean([r["rates_winner_loser_inh_Hz"] for r in runs], axis=0)
+            return f"{np.round(rates, 2).tolist()} Hz, median dominance {np.median([r['dominance_median_s'] for r in runs]):.2f} s"
+
+        lines += ["## Default `fit_em` on a trial drawn from the mesoscopic model itself (`simulate_observed`, ground truth)", "",
+                  f"Wall {g['wall_s']:.1f} s incl. compilation (stages {g['stage_seconds']}); load {g['load_before'][0]:.1f} / "
+                  f"{g['load_after'][0]:.1f}.",
+                  f"Median relative error {g['median_rel_error']:.3f} (hard EM {g['hard_em_median_rel_error']:.3f}; per "
+                  f"restart {np.round(g['restart_errors'], 3).tolist()}); log p̂ fit {g['log_lik_fit']:.1f} vs truth "
+                  f"{g['log_lik_truth']:.1f}.",
+                  f"r(posterior-mean Z, true Z): fit {np.round(g['r_posterior_mean_fit'], 3).tolist()}, at the truth "
+                  f"{np.round(g['r_posterior_mean_at_truth'], 3).tolist()}.",
+                  f"Free runs (keys {g['free_keys']}, mean of (winner, loser, inh)): fit {free(g['fit_free'])}; ground truth "
+                  f"{free(g['gt_free'])}.", "", "```", g["table"].to_string(), "", g["restarts"].to_string(), "```", ""]
     if "long" in res:
         g = res["long"]
         lines += ["## Mesoscopic vs microscopic, ground truth, no fitting", "",
