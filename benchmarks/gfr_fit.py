@@ -270,7 +270,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.quick:
         args.sizes, args.distinct, args.loop_cells, args.activation_epochs, args.epochs = [4, 8], 4, 1, 20, 4
-        args.stage2_cells, args.stage2_epochs, args.anchor_epochs = 8, 2, 1
+        args.stage2_cells, args.stage2_epochs, args.anchor_epochs = 8, 10, 1
     stage2 = _stage2_vs_anchor(args) if args.stage2_cells > 0 else None
     if not args.sizes:
         _write_report(args, [], stage2, None, 0)
