@@ -34,7 +34,7 @@ from .model import (_VAR_FLOOR_HZ, MesoConfig, _decay, _free_potential, advance,
                     step_parts)
 from .params import MesoParams
 
-__all__ = ["observed_init", "observed_step", "particle_filter", "sample_posterior", "posterior_Z",
+__all__ = ["observed_init", "observed_potential", "observed_reset", "observed_step", "transition_draw", "particle_filter", "sample_posterior", "posterior_Z",
            "PosteriorZ", "smoothing_weights", "trace_path"]
 
 Z_MIN = 1e-5
@@ -52,6 +52,25 @@ def observed_init(params: MesoParams, A0: jax.Array, age0: jax.Array, dt: float)
     return V0, age0.astype(jnp.int32)
 
 
+def observed_potential(params: MesoParams, V: jax.Array, k: jax.Array, c: jax.Array, dt: float,
+                       integrator: str = "exact"):
+    """The observed neurons' potential in this bin and their ``(log P(spike), log P(no spike))``.
+
+    ``V`` (..., M, n) potentials after the previous bin, ``k`` their ages in bins at this bin, ``c``
+    (..., M) the target potential ``μ + I/α_m`` of the bin. Returns ``(V, lp1, lp0)``.
+    """
+    a = _decay(params, dt, integrator)
+    refr = k < ref_bins(params, dt)
+    V = jnp.where(refr, 0.0, a[:, None] * V + ((1.0 - a) * c)[..., None])
+    lp1, lp0 = spike_log_probs(V, refr, params.theta[:, None], dt)
+    return V, lp1, lp0
+
+
+def observed_reset(V: jax.Array, k: jax.Array, spiked: jax.Array):
+    """After the bin: a spike resets the potential to 0 and the age to 0; other ages advance."""
+    return jnp.where(spiked, 0.0, V), jnp.where(spiked, 0, k + 1)
+
+
 def observed_step(params: MesoParams, V: jax.Array, k: jax.Array, c: jax.Array, y_t: jax.Array, dt: float,
                   integrator: str = "exact"):
     """One bin of the observed neurons, sequentially (the recursion behind :func:`~spikejax.meso.observed_logits`).
@@ -60,13 +79,16 @@ def observed_step(params: MesoParams, V: jax.Array, k: jax.Array, c: jax.Array, 
     ``c`` (..., M) the target potential ``μ + I/α_m`` of the bin, ``y_t`` (M, n) the spikes.
     Returns ``(log p(y_t | past), V, k)`` with ``V`` reset to 0 by a spike and ``k`` advanced.
     """
-    a = _decay(params, dt, integrator)
-    refr = k < ref_bins(params, dt)
-    V = jnp.where(refr, 0.0, a[:, None] * V + ((1.0 - a) * c)[..., None])
-    lp1, lp0 = spike_log_probs(V, refr, params.theta[:, None], dt)
+    V, lp1, lp0 = observed_potential(params, V, k, c, dt, integrator)
     ll = jnp.sum(y_t * lp1 + (1.0 - y_t) * lp0, axis=(-2, -1))
-    spiked = y_t > 0
-    return ll, jnp.where(spiked, 0.0, V), jnp.where(spiked, 0, k + 1)
+    V, k = observed_reset(V, k, y_t > 0)
+    return ll, V, k
+
+
+def transition_draw(key: jax.Array, zbar: jax.Array, N: jax.Array, dt: float):
+    """The filter's transition: ``Z ~ N(Z̄, Z̄/N + 0.1Δ/N)`` clipped to ``[Z_MIN, 1]``."""
+    sd = jnp.sqrt(zbar / N + _VAR_FLOOR_HZ * dt / N)
+    return jnp.clip(zbar + sd * jax.random.normal(key, zbar.shape, zbar.dtype), Z_MIN, 1.0)
 
 
 def _systematic(key, w):
@@ -116,8 +138,7 @@ def _filter(params: MesoParams, y, A0, age0, I_ext, key, *, n_particles: int, cf
         anc = jnp.where(do, _systematic(k_res, wn), jnp.arange(P))
         logw = jnp.where(do, jnp.full((P,), -jnp.log(P), dtype), lw - lse)
         sts, parts, Vn, kn, zbar = jax.tree_util.tree_map(lambda l: l[anc], (sts, parts, Vn, kn, zbar))
-        sd = jnp.sqrt(zbar / N + _VAR_FLOOR_HZ * dt / N)
-        Z_t = jnp.clip(zbar + sd * jax.random.normal(k_z, zbar.shape, dtype), Z_MIN, 1.0)
+        Z_t = transition_draw(k_z, zbar, N, dt)
         sts = jax.vmap(lambda s, pt, z: advance(s, pt, z, cfg))(sts, parts, Z_t)
         return (sts, Vn, kn, logw, loglik), (Z_t, anc, ess)
 

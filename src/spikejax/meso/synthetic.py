@@ -20,13 +20,11 @@ import numpy as np
 
 from ..core.errors import check_array, check_scalar
 from .data import MesoData
-from .model import (_VAR_FLOOR_HZ, HIST_BINS, MesoConfig, _decay, advance, init_state, ref_bins, spike_log_probs,
-                    step_parts)
+from .model import HIST_BINS, MesoConfig, advance, init_state, step_parts
 from .params import MesoParams
+from .smc import observed_potential, observed_reset, transition_draw
 
 __all__ = ["simulate_observed"]
-
-Z_MIN = 1e-5
 
 
 def simulate_observed(params: MesoParams, n_bins: int, *, key: jax.Array, n_obs: int = 3,
@@ -79,8 +77,6 @@ def _draw(params, key, A0, *, n_total, n_obs, cfg):
     dt = cfg.dt
     N = params.N_array.astype(A0.dtype)
     M = A0.shape[0]
-    a = _decay(params, dt, cfg.integrator)
-    n_ref = ref_bins(params, dt)
     V0 = jnp.zeros((M, n_obs), A0.dtype)
     k0 = jnp.full((M, n_obs), 10_000, jnp.int32)  # old enough to be out of refractoriness
 
@@ -89,14 +85,10 @@ def _draw(params, key, A0, *, n_total, n_obs, cfg):
         k_y, k_z = jax.random.split(jax.random.fold_in(key, t))
         zbar, parts = step_parts(params, st, None, cfg)
         c = params.mu + (parts.syn @ params.J_eff) / params.amem
-        refr = k < n_ref
-        V = jnp.where(refr, 0.0, a[:, None] * V + ((1.0 - a) * c)[:, None])
-        lp1, _ = spike_log_probs(V, refr, params.theta[:, None], dt)
+        V, lp1, _ = observed_potential(params, V, k, c, dt, cfg.integrator)
         y_t = jax.random.uniform(k_y, V.shape, V.dtype) < jnp.exp(lp1)
-        V = jnp.where(y_t, 0.0, V)
-        k = jnp.where(y_t, 0, k + 1)
-        sd = jnp.sqrt(zbar / N + _VAR_FLOOR_HZ * dt / N)
-        Z_t = jnp.clip(zbar + sd * jax.random.normal(k_z, zbar.shape, zbar.dtype), Z_MIN, 1.0)
+        V, k = observed_reset(V, k, y_t)
+        Z_t = transition_draw(k_z, zbar, N, dt)
         return (advance(st, parts, Z_t, cfg), V, k), (Z_t, y_t.astype(jnp.uint8))
 
     _, (Z, y) = jax.lax.scan(body, (init_state(params, A0, cfg), V0, k0), jnp.arange(n_total))
