@@ -112,7 +112,7 @@ def bench_fit(quick: bool) -> dict:
     at_truth = meso.objective(meso.ground_truth(theta=meso.THETA_REF), data)
     # ceiling of r(inferred Z, true Z) at 4 ms: the one-step prediction Z̄ given the *true* past at the truth
     zbar_oracle = meso.predict(meso.ground_truth(), data.Z, data.A0, None, meso.MesoConfig())
-    r_oracle = [float(np.corrcoef(np.asarray(zbar_oracle)[:, j], np.asarray(data.Z)[:, j])[0, 1]) for j in range(data.M)]
+    r_oracle = _r_per_pop(zbar_oracle, data.Z)
     return {
         "gt_start": {"median_rel_error": res_gt.median_rel_error(), "ratio_to_truth": (res_gt.runs["x"][0] / gt).tolist(),
                      "objective_history": res_gt.objective_history(0).tolist(),
@@ -124,6 +124,12 @@ def bench_fit(quick: bool) -> dict:
         "surrogate_dominance_median_s": float(np.median(ref)), "monotone": mono,
         "free_rates": meso.winner_loser_rates(A),
     }
+
+
+def _r_per_pop(a, b) -> list[float]:
+    """Pearson r between the columns (populations) of two (T, M) arrays."""
+    a, b = np.asarray(a), np.asarray(b)
+    return [float(np.corrcoef(a[:, j], b[:, j])[0, 1]) for j in range(a.shape[1])]
 
 
 def _cpu_s() -> float:
@@ -153,7 +159,7 @@ def bench_marginal(quick: bool, out_dir: Path) -> dict:
     res = meso.fit_em(data, key=jax.random.PRNGKey(0), **kw)
     wall, cpu = time.perf_counter() - t0, _cpu_s() - cpu0
     post = res.posterior()
-    r_post = [float(np.corrcoef(np.asarray(post.mean)[:, j], np.asarray(data.Z)[:, j])[0, 1]) for j in range(3)]
+    r_post = _r_per_pop(post.mean, data.Z)
     n_free = int((20.0 if quick else 200.0) / meso.DT)
     fit_free = _free_run_stats(res.simulate(n_free, key=jax.random.PRNGKey(1))[0])
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -181,13 +187,12 @@ def bench_synthetic(quick: bool) -> dict:
               "marginal": meso.MarginalConfig(n_iter=4, n_burn=2, info_every=2, n_particles=16, n_final=2,
                                               final_particles=32)}
     post_gt = meso.posterior_Z(gt, data, key=jax.random.PRNGKey(11), n_particles=256, n_runs=2 if quick else 8)
-    Zt = np.asarray(data.Z)
-    r_gt = [float(np.corrcoef(np.asarray(post_gt.mean)[:, j], Zt[:, j])[0, 1]) for j in range(3)]
+    r_gt = _r_per_pop(post_gt.mean, data.Z)
     load0, t0 = os.getloadavg(), time.perf_counter()
     res = meso.fit_em(data, key=jax.random.PRNGKey(0), truth=gt, **kw)
     wall = time.perf_counter() - t0
     post = res.posterior()
-    r_fit = [float(np.corrcoef(np.asarray(post.mean)[:, j], Zt[:, j])[0, 1]) for j in range(3)]
+    r_fit = _r_per_pop(post.mean, data.Z)
     tv = np.asarray(meso.to_vector(gt))
     n_free = int((20.0 if quick else 200.0) / meso.DT)
     keys = (1, 2, 3)
@@ -210,7 +215,7 @@ def bench_ceilings(quick: bool) -> dict:
     gt = meso.ground_truth()
     t0 = time.perf_counter()
     post = meso.posterior_Z(gt, data, key=jax.random.PRNGKey(11), n_particles=256, n_runs=2 if quick else 8)
-    r_gt = [float(np.corrcoef(np.asarray(post.mean)[:, j], np.asarray(data.Z)[:, j])[0, 1]) for j in range(3)]
+    r_gt = _r_per_pop(post.mean, data.Z)
     t_post = time.perf_counter() - t0
     t0 = time.perf_counter()
     ms = meso.fit_params_given_Z(data, key=jax.random.PRNGKey(0), n_starts=5, maxiter=20 if quick else 300)
