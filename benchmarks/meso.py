@@ -408,7 +408,7 @@ def main() -> int:
         lines.append("")
     if "marginal" in res:
         g = res["marginal"]
-        lines += ["## Default `fit_em`: hard-EM initialiser + maximum marginal likelihood (11-s surrogate, 10 hard-EM restarts, the best 4 continued)", "",
+        lines += ["## Default `fit_em`: hard-EM initialiser + maximum marginal likelihood (11-s surrogate, 10 hard-EM restarts, the best 4 continued, 2 kept at the cut)", "",
                   f"Settings: {g['em']}; {g['marginal']}.",
                   f"Wall time {g['wall_s']:.1f} s incl. compilation (stages {g['stage_seconds']}), process CPU time "
                   f"{g['cpu_s']:.1f} s; load average {g['load_before'][0]:.1f} before, {g['load_after'][0]:.1f} after.",

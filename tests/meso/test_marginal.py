@@ -59,13 +59,16 @@ def test_score_and_likelihood_estimates_unbiased_on_tiny_model():
     exact_ll, exact_grad = jax.jit(jax.value_and_grad(lambda u: _exact_log_lik(u, p, d, lo, hi, cfg)))(u)
     arrays = {"y": d.y, "A0": d.A0, "age0": d.age0, "I_ext": None}
     keys = jax.random.split(jax.random.PRNGKey(0), 800)
-    est = jax.jit(jax.vmap(lambda k: G.score_estimate(u, k, p, arrays, lo, hi, n_particles=16, n_paths=2, cfg=cfg)))
-    ll, g, _, _ = est(keys)
-    ratio = np.exp(np.asarray(ll) - float(exact_ll))
-    assert abs(ratio.mean() - 1.0) < 4 * ratio.std() / np.sqrt(len(ratio)) + 1e-3, ratio.mean()
-    score = -np.asarray(g)  # g is the gradient of the complete-data NLL
-    mean, se = score.mean(0), score.std(0) / np.sqrt(score.shape[0])
-    np.testing.assert_array_less(np.abs(mean - np.asarray(exact_grad)), 4 * se + 1e-3 * np.abs(np.asarray(exact_grad)))
+    for n_runs in (1, 2):  # one filter, and independent runs pooled (the second phase's score)
+        est = jax.jit(jax.vmap(lambda k: G.score_estimate(u, k, p, arrays, lo, hi, n_particles=16, n_paths=2, cfg=cfg,
+                                                          n_runs=n_runs)))
+        ll, g, _, _ = est(keys)
+        ratio = np.exp(np.asarray(ll) - float(exact_ll))
+        assert abs(ratio.mean() - 1.0) < 4 * ratio.std() / np.sqrt(len(ratio)) + 1e-3, (n_runs, ratio.mean())
+        score = -np.asarray(g)  # g is the gradient of the complete-data NLL
+        mean, se = score.mean(0), score.std(0) / np.sqrt(score.shape[0])
+        np.testing.assert_array_less(np.abs(mean - np.asarray(exact_grad)),
+                                     4 * se + 1e-3 * np.abs(np.asarray(exact_grad)))
 
 
 EM_TINY = meso.EMConfig(n_restarts=2, max_em=1, m_maxiter=2, e_maxiter=2)
@@ -162,6 +165,56 @@ def test_marginal_config_errors():
         meso.MarginalConfig(momentum=1.0)
     with pytest.raises(ValueError, match="n_continue"):
         meso.MarginalConfig(n_continue=-1)
+    with pytest.raises(ValueError, match="cut_at"):
+        meso.MarginalConfig(cut_at=30)  # not a multiple of info_every
+    with pytest.raises(ValueError, match="cut_at"):
+        meso.MarginalConfig(cut_at=80)  # after the burn-in: averaging would span two filter sizes
+    with pytest.raises(ValueError, match="n_keep"):
+        meso.MarginalConfig(n_keep=0)
+    with pytest.raises(ValueError, match="late_particles"):
+        meso.MarginalConfig(late_particles=1)
+    with pytest.raises(ValueError, match="late_runs"):
+        meso.MarginalConfig(late_runs=0)
+    assert not meso.MarginalConfig(n_iter=8, n_burn=4, cut_at=8).switches
+    assert meso.MarginalConfig().phases() == [(0, 32, 64, 4, 1), (32, 96, 64, 2, 4)]
+
+
+MC_CUT = meso.MarginalConfig(n_iter=4, n_burn=2, info_every=1, cut_at=2, n_keep=1, n_particles=8, n_paths=2,
+                             late_particles=16, late_paths=3, late_runs=2, n_final=1, final_particles=8)
+
+
+@pytest.mark.requires_x64
+def test_cut_keeps_the_best_restarts_and_they_equal_the_same_restarts_alone(x0_tiny, tmp_path):
+    """At ``cut_at`` the stage keeps the ``n_keep`` restarts of highest recent log p̂ and switches to the
+    late filter size; a survivor's numbers are those it has when run alone (fit_em_sequential, and
+    marginal_single, the one-restart composition of the phases). In float64: in float32 the rounding
+    of another batch size flips resampling decisions within a few iterations."""
+    short = meso.load_bundled().window(0, 100)
+    assert short.y.dtype == jnp.float64
+    r = meso.fit_em(short, key=jax.random.PRNGKey(5), em=EM_TINY, marginal=MC_CUT, x0=x0_tiny, init_hard_em=False)
+    cut = r.hard_em.runs["cut_score"]
+    assert cut.shape == (2,) and np.all(np.isfinite(cut))
+    (i,) = r.runs["restart"]
+    assert i == int(np.argmax(cut))
+    assert r.runs["x"].shape == (1, 12) and r.runs["x_trace"].shape == (1, 4, 12)
+    assert r.runs["log_lik_trace"].shape == (1, 4) and np.all(np.isfinite(r.runs["log_lik_trace"]))
+    assert list(r.restarts_table().index) == [i]
+    first = r.hard_em.runs["cut_log_lik_trace"]
+    assert first.shape == (2, 2) and np.all(np.isfinite(first))
+    np.testing.assert_array_equal(first[i], r.runs["log_lik_trace"][0, :2])
+    np.testing.assert_allclose(cut, first.mean(1), rtol=1e-12)
+    meso.plot_convergence(r, path=tmp_path / "conv.png")
+    seq = meso.fit_em_sequential(short, x0=x0_tiny, key=jax.random.PRNGKey(5), method="marginal", em=EM_TINY,
+                                 marginal=MC_CUT, init_hard_em=False)
+    for k in ("x_trace", "log_lik_trace", "x", "log_lik"):
+        np.testing.assert_allclose(seq[i].runs[k][0], r.runs[k][0], rtol=1e-6, err_msg=k)
+    lo, hi = meso.box_bounds()
+    stage_key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(5), 2), i)
+    arrays = {"y": short.y, "A0": short.A0, "age0": short.age0, "I_ext": short.I_ext}
+    one = jax.jit(lambda x0, Z0: G.marginal_single(x0, Z0, stage_key, r.base, arrays, lo, hi, cfg=r.cfg, mc=MC_CUT))(
+        jnp.asarray(x0_tiny[i]), jnp.asarray(r.hard_em.Z0))
+    np.testing.assert_allclose(np.asarray(one["x_trace"]), r.runs["x_trace"][0], rtol=1e-6)
+    np.testing.assert_allclose(float(one["log_lik"]), r.runs["log_lik"][0], rtol=1e-6)
 
 
 def _screen_fits(short, *, with_full: bool):

@@ -151,7 +151,7 @@ def register(subparsers) -> None:
     f.add_argument("--restarts", type=int, default=5)
     f.add_argument("--method", choices=("marginal", "hard", "sem"), default="marginal",
                    help="marginal likelihood (default; hard EM as initialiser), hard EM alone, or stochastic EM")
-    f.add_argument("--iter", type=int, default=None, help="iterations of the marginal-likelihood stage (default 24)")
+    f.add_argument("--iter", type=int, default=None, help="iterations of the marginal-likelihood stage (default 96)")
     f.add_argument("--max-em", type=int, default=None, help="hard-EM iterations (default 6 as initialiser, 20 alone)")
     f.add_argument("--m-maxiter", type=int, default=None)
     f.add_argument("--e-maxiter", type=int, default=None)

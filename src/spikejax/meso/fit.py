@@ -32,7 +32,7 @@ import optax
 from ..core.errors import ConfigError, check_array, check_choice, check_scalar
 from .data import MesoData, check_params_data
 from .model import MesoConfig, loss
-from .marginal import MarginalConfig, marginal_single, screen_log_lik
+from .marginal import TRACE_KEYS, MarginalConfig, marginal_finish, marginal_phase, screen_log_lik
 from .smc import particle_filter
 from .params import MesoParams, box_bounds, check_in_box, from_vector, ground_truth, sample_in_box
 
@@ -460,7 +460,8 @@ def fit_em(
     continued (screening), and the stochastic approximation of :mod:`spikejax.meso.marginal`
     (Fisher's identity through the particle filter, EM-gradient steps with heavy-ball momentum,
     decreasing gains and Polyak averaging; ``marginal`` settings) converges to a stationary point
-    of ``log p(y | Θ)``; restarts are ranked by the particle estimate of ``log p(y | Θ)``. ``method="hard"`` is neuLVM's hard EM alone (the joint
+    of ``log p(y | Θ)``; at ``marginal.cut_at`` only the ``marginal.n_keep`` restarts of highest
+    recent ``log p̂`` continue, with a less noisy score (``late_runs`` independent filter runs); restarts are ranked by the particle estimate of ``log p(y | Θ)``. ``method="hard"`` is neuLVM's hard EM alone (the joint
     mode of ``p(y, Z | Θ)``, biased); ``method="sem"`` (or ``sem=SEMConfig()``) the earlier
     stochastic-EM refinement.
 
@@ -504,7 +505,8 @@ def fit_em(
         marginal and SEM methods, the hard-EM objective otherwise), ``log_lik`` and the traces
         (``convergence()``), and for the marginal method ``restart`` (the hard-EM restart each run
         continues; with screening, ``results.hard_em.runs["screen_log_lik"]`` holds the screening
-        ``log p̂`` of all of them); the hard-EM stage is kept in ``results.hard_em``; ``seconds`` and
+        ``log p̂`` of all of them, and with the cut ``cut_score`` / ``cut_log_lik_trace`` the
+        selection score and the first-phase traces of every continued restart, NaN for the others); the hard-EM stage is kept in ``results.hard_em``; ``seconds`` and
         ``stage_seconds`` the wall times (incl. compilation).
     """
     from .results import FitResults
@@ -577,11 +579,14 @@ def fit_em(
                                            n_particles=marginal.n_particles, n_runs=marginal.n_final))
             out["screen_log_lik"] = sll
             keep = np.sort(np.argsort(-np.where(np.isfinite(sll), sll, -np.inf), kind="stable")[: marginal.n_continue])
-        keys = jnp.stack([jax.random.fold_in(stage_key, _first_restart + int(i)) for i in keep])
-        ref = _marginal_batch(jnp.asarray(out["x"][keep]), jnp.asarray(out["Z"][keep]), keys, base, arrays, lo, hi,
-                              cfg=cfg, mc=marginal)
-        ref = jax.tree_util.tree_map(np.asarray, jax.device_get(ref))
-        ref["restart"] = keep
+        ref = _marginal_stage(out, keep, stage_key, _first_restart, base, arrays, lo, hi, cfg=cfg, mc=marginal)
+        if "cut_score" in ref:  # the selection at the switch, for every continued restart
+            out["cut_score"] = np.full(n_all, np.nan, ref["cut_score"].dtype)
+            out["cut_score"][keep] = ref.pop("cut_score")
+            tr = ref.pop("cut_log_lik_trace")
+            out["cut_log_lik_trace"] = np.full((n_all, tr.shape[1]), np.nan, tr.dtype)
+            out["cut_log_lik_trace"][keep] = tr
+        keep = ref["restart"]
         t2 = time.perf_counter()
         if not np.all(np.isfinite(ref["log_lik"])):
             from ..core.errors import TrainingDivergedError
@@ -614,9 +619,51 @@ def _screen_batch(xs, keys, base, arrays, *, cfg, n_particles, n_runs):
                                                 cfg=cfg))(xs, keys)
 
 
+@functools.partial(jax.jit, static_argnames=("cfg", "mc", "start", "stop", "n_particles", "n_paths", "n_runs"))
+def _phase_batch(us, Zs, keys, base, arrays, lo, hi, *, cfg, mc, start, stop, n_particles, n_paths, n_runs):
+    return jax.vmap(lambda u, Z, k: marginal_phase(u, Z, k, base, arrays, lo, hi, cfg=cfg, mc=mc, start=start,
+                                                   stop=stop, n_particles=n_particles, n_paths=n_paths,
+                                                   n_runs=n_runs))(us, Zs, keys)
+
+
 @functools.partial(jax.jit, static_argnames=("cfg", "mc"))
-def _marginal_batch(x0s, Z0s, keys, base, arrays, lo, hi, *, cfg, mc):
-    return jax.vmap(lambda x0, Z0, k: marginal_single(x0, Z0, k, base, arrays, lo, hi, cfg=cfg, mc=mc))(x0s, Z0s, keys)
+def _finish_batch(us, u_sums, n_avgs, keys, base, arrays, lo, hi, *, cfg, mc):
+    return jax.vmap(lambda u, s, n, k: marginal_finish(u, s, n, k, base, arrays, lo, hi, cfg=cfg, mc=mc))(
+        us, u_sums, n_avgs, keys)
+
+
+def _marginal_stage(hard: dict, keep, stage_key, first_restart: int, base, arrays, lo, hi, *, cfg, mc) -> dict:
+    """The marginal stage for the hard-EM restarts ``keep``: the phases of ``mc`` vmapped over restarts,
+    keeping the ``mc.n_keep`` best (mean ``log p̂`` over the last ``2 · info_every`` iterations) at the
+    switch; each restart's random numbers depend on its own index only (``fold_in(stage_key, i)``).
+    Returns the survivors' estimates and whole traces, ``restart`` (their hard-EM indices) and, when
+    restarts were dropped, ``cut_score`` (the selection score of every restart in ``keep``)."""
+    keep = np.asarray(keep)
+    keys = jnp.stack([jax.random.fold_in(stage_key, first_restart + int(i)) for i in keep])
+    us = jnp.clip((jnp.asarray(hard["x"][keep]) - lo) / (hi - lo), 0.0, 1.0)
+    Zs = jnp.asarray(hard["Z"][keep])
+    rows = np.arange(len(keep))
+    parts, extra = [], {}
+    for j, (start, stop, n_particles, n_paths, n_runs) in enumerate(mc.phases()):
+        if j == 1 and mc.n_keep < len(rows):
+            last = np.asarray(parts[-1]["log_lik_trace"])[:, -2 * mc.info_every:]
+            score = np.where(np.isfinite(last), last, -np.inf).mean(1)
+            extra["cut_score"] = score
+            extra["cut_log_lik_trace"] = np.asarray(parts[-1]["log_lik_trace"])
+            sel = np.sort(np.argsort(-score, kind="stable")[: mc.n_keep])
+            rows, us, Zs, keys = rows[sel], us[sel], Zs[sel], keys[sel]
+            parts = [jax.tree_util.tree_map(lambda a: a[sel], p_) for p_ in parts]
+        ph = jax.tree_util.tree_map(np.asarray, jax.device_get(
+            _phase_batch(us, Zs, keys, base, arrays, lo, hi, cfg=cfg, mc=mc, start=start, stop=stop,
+                         n_particles=n_particles, n_paths=n_paths, n_runs=n_runs)))
+        us, Zs = jnp.asarray(ph["u"]), jnp.asarray(ph["Z_last"])
+        parts.append(ph)
+    ref = _finish_batch(us, jnp.asarray(ph["u_sum"]), jnp.asarray(ph["n_avg"]), keys, base, arrays, lo, hi,
+                        cfg=cfg, mc=mc)
+    ref = jax.tree_util.tree_map(np.asarray, jax.device_get(ref))
+    ref.update({n: np.concatenate([p_[n] for p_ in parts], axis=1) for n in TRACE_KEYS})
+    ref["restart"] = keep[rows]
+    return {**ref, **extra}
 
 
 def fit_em_sequential(data: MesoData, *, x0, key: jax.Array | None = None, method: str = "hard",
@@ -626,7 +673,8 @@ def fit_em_sequential(data: MesoData, *, x0, key: jax.Array | None = None, metho
 
     Restart ``i`` gets the same starting point and the same random numbers as restart ``i`` of
     ``fit_em(data, key=key, x0=x0, ...)``. Every restart is continued (one at a time there is
-    nothing to screen), as ``fit_em`` does with ``MarginalConfig(n_continue=0)``.
+    nothing to screen or cut), as ``fit_em`` does with ``MarginalConfig(n_continue=0)`` and ``n_keep``
+    at least the number of restarts; with the cut, each survivor of ``fit_em`` equals its run here.
     """
     key = jax.random.PRNGKey(0) if key is None else key
     if em is None:

@@ -351,8 +351,9 @@ __all__ += ["dominance_durations"]
 
 def plot_convergence(results: FitResults, *, path=None):
     """Convergence of the marginal-likelihood fit: the particle estimate of ``log p(y | Θ)`` per
-    iteration for every restart (left) and the parameter trace of the best restart (right; relative
-    to the truth when known, else in box coordinates), with the end of the burn-in marked."""
+    iteration for every restart (left; restarts stopped at the cut in grey) and the parameter trace
+    of the best restart (right; relative to the truth when known, else in box coordinates), with the
+    cut (dashed; the filter grows there, so log p̂ jumps up) and the end of the burn-in (dotted) marked."""
     plt = _pyplot()
     if "log_lik_trace" not in results.runs:
         from ..core.errors import ConfigError
@@ -361,6 +362,11 @@ def plot_convergence(results: FitResults, *, path=None):
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
     ax = axes[0]
     ids = _restart_ids(results)
+    dropped = None if results.hard_em is None else results.hard_em.runs.get("cut_log_lik_trace")
+    if dropped is not None:  # restarts that stopped at the cut (marginal.cut_at), first phase only
+        for i in np.flatnonzero(np.isfinite(dropped).any(1)):
+            if i not in ids:
+                ax.plot(dropped[i], lw=0.6, color="0.6", label=f"restart {i} (stopped)")
     for r in range(results.runs["log_lik_trace"].shape[0]):
         ax.plot(results.runs["log_lik_trace"][r], lw=0.9, marker=".",
                 label=f"restart {ids[r]}" + (" (best)" if r == results.best else ""))
@@ -391,6 +397,8 @@ def plot_convergence(results: FitResults, *, path=None):
     if results.marginal is not None:
         for a in axes:
             a.axvline(results.marginal.n_burn - 0.5, color="0.7", ls=":", lw=0.8)
+            if results.marginal.switches:
+                a.axvline(results.marginal.cut_at - 0.5, color="0.4", ls="--", lw=0.8)
     ax.set_xlabel("iteration")
     ax.set_ylabel(ylab)
     ax.legend(fontsize=6, ncol=3)
