@@ -168,7 +168,12 @@ def test_marginal_config_errors():
     with pytest.raises(ValueError, match="cut_at"):
         meso.MarginalConfig(cut_at=30)  # not a multiple of info_every
     with pytest.raises(ValueError, match="cut_at"):
-        meso.MarginalConfig(cut_at=80)  # after the burn-in: averaging would span two filter sizes
+        meso.MarginalConfig(average_from=20)  # an average over two filter sizes and two sets of restarts
+    with pytest.raises(ValueError, match="average_from"):
+        meso.MarginalConfig(average_from=96)
+    with pytest.raises(ValueError, match="cut_at"):
+        meso.MarginalConfig(cut_at=80)  # after the start of the average (n_burn)
+    assert meso.MarginalConfig().average_start == 72 and meso.MarginalConfig(average_from=32).average_start == 32
     with pytest.raises(ValueError, match="n_keep"):
         meso.MarginalConfig(n_keep=0)
     with pytest.raises(ValueError, match="late_particles"):
@@ -198,6 +203,8 @@ def test_cut_keeps_the_best_restarts_and_they_equal_the_same_restarts_alone(x0_t
     assert i == int(np.argmax(cut))
     assert r.runs["x"].shape == (1, 12) and r.runs["x_trace"].shape == (1, 4, 12)
     assert r.runs["log_lik_trace"].shape == (1, 4) and np.all(np.isfinite(r.runs["log_lik_trace"]))
+    # the estimate is the average of the iterates from average_start (n_burn = 2) on
+    np.testing.assert_allclose(r.runs["x"][0], r.runs["x_trace"][0, MC_CUT.average_start:].mean(0), rtol=1e-10)
     assert list(r.restarts_table().index) == [i]
     first = r.hard_em.runs["cut_log_lik_trace"]
     assert first.shape == (2, 2) and np.all(np.isfinite(first))
