@@ -32,7 +32,7 @@ import optax
 from ..core.errors import ConfigError, check_array, check_choice, check_scalar
 from .data import MesoData, check_params_data
 from .model import MesoConfig, loss
-from .marginal import TRACE_KEYS, MarginalConfig, marginal_finish, marginal_phase, screen_log_lik
+from .marginal import MarginalConfig, marginal_stage, screen_log_lik
 from .smc import particle_filter
 from .params import MesoParams, box_bounds, check_in_box, from_vector, ground_truth, sample_in_box
 
@@ -579,7 +579,7 @@ def fit_em(
                                            n_particles=marginal.n_particles, n_runs=marginal.n_final))
             out["screen_log_lik"] = sll
             keep = np.sort(np.argsort(-np.where(np.isfinite(sll), sll, -np.inf), kind="stable")[: marginal.n_continue])
-        ref = _marginal_stage(out, keep, stage_key, _first_restart, base, arrays, lo, hi, cfg=cfg, mc=marginal)
+        ref = marginal_stage(out, keep, stage_key, _first_restart, base, arrays, lo, hi, cfg=cfg, mc=marginal)
         if "cut_score" in ref:  # the selection at the switch, for every continued restart
             out["cut_score"] = np.full(n_all, np.nan, ref["cut_score"].dtype)
             out["cut_score"][keep] = ref.pop("cut_score")
@@ -617,53 +617,6 @@ def fit_em(
 def _screen_batch(xs, keys, base, arrays, *, cfg, n_particles, n_runs):
     return jax.vmap(lambda x, k: screen_log_lik(x, k, base, arrays, n_particles=n_particles, n_runs=n_runs,
                                                 cfg=cfg))(xs, keys)
-
-
-@functools.partial(jax.jit, static_argnames=("cfg", "mc", "start", "stop", "n_particles", "n_paths", "n_runs"))
-def _phase_batch(us, Zs, keys, base, arrays, lo, hi, *, cfg, mc, start, stop, n_particles, n_paths, n_runs):
-    return jax.vmap(lambda u, Z, k: marginal_phase(u, Z, k, base, arrays, lo, hi, cfg=cfg, mc=mc, start=start,
-                                                   stop=stop, n_particles=n_particles, n_paths=n_paths,
-                                                   n_runs=n_runs))(us, Zs, keys)
-
-
-@functools.partial(jax.jit, static_argnames=("cfg", "mc"))
-def _finish_batch(us, u_sums, n_avgs, keys, base, arrays, lo, hi, *, cfg, mc):
-    return jax.vmap(lambda u, s, n, k: marginal_finish(u, s, n, k, base, arrays, lo, hi, cfg=cfg, mc=mc))(
-        us, u_sums, n_avgs, keys)
-
-
-def _marginal_stage(hard: dict, keep, stage_key, first_restart: int, base, arrays, lo, hi, *, cfg, mc) -> dict:
-    """The marginal stage for the hard-EM restarts ``keep``: the phases of ``mc`` vmapped over restarts,
-    keeping the ``mc.n_keep`` best (mean ``log p̂`` over the last ``2 · info_every`` iterations) at the
-    switch; each restart's random numbers depend on its own index only (``fold_in(stage_key, i)``).
-    Returns the survivors' estimates and whole traces, ``restart`` (their hard-EM indices) and, when
-    restarts were dropped, ``cut_score`` (the selection score of every restart in ``keep``)."""
-    keep = np.asarray(keep)
-    keys = jnp.stack([jax.random.fold_in(stage_key, first_restart + int(i)) for i in keep])
-    us = jnp.clip((jnp.asarray(hard["x"][keep]) - lo) / (hi - lo), 0.0, 1.0)
-    Zs = jnp.asarray(hard["Z"][keep])
-    rows = np.arange(len(keep))
-    parts, extra = [], {}
-    for j, (start, stop, n_particles, n_paths, n_runs) in enumerate(mc.phases()):
-        if j == 1 and mc.n_keep < len(rows):
-            last = np.asarray(parts[-1]["log_lik_trace"])[:, -2 * mc.info_every:]
-            score = np.where(np.isfinite(last), last, -np.inf).mean(1)
-            extra["cut_score"] = score
-            extra["cut_log_lik_trace"] = np.asarray(parts[-1]["log_lik_trace"])
-            sel = np.sort(np.argsort(-score, kind="stable")[: mc.n_keep])
-            rows, us, Zs, keys = rows[sel], us[sel], Zs[sel], keys[sel]
-            parts = [jax.tree_util.tree_map(lambda a: a[sel], p_) for p_ in parts]
-        ph = jax.tree_util.tree_map(np.asarray, jax.device_get(
-            _phase_batch(us, Zs, keys, base, arrays, lo, hi, cfg=cfg, mc=mc, start=start, stop=stop,
-                         n_particles=n_particles, n_paths=n_paths, n_runs=n_runs)))
-        us, Zs = jnp.asarray(ph["u"]), jnp.asarray(ph["Z_last"])
-        parts.append(ph)
-    ref = _finish_batch(us, jnp.asarray(ph["u_sum"]), jnp.asarray(ph["n_avg"]), keys, base, arrays, lo, hi,
-                        cfg=cfg, mc=mc)
-    ref = jax.tree_util.tree_map(np.asarray, jax.device_get(ref))
-    ref.update({n: np.concatenate([p_[n] for p_ in parts], axis=1) for n in TRACE_KEYS})
-    ref["restart"] = keep[rows]
-    return {**ref, **extra}
 
 
 def fit_em_sequential(data: MesoData, *, x0, key: jax.Array | None = None, method: str = "hard",

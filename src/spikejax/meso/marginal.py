@@ -38,9 +38,11 @@ of ``log p(y | Θ)`` at their final estimate.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ..core.errors import check_scalar
 from .model import _VAR_FLOOR_HZ, MesoConfig, _predict, loss, observed_logits, observed_nll, population_nll
@@ -357,8 +359,6 @@ def _newton_step(u, g, I, max_step):
 
 def gains(mc: MarginalConfig):
     """The gain sequence γ_k (length ``n_iter``) as a NumPy array."""
-    import numpy as np
-
     k = np.arange(mc.n_iter)
     return np.where(k < mc.n_burn, mc.burn_gain, (np.maximum(k - mc.n_burn, 0) + 2.0) ** (-mc.gain_decay))
 
@@ -462,6 +462,53 @@ def marginal_single(x0, Z0, key, base: MesoParams, arrays: dict, lo, hi, *, cfg:
     return out
 
 
+@functools.partial(jax.jit, static_argnames=("cfg", "mc", "start", "stop", "n_particles", "n_paths", "n_runs"))
+def _phase_batch(us, Zs, keys, base, arrays, lo, hi, *, cfg, mc, start, stop, n_particles, n_paths, n_runs):
+    return jax.vmap(lambda u, Z, k: marginal_phase(u, Z, k, base, arrays, lo, hi, cfg=cfg, mc=mc, start=start,
+                                                   stop=stop, n_particles=n_particles, n_paths=n_paths,
+                                                   n_runs=n_runs))(us, Zs, keys)
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "mc"))
+def _finish_batch(us, u_sums, n_avgs, keys, base, arrays, lo, hi, *, cfg, mc):
+    return jax.vmap(lambda u, s, n, k: marginal_finish(u, s, n, k, base, arrays, lo, hi, cfg=cfg, mc=mc))(
+        us, u_sums, n_avgs, keys)
+
+
+def marginal_stage(hard: dict, keep, stage_key, first_restart: int, base, arrays, lo, hi, *, cfg, mc) -> dict:
+    """The marginal stage for the hard-EM restarts ``keep``: the phases of ``mc`` vmapped over restarts,
+    keeping the ``mc.n_keep`` best (mean ``log p̂`` over the last ``2 · info_every`` iterations) at the
+    switch; each restart's random numbers depend on its own index only (``fold_in(stage_key, i)``).
+    Returns the survivors' estimates and whole traces, ``restart`` (their hard-EM indices) and, when
+    restarts were dropped, ``cut_score`` (the selection score of every restart in ``keep``)."""
+    keep = np.asarray(keep)
+    keys = jnp.stack([jax.random.fold_in(stage_key, first_restart + int(i)) for i in keep])
+    us = jnp.clip((jnp.asarray(hard["x"][keep]) - lo) / (hi - lo), 0.0, 1.0)
+    Zs = jnp.asarray(hard["Z"][keep])
+    rows = np.arange(len(keep))
+    parts, extra = [], {}
+    for j, (start, stop, n_particles, n_paths, n_runs) in enumerate(mc.phases()):
+        if j == 1 and mc.n_keep < len(rows):
+            last = np.asarray(parts[-1]["log_lik_trace"])[:, -2 * mc.info_every:]
+            score = np.where(np.isfinite(last), last, -np.inf).mean(1)
+            extra["cut_score"] = score
+            extra["cut_log_lik_trace"] = np.asarray(parts[-1]["log_lik_trace"])
+            sel = np.sort(np.argsort(-score, kind="stable")[: mc.n_keep])
+            rows, us, Zs, keys = rows[sel], us[sel], Zs[sel], keys[sel]
+            parts = [jax.tree_util.tree_map(lambda a: a[sel], p_) for p_ in parts]
+        ph = jax.tree_util.tree_map(np.asarray, jax.device_get(
+            _phase_batch(us, Zs, keys, base, arrays, lo, hi, cfg=cfg, mc=mc, start=start, stop=stop,
+                         n_particles=n_particles, n_paths=n_paths, n_runs=n_runs)))
+        us, Zs = jnp.asarray(ph["u"]), jnp.asarray(ph["Z_last"])
+        parts.append(ph)
+    ref = _finish_batch(us, jnp.asarray(ph["u_sum"]), jnp.asarray(ph["n_avg"]), keys, base, arrays, lo, hi,
+                        cfg=cfg, mc=mc)
+    ref = jax.tree_util.tree_map(np.asarray, jax.device_get(ref))
+    ref.update({n: np.concatenate([p_[n] for p_ in parts], axis=1) for n in TRACE_KEYS})
+    ref["restart"] = keep[rows]
+    return {**ref, **extra}
+
+
 def screen_log_lik(x, key, base: MesoParams, arrays: dict, *, n_particles: int, n_runs: int, cfg: MesoConfig):
     """``log p̂(y | Θ)`` at the parameter vector ``x`` (4M,): log-mean-exp of ``n_runs`` filter runs
     (the likelihood part of the posterior smoother; pure, vmappable)."""
@@ -470,4 +517,4 @@ def screen_log_lik(x, key, base: MesoParams, arrays: dict, *, n_particles: int, 
     return post.log_lik
 
 
-__all__ += ["gains", "complete_data_grad", "screen_log_lik", "marginal_phase", "marginal_finish"]
+__all__ += ["gains", "complete_data_grad", "screen_log_lik", "marginal_phase", "marginal_finish", "marginal_stage"]
