@@ -296,23 +296,17 @@ def score_estimate(u, key, base: MesoParams, arrays: dict, lo, hi, *, n_particle
     with 4 runs × 64 particles × 2 trajectories vs 0.049 with one run of 256 × 8 (and 0.031 with
     the first phase's 64 × 4).
     """
-    if n_runs > 1:
-        lls, gs, Cs, Zs = jax.vmap(lambda k: _score_one_run(u, k, base, arrays, lo, hi, n_particles=n_particles,
-                                                              n_paths=n_paths, cfg=cfg))(jax.random.split(key, n_runs))
-        g = gs.mean((0, 1))
-        d = (gs - g).reshape(-1, gs.shape[-1])
-        C = d.T @ d / max(d.shape[0] - 1, 1)
-        ll = jax.scipy.special.logsumexp(lls) - jnp.log(n_runs)
-        return ll, g, C, Zs[0]
-    ll, gs, _, Z = _score_one_run(u, key, base, arrays, lo, hi, n_particles=n_particles, n_paths=n_paths, cfg=cfg)
-    g = gs.mean(0)
-    d = gs - g
-    C = d.T @ d / max(n_paths - 1, 1)
-    return ll, g, C, Z
+    keys = key[None] if n_runs == 1 else jax.random.split(key, n_runs)  # one run keeps the key itself
+    lls, gs, Zs = jax.vmap(lambda k: _score_one_run(u, k, base, arrays, lo, hi, n_particles=n_particles,
+                                                    n_paths=n_paths, cfg=cfg))(keys)
+    g = gs.mean((0, 1))
+    d = (gs - g).reshape(-1, gs.shape[-1])
+    C = d.T @ d / max(d.shape[0] - 1, 1)
+    return jax.scipy.special.logsumexp(lls) - jnp.log(n_runs), g, C, Zs[0]
 
 
 def _score_one_run(u, key, base, arrays, lo, hi, *, n_particles, n_paths, cfg):
-    """One filter run: ``(log p̂, per-trajectory gradients (n_paths, P), None, first trajectory)``."""
+    """One filter run: ``(log p̂, per-trajectory gradients (n_paths, 4M), first trajectory)``."""
     y, A0, age0, I_ext = arrays["y"], arrays["A0"], arrays["age0"], arrays["I_ext"]
     p = _params_of(base, u, lo, hi)
     Zs, ancs, logw, ll, _ = _filter(p, y, A0, age0, I_ext, key, n_particles=n_particles, cfg=cfg)
@@ -323,7 +317,7 @@ def _score_one_run(u, key, base, arrays, lo, hi, *, n_particles, n_paths, cfg):
         return complete_data_grad(u, Z, base, arrays, lo, hi, cfg)[1], Z
 
     gs, Zp = jax.lax.map(per_path, ends)
-    return ll, gs, None, Zp[0]
+    return ll, gs, Zp[0]
 
 
 def _precondition(H, C, frac_min):
