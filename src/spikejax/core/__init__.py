@@ -1,5 +1,7 @@
 """What every spikejax family shares: time stepping, likelihoods, metrics, training, sweeps, IO, errors."""
 
+import jax
+
 from .cache import cache_dir, default_cache_dir, disable_compilation_cache, enable_compilation_cache
 from .errors import (
     ConfigError,
@@ -19,6 +21,7 @@ from .errors import (
     check_shape,
     is_traced,
 )
+from .config import Config, option
 from .io import atomic_open, atomic_path, load_h5, load_json, load_model, save_figure, save_h5, save_json, save_model
 from .likelihoods import (
     bernoulli_nll,
@@ -40,6 +43,8 @@ from .metrics import (
     pearson_r,
     r2_score,
 )
+from .random import check_key, is_key
+from .results import Record, Result, StopReason, Trajectory, get_ax, history_frame, tidy
 from .population import STATUS_NAMES, PopulationResult, PopulationState, fit_population
 from .scan import chunked_scan, scan, step_keys
 from .sweep import batch_size_of, shard_batch, stack, sweep, unstack
@@ -56,4 +61,7 @@ from .training import (
     trainable,
 )
 
-__all__ = [name for name in dir() if not name.startswith("_")]
+__all__ = sorted(
+    name for name, obj in list(globals().items())
+    if not name.startswith("_") and not isinstance(obj, type(jax)) and name not in ("annotations",)
+)
