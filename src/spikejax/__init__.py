@@ -6,19 +6,14 @@ layer-5 rate network), ``lfads`` (LFADS / RADICaL sequential VAEs). Shared machi
 :mod:`spikejax.core`.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
 from . import core
+from ._version import __version__
 from .core.cache import configure_from_env as _configure_cache
 from .core.errors import ConfigError, DataFormatError, NonFiniteError, ShapeError, SpikejaxError, TrainingDivergedError
 
 # Persistent compilation cache on by default (SPIKEJAX_CACHE_DIR=off disables it): see core/cache.py.
 _configure_cache()
 
-try:
-    __version__ = version("spikejax")
-except PackageNotFoundError:  # running from a source tree
-    __version__ = "0.0.0+unknown"
 
 __all__ = [
     "core",

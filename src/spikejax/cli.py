@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -60,13 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="spikejax",
         description="Differentiable models of neurons and neural populations in JAX.",
     )
+    from ._version import __version__
+
+    parser.add_argument("--version", action="version", version=f"spikejax {__version__}")
     parser.add_argument("--x64", action="store_true", help="run in float64 (jax_enable_x64)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = sub.add_parser("demo", help="run the library's main job on bundled data and write figures/tables")
     demo.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
     demo.add_argument("--quick", action="store_true", help="smallest sizes (smoke test)")
     demo.add_argument("--only", default=None, help="comma-separated families to run (default: all)")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--seed", type=int, default=0, help="seed of the PRNG key of every family's run (default: 0)")
     demo.set_defaults(func=_run_demo)
     for family in FAMILIES:
         mod = _family_module(family, "cli")
@@ -87,9 +91,28 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (SpikejaxError, FileNotFoundError) as exc:
-        print(f"spikejax: error: {exc}", file=sys.stderr)
+    except _USER_ERRORS as exc:
+        if os.environ.get("SPIKEJAX_DEBUG"):
+            raise
+        print(f"spikejax: error: {_describe(exc)}", file=sys.stderr)
         return 2
+
+
+# A user's mistake (bad input, config, missing file or extra, unwritable output) ends as one line and
+# exit status 2, never a traceback; SPIKEJAX_DEBUG=1 shows the traceback instead.
+_USER_ERRORS = (SpikejaxError, ValueError, TypeError, OSError, ImportError, KeyError)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ImportError) and not isinstance(exc, ModuleNotFoundError | SpikejaxError):
+        return str(exc)
+    if isinstance(exc, ModuleNotFoundError):
+        return f"{exc} (install the extra that provides it, e.g. pip install 'spikejax[l5]')"
+    if isinstance(exc, OSError) and getattr(exc, "filename", None):
+        return f"{exc.strerror or exc}: {exc.filename}"
+    if isinstance(exc, KeyError):
+        return f"missing key {exc}"
+    return str(exc)
 
 
 if __name__ == "__main__":  # pragma: no cover
