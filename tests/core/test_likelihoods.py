@@ -72,3 +72,45 @@ def test_grads():
     check_grads(lambda r: poisson_nll(r, y), (jnp.array([0.5, 1.5, 2.5]),), order=2)
     check_grads(lambda l: bernoulli_nll(jnp.array([0.0, 1.0, 1.0]), logits=l), (jnp.array([-1.0, 0.3, 2.0]),), order=2)
     check_grads(lambda m: gaussian_nll(y, m, var=2.0), (jnp.array([0.1, 0.2, 0.3]),), order=2)
+
+
+# ---- bad input: a clear error naming the argument (issue: bad input at the boundary) ----------------
+
+import pytest as _pytest  # noqa: E402
+
+from spikejax.core import ConfigError as _ConfigError, NonFiniteError as _NonFiniteError, ShapeError as _ShapeError  # noqa: E402
+from spikejax.core import SpikejaxError as _SpikejaxError  # noqa: E402
+from spikejax.core import bernoulli_nll as _bern, gaussian_nll as _gauss, poisson_nll as _pois, zig_nll as _zig  # noqa: E402
+
+
+@_pytest.mark.parametrize(
+    "call, exc, words",
+    [
+        (lambda: _pois(jnp.ones(3), jnp.ones(4)), _ShapeError, ("rate (3,)", "counts (4,)")),
+        (lambda: _pois(-jnp.ones(3), jnp.ones(3)), _SpikejaxError, ("rate", ">= 0")),
+        (lambda: _pois(jnp.ones(3), -jnp.ones(3)), _SpikejaxError, ("counts", ">= 0")),
+        (lambda: _pois(jnp.array([1.0, jnp.nan]), jnp.ones(2)), _NonFiniteError, ("rate", "NaN")),
+        (lambda: _pois(jnp.ones(3), jnp.ones(3), reduction="avg"), _ConfigError, ("reduction",)),
+        (lambda: _pois(jnp.ones(3), jnp.ones(3), convention="scipy"), _ConfigError, ("convention",)),
+        (lambda: _bern(jnp.array([0.0, 2.0]), logits=jnp.zeros(2)), _SpikejaxError, ("y", "<= 1.0")),
+        (lambda: _bern(jnp.ones(2), probs=jnp.array([0.5, 1.5])), _SpikejaxError, ("probs",)),
+        (lambda: _bern(jnp.ones(2), logits=jnp.zeros(3)), _ShapeError, ("y (2,)", "logits (3,)")),
+        (lambda: _gauss(jnp.ones(2), jnp.ones(2), var=jnp.zeros(2)), _SpikejaxError, ("var", "> 0")),
+        (lambda: _gauss(jnp.ones(2), jnp.ones(3), var=1.0), _ShapeError, ("y (2,)", "mean (3,)")),
+        (lambda: _zig(-jnp.ones(2), q_logit=0.0, shape_k=1.0, scale_theta=1.0, s_min=0.1), _SpikejaxError, ("y",)),
+        (lambda: _zig(jnp.ones(2), q_logit=0.0, shape_k=-1.0, scale_theta=1.0, s_min=0.1), _SpikejaxError, ("shape_k",)),
+    ],
+)
+def test_bad_input_is_named(call, exc, words):
+    with _pytest.raises(exc) as info:
+        call()
+    for w in words:
+        assert w in str(info.value), (w, str(info.value))
+
+
+def test_masked_nan_targets_still_allowed_and_traced_inputs_unchecked():
+    y = jnp.array([1.0, jnp.nan])
+    m = ~jnp.isnan(y)
+    assert jnp.isfinite(_pois(jnp.ones(2), y, mask=m))
+    # under jit the values are unknown: no host check, the function still compiles
+    assert jnp.isfinite(jax.jit(lambda r: _pois(r, jnp.ones(2)))(jnp.ones(2)))

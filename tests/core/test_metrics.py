@@ -62,8 +62,26 @@ def test_rates_and_isi():
     raster = np.zeros((2, 10))
     raster[0, [1, 4, 9]] = 1
     raster[1, [0, 2]] = 1
-    np.testing.assert_allclose(firing_rate(raster, dt_ms=1.0), [300.0, 200.0])
-    np.testing.assert_allclose(isi(raster[0], dt_ms=2.0), [6.0, 10.0])
+    np.testing.assert_allclose(firing_rate(raster, dt=1.0), [300.0, 200.0])
+    np.testing.assert_allclose(isi(raster[0], dt=2.0), [6.0, 10.0])
     assert mean_isi(raster) == pytest.approx((3 + 5 + 2) / 3)
     with pytest.raises(ValueError, match="spike_train"):
         isi(raster)
+
+
+@pytest.mark.parametrize(
+    "call, words",
+    [
+        (lambda: firing_rate(np.ones((2, 5)), dt=0.0), ("dt", "> 0")),
+        (lambda: firing_rate(-np.ones((2, 5)), dt=1.0), ("spikes", ">= 0")),
+        (lambda: isi(np.ones((2, 3)), dt=1.0), ("spike_train", "1-D")),
+        (lambda: r2_score(np.ones((4, 1)), np.ones((4, 5))), ("y_true (4, 1)", "y_pred (4, 5)")),
+        (lambda: bits_per_spike(np.ones((3, 2)), np.ones((3, 4))), ("rates (3, 2)", "counts (3, 4)")),
+        (lambda: bits_per_spike(-np.ones((3, 2)), np.ones((3, 2))), ("rates", ">= 0")),
+    ],
+)
+def test_bad_metric_input_is_named(call, words):
+    with pytest.raises(ValueError) as info:
+        call()
+    for w in words:
+        assert w in str(info.value), (w, str(info.value))

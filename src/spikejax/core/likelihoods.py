@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import gammaln
 
-from .errors import ConfigError
+from .errors import ConfigError, ShapeError, check_finite, check_range, is_traced
 
 __all__ = [
     "reduce_masked",
@@ -35,6 +35,41 @@ __all__ = [
 ]
 
 Reduction = Literal["none", "sum", "mean"]
+
+
+def _shape(**arrays) -> tuple[int, ...]:
+    """The broadcast shape of the named arrays, or a :class:`ShapeError` naming them and their shapes."""
+    shapes = {k: tuple(jnp.shape(v)) for k, v in arrays.items() if v is not None}
+    try:
+        return jnp.broadcast_shapes(*shapes.values())
+    except ValueError:
+        listed = ", ".join(f"{k} {v}" for k, v in shapes.items())
+        raise ShapeError(f"shapes do not match: {listed} (they must be equal or broadcastable)") from None
+
+
+def _check_reduction(reduction) -> None:
+    if reduction not in ("none", "sum", "mean"):
+        raise ConfigError(f"reduction must be 'none', 'sum' or 'mean', got {reduction!r}")
+
+
+def _check_domain(x, name, *, low=None, high=None, low_inclusive=True, mask=None, finite=True) -> None:
+    """Value checks on concrete inputs (skipped under jit tracing, where values are unknown).
+
+    Masked-out entries (``mask == 0``) are not checked: SBTT passes NaN there on purpose.
+    """
+    if x is None or is_traced(x) or is_traced(mask):
+        return
+    import numpy as np
+
+    a = np.asarray(x)
+    if mask is not None:
+        a = a[np.broadcast_to(np.asarray(mask).astype(bool), a.shape)] if a.ndim else a
+    elif a.dtype.kind == "f" and name in ("counts", "y") and np.isnan(a).any():
+        return  # NaN targets without a mask: left to the caller's mask convention
+    if finite:
+        check_finite(a, name)
+    if low is not None or high is not None:
+        check_range(a, name, low=low, high=high, low_inclusive=low_inclusive)
 
 
 def _prep_mask(mask, like):
@@ -52,7 +87,9 @@ def _clean(x, mask, fill):
 
 def reduce_masked(values: jax.Array, mask: jax.Array | None = None, reduction: Reduction = "sum") -> jax.Array:
     """Apply ``mask`` to elementwise ``values`` and reduce them (see module docstring)."""
+    _check_reduction(reduction)
     if mask is not None:
+        _shape(values=values, mask=mask)
         mask = _prep_mask(mask, values)
         values = jnp.where(mask, values, jnp.zeros((), values.dtype))
     if reduction == "none":
@@ -80,11 +117,16 @@ def poisson_nll(
     with ``log_input=False, full=False`` as the GRNN code uses it (no log y! term).
     ``convention="exact"`` is the true NLL ``rate - counts * log(rate + eps) + log(counts!)``.
     """
+    _check_reduction(reduction)
+    if convention not in ("torch", "exact"):
+        raise ConfigError(f"convention must be 'torch' or 'exact', got {convention!r}")
+    _check_domain(rate, "rate", low=0.0, mask=mask)
+    _check_domain(counts, "counts", low=0.0, mask=mask)
     rate = jnp.asarray(rate)
     if not jnp.issubdtype(rate.dtype, jnp.floating):
         rate = rate.astype(jnp.result_type(float))
     counts = jnp.asarray(counts, dtype=rate.dtype)
-    shape = jnp.broadcast_shapes(rate.shape, counts.shape)
+    shape = _shape(rate=rate, counts=counts, mask=mask)
     m = _prep_mask(mask, jnp.zeros(shape))
     counts = _clean(jnp.broadcast_to(counts, shape), m, 0.0)
     rate = _clean(jnp.broadcast_to(rate, shape), m, 1.0)
@@ -105,9 +147,12 @@ def poisson_nll_log_rate(
     reduction: Reduction = "sum",
 ) -> jax.Array:
     """Poisson NLL parametrised by the log expected count: ``exp(log_rate) - counts*log_rate [+ log counts!]``."""
+    _check_reduction(reduction)
+    _check_domain(log_rate, "log_rate", mask=mask)
+    _check_domain(counts, "counts", low=0.0, mask=mask)
     log_rate = jnp.asarray(log_rate)
     counts = jnp.asarray(counts, dtype=log_rate.dtype)
-    shape = jnp.broadcast_shapes(log_rate.shape, counts.shape)
+    shape = _shape(log_rate=log_rate, counts=counts, mask=mask)
     m = _prep_mask(mask, jnp.zeros(shape))
     counts = _clean(jnp.broadcast_to(counts, shape), m, 0.0)
     log_rate = _clean(jnp.broadcast_to(log_rate, shape), m, 0.0)
@@ -129,10 +174,14 @@ def bernoulli_nll(
     """Bernoulli NLL of ``y`` in {0, 1} given ``logits`` (preferred, stable) or ``probs``."""
     if (logits is None) == (probs is None):
         raise ConfigError("bernoulli_nll needs exactly one of logits= or probs=")
+    _check_reduction(reduction)
+    _check_domain(y, "y", low=0.0, high=1.0, mask=mask)
+    _check_domain(logits, "logits", mask=mask)
+    _check_domain(probs, "probs", low=0.0, high=1.0, mask=mask)
     if logits is not None:
         logits = jnp.asarray(logits)
         y = jnp.asarray(y, dtype=logits.dtype)
-        shape = jnp.broadcast_shapes(logits.shape, y.shape)
+        shape = _shape(y=y, logits=logits, mask=mask)
         m = _prep_mask(mask, jnp.zeros(shape))
         y = _clean(jnp.broadcast_to(y, shape), m, 0.0)
         logits = _clean(jnp.broadcast_to(logits, shape), m, 0.0)
@@ -140,7 +189,7 @@ def bernoulli_nll(
     else:
         probs = jnp.asarray(probs)
         y = jnp.asarray(y, dtype=probs.dtype)
-        shape = jnp.broadcast_shapes(probs.shape, y.shape)
+        shape = _shape(y=y, probs=probs, mask=mask)
         m = _prep_mask(mask, jnp.zeros(shape))
         y = _clean(jnp.broadcast_to(y, shape), m, 0.0)
         probs = _clean(jnp.broadcast_to(probs, shape), m, 0.5)
@@ -161,6 +210,11 @@ def gaussian_nll(
     """Gaussian NLL ``0.5*[(y-mean)^2/var + log var + log 2pi]`` with ``var`` or ``log_var``."""
     if (var is None) == (log_var is None):
         raise ConfigError("gaussian_nll needs exactly one of var= or log_var=")
+    _check_reduction(reduction)
+    _check_domain(var, "var", low=0.0, low_inclusive=False)
+    _check_domain(log_var, "log_var")
+    _check_domain(mean, "mean", mask=mask)
+    _shape(y=y, mean=mean, var=var, log_var=log_var, mask=mask)
     mean = jnp.asarray(mean)
     y = jnp.asarray(y, dtype=mean.dtype)
     if log_var is None:
@@ -194,6 +248,11 @@ def zig_nll(
     non-zero event must exceed ``s_min``; the gamma branch is evaluated at a safe point where
     ``y == 0`` so gradients stay finite.
     """
+    _check_reduction(reduction)
+    _check_domain(y, "y", low=0.0, mask=mask)
+    _check_domain(shape_k, "shape_k", low=0.0, low_inclusive=False)
+    _check_domain(scale_theta, "scale_theta", low=0.0, low_inclusive=False)
+    _shape(y=y, q_logit=q_logit, shape_k=shape_k, scale_theta=scale_theta, mask=mask)
     k = jnp.asarray(shape_k)
     y = jnp.asarray(y, dtype=k.dtype)
     theta = jnp.asarray(scale_theta, dtype=k.dtype)

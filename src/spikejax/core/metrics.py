@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaln
 
-from .errors import ConfigError
+from .errors import ConfigError, ShapeError, check_finite, check_range, check_scalar, is_traced
 
 __all__ = [
     "explained_variance",
@@ -32,6 +32,14 @@ __all__ = [
     "isi",
     "mean_isi",
 ]
+
+
+def _same_shape(**arrays) -> None:
+    """Metrics compare like with like: equal shapes, or a :class:`ShapeError` naming the arguments."""
+    shapes = {k: tuple(jnp.shape(v)) for k, v in arrays.items()}
+    if len(set(shapes.values())) > 1:
+        listed = ", ".join(f"{k} {v}" for k, v in shapes.items())
+        raise ShapeError(f"shapes must be equal: {listed}")
 
 
 def explained_variance(x: jax.Array, y: jax.Array, axis: int = -1) -> jax.Array:
@@ -77,6 +85,9 @@ def r2_score(y_true: jax.Array, y_pred: jax.Array, *, multioutput: str = "unifor
     Inputs of shape (n_samples,) or (n_samples, n_outputs). ``multioutput`` is
     ``"raw_values"``, ``"uniform_average"`` or ``"variance_weighted"``.
     """
+    _same_shape(y_true=y_true, y_pred=y_pred)
+    if jnp.ndim(y_true) not in (1, 2):
+        raise ShapeError(f"y_true must be (n_samples,) or (n_samples, n_outputs), got shape {jnp.shape(y_true)}")
     y_true = jnp.asarray(y_true)
     y_pred = jnp.asarray(y_pred, dtype=y_true.dtype)
     if y_true.ndim == 1:
@@ -115,6 +126,13 @@ def bits_per_spike(rates: jax.Array, counts: jax.Array, mask: jax.Array | None =
     (..., neurons) with neurons last (trials × time × neurons in NLB). Entries with
     ``mask == 0`` (or NaN counts) are excluded, as nlb_tools drops NaN.
     """
+    _same_shape(rates=rates, counts=counts)
+    if not is_traced(rates):
+        check_finite(rates, "rates")
+        check_range(rates, "rates", low=0.0)
+    if not is_traced(counts) and mask is None:
+        c = np.asarray(counts)
+        check_range(c[~np.isnan(c)] if c.dtype.kind == "f" else c, "counts", low=0.0)
     rates = jnp.asarray(rates)
     counts = jnp.asarray(counts, dtype=rates.dtype)
     n = counts.shape[-1]
@@ -128,23 +146,29 @@ def bits_per_spike(rates: jax.Array, counts: jax.Array, mask: jax.Array | None =
     return (ll_model - ll_null) / (jnp.sum(c0) * math.log(2.0))
 
 
-def firing_rate(spikes: jax.Array, dt_ms: float, axis: int = -1) -> jax.Array:
-    """Mean firing rate in Hz of a count/indicator array with bins of ``dt_ms`` milliseconds along ``axis``."""
-    return jnp.mean(jnp.asarray(spikes, dtype=jnp.result_type(float)), axis=axis) / dt_ms * 1000.0
+def firing_rate(spikes: jax.Array, dt: float, axis: int = -1) -> jax.Array:
+    """Mean firing rate in Hz of a count/indicator array with bins of ``dt`` milliseconds along ``axis``."""
+    check_scalar(dt, "dt", low=0.0, low_inclusive=False)
+    if not is_traced(spikes):
+        check_range(spikes, "spikes", low=0.0)
+    return jnp.mean(jnp.asarray(spikes, dtype=jnp.result_type(float)), axis=axis) / dt * 1000.0
 
 
-def isi(spike_train, dt_ms: float = 1.0) -> np.ndarray:
-    """Inter-spike intervals (ms) of one spike train (binary/count vector over time bins), on the host."""
+def isi(spike_train, dt: float = 1.0) -> np.ndarray:
+    """Inter-spike intervals (ms) of one spike train (binary/count vector over time bins of ``dt`` ms), on the host."""
+    check_scalar(dt, "dt", low=0.0, low_inclusive=False)
     st = np.asarray(spike_train)
     if st.ndim != 1:
-        raise ConfigError(f"spike_train must be 1-D (time,), got shape {st.shape}")
+        raise ShapeError(f"spike_train must be 1-D (time,), got shape {st.shape}")
     times = np.flatnonzero(st > 0)
-    return np.diff(times).astype(float) * dt_ms
+    return np.diff(times).astype(float) * dt
 
 
-def mean_isi(raster, dt_ms: float = 1.0) -> float:
+def mean_isi(raster, dt: float = 1.0) -> float:
     """Mean inter-spike interval (ms) over all neurons of a (neurons, time) raster; NaN when no neuron spikes twice."""
     raster = np.asarray(raster)
-    intervals = [isi(row, dt_ms) for row in raster.reshape(-1, raster.shape[-1])]
+    if raster.ndim < 1 or raster.size == 0:
+        raise ShapeError(f"raster must be a non-empty (neurons, time) array, got shape {raster.shape}")
+    intervals = [isi(row, dt) for row in raster.reshape(-1, raster.shape[-1])]
     flat = np.concatenate(intervals) if intervals else np.array([])
     return float(flat.mean()) if flat.size else float("nan")
