@@ -9,7 +9,13 @@ STAMP  := $(VENV)/.installed-stamp
 # worker (--dist loadfile) so a file's fixtures and compiled programs are built once
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
-.PHONY: demo test test-slow setup docs bench bench-quick clean
+# the second stack: Python >= 3.12 with the newest jax the registry serves (jax >= 0.11 needs 3.12)
+PYTHON_NEW ?= $(shell .ci/find-python)
+VENV_NEW   := .venv-new
+PY_NEW     := $(VENV_NEW)/bin/python
+STAMP_NEW  := $(VENV_NEW)/.installed-stamp
+
+.PHONY: demo test test-newest test-slow setup docs bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +30,17 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+$(STAMP_NEW): pyproject.toml
+	@test -x $(PY_NEW) || $(PYTHON_NEW) -m venv $(VENV_NEW)
+	$(PY_NEW) -m pip install --quiet --upgrade pip
+	$(PY_NEW) -m pip install --quiet --upgrade -e ".[test]" jax jaxlib
+	@touch $(STAMP_NEW)
+
+# the suite on the newest stack (CI runs both: .ci/run)
+test-newest: $(STAMP_NEW)
+	@$(PY_NEW) -c "import sys, jax; print(f'[test-newest] Python {sys.version.split()[0]}, jax {jax.__version__}')"
+	$(PY_NEW) -m pytest -q $(PYTEST_ARGS)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
@@ -48,4 +65,4 @@ bench-quick: $(STAMP)
 	$(PY) benchmarks/quick.py
 
 clean:
-	rm -rf $(VENV) out docs/_build .pytest_cache
+	rm -rf $(VENV) $(VENV_NEW) out docs/_build .pytest_cache
