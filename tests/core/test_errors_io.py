@@ -101,3 +101,40 @@ def test_model_roundtrip(tmp_path):
     assert json.loads((tmp_path / "m.eqx.json").read_text()) == {"n": 3}
     with pytest.raises(DataFormatError, match="does not match"):
         load_model(tmp_path / "m.eqx", M(jnp.zeros(5), 5))
+
+
+def test_json_is_valid_without_nan_tokens_or_float32_noise(tmp_path):
+    import json
+
+    import numpy as np
+
+    from spikejax.core import save_json
+
+    path = save_json(tmp_path / "s.json", {"nan": float("nan"), "inf": np.array([1.0, np.inf]), "dt": np.float32(0.1)})
+    text = path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    back = json.loads(text)
+    assert back == {"nan": None, "inf": [1.0, None], "dt": 0.1}
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    import os
+
+    from spikejax.core import save_json
+
+    old = os.umask(0o022)
+    try:
+        path = save_json(tmp_path / "m.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert oct(os.stat(path).st_mode & 0o777) == oct(0o644)
+
+
+def test_save_h5_refuses_a_non_mapping(tmp_path):
+    import pytest
+
+    from spikejax.core import save_h5
+
+    with pytest.raises(TypeError, match="mapping"):
+        save_h5(tmp_path / "x.h5", [1, 2, 3])
+    assert not any(tmp_path.iterdir())

@@ -76,10 +76,31 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"object of type {type(obj).__name__} is not JSON serialisable")
 
 
+def _finite_json(obj: Any) -> Any:
+    """``obj`` with arrays as lists and every NaN/inf float as ``None`` (JSON has no NaN token)."""
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {str(k) if not isinstance(k, str) else k: _finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_json(v) for v in obj]
+    if isinstance(obj, (np.generic, np.ndarray)) or (hasattr(obj, "__array__") and not isinstance(obj, (str, bytes))):
+        a = np.asarray(obj)
+        if a.dtype in (np.float32, np.float16):
+            # the shortest decimal that round-trips in the array's own precision: 0.1, not 0.10000000149011612
+            flat = [float(np.format_float_positional(v, unique=True)) if np.isfinite(v) else float(v) for v in a.ravel()]
+            return _finite_json(np.asarray(flat, dtype=float).reshape(a.shape).tolist() if a.ndim else flat[0])
+        return _finite_json(a.tolist())
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
 def save_json(path: str | os.PathLike, obj: Any, *, indent: int | None = 1) -> Path:
-    """Write ``obj`` as JSON atomically (numpy/JAX arrays become lists)."""
+    """Write ``obj`` as JSON atomically (numpy/JAX arrays become lists; NaN and inf become ``null``,
+    so the file is valid JSON for every reader)."""
     with atomic_open(path, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=indent, default=_json_default)
+        json.dump(_finite_json(obj), fh, indent=indent, default=_json_default, allow_nan=False)
     return Path(path)
 
 
@@ -113,6 +134,8 @@ def save_h5(path: str | os.PathLike, data: Mapping[str, Any], *, attrs: Mapping[
     """Write a nested mapping of arrays to HDF5 atomically (nested mappings become groups, strings attributes)."""
     import h5py
 
+    if not isinstance(data, Mapping):
+        raise TypeError(f"save_h5: data must be a mapping of names to arrays, got {type(data).__name__}")
     with atomic_path(path, suffix=".h5") as tmp:
         with h5py.File(tmp, "w") as fh:
             _write_h5_group(fh, data)
