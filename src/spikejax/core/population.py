@@ -55,8 +55,9 @@ from .errors import ConfigError
 from .results import Result, StopReason
 from .sweep import batch_size_of, shard_batch
 from .trainer_options import (Batching, Checkpointing, EarlyStopping, FixedBatches, MemberData, PlateauDecay, Progress,
-                              Validation, accepts)
-from .trainer_program import (ACTIVE, DEVICE_FIELDS, STATUS_NAMES, STOPPED, Plan, program, where)
+                              Validation, _check_monitor, _options, accepts)
+from .trainer_program import (ACTIVE, DEVICE_FIELDS, STATUS_NAMES, STOPPED, Plan, _init_fn, _initial_smth, _leading,
+                              _same_layout, _strong, program, where)
 
 __all__ = ["PopulationState", "PopulationResult", "fit_population", "STATUS_NAMES"]
 
@@ -214,102 +215,6 @@ def population_frame(curves: dict[str, np.ndarray], n_rounds: int, epoch0: int =
 # ------------------------------------------------------------------------------------------------
 # helpers of the host loop
 # ------------------------------------------------------------------------------------------------
-
-
-def _leading(tree: Any, m: int, name: str) -> None:
-    for x in jax.tree_util.tree_leaves(tree):
-        if eqx.is_array(x) and (x.ndim == 0 or x.shape[0] != m):
-            raise ConfigError(f"every array leaf of {name} needs the leading member axis of length {m}, got shape {x.shape}")
-
-
-def _strong(tree: Any) -> Any:
-    """Every array leaf with a strong (not weak) dtype: the layout the compiled chunk is traced with."""
-    return jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype=x.dtype) if eqx.is_array(x) else x, tree)
-
-
-def _same_layout(new: Any, old: Any, what: str) -> Any:
-    """``new`` cast leaf by leaf to ``old``'s dtypes; raises when the structure or a shape differs."""
-    n_leaves, n_def = jax.tree_util.tree_flatten(new)
-    o_leaves, o_def = jax.tree_util.tree_flatten(old)
-    if n_def != o_def:
-        raise ConfigError(f"{what}: the state's structure changed ({n_def} vs {o_def}); keep the same fields and leaves")
-    out = []
-    for a, b in zip(n_leaves, o_leaves):
-        if np.shape(a) != np.shape(b):
-            raise ConfigError(f"{what}: a leaf changed shape from {np.shape(b)} to {np.shape(a)} (that would recompile)")
-        out.append(jnp.asarray(a, dtype=b.dtype) if eqx.is_array(b) else a)
-    return jax.tree_util.tree_unflatten(o_def, out)
-
-
-_INIT_CACHE: dict = {}
-
-
-def _init_fn(optimizer):
-    """``vmap(optimizer.init)`` compiled once per optimiser object (one small program instead of eager ops)."""
-    try:
-        fn = _INIT_CACHE.get(optimizer)
-    except TypeError:
-        return jax.jit(jax.vmap(optimizer.init))
-    if fn is None:
-        if len(_INIT_CACHE) >= 8:
-            _INIT_CACHE.pop(next(iter(_INIT_CACHE)))
-        fn = _INIT_CACHE[optimizer] = jax.jit(jax.vmap(optimizer.init))
-    return fn
-
-
-def _initial_smth(value: Any, m: int, dtype) -> np.ndarray:
-    if value is None:
-        return np.full(m, np.nan, dtype)
-    v = np.asarray(value, dtype=dtype)
-    if v.ndim not in (0, 1) or (v.ndim == 1 and v.shape != (m,)):
-        raise ConfigError(f"val_smth must be a scalar or one value per member ({m}), got shape {v.shape}")
-    return np.broadcast_to(v, (m,)).copy()
-
-
-def _options(*, batching, member_data, batches, validation, checkpointing, progress, batch_size, shuffle, shared_batches,
-             data_index, val_fn, val_data, val_smoothing, checkpoint_dir, checkpoint_every, resume, desc):
-    """The one translation of the keyword arguments of earlier versions into the behaviour objects."""
-
-    def both(new, old, what):
-        if new is not None and old:
-            raise ConfigError(f"pass either {what[0]} or {what[1]}, not both")
-
-    both(batching, batch_size is not None or shuffle is not True or shared_batches is not True,
-         ("batching=Batching(...)", "batch_size=/shuffle=/shared_batches="))
-    if batching is None:
-        batching = Batching(batch_size=None if batch_size is None else int(batch_size), shuffle=bool(shuffle),
-                            shared=bool(shared_batches))
-    if isinstance(member_data, (bool, np.bool_)):
-        if data_index is not None and not member_data:
-            raise ConfigError("data_index needs member_data=True")
-        member_data = MemberData(index=None if data_index is None else tuple(np.asarray(data_index).tolist())) if member_data else None
-    elif member_data is not None:
-        if not isinstance(member_data, MemberData):
-            raise ConfigError(f"member_data must be a MemberData (or True/False), got {type(member_data).__name__}")
-        both(member_data.index, data_index is not None, ("MemberData(index=)", "data_index="))
-    if batches is not None and not isinstance(batches, FixedBatches):
-        batches = FixedBatches(batches)
-    both(validation, val_fn is not None or val_data is not None or val_smoothing is not None,
-         ("validation=Validation(...)", "val_fn=/val_data=/val_smoothing="))
-    if validation is None and val_fn is not None:
-        validation = Validation(val_fn, data=val_data, smoothing=val_smoothing)
-    elif validation is None and val_smoothing is not None and not 0 < val_smoothing <= 1:
-        raise ConfigError(f"val_smoothing must be in (0, 1], got {val_smoothing}")
-    both(checkpointing, checkpoint_dir is not None, ("checkpointing=Checkpointing(...)", "checkpoint_dir="))
-    if checkpointing is None and checkpoint_dir is not None:
-        checkpointing = Checkpointing(checkpoint_dir, every=checkpoint_every, resume=bool(resume))
-    if not isinstance(progress, Progress):
-        progress = Progress(enabled=progress, desc=desc)
-    return batching, member_data, batches, validation, checkpointing, progress
-
-
-def _check_monitor(what: str, obj: Any, validation: Validation | None) -> None:
-    if obj is None:
-        return
-    if obj.monitor.startswith("val") and validation is None:
-        raise ConfigError(f"{what}(monitor={obj.monitor!r}) needs a validation: pass validation=Validation(fn) (or val_fn=)")
-    if obj.monitor == "val_smth" and validation.smoothing is None:
-        raise ConfigError(f"{what}(monitor='val_smth') needs Validation(smoothing=) (or val_smoothing=)")
 
 
 def _host_validate(validation: Validation, params, frozen, static, m: int, steps: int) -> dict[str, np.ndarray]:

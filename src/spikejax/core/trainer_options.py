@@ -278,3 +278,49 @@ def accepts(fn: Callable[..., Any], name: str) -> bool:
         return False
     p = params.get(name)
     return p is not None and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+
+
+def _options(*, batching, member_data, batches, validation, checkpointing, progress, batch_size, shuffle, shared_batches,
+             data_index, val_fn, val_data, val_smoothing, checkpoint_dir, checkpoint_every, resume, desc):
+    """The one translation of the keyword arguments of earlier versions into the behaviour objects."""
+
+    def both(new, old, what):
+        if new is not None and old:
+            raise ConfigError(f"pass either {what[0]} or {what[1]}, not both")
+
+    both(batching, batch_size is not None or shuffle is not True or shared_batches is not True,
+         ("batching=Batching(...)", "batch_size=/shuffle=/shared_batches="))
+    if batching is None:
+        batching = Batching(batch_size=None if batch_size is None else int(batch_size), shuffle=bool(shuffle),
+                            shared=bool(shared_batches))
+    if isinstance(member_data, (bool, np.bool_)):
+        if data_index is not None and not member_data:
+            raise ConfigError("data_index needs member_data=True")
+        member_data = MemberData(index=None if data_index is None else tuple(np.asarray(data_index).tolist())) if member_data else None
+    elif member_data is not None:
+        if not isinstance(member_data, MemberData):
+            raise ConfigError(f"member_data must be a MemberData (or True/False), got {type(member_data).__name__}")
+        both(member_data.index, data_index is not None, ("MemberData(index=)", "data_index="))
+    if batches is not None and not isinstance(batches, FixedBatches):
+        batches = FixedBatches(batches)
+    both(validation, val_fn is not None or val_data is not None or val_smoothing is not None,
+         ("validation=Validation(...)", "val_fn=/val_data=/val_smoothing="))
+    if validation is None and val_fn is not None:
+        validation = Validation(val_fn, data=val_data, smoothing=val_smoothing)
+    elif validation is None and val_smoothing is not None and not 0 < val_smoothing <= 1:
+        raise ConfigError(f"val_smoothing must be in (0, 1], got {val_smoothing}")
+    both(checkpointing, checkpoint_dir is not None, ("checkpointing=Checkpointing(...)", "checkpoint_dir="))
+    if checkpointing is None and checkpoint_dir is not None:
+        checkpointing = Checkpointing(checkpoint_dir, every=checkpoint_every, resume=bool(resume))
+    if not isinstance(progress, Progress):
+        progress = Progress(enabled=progress, desc=desc)
+    return batching, member_data, batches, validation, checkpointing, progress
+
+
+def _check_monitor(what: str, obj: Any, validation: Validation | None) -> None:
+    if obj is None:
+        return
+    if obj.monitor.startswith("val") and validation is None:
+        raise ConfigError(f"{what}(monitor={obj.monitor!r}) needs a validation: pass validation=Validation(fn) (or val_fn=)")
+    if obj.monitor == "val_smth" and validation.smoothing is None:
+        raise ConfigError(f"{what}(monitor='val_smth') needs Validation(smoothing=) (or val_smoothing=)")

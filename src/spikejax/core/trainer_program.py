@@ -17,6 +17,7 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from .errors import ConfigError
@@ -201,7 +202,7 @@ def program(plan: Plan, loss_fn, optimizer, val_fn, skip_step, static_rest, stat
                                                        opt_state, carry, active, step_limit)
             tot = tot + jnp.where(applied, loss, 0.0).astype(dtype)
             aux_tot = {k: aux_tot[k] + jnp.where(bcast(applied, v), jnp.asarray(v, dtype), 0.0) for k, v in aux.items()}
-            div_at = jnp.where(div & (div_at < 0), rnd * spr + j, div_at)
+            div_at = jnp.where(div & (div_at < 0), rnd * spr + j, div_at).astype(jnp.int32)
             return (pr, s, cr, active & ~div, tot, cnt + applied.astype(dtype), aux_tot, diverged | div, div_at)
 
         zeros = jnp.zeros((m,), dtype)
@@ -367,3 +368,53 @@ def where(mask, new, old):
 
 def bcast(mask, like):
     return mask.reshape(mask.shape + (1,) * (jnp.ndim(like) - mask.ndim))
+
+
+def _leading(tree: Any, m: int, name: str) -> None:
+    for x in jax.tree_util.tree_leaves(tree):
+        if eqx.is_array(x) and (x.ndim == 0 or x.shape[0] != m):
+            raise ConfigError(f"every array leaf of {name} needs the leading member axis of length {m}, got shape {x.shape}")
+
+
+def _strong(tree: Any) -> Any:
+    """Every array leaf with a strong (not weak) dtype: the layout the compiled chunk is traced with."""
+    return jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype=x.dtype) if eqx.is_array(x) else x, tree)
+
+
+def _same_layout(new: Any, old: Any, what: str) -> Any:
+    """``new`` cast leaf by leaf to ``old``'s dtypes; raises when the structure or a shape differs."""
+    n_leaves, n_def = jax.tree_util.tree_flatten(new)
+    o_leaves, o_def = jax.tree_util.tree_flatten(old)
+    if n_def != o_def:
+        raise ConfigError(f"{what}: the state's structure changed ({n_def} vs {o_def}); keep the same fields and leaves")
+    out = []
+    for a, b in zip(n_leaves, o_leaves):
+        if np.shape(a) != np.shape(b):
+            raise ConfigError(f"{what}: a leaf changed shape from {np.shape(b)} to {np.shape(a)} (that would recompile)")
+        out.append(jnp.asarray(a, dtype=b.dtype) if eqx.is_array(b) else a)
+    return jax.tree_util.tree_unflatten(o_def, out)
+
+
+_INIT_CACHE: dict = {}
+
+
+def _init_fn(optimizer):
+    """``vmap(optimizer.init)`` compiled once per optimiser object (one small program instead of eager ops)."""
+    try:
+        fn = _INIT_CACHE.get(optimizer)
+    except TypeError:
+        return jax.jit(jax.vmap(optimizer.init))
+    if fn is None:
+        if len(_INIT_CACHE) >= 8:
+            _INIT_CACHE.pop(next(iter(_INIT_CACHE)))
+        fn = _INIT_CACHE[optimizer] = jax.jit(jax.vmap(optimizer.init))
+    return fn
+
+
+def _initial_smth(value: Any, m: int, dtype) -> np.ndarray:
+    if value is None:
+        return np.full(m, np.nan, dtype)
+    v = np.asarray(value, dtype=dtype)
+    if v.ndim not in (0, 1) or (v.ndim == 1 and v.shape != (m,)):
+        raise ConfigError(f"val_smth must be a scalar or one value per member ({m}), got shape {v.shape}")
+    return np.broadcast_to(v, (m,)).copy()
