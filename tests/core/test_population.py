@@ -46,7 +46,7 @@ def test_per_member_early_stopping_freezes_the_member():
     res = fit_population(_pop(), _loss, _data(), optimizer=_OPT, key=jax.random.PRNGKey(1), n_epochs=40, batch_size=8,
                          has_aux=True, hyperparams={"learning_rate": _LRS}, epochs_per_chunk=7, early_stopping=es)
     assert "early_stopping" in set(res.status) and "completed" in set(res.status), res.status
-    hist = res.history["mae"]
+    hist = res.curves["mae"]
     for i in range(4):
         n = int(res.epochs[i])
         assert np.all(np.isfinite(hist[:n, i])) and np.all(np.isnan(hist[n:, i]))
@@ -71,7 +71,7 @@ def test_nan_guard_stops_only_the_diverging_member():
     res = fit_population(_pop(3), loss, _data(), optimizer=_OPT, key=jax.random.PRNGKey(0), n_epochs=8, with_step=True,
                          args=args, epochs_per_chunk=4)
     assert list(res.status) == ["completed", "diverged", "completed"]
-    assert int(res.epochs[1]) == 4 and np.all(np.isnan(res.history["loss"][4:, 1]))
+    assert int(res.epochs[1]) == 4 and np.all(np.isnan(res.curves["loss"][4:, 1]))
     assert np.all(np.isfinite(np.asarray(res.population.w)))
     clean = fit_population(_pop(3), loss, _data(), optimizer=_OPT, key=jax.random.PRNGKey(0), n_epochs=[8, 3, 8],
                            with_step=True, args=jnp.zeros(3), epochs_per_chunk=4)
@@ -99,7 +99,7 @@ def test_resume_equals_uninterrupted(tmp_path):
         fit_population(_pop(), _loss, _data(), key=jax.random.PRNGKey(3), checkpoint_dir=tmp_path, between_chunks=interrupt, **kw)
     res = fit_population(_pop(), _loss, _data(), key=jax.random.PRNGKey(3), checkpoint_dir=tmp_path, **kw)
     np.testing.assert_array_equal(res.population.w, ref.population.w)
-    np.testing.assert_array_equal(res.history["loss"], ref.history["loss"])
+    np.testing.assert_array_equal(res.curves["loss"], ref.curves["loss"])
     np.testing.assert_array_equal(res.epochs, ref.epochs)
     assert list(res.status) == list(ref.status)
 
@@ -188,7 +188,7 @@ def test_sharded_population_matches_unsharded():
         a = fit_population(pop, loss, (x, y), shard=True, **kw)
         b = fit_population(pop, loss, (x, y), shard=False, **kw)
         np.testing.assert_allclose(np.asarray(a.population["w"]), np.asarray(b.population["w"]), rtol=1e-6, atol=1e-7)
-        np.testing.assert_allclose(a.history["loss"], b.history["loss"], rtol=1e-6)
+        np.testing.assert_allclose(a.curves["loss"], b.curves["loss"], rtol=1e-6)
         assert list(a.status) == list(b.status)
         print("OK")
         """

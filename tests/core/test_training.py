@@ -37,8 +37,8 @@ def test_fit_recovers_linear_weights_and_freezes_by_filter():
     np.testing.assert_allclose(res.model.w, [1.0, -2.0, 0.5], atol=0.05)
     np.testing.assert_allclose(res.model.b, 0.3, atol=0.02)
     assert float(res.model.scale) == 1.0  # frozen leaf untouched
-    assert res.n_steps == 150 * 4 and len(res.history["loss"]) == 150
-    assert res.history["loss"][-1] < res.history["loss"][0] * 1e-2
+    assert res.n_steps == 150 * 4 and len(res.curves["loss"]) == 150
+    assert res.curves["loss"][-1] < res.curves["loss"][0] * 1e-2
 
 
 def test_early_stopping_and_restore_best():
@@ -69,7 +69,7 @@ def test_checkpoint_resume_is_exact(tmp_path):
     resumed = fit(_model(), _loss, data, n_epochs=6, checkpoint_dir=ckpt, checkpoint_every=8, **kw)
     assert resumed.n_steps == 48
     np.testing.assert_array_equal(np.asarray(resumed.model.w), np.asarray(full.model.w))
-    np.testing.assert_array_equal(np.asarray(resumed.history["loss"]), np.asarray(full.history["loss"]))
+    np.testing.assert_array_equal(np.asarray(resumed.curves["loss"]), np.asarray(full.curves["loss"]))
 
 
 def test_interrupted_by_exception_then_resumed(tmp_path):
@@ -154,7 +154,7 @@ def test_step_args_smoothing_plateau_and_resume(tmp_path):
               early_stopping=EarlyStopping(patience=50, monitor="val_smth"), restore_best=True)
     s0 = set_hyperparam(opt.init(eqx.filter(_model(), eqx.is_inexact_array)), "learning_rate", 0.2)
     full = fit(_model(), _ramped_loss, data, val_fn=make_val(), opt_state=s0, **kw)
-    h = full.history
+    h = full.curves
     np.testing.assert_allclose(h["ramp"][:4], [1 / 3, 2 / 3, 1.0, 1.0], rtol=1e-6)
     smth = [1.0]
     for v in np.r_[np.linspace(1.0, 0.5, 3), np.full(7, 0.6)][1:]:
@@ -168,7 +168,7 @@ def test_step_args_smoothing_plateau_and_resume(tmp_path):
         **{**kw, "n_epochs": 4})
     res = fit(_model(), _ramped_loss, data, val_fn=make_val(), opt_state=s0, checkpoint_dir=tmp_path, **kw)
     np.testing.assert_array_equal(np.asarray(res.model.w), np.asarray(full.model.w))
-    np.testing.assert_array_equal(h["learning_rate"], res.history["learning_rate"])
+    np.testing.assert_array_equal(h["learning_rate"], res.curves["learning_rate"])
     assert float(get_hyperparam(res.opt_state)) == float(get_hyperparam(full.opt_state))
     with pytest.raises(ConfigError, match="inject_hyperparams"):
         fit(_model(), _loss, data, optimizer=optax.adam(0.1), key=jax.random.PRNGKey(0), n_steps=1, val_fn=lambda m: 0.0,
@@ -179,17 +179,17 @@ def test_step_args_smoothing_plateau_and_resume(tmp_path):
 
 
 def test_compiled_call_is_reused_across_fits():
-    from spikejax.core import training
+    from spikejax.core import trainer_program as training  # the one trainer's program cache
 
     data = _data()
     opt = optax.adam(0.01)
-    training._CALL_CACHE.clear()
+    training._CACHE.clear()
     a = fit(_model(), _loss, data, optimizer=opt, key=jax.random.PRNGKey(0), n_epochs=2, batch_size=8, progress=False)
-    n = len(training._CALL_CACHE)
+    n = len(training._CACHE)
     b = fit(_model(), _loss, {k: v + 0.0 for k, v in data.items()}, optimizer=opt, key=jax.random.PRNGKey(0),
             n_epochs=2, batch_size=8, progress=False)
-    assert n == 1 and len(training._CALL_CACHE) == 1
+    assert n == 1 and len(training._CACHE) == 1
     np.testing.assert_array_equal(np.asarray(a.model.w), np.asarray(b.model.w))
-    for i in range(training._CALL_CACHE_SIZE + 2):  # bounded
+    for i in range(training._CACHE_SIZE + 2):  # bounded
         fit(_model(), _loss, data, optimizer=optax.adam(0.01), key=jax.random.PRNGKey(0), n_steps=1, progress=False)
-    assert len(training._CALL_CACHE) <= training._CALL_CACHE_SIZE
+    assert len(training._CACHE) <= training._CACHE_SIZE

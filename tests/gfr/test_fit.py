@@ -73,7 +73,7 @@ def test_adam_stage2_fits_noiseless_rates():
     cur = jnp.asarray(_noise_current(), jnp.float32)
     rate = simulate(true, cur)
     res = fit_alpha_beta(GFR.init(true.g, 100), cur, rate, lr=0.02, n_epochs=400)
-    assert res.history["per_bin"][-1] < res.history["per_bin"][0]
+    assert res.curves["per_bin"][-1] < res.curves["per_bin"][0]
     held_out = jnp.asarray(_noise_current(1, 300, seed=5), jnp.float32)[0]
     assert float(evr(simulate(res.model, held_out), simulate(true, held_out)[None])) > 0.95
     np.testing.assert_array_equal(res.model.g.poly_coeff, true.g.poly_coeff)  # g frozen by the filter spec

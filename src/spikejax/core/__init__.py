@@ -49,7 +49,13 @@ from .population import STATUS_NAMES, PopulationResult, PopulationState, fit_pop
 from .scan import chunked_scan, scan, step_keys
 from .sweep import batch_size_of, shard_batch, stack, sweep, unstack
 from .training import (
+    Batching,
+    Checkpointing,
     EarlyStopping,
+    FixedBatches,
+    MemberData,
+    Progress,
+    Validation,
     FitResult,
     PlateauDecay,
     fit,

@@ -60,7 +60,7 @@ class StopReason(str, enum.Enum):
         """Coerce a string (the old spellings included) to a member."""
         if isinstance(value, cls):
             return value
-        aliases = {"epochs": "epoch_limit", "stopped": "callback", "early_stop": "early_stopping"}
+        aliases = {"epochs": "epoch_limit", "stopped": "callback", "early_stop": "early_stopping", "max_steps": "epoch_limit"}
         try:
             return cls(aliases.get(str(value), str(value)))
         except ValueError:
@@ -313,7 +313,7 @@ class Record(eqx.Module):
         return path
 
     @classmethod
-    def _read_from(cls, group: Any, header: dict[str, Any]) -> Record:
+    def _read_from(cls, group: Any, header: dict[str, Any], like: Any = None) -> Record:
         target = _import(header["cls"])
         if not (isinstance(target, type) and issubclass(target, cls)):
             raise DataFormatError(f"the file holds a {header['cls']}, not a {cls.__name__}")
@@ -323,16 +323,29 @@ class Record(eqx.Module):
         for name, d in descs.items():
             if d["kind"] != "tree":
                 values[name] = _read(group, name, d)
+        likes = like if isinstance(like, Mapping) else ({} if like is None else {"model": like})
         for name, d in descs.items():
-            if d["kind"] == "tree":
+            if d["kind"] != "tree":
+                continue
+            if name in likes:
+                values[name] = _read(group, name, d, likes[name])
+            elif like is None:
                 values[name] = _read(group, name, d, target._template(name, values))
+            else:  # a template was given for other fields only: this one is not restored
+                values[name] = None
         kw = {f.name: values[f.name] for f in dataclasses.fields(target) if f.init and f.name in values}
         obj = target(**kw)
         return obj
 
     @classmethod
-    def load(cls, path: str | Path):
-        """Read a record written by :meth:`save` (the class is taken from the file; it must be ``cls`` or a subclass)."""
+    def load(cls, path: str | Path, *, like: Any = None):
+        """Read a record written by :meth:`save` (the class is taken from the file; it must be ``cls`` or a subclass).
+
+        Fields holding a model are rebuilt from the class's :meth:`_template`; where a class cannot
+        build one (e.g. :class:`spikejax.core.FitResult` of any model), pass ``like``: a model of the
+        same structure (the template of the field ``model``) or a dict ``{field: template}``. With
+        ``like``, model fields it does not cover are loaded as ``None``.
+        """
         import h5py
 
         path = Path(path)
@@ -346,7 +359,7 @@ class Record(eqx.Module):
                 header = json.loads(raw)
                 if header.get("format") != _FORMAT:
                     raise DataFormatError(f"{path}: record format {header.get('format')!r}, this spikejax reads {_FORMAT}")
-                return cls._read_from(fh, header)
+                return cls._read_from(fh, header, like)
         except (DataFormatError, FileNotFoundError):
             raise
         except (OSError, KeyError, ValueError) as exc:

@@ -1,38 +1,26 @@
-"""One optax training loop for every family.
+"""Training in core: :func:`fit` (one model) on the one trainer, and the training utilities.
 
 :func:`fit` trains the inexact-array leaves of an equinox model chosen by a *filter spec*
-(freezing is a filter, never a copy of the model) with any optax optimiser. It
-
-* runs ``steps_per_call`` optimiser steps inside one compiled ``lax.scan`` per host call (one
-  compilation for the whole fit, no per-step host round trip),
-* draws minibatches on the device from a per-epoch permutation (``fold_in(key, epoch)``),
-* evaluates an optional validation function after each call (optionally exponentially
-  smoothed), stops early (:class:`EarlyStopping`) and decays an injected hyperparameter such as
-  the learning rate when the monitored metric plateaus (:class:`PlateauDecay`),
-* can hand the loss the global step (a traced array: epoch-dependent ramps without recompiling)
-  and extra traced arguments (``args``, e.g. hyperparameters),
-* guards against NaN/inf: a non-finite loss or parameter raises
-  :class:`~spikejax.core.errors.TrainingDivergedError` naming the step and the loss,
-* shows a tqdm progress bar (quiet when stderr is not a terminal, or ``progress=False``),
-* checkpoints every ``checkpoint_every`` steps into a folder (equinox leaf serialisation plus a
-  JSON sidecar, written to temporary names and renamed) and resumes exactly: the step keys are
-  ``fold_in(key, step)`` and the permutation keys ``fold_in(key, epoch)``, so an interrupted and
-  resumed fit gives the same parameters as an uninterrupted one,
-* reuses its compiled program across calls with the same loss function, optimiser object and
-  model structure (a small bounded cache; data, ``args`` and keys are traced arguments).
+(freezing is a filter, never a copy of the model) with any optax optimiser. It is
+:func:`spikejax.core.fit_population` with a population of one: the model is stacked into a
+member axis of length 1, trained, and unstacked. So it has the trainer's minibatching
+(:class:`Batching`), validation (:class:`Validation`, in the program or on the host), early stopping
+(:class:`EarlyStopping`), plateau decay (:class:`PlateauDecay`), restore-best, NaN guard (here a
+:class:`~spikejax.core.errors.TrainingDivergedError` naming the step), checkpoint/resume
+(:class:`Checkpointing`: an interrupted and resumed fit equals an uninterrupted one), progress
+(:class:`Progress`) and compile reuse (a small bounded cache keyed by the loss function, optimiser
+object and model structure; data, ``args`` and keys are traced). ``steps_per_call`` steps form one
+*round*, after which the validation, early stopping, plateau decay and the host ``callback`` run.
 
 Because Adam-like optimisers act elementwise, a *batch of independent models* (a model
 whose leaves carry a leading model axis, e.g. many cells) is trained independently by
-summing the per-model losses: this is how families fit many models in one program.
-:func:`make_train_step` exposes the pure step for ``vmap`` (e.g. population-based training).
+summing the per-model losses. :func:`make_train_step` exposes the pure step for ``vmap``.
+:func:`save_checkpoint` / :func:`load_checkpoint` are the trainer's atomic checkpoint files.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import sys
-from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,10 +33,20 @@ import optax
 
 from .errors import ConfigError, DataFormatError, TrainingDivergedError
 from .io import atomic_path, load_json, save_json
+from .results import Result, StopReason, history_frame
+from .trainer_options import (Batching, Checkpointing, EarlyStopping, FixedBatches, MemberData, PlateauDecay, Progress,
+                              Validation, accepts)
+from .trainer_program import all_finite as _all_finite
 
 __all__ = [
+    "Batching",
+    "Checkpointing",
     "EarlyStopping",
+    "FixedBatches",
+    "MemberData",
     "PlateauDecay",
+    "Progress",
+    "Validation",
     "FitResult",
     "get_hyperparam",
     "set_hyperparam",
@@ -76,89 +74,6 @@ def trainable(model: Any, frozen: Callable[[Any], Any] | None = None) -> Any:
     return eqx.tree_at(frozen, spec, replace_fn=_false_tree)
 
 
-@dataclasses.dataclass
-class EarlyStopping:
-    """Stop when the monitored metric has not improved by ``min_delta`` for ``patience`` evaluations.
-
-    ``monitor`` is ``"val"`` (the value of ``val_fn``), ``"val_smth"`` (its exponential smoothing,
-    see ``fit(val_smoothing=)``), ``"train"`` (the mean training loss of the call),
-    ``"train/<key>"`` (the mean of the loss's aux entry ``<key>``) or ``"val/<key>"`` (an entry of
-    a dict-valued ``val_fn``); ``mode`` is ``"min"`` or ``"max"``. Evaluations without
-    improvement are counted only from ``min_steps`` on (e.g. once KL ramps end); the best value is
-    tracked throughout.
-
-    ``rule="unchanged"`` stops instead when the monitored value has been *identical* for
-    ``patience`` evaluations in a row (GRNN's criterion; ``min_delta`` and ``mode`` then only
-    affect the best value that is tracked).
-    """
-
-    patience: int = 10
-    min_delta: float = 0.0
-    monitor: str = "val"
-    mode: str = "min"
-    min_steps: int = 0
-    rule: str = "no_improvement"
-
-    def __post_init__(self) -> None:
-        _check_monitoring(self)
-        if self.rule not in _RULES:
-            raise ConfigError(f"EarlyStopping.rule must be one of {_RULES}, got {self.rule!r}")
-
-    def improved(self, value: float, best: float | None) -> bool:
-        return _improved(value, best, self.mode, self.min_delta)
-
-
-_MONITORS = ("val", "val_smth", "train")
-_RULES = ("no_improvement", "unchanged")
-
-
-def _check_monitoring(obj) -> None:
-    """Shared checks of EarlyStopping / PlateauDecay (patience, mode, monitor)."""
-    name = type(obj).__name__
-    if obj.patience < 1:
-        raise ConfigError(f"{name}.patience must be >= 1, got {obj.patience}")
-    if obj.mode not in ("min", "max"):
-        raise ConfigError(f"{name}.mode must be 'min' or 'max', got {obj.mode!r}")
-    prefixed = isinstance(obj.monitor, str) and obj.monitor.startswith(("train/", "val/")) and len(obj.monitor.split("/", 1)[1]) > 0
-    if obj.monitor not in _MONITORS and not prefixed:
-        raise ConfigError(f"{name}.monitor must be one of {_MONITORS}, 'train/<aux key>' or 'val/<key>', got {obj.monitor!r}")
-
-
-def _improved(value: float, best: float | None, mode: str, min_delta: float) -> bool:
-    if best is None or not math.isfinite(best):
-        return math.isfinite(value)
-    if mode == "min":
-        return value < best - min_delta
-    return value > best + min_delta
-
-
-@dataclasses.dataclass
-class PlateauDecay:
-    """Multiply an injected optimiser hyperparameter by ``factor`` when the monitored metric plateaus.
-
-    After ``patience`` evaluations (host calls) without an improvement by ``min_delta`` the
-    hyperparameter ``name`` of an ``optax.inject_hyperparams`` state (anywhere inside the optimiser
-    state) is multiplied by ``factor``, never below ``min_value``, and the counter restarts
-    (``torch.optim.lr_scheduler.ReduceLROnPlateau`` semantics without cooldown). Counting starts at
-    ``min_steps``. The value stays an array leaf of the same dtype, so nothing recompiles. Its
-    current value is logged under ``name`` in the history.
-    """
-
-    factor: float = 0.95
-    patience: int = 6
-    min_value: float = 0.0
-    monitor: str = "val"
-    mode: str = "min"
-    min_delta: float = 0.0
-    min_steps: int = 0
-    name: str = "learning_rate"
-
-    def __post_init__(self) -> None:
-        if not 0 < self.factor <= 1:
-            raise ConfigError(f"PlateauDecay.factor must be in (0, 1], got {self.factor}")
-        _check_monitoring(self)
-
-
 def get_hyperparam(opt_state: Any, name: str = "learning_rate") -> jax.Array:
     """Current value of an ``optax.inject_hyperparams`` hyperparameter anywhere in ``opt_state``."""
     try:
@@ -179,26 +94,29 @@ def set_hyperparam(opt_state: Any, name: str, value: Any) -> Any:
     return optax.tree_utils.tree_set(opt_state, **{name: jnp.broadcast_to(jnp.asarray(value, old.dtype), old.shape)})
 
 
-@dataclasses.dataclass
-class FitResult:
-    """What :func:`fit` returns.
+class FitResult(Result):
+    """What :func:`fit` returns (a :class:`~spikejax.core.Result`).
 
     Attributes
     ----------
     model : the trained model (the best one by the monitored metric when ``restore_best``).
+    history : DataFrame, one row per round (``steps_per_call`` steps): ``step`` (steps done),
+        ``loss`` (mean training loss over the round), ``val``, ``val/<key>``, ``val_smth`` (with a
+        validation), every aux key and the plateau-decayed hyperparameter.
+    stop_reason : :class:`~spikejax.core.StopReason` (``completed``, ``early_stopping`` or ``callback``).
+    seconds : wall time in s.
     opt_state : the optimiser state after the last step.
-    history : dict of numpy arrays, one entry per host call: ``step`` (steps done), ``loss`` (mean
-        training loss over the call), ``val`` (when ``val_fn`` is given) and every aux key.
+    curves : the history as a dict of numpy arrays (shape (rounds,) or (rounds, ...)).
     n_steps : optimiser steps taken.
-    stop_reason : ``"completed"``, ``"early_stopping"`` or ``"callback"``.
     best_step : step of the best monitored value (or ``None``).
+
+    ``FitResult.load(path, like=model)`` reads a saved result (``like``: a model of the same
+    structure; ``like={"model": model, "opt_state": opt_state}`` restores the optimiser state too).
     """
 
-    model: Any
-    opt_state: Any
-    history: dict[str, np.ndarray]
-    n_steps: int
-    stop_reason: str
+    opt_state: Any = None
+    curves: dict = eqx.field(default_factory=dict)
+    n_steps: int = 0
     best_step: int | None = None
 
 
@@ -231,8 +149,24 @@ def make_train_step(
     return step
 
 
+def _stack1(tree: Any) -> Any:
+    """A population of one: every array leaf (and number) gets a leading axis of length 1."""
+    def one(a):
+        if eqx.is_array(a):
+            return jnp.expand_dims(jnp.asarray(a), 0)
+        if isinstance(a, (bool, int, float, np.number)) and not isinstance(a, bool):
+            return jnp.asarray([a])
+        return a
+
+    return jax.tree_util.tree_map(one, tree)
+
+
+def _unstack1(tree: Any) -> Any:
+    return jax.tree_util.tree_map(lambda a: a[0] if eqx.is_array(a) else a, tree)
+
+
 def _n_samples(data: Any) -> int | None:
-    leaves = jax.tree_util.tree_leaves(data)
+    leaves = [x for x in jax.tree_util.tree_leaves(data) if eqx.is_array(x) or isinstance(x, np.ndarray)]
     if not leaves:
         return None
     n = {int(np.shape(leaf)[0]) for leaf in leaves}
@@ -241,84 +175,12 @@ def _n_samples(data: Any) -> int | None:
     return n.pop()
 
 
-def _all_finite(tree: Any) -> jax.Array:
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree) if eqx.is_inexact_array(x)]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
-
-
-def _auto_progress() -> bool:
-    try:
-        return sys.stderr.isatty()
-    except Exception:
-        return False
-
-
-_CALL_CACHE: OrderedDict = OrderedDict()
-_CALL_CACHE_SIZE = 8
-
-
-def _compiled_call(loss_fn, optimizer, static, *, has_aux, with_step, with_args, batch_size, n_batches, n_samples,
-                   shuffle, steps_per_call):
-    """The jitted ``steps_per_call`` scan for one fit configuration, from a small LRU cache.
-
-    The cache key holds the loss function and optimiser objects, the non-array part of ``static``
-    and the sizes; arrays (parameters, data, ``args``, keys, frozen leaves) are traced arguments,
-    so a second fit with the same ingredients reuses the compilation. Unhashable ingredients
-    simply skip the cache.
-    """
-    static_arrays, static_rest = eqx.partition(static, eqx.is_array)
-    rest_leaves, rest_def = jax.tree_util.tree_flatten(static_rest)
-    key = (loss_fn, optimizer, rest_def, tuple(rest_leaves), has_aux, with_step, with_args, batch_size, n_batches,
-           n_samples, shuffle, steps_per_call)
-    try:
-        hash(key)
-    except TypeError:
-        key = None
-    if key is not None and key in _CALL_CACHE:
-        _CALL_CACHE.move_to_end(key)
-        return _CALL_CACHE[key], static_arrays
-
-    def loss_wrapped(model, batch, k):
-        batch, step, args = batch
-        kw = {}
-        if with_step:
-            kw["step"] = step
-        if with_args:
-            kw["args"] = args
-        return loss_fn(model, batch, k, **kw)
-
-    def get_batch(data, step, data_key):
-        if data is None or batch_size is None:
-            return data
-        epoch, i = step // n_batches, step % n_batches
-        if shuffle:
-            perm = jax.random.permutation(jax.random.fold_in(data_key, epoch), n_samples)
-        else:
-            perm = jnp.arange(n_samples)
-        idx = jax.lax.dynamic_slice_in_dim(perm, i * batch_size, batch_size)
-        return jax.tree_util.tree_map(lambda a: jnp.take(a, idx, axis=0), data)
-
-    @eqx.filter_jit
-    def run_call(params, opt_state, start, n_active, data, args, data_key, step_key, static_arrays):
-        step_fn = make_train_step(loss_wrapped, optimizer, eqx.combine(static_arrays, static_rest), has_aux=has_aux)
-
-        def body(carry, j):
-            p, s = carry
-            step = start + j
-            batch = (get_batch(data, step, data_key), step, args)
-            p2, s2, loss, aux = step_fn(p, s, batch, jax.random.fold_in(step_key, step))
-            active = j < n_active
-            keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(active, a, b), new, old)  # noqa: E731
-            return (keep(p2, p), keep(s2, s)), (loss, aux)
-
-        (params, opt_state), (losses, auxs) = jax.lax.scan(body, (params, opt_state), jnp.arange(steps_per_call))
-        return params, opt_state, losses, auxs, _all_finite(params)
-
-    if key is not None:
-        _CALL_CACHE[key] = run_call
-        while len(_CALL_CACHE) > _CALL_CACHE_SIZE:
-            _CALL_CACHE.popitem(last=False)
-    return run_call, static_arrays
+def _logs(curves: dict[str, np.ndarray], row: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in curves.items():
+        x = np.asarray(v[row, 0])
+        out[k] = float(x) if x.ndim == 0 else x
+    return out
 
 
 def fit(
@@ -330,39 +192,44 @@ def fit(
     key: jax.Array,
     n_steps: int | None = None,
     n_epochs: int | None = None,
-    batch_size: int | None = None,
-    shuffle: bool = True,
+    batching: Batching | None = None,
+    validation: Validation | None = None,
+    early_stopping: EarlyStopping | None = None,
+    plateau: PlateauDecay | None = None,
+    checkpointing: Checkpointing | None = None,
+    progress: Progress | bool | None = None,
+    restore_best: bool = False,
+    nan_guard: bool = True,
     filter_spec: Any = None,
-    has_aux: bool = False,
-    with_step: bool = False,
     args: Any = None,
     opt_state: Any = None,
     steps_per_call: int | None = None,
+    callback: Callable[[int, Any, dict[str, float]], bool | None] | None = None,
+    # ---- keyword arguments of earlier versions
+    batch_size: int | None = None,
+    shuffle: bool = True,
+    has_aux: bool | None = None,
+    with_step: bool = False,
     val_fn: Callable[..., Any] | None = None,
     val_smoothing: float | None = None,
-    early_stopping: EarlyStopping | None = None,
-    plateau: PlateauDecay | None = None,
-    restore_best: bool = False,
     checkpoint_dir: str | Path | None = None,
     checkpoint_every: int | None = None,
     resume: bool = True,
-    nan_guard: bool = True,
-    progress: bool | None = None,
-    callback: Callable[[int, Any, dict[str, float]], bool | None] | None = None,
     desc: str = "fit",
 ) -> FitResult:
-    """Train ``model`` with ``optimizer`` on ``loss_fn``.
+    """Train ``model`` with ``optimizer`` on ``loss_fn``: :func:`spikejax.core.fit_population` with one member.
 
     Parameters
     ----------
     model
         An equinox module (or any pytree).
     loss_fn
-        ``loss_fn(model, batch, key) -> scalar`` (or ``(scalar, aux_dict)`` with ``has_aux=True``).
-        ``batch`` is a minibatch of ``data`` (or all of it, or ``None`` without data); ``key`` is
-        ``fold_in(key, step)``. With ``with_step=True`` it is also given ``step=`` (the global
-        step, a traced int32 array: ``step // steps_per_epoch`` is the epoch), and with ``args``
-        it is given ``args=`` (that pytree, traced: changing its values does not recompile).
+        ``loss_fn(model, batch, key, **kw)`` returning ``loss``, ``(loss, aux_dict)`` (or, with a
+        carry, ``(loss, aux, carry)``; the form is detected). ``batch`` is a minibatch of ``data`` (or
+        all of it, or ``None`` without data); ``key`` is ``fold_in(fold_in(key_step, step), 0)``. A
+        loss declaring a ``step`` parameter (or any loss with ``with_step=True``) gets ``step=`` (the
+        global step, a traced int32 array: ``step // steps_per_epoch`` is the epoch); with ``args``
+        it gets ``args=`` (that pytree, traced: changing its values does not recompile).
     data
         Pytree of arrays sharing a leading sample axis, or ``None``.
     optimizer
@@ -372,218 +239,121 @@ def fit(
         PRNG key for minibatch order and the per-step keys.
     n_steps, n_epochs
         Length of training: exactly one of them. An epoch is ``N // batch_size`` steps (one step
-        without ``batch_size``).
-    batch_size
-        Minibatch size (remainder dropped each epoch); ``None`` for full batch.
-    shuffle
-        Reshuffle samples every epoch (else take minibatches in order).
+        without a batch size).
+    batching
+        :class:`Batching` (``batch_size``: remainder dropped each epoch; ``None``: full batch).
+    validation
+        :class:`Validation`: in the program (``fn(model, data, key, *, step=…)``) or on the host
+        (``on_host=True``: ``fn(model)`` / ``fn(model, step=…)``). It may return a dict with the
+        monitored value under ``"val"``; its other entries are logged as ``"val/<name>"``.
+    early_stopping, plateau, restore_best
+        :class:`EarlyStopping`, :class:`PlateauDecay` (of an injected hyperparameter, default the
+        learning rate); ``restore_best`` returns the model with the best monitored value.
+    checkpointing
+        :class:`Checkpointing` (``every`` in rounds of ``steps_per_call`` steps); a fit finding a
+        checkpoint continues from it (smoothing, early-stopping and plateau counters included: the
+        resumed run equals an uninterrupted one).
+    progress
+        :class:`Progress` or ``True``/``False``/``None`` (default: when stderr is a terminal).
+    nan_guard
+        Raise :class:`TrainingDivergedError` (naming the step) on a non-finite loss or parameter.
     filter_spec
         Which leaves train: a pytree of bools like ``model`` (see :func:`trainable`); default all
         inexact arrays.
-    with_step, args
-        See ``loss_fn``.
-    opt_state
-        Initial optimiser state (e.g. with injected hyperparameters set, see
-        :func:`set_hyperparam`); default ``optimizer.init(params)``.
+    args, opt_state
+        Traced extra argument of the loss; initial optimiser state (default ``optimizer.init``).
     steps_per_call
-        Steps per compiled call (evaluation, early stopping, NaN checks and checkpoints happen at
-        call boundaries). Default: one epoch, at least 1 and at most 100 steps for full batch.
-    val_fn
-        ``val_fn(model) -> scalar`` evaluated after each call (jit it yourself if expensive); with
-        ``with_step=True`` it is called as ``val_fn(model, step=steps_done)``. It may return a dict
-        with the monitored value under ``"val"``; its other entries are logged as ``"val/<name>"``.
-    val_smoothing
-        Exponential smoothing of the validation value, logged as ``"val_smth"``:
-        ``s = (1 − a)·s_prev + a·val`` with ``a = val_smoothing`` (LFADS: 0.7). Monitor it with
-        ``EarlyStopping(monitor="val_smth")`` / ``PlateauDecay(monitor="val_smth")``.
-    early_stopping
-        An :class:`EarlyStopping`; ``monitor="val"`` needs ``val_fn``.
-    plateau
-        A :class:`PlateauDecay` of an injected hyperparameter (default: the learning rate).
-    restore_best
-        Return the model with the best monitored value instead of the last one.
-    checkpoint_dir, checkpoint_every
-        Save the state every ``checkpoint_every`` steps (a multiple of ``steps_per_call``) into this
-        folder; with ``resume=True`` a fit finding a checkpoint there continues from it (smoothing,
-        early-stopping and plateau counters included: the resumed run equals an uninterrupted one).
-    nan_guard
-        Raise :class:`TrainingDivergedError` on a non-finite loss or parameter.
-    progress
-        tqdm bar; default on when stderr is a terminal.
+        Steps per round (validation, early stopping, the callback and checkpoints happen after each
+        round). Default: one epoch, at least 1 and at most 100 steps for full batch.
     callback
-        ``callback(step, model, logs) -> stop?`` after each call.
+        ``callback(step, model, logs) -> stop?`` on the host after each round (then one round runs per
+        compiled call).
+    batch_size, shuffle, val_fn, val_smoothing, checkpoint_dir, checkpoint_every, resume, desc, has_aux, with_step
+        Earlier spellings: ``Batching(batch_size, shuffle)``, ``Validation(val_fn, smoothing=,
+        on_host=True)`` (``val_fn(model)``, or ``val_fn(model, step=)`` with ``with_step``),
+        ``Checkpointing(checkpoint_dir, every=checkpoint_every // steps_per_call, resume=)`` (here
+        ``checkpoint_every`` counts steps), ``Progress(desc=)``; ``has_aux`` is ignored (detected).
     """
+    from .population import fit_population
+
     if (n_steps is None) == (n_epochs is None):
         raise ConfigError("fit needs exactly one of n_steps= or n_epochs=")
+    if batching is not None and (batch_size is not None or shuffle is not True):
+        raise ConfigError("pass either batching=Batching(...) or batch_size=/shuffle=, not both")
+    batching = batching or Batching(batch_size=None if batch_size is None else int(batch_size), shuffle=bool(shuffle))
     n_samples = _n_samples(data) if data is not None else None
-    if batch_size is not None:
+    if batching.batch_size is not None:
         if n_samples is None:
             raise ConfigError("batch_size needs data with a leading sample axis")
-        if not 1 <= batch_size <= n_samples:
-            raise ConfigError(f"batch_size must be in [1, {n_samples}] (number of samples), got {batch_size}")
-        n_batches = n_samples // batch_size
+        if not 1 <= batching.batch_size <= n_samples:
+            raise ConfigError(f"batch_size must be in [1, {n_samples}] (number of samples), got {batching.batch_size}")
+        n_batches = n_samples // batching.batch_size
     else:
         n_batches = 1
     total = int(n_steps) if n_steps is not None else int(n_epochs) * n_batches
     if total < 0:
         raise ConfigError(f"n_steps/n_epochs must be >= 0, got {n_steps if n_steps is not None else n_epochs}")
-    if steps_per_call is None:
-        steps_per_call = n_batches if batch_size is not None else min(100, max(total, 1))
-    steps_per_call = max(1, min(int(steps_per_call), max(total, 1)))
-    if checkpoint_dir is not None:
-        checkpoint_every = checkpoint_every or steps_per_call
-        if checkpoint_every % steps_per_call:
-            raise ConfigError(
-                f"checkpoint_every ({checkpoint_every}) must be a multiple of steps_per_call ({steps_per_call})"
-            )
-    for what, obj in (("EarlyStopping", early_stopping), ("PlateauDecay", plateau)):
-        if obj is not None and obj.monitor.startswith("val") and val_fn is None:
-            raise ConfigError(f"{what}(monitor={obj.monitor!r}) needs val_fn=")
-        if obj is not None and obj.monitor == "val_smth" and val_smoothing is None:
-            raise ConfigError(f"{what}(monitor='val_smth') needs val_smoothing=")
-    if val_smoothing is not None and not 0 < val_smoothing <= 1:
+    spr = steps_per_call if steps_per_call is not None else (n_batches if batching.batch_size is not None else min(100, max(total, 1)))
+    spr = max(1, min(int(spr), max(total, 1)))
+    rounds = -(-total // spr)
+    if validation is not None and (val_fn is not None or val_smoothing is not None):
+        raise ConfigError("pass either validation=Validation(...) or val_fn=/val_smoothing=, not both")
+    if val_fn is not None:
+        validation = Validation(val_fn, smoothing=val_smoothing, on_host=True,
+                                pass_step=bool(with_step) or accepts(val_fn, "step"))
+    elif val_smoothing is not None and not 0 < val_smoothing <= 1:
         raise ConfigError(f"val_smoothing must be in (0, 1], got {val_smoothing}")
+    if checkpointing is not None and checkpoint_dir is not None:
+        raise ConfigError("pass either checkpointing=Checkpointing(...) or checkpoint_dir=, not both")
+    if checkpoint_dir is not None:
+        every_steps = checkpoint_every or spr
+        if every_steps % spr:
+            raise ConfigError(f"checkpoint_every ({every_steps}) must be a multiple of steps_per_call ({spr})")
+        checkpointing = Checkpointing(checkpoint_dir, every=every_steps // spr, resume=bool(resume))
+    if not isinstance(progress, Progress):
+        progress = Progress(enabled=progress, desc=desc)
+    per_round = callback is not None or (validation is not None and validation.on_host)
+    chunk = 1 if per_round else ((checkpointing.every if checkpointing is not None else None) or max(rounds, 1))
 
-    if filter_spec is None:
-        filter_spec = trainable(model)
-    params, static = eqx.partition(model, filter_spec)
-    opt_state = optimizer.init(params) if opt_state is None else opt_state
-    if plateau is not None:
-        get_hyperparam(opt_state, plateau.name)  # fail early with a clear message
-    data_key, step_key = jax.random.split(key)
-    run_call, static_arrays = _compiled_call(
-        loss_fn, optimizer, static, has_aux=has_aux, with_step=with_step, with_args=args is not None,
-        batch_size=batch_size, n_batches=n_batches, n_samples=n_samples, shuffle=shuffle,
-        steps_per_call=steps_per_call)
+    population = _stack1(model)
+    static = eqx.partition(population, eqx.is_array)[1]
+    hook = None
+    if callback is not None:
 
-    history: dict[str, list[float]] = {"step": [], "loss": []}
-    step = 0
-    best_val: float | None = None
-    best_step: int | None = None
-    best_params = params
-    bad_evals = 0
-    recent: list[float] = []
-    smth: float | None = None
-    pl_best: float | None = None
-    pl_bad = 0
-    ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        def hook(state, curves):
+            row = state.epoch - 1
+            model_now = _unstack1(state.model(static))
+            if callback(min(state.epoch * spr, total), model_now, _logs(curves, row)):
+                return state.stop()
+            return None
 
-    loaded = load_checkpoint(ckpt, (params, opt_state, best_params)) if (ckpt is not None and resume) else None
-    if loaded is not None:
-        step, (params, opt_state, best_params), meta = loaded
-        history = {k: list(v) for k, v in meta["history"].items()}
-        best_val, best_step, bad_evals = meta["best_val"], meta["best_step"], int(meta["bad_evals"])
-        recent = [float(v) for v in meta.get("recent", [])]
-        smth, pl_best, pl_bad = meta.get("val_smth"), meta.get("plateau_best"), int(meta.get("plateau_bad", 0))
-
-    show = _auto_progress() if progress is None else bool(progress)
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, initial=step, desc=desc, disable=not show, leave=False, dynamic_ncols=True)
-    stop_reason = "completed"
-    try:
-        while step < total:
-            n_active = min(steps_per_call, total - step)
-            params, opt_state, losses, auxs, finite = run_call(
-                params, opt_state, jnp.asarray(step), jnp.asarray(n_active), data, args, data_key, step_key,
-                static_arrays)
-            losses = np.asarray(losses)[:n_active]
-            if nan_guard:
-                bad = np.flatnonzero(~np.isfinite(losses))
-                if bad.size:
-                    s_bad = step + int(bad[0])
-                    raise TrainingDivergedError(
-                        f"{desc}: the loss became {losses[bad[0]]} at step {s_bad} (last finite loss: "
-                        f"{losses[bad[0] - 1] if bad[0] > 0 else 'none in this call'}). Lower the learning rate, "
-                        "clip gradients, check the data for NaN/inf, or enable float64 with "
-                        "jax.config.update('jax_enable_x64', True)."
-                    )
-                if not bool(finite):
-                    raise TrainingDivergedError(
-                        f"{desc}: a parameter became NaN/inf between steps {step} and {step + n_active} "
-                        f"(loss {losses[-1]}). Lower the learning rate or enable float64."
-                    )
-            step += n_active
-            logs = {"loss": float(np.mean(losses))}
-            for k, v in (auxs or {}).items():
-                v = np.asarray(v)[:n_active]
-                logs[k] = v.mean(axis=0) if v.ndim > 1 else float(v.mean())
-            model_now = None
-            if val_fn is not None:
-                model_now = eqx.combine(params, static)
-                out = val_fn(model_now, step=step) if with_step else val_fn(model_now)
-                if isinstance(out, dict):
-                    if "val" not in out:
-                        raise ConfigError("a val_fn returning a dict must put the monitored value under 'val'")
-                    logs["val"] = float(out["val"])
-                    logs.update({f"val/{k}": float(v) for k, v in out.items() if k != "val"})
-                else:
-                    logs["val"] = float(out)
-                if val_smoothing is not None:
-                    smth = logs["val"] if smth is None else (1 - val_smoothing) * smth + val_smoothing * logs["val"]
-                    logs["val_smth"] = smth
-            if plateau is not None:
-                logs[plateau.name] = float(get_hyperparam(opt_state, plateau.name))
-            history["step"].append(step)
-            for k, v in logs.items():
-                history.setdefault(k, []).append(v.tolist() if isinstance(v, np.ndarray) else v)
-            bar.update(n_active)
-            bar.set_postfix({k: v for k, v in logs.items() if isinstance(v, float)}, refresh=False)
-
-            stop = False
-            if early_stopping is not None or restore_best:
-                es = early_stopping or EarlyStopping(monitor="val" if val_fn is not None else "train")
-                value = _monitored(logs, es.monitor)
-                if es.improved(value, best_val):
-                    best_val, best_step, best_params, bad_evals = value, step, params, 0
-                elif step >= es.min_steps:
-                    bad_evals += 1
-                if es.rule == "unchanged":
-                    recent = (recent + [value])[-es.patience:]
-                    done = len(recent) == es.patience and len(set(recent)) == 1
-                else:
-                    done = bad_evals >= es.patience
-                if early_stopping is not None and done and step >= es.min_steps:
-                    stop_reason, stop = "early_stopping", True
-            if plateau is not None and step >= plateau.min_steps:
-                value = _monitored(logs, plateau.monitor)
-                if _improved(value, pl_best, plateau.mode, plateau.min_delta):
-                    pl_best, pl_bad = value, 0
-                else:
-                    pl_bad += 1
-                    if pl_bad >= plateau.patience:
-                        old = float(get_hyperparam(opt_state, plateau.name))
-                        opt_state = set_hyperparam(opt_state, plateau.name, max(old * plateau.factor, plateau.min_value))
-                        pl_bad = 0
-            if callback is not None:
-                model_now = model_now if model_now is not None else eqx.combine(params, static)
-                if callback(step, model_now, logs):
-                    stop_reason, stop = "callback", True
-            if ckpt is not None and (step % checkpoint_every == 0 or step == total or stop):
-                meta = {"history": history, "best_val": best_val, "best_step": best_step, "bad_evals": bad_evals, "recent": recent,
-                        "val_smth": smth, "plateau_best": pl_best, "plateau_bad": pl_bad}
-                save_checkpoint(ckpt, step, (params, opt_state, best_params), meta)
-            if stop:
-                break
-    finally:
-        bar.close()
-
-    final = best_params if (restore_best and best_step is not None) else params
-    hist = {k: np.asarray(v) for k, v in history.items()}
-    return FitResult(eqx.combine(final, static), opt_state, hist, step, stop_reason, best_step)
-
-
-def _monitored(logs: dict[str, Any], monitor: str) -> float:
-    """The value of ``monitor`` (``"train"``, ``"train/<aux key>"``, ``"val"``, ``"val/<key>"``, ``"val_smth"``) in a fit's logs."""
-    if monitor == "train":
-        return logs["loss"]
-    key = monitor[6:] if monitor.startswith("train/") else monitor
-    if key not in logs:
-        raise ConfigError(f"the monitored value {monitor!r} is not logged (have {sorted(logs)})")
-    value = logs[key]
-    if isinstance(value, (list, np.ndarray)):
-        raise ConfigError(f"the monitored value {monitor!r} must be a scalar")
-    return float(value)
+    res = fit_population(
+        population, loss_fn, data, optimizer=optimizer, key=key, n_epochs=rounds, batching=batching,
+        validation=validation, early_stopping=early_stopping, plateau=plateau, checkpointing=checkpointing,
+        progress=progress, restore_best=restore_best, nan_guard=nan_guard, filter_spec=filter_spec,
+        args=None if args is None else _stack1(args), opt_state=None if opt_state is None else _stack1(opt_state),
+        epochs_per_chunk=chunk, steps_per_epoch=spr, step_limit=total, between_chunks=hook, with_step=with_step,
+        shard=False)
+    status = str(res.status[0])
+    n_done = int(res.n_epochs)
+    curves = {k: np.asarray(v[:n_done, 0]) for k, v in res.curves.items()}
+    if status == "diverged" and nan_guard:
+        s = int(getattr(res, "_diverged_at", np.asarray([-1]))[0])
+        finite = curves.get("loss", np.zeros(0))
+        finite = finite[np.isfinite(finite)]
+        raise TrainingDivergedError(
+            f"{progress.desc}: the loss or a parameter became NaN/inf at step {s} (last finite round loss: "
+            f"{finite[-1] if finite.size else 'none'}). Lower the learning rate, clip gradients, check the data "
+            "for NaN/inf, or enable float64 with jax.config.update('jax_enable_x64', True).")
+    rounds_done = int(res.epochs[0])
+    steps = np.minimum((np.arange(n_done) + 1 + (rounds_done - n_done)) * spr, total)
+    curves = {"step": steps, **curves}
+    reason = {"early_stopping": StopReason.EARLY_STOPPING, "stopped": StopReason.CALLBACK}.get(status, StopReason.COMPLETED)
+    best_epoch = int(res.best_epoch[0])
+    return FitResult(
+        model=_unstack1(res.model), history=history_frame(curves, "step"), stop_reason=reason, seconds=res.seconds,
+        opt_state=_unstack1(res.state.opt_state), curves=curves, n_steps=min(rounds_done * spr, total),
+        best_step=min(best_epoch * spr, total) if best_epoch >= 0 else None)
 
 
 def save_checkpoint(directory: str | Path, step: int, state: Any, meta: dict[str, Any] | None = None) -> Path:

@@ -141,5 +141,5 @@ def fit_activations(
     best = np.argmin(final, axis=1)
     pick = np.arange(n_cells) * r + best
     g_host = {k: np.asarray(getattr(res.population, k))[pick] for k in G_FIELDS}
-    history = res.history["loss"][: res.n_epochs].reshape(res.n_epochs, n_cells, r)
+    history = res.curves["loss"][: res.n_epochs].reshape(res.n_epochs, n_cells, r)
     return {"g": g_host, "loss": final, "best": best, "history": history}

@@ -303,7 +303,7 @@ def fit_cell(
             resume=resume, progress=progress, desc=f"cell {prep.cell_id} lr {lr:g}",
         )
         ev = {k: float(v) for k, v in eval_member(res.model, ev_data, eps).items()}
-        losses = res.history.get("per_bin", np.zeros(0))
+        losses = res.curves.get("per_bin", np.zeros(0))
         runs.append((res.model, ev, float(losses[-1]) if len(losses) else float("nan"), len(losses)))
     vals = [r[1]["val_evr"] if np.isfinite(r[1]["val_evr"]) else -np.inf for r in runs]
     j = int(np.argmax(vals))

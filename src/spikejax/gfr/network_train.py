@@ -313,7 +313,7 @@ def train_network(
     n_batches = int(x.shape[0]) // bs
     return NetworkResult(
         model=res.model,
-        history=res.history,
+        history=res.curves,
         train=train_eval,
         test=test_eval,
         n_params=count_parameters(model, spec),

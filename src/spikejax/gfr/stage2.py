@@ -167,7 +167,7 @@ def fit_weights(
             )
     grid = lambda a: np.asarray(a).reshape((n_cells, n_l) + np.shape(a)[1:])  # noqa: E731
     models = jax.tree_util.tree_map(lambda a: grid(a) if eqx.is_array(a) else a, res.population)
-    hist = res.history["per_bin"][: res.n_epochs]
+    hist = res.curves["per_bin"][: res.n_epochs]
     epochs = np.asarray(res.epochs)
     last = hist[np.maximum(epochs - 1, 0), np.arange(m)] if len(hist) else np.full(m, np.nan)
     last = np.where(epochs > 0, last, np.nan)
@@ -213,6 +213,7 @@ def fit_alpha_beta(
     if method == "bfgs":
         import optimistix as optx
 
+        from ..core.results import StopReason, history_frame
         from ..core.training import FitResult
 
         def objective(y, _):
@@ -226,7 +227,8 @@ def fit_alpha_beta(
             raise NonFiniteError("fit_alpha_beta(method='bfgs') ended with a non-finite loss; try float64 or Adam")
         steps = int(sol.stats["num_steps"])
         reason = "completed" if sol.result == optx.RESULTS.successful else "max_steps"
-        return FitResult(fitted, None, {"step": np.asarray([steps]), "per_bin": np.asarray([final])}, steps, reason)
+        curves = {"step": np.asarray([steps]), "per_bin": np.asarray([final])}
+        return FitResult(model=fitted, history=history_frame(curves), stop_reason=StopReason.COMPLETED if reason == "completed" else StopReason.EPOCH_LIMIT, seconds=0.0, curves=curves, n_steps=steps)
     if method != "adam":
         raise ConfigError(f"method must be 'adam' or 'bfgs', got {method!r}")
     return core_fit(

@@ -230,10 +230,10 @@ def tune(
     spec["z"] = jax.tree_util.tree_map(lambda _: True, z0)
     target = jnp.asarray(firing_rate, jnp.result_type(float))
     res = _fit(member, spec, params0, scales, target, carry, k_fit, n_epochs, progress)
-    if float(np.nanmax(res.history["mu_max"])) > 1.0:  # some expected count exceeded 1: redo with exact sampling
+    if float(np.nanmax(res.curves["mu_max"])) > 1.0:  # some expected count exceeded 1: redo with exact sampling
         member = {"z": z0, "fixed": (cfg._replace(fast=False), model, stimulus, engine)}
         res = _fit(member, spec, params0, scales, target, carry, k_fit, n_epochs, progress)
-    h = res.history
+    h = res.curves
     status = str(res.status[0])
     if status == "diverged":
         ep = int(res.epochs[0]) - 1

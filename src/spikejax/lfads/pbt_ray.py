@@ -118,9 +118,9 @@ def _train_generation(model, opt_state, hp, tr, va, epoch0: int, smth, key, tc: 
               n_epochs=pc.epochs_per_generation, batch_size=bs, has_aux=True, with_step=True,
               args=(hp, jnp.asarray(n_batches), jnp.asarray(epoch0)), opt_state=opt_state, val_fn=val_fn,
               nan_guard=False, progress=False, desc="lfads pbt trial")
-    for rec in res.history["val"]:
+    for rec in res.curves["val"]:
         smth = float(rec) if smth is None else (1 - pc.smoothing) * smth + pc.smoothing * float(rec)
-    return res.model, res.opt_state, float(res.history["loss"][-1]), smth
+    return res.model, res.opt_state, float(res.curves["loss"][-1]), smth
 
 
 def _worker(config: dict, payload: dict) -> None:

@@ -263,7 +263,7 @@ def train(model: LFADS, train_data: dict[str, Any], valid_data: dict[str, Any], 
                                    monitor="val_smth", min_steps=ramp_steps) if tc.lr_scheduler else None,
               restore_best=True, checkpoint_dir=checkpoint_dir, checkpoint_every=tc.checkpoint_every * n_batches,
               resume=resume, progress=progress, callback=fit_cb, desc="lfads")
-    h = res.history
+    h = res.curves
     if "learning_rate" not in h:  # no scheduler: constant
         h["learning_rate"] = np.full(len(h["step"]), tc.lr_init)
     per_epoch = [to_logs(int(s), {k: v[i] for k, v in h.items()}) for i, s in enumerate(h["step"])]
