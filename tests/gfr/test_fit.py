@@ -22,7 +22,7 @@ from spikejax.gfr import (
     kernels,
     masked_evr,
     prepare_cell,
-    simulate,
+    simulate_rates,
 )
 from spikejax.gfr.fit import _Interrupted, stage2_loss
 
@@ -54,7 +54,7 @@ def test_parameter_recovery_kernels_bfgs():
     (relative L2) of the truth and EVR > 0.95 on the noiseless rates."""
     true = _true_model()
     cur = jnp.asarray(_noise_current())
-    rate = simulate(true, cur)
+    rate = simulate_rates(true, cur)
     assert 0.1 < float(jnp.mean(rate == 0)) < 0.6  # both rectified and driven bins
     res = fit_alpha_beta(GFR.init(true.g, 100), cur, rate, method="bfgs", n_epochs=1000)
     length = 100
@@ -64,18 +64,18 @@ def test_parameter_recovery_kernels_bfgs():
     err_f = float(jnp.linalg.norm(kf_hat - kf) / jnp.linalg.norm(kf))
     assert err_i < 0.05 and err_f < 0.05, (err_i, err_f)
     held_out = jnp.asarray(_noise_current(1, 300, seed=5))[0]
-    assert float(evr(simulate(res.model, held_out), simulate(true, held_out)[None])) > 0.95
+    assert float(evr(simulate_rates(res.model, held_out), simulate_rates(true, held_out)[None])) > 0.95
 
 
 def test_adam_stage2_fits_noiseless_rates():
     """GRNN's optimiser (Adam) on the same problem: EVR > 0.95 on held-out noiseless rates."""
     true = _true_model()
     cur = jnp.asarray(_noise_current(), jnp.float32)
-    rate = simulate(true, cur)
+    rate = simulate_rates(true, cur)
     res = fit_alpha_beta(GFR.init(true.g, 100), cur, rate, lr=0.02, n_epochs=400)
     assert res.history["per_bin"][-1] < res.history["per_bin"][0]
     held_out = jnp.asarray(_noise_current(1, 300, seed=5), jnp.float32)[0]
-    assert float(evr(simulate(res.model, held_out), simulate(true, held_out)[None])) > 0.95
+    assert float(evr(simulate_rates(res.model, held_out), simulate_rates(true, held_out)[None])) > 0.95
     np.testing.assert_array_equal(res.model.g.poly_coeff, true.g.poly_coeff)  # g frozen by the filter spec
     np.testing.assert_array_equal(res.model.decay, true.decay)
 
@@ -108,7 +108,7 @@ def test_bank_fit_noise2_evr_and_selection(bank_fit, gfr_bank):
     ev = evaluate(model, cell, FitConfig())
     assert ev["test_evr"] == pytest.approx(float(table["test_evr"].iloc[3]), rel=1e-4)
     trials = np.stack([s.binned[20][1] for s in cell.by_stimulus("Noise 2")])
-    m = np.asarray(simulate(model, jnp.asarray(cell.by_stimulus("Noise 2")[0].binned[20][0], jnp.float32)))
+    m = np.asarray(simulate_rates(model, jnp.asarray(cell.by_stimulus("Noise 2")[0].binned[20][0], jnp.float32)))
     want = float(evr(jnp.asarray(np.round(m * 20) / 20), jnp.asarray(trials)))
     assert evaluate(model, cell, FitConfig(round_counts=True))["test_evr"] == pytest.approx(want, rel=1e-4, abs=1e-6)
 
@@ -183,7 +183,7 @@ def test_fit_cells_resume(gfr_bank, tmp_path):
 def test_C_penalty_has_no_effect_on_gradients():
     true = _true_model()
     cur = jnp.asarray(_noise_current(1, 50), jnp.float32)
-    batch = {"current": cur, "rate": simulate(true, cur) * 0.9, "n_sweeps": 1, "n_bins": 50, "dt": 100.0}
+    batch = {"current": cur, "rate": simulate_rates(true, cur) * 0.9, "n_sweeps": 1, "n_bins": 50, "dt": 100.0}
     model = GFR.init(true.g, 100)
 
     @eqx.filter_jit

@@ -24,7 +24,9 @@ from .model import (
     linear_drive,
     simulate,
     simulate_feedforward,
+    simulate_rates,
 )
+from .trajectory import GFRTrajectory, plot_rates
 from .records import (
     dataset_to_records,
     gfr_from_params,

@@ -98,7 +98,7 @@ def _simulate(args: argparse.Namespace) -> int:
     n = int(round(args.duration / model.bin_size))
     if n < 1:
         raise ConfigError(f"--duration must cover at least one {model.bin_size} ms bin, got {args.duration}")
-    rates = np.asarray(simulate(model, jnp.full(n, float(args.current))))
+    rates = np.asarray(simulate(model, jnp.full(n, float(args.current))).rate)
     frame = pd.DataFrame({"time_ms": (np.arange(n) + 1) * model.bin_size, "current_pA": args.current, "rate_per_ms": rates, "rate_Hz": rates * 1000})
     if args.out:
         with atomic_open(args.out, "w", newline="") as fh:

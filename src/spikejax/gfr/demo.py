@@ -29,7 +29,7 @@ def _excerpt_part(out: Path) -> dict[str, Any]:
 
     from ..core import stack
     from ..core.io import atomic_open, save_figure
-    from .model import simulate
+    from .model import simulate_rates
     from .records import load_dataset, load_model
 
     ds = load_dataset()
@@ -43,7 +43,7 @@ def _excerpt_part(out: Path) -> dict[str, Any]:
     cur[:, n_pre : n_pre + n_on] = amps[:, None]
     import jax
 
-    rates = np.asarray(jax.vmap(lambda m: simulate(m, jnp.asarray(cur)))(stacked)) * 1000.0  # Hz, (cells, amps, T)
+    rates = np.asarray(jax.vmap(lambda m: simulate_rates(m, jnp.asarray(cur)))(stacked)) * 1000.0  # Hz, (cells, amps, T)
     onset = rates[:, :, n_pre]
     steady = rates[:, :, n_pre + n_on - 5 : n_pre + n_on].mean(-1)
     rows = []
@@ -125,7 +125,7 @@ def _bank_part(out: Path, *, quick: bool, seed: int) -> dict[str, Any]:
         trials = [s.binned[20] for s in cell.by_stimulus("Noise 2")]
         cur = trials[0][0]
         psth = np.mean([r for _, r in trials], axis=0) * 1000
-        pred = np.asarray(simulate(model, jnp.asarray(cur))) * 1000
+        pred = np.asarray(simulate(model, jnp.asarray(cur)).rate) * 1000
         tt = np.arange(cur.size) * 20.0
         axes[i, 0].plot(tt, psth, color="k", lw=1, label="recorded PSTH (Noise 2)")
         axes[i, 0].plot(tt, pred, color="C3", lw=1, label="GFR")
