@@ -36,9 +36,9 @@ from ..core.population import fit_population
 from ..core.training import EarlyStopping, fit as core_fit, trainable
 from .adjoint import simulate_adjoint
 from .config import ADAM, NO_KEY, FitConfig
-from .model import GFR, PolynomialActivation, decay_rates, simulate
+from .model import GFR, PolynomialActivation, decay_rates, simulate_rates
 
-__all__ = ["stage2_loss", "gfr_spec", "fit_weights", "fit_alpha_beta"]
+__all__ = ["loss", "loss_data", "stage2_loss", "gfr_spec", "fit_weights", "fit_alpha_beta"]
 
 
 class _Interrupted(Exception):
@@ -62,7 +62,7 @@ def stage2_loss(model: GFR, batch: dict[str, jax.Array], *, eps: float = 1e-8, C
     cur, rate = batch["current"], batch["rate"]
     s, t = cur.shape
     mask = (jnp.arange(s)[:, None] < batch["n_sweeps"]) & (jnp.arange(t)[None, :] < batch["n_bins"])
-    pred = simulate(model, cur, checkpoint=checkpoint) if checkpoint else simulate_adjoint(model, cur)
+    pred = simulate_rates(model, cur, checkpoint=checkpoint) if checkpoint else simulate_adjoint(model, cur)
     dt = batch["dt"]
     nll = poisson_nll(pred * dt, rate * dt, mask=mask, convention="torch", eps=eps, reduction="sum")
     n_s = jnp.maximum(batch["n_sweeps"], 1)
@@ -71,6 +71,60 @@ def stage2_loss(model: GFR, batch: dict[str, jax.Array], *, eps: float = 1e-8, C
     # GRNN's "L0" penalty: a count of non-zero weights, whose gradient is zero (C has no effect on training).
     penalty = C * jax.lax.stop_gradient(jnp.count_nonzero(model.alpha) + jnp.count_nonzero(model.beta)).astype(loss.dtype)
     return loss + penalty, {"per_bin": per_bin}
+
+
+def loss(model: GFR, data: dict[str, Any], *, key: jax.Array | None = None) -> jax.Array:
+    """The objective stage 2 of :func:`~spikejax.gfr.fit_cells` minimises for one cell (``alpha``, ``beta``).
+
+    The sum over the cell's stimulus-type batches (Long Square, Ramp, Noise 1) of the batch loss:
+    the mean over the batch's sweeps of the summed Poisson NLL (torch convention, ``eps``) of the
+    expected counts ``f_hat dt`` against ``f dt`` — one epoch of the fit takes one Adam step per
+    type-batch on these terms. Pure and differentiable (reverse mode: the gradient is the
+    hand-written adjoint of :mod:`spikejax.gfr.adjoint`); usable inside ``jax.grad``/``jit``/``vmap``.
+
+    Parameters
+    ----------
+    model
+        A :class:`~spikejax.gfr.GFR`.
+    data
+        The cell's training sweeps as :func:`loss_data` builds them: ``current`` (pA) and ``rate``
+        (spikes/ms) of shape ``(G, S, T)`` (type-batches, sweeps, bins; zero-padded) or ``(S, T)``
+        (one batch); optional ``n_sweeps``/``n_bins`` ``(G,)`` (each batch's own padded shape; bins
+        and sweeps beyond it are masked), ``dt`` (ms, default ``model.bin_size``) and ``eps`` (1e-8).
+    key
+        Unused (the objective draws no random numbers); accepted for the common signature.
+
+    Returns
+    -------
+    scalar (nats).
+    """
+    cur, rate = jnp.asarray(data["current"]), jnp.asarray(data["rate"])
+    if cur.ndim == 2:
+        cur, rate = cur[None], rate[None]
+    g_, s, t = cur.shape
+    n_sweeps = jnp.broadcast_to(jnp.asarray(data.get("n_sweeps", s)), (g_,))
+    n_bins = jnp.broadcast_to(jnp.asarray(data.get("n_bins", t)), (g_,))
+    dt = jnp.asarray(data.get("dt", float(model.bin_size)), cur.dtype)
+    eps = data.get("eps", 1e-8)
+    total = jnp.zeros((), cur.dtype)
+    for j in range(g_):
+        batch = {"current": cur[j], "rate": rate[j], "n_sweeps": n_sweeps[j], "n_bins": n_bins[j], "dt": dt}
+        total = total + stage2_loss(model, batch, eps=eps)[0]
+    return total
+
+
+def loss_data(cell: Any, config: FitConfig | None = None) -> dict[str, Any]:
+    """The data of :func:`loss` for one preprocessed cell (:class:`~spikejax.gfr.CellData`): its
+    training sweeps at ``config.dt``, grouped by stimulus type and zero-padded, as ``fit_cells`` uses them."""
+    from .cells import prepare_cell, stack_cells
+
+    config = config or FitConfig()
+    prep = prepare_cell(cell, config)
+    groups = stack_cells([prep], config)["groups"]
+    out = {k: groups[k][:, 0] for k in ("current", "rate", "n_sweeps", "n_bins")}
+    out["dt"] = jnp.asarray(float(config.bin_size), out["current"].dtype)
+    out["eps"] = float(config.eps)
+    return out
 
 
 @functools.lru_cache(maxsize=None)
