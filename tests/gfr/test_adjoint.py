@@ -8,14 +8,14 @@ import pytest
 from jax.test_util import check_grads
 
 from spikejax import ShapeError
-from spikejax.gfr import GFRLayer, load_dataset, load_model, simulate_rates
+from spikejax.gfr import GFRLayer, load_dataset, model_from_dataset, simulate_rates
 from spikejax.gfr.adjoint import simulate_adjoint
 from spikejax.gfr.stage2 import stage2_loss
 
 
 @pytest.fixture
 def model():  # per test: built after the requires_x64 fixture switched the dtype
-    m = load_model(load_dataset(), 566517779)
+    m = model_from_dataset(load_dataset(), 566517779)
     # feedback on, so that the kappa beta f_{t-1} path of the adjoint is exercised
     return eqx.tree_at(lambda m: m.beta, m, m.beta - 1e-4)
 

@@ -23,7 +23,7 @@ from spikejax.gfr import (
     kernels,
     linear_drive,
     load_dataset,
-    load_model,
+    model_from_dataset,
     load_records,
     simulate,
     simulate_rates,
@@ -80,7 +80,7 @@ def test_excerpt_cells_match_float64_reference():
     cur = _stimuli()
     worst = 0.0
     for rec in records:
-        model = load_model(ds, rec["cell_id"], 20, 20)
+        model = model_from_dataset(ds, rec["cell_id"], 20, 20)
         assert model.alpha.dtype == jnp.float64
         got = np.asarray(simulate_rates(model, jnp.asarray(cur)))
         want = np.stack([reference_rates(rec["params"], c) for c in cur])
@@ -100,14 +100,14 @@ def test_excerpt_cells_float32_close_to_reference():
     ds = load_dataset(records)
     cur = _stimuli()
     for rec in records:
-        got = np.asarray(simulate_rates(load_model(ds, rec["cell_id"]), jnp.asarray(cur, jnp.float32)))
+        got = np.asarray(simulate_rates(model_from_dataset(ds, rec["cell_id"]), jnp.asarray(cur, jnp.float32)))
         want = np.stack([reference_rates(rec["params"], c) for c in cur])
         assert np.max(np.abs(got - want)) / want.max() < 3e-5
 
 
 def test_example_cell_onset_then_adaptation():
     """Cell 566517779 (kappa = 1000): g(I) at onset, then the rate adapts; below threshold it is silent."""
-    model = load_model(load_dataset(), 566517779)
+    model = model_from_dataset(load_dataset(), 566517779)
     i_step = 200.0
     cur = jnp.concatenate([jnp.full(50, i_step), jnp.zeros(10)])
     r = np.asarray(simulate_rates(model, cur))
@@ -136,7 +136,7 @@ def test_decay_grid_and_default_neuron():
 
 def test_kernel_form_matches_recursion_and_fft():
     """The LN-with-feedback kernels reproduce the recursion; FFT evaluation only when beta = 0."""
-    model = load_model(load_dataset(), 566517779)
+    model = model_from_dataset(load_dataset(), 566517779)
     cur = jnp.asarray(_stimuli(60)[4])
     rates = np.asarray(simulate_rates(model, cur))
     k_i, k_f = (np.asarray(k) for k in kernels(model, 60))
@@ -154,7 +154,7 @@ def test_kernel_form_matches_recursion_and_fft():
 
 def test_layer_equals_single_neurons_and_step_api():
     ds = load_dataset()
-    neurons = [load_model(ds, c) for c in ds[(20, 20)]["cell_id"]]
+    neurons = [model_from_dataset(ds, c) for c in ds[(20, 20)]["cell_id"]]
     layer = GFRLayer.from_neurons(neurons)
     assert layer.n_neurons == 8 and layer.decay.shape == (8,)
     cur = jnp.asarray(np.random.default_rng(0).uniform(0, 400, (2, 8, 30)))
@@ -174,7 +174,7 @@ def test_layer_equals_single_neurons_and_step_api():
 def test_jit_vmap_and_sweep_agree_with_plain_calls():
     ds = load_dataset()
     cells = list(ds[(20, 20)]["cell_id"])
-    models = [load_model(ds, c) for c in cells]
+    models = [model_from_dataset(ds, c) for c in cells]
     cur = jnp.asarray(_stimuli(40)[2], jnp.float32)
     plain = np.stack([np.asarray(simulate_rates(m, cur)) for m in models])
     stacked = stack(models)
@@ -193,7 +193,7 @@ def test_jit_vmap_and_sweep_agree_with_plain_calls():
 @pytest.mark.requires_x64
 def test_check_grads_float64():
     """Acceptance 5: gradients of simulate (alpha, beta, g, current) pass check_grads in float64."""
-    model = load_model(load_dataset(), 566517779)
+    model = model_from_dataset(load_dataset(), 566517779)
     cur = jnp.asarray(np.random.default_rng(1).uniform(120, 260, 12))
 
     def f(alpha, beta, coeff, b, c):
@@ -212,10 +212,10 @@ def test_sharded_sweep_matches_plain():
         """
         import jax, jax.numpy as jnp, numpy as np
         from spikejax.core import stack, sweep
-        from spikejax.gfr import load_dataset, load_model, simulate_rates
+        from spikejax.gfr import load_dataset, model_from_dataset, simulate_rates
         assert jax.local_device_count() == 4
         ds = load_dataset()
-        models = [load_model(ds, c) for c in ds[(20, 20)]["cell_id"]][:6]
+        models = [model_from_dataset(ds, c) for c in ds[(20, 20)]["cell_id"]][:6]
         cur = jnp.linspace(0.0, 400.0, 30)
         sharded = sweep(lambda m, c: simulate_rates(m, c), stack(models), cur)
         plain = np.stack([np.asarray(simulate_rates(m, cur)) for m in models])
@@ -231,7 +231,7 @@ def test_sharded_sweep_matches_plain():
 
 def test_bad_current_inputs():
     """Acceptance 6: wrong shapes and NaN/inf currents raise clear errors naming the argument."""
-    model = load_model(load_dataset(), 566517779)
+    model = model_from_dataset(load_dataset(), 566517779)
     with pytest.raises(NonFiniteError, match="current"):
         simulate(model, jnp.asarray([1.0, np.nan, 2.0]))
     with pytest.raises(NonFiniteError, match="current"):
@@ -255,7 +255,7 @@ def test_simulate_returns_trajectory():
 
     from spikejax.gfr import GFRTrajectory
 
-    model = load_model(load_dataset(), 566517779)
+    model = model_from_dataset(load_dataset(), 566517779)
     cur = jnp.stack([jnp.full(30, 250.0), jnp.full(30, 150.0)])  # (trials, T)
     traj = simulate(model, cur)
     assert isinstance(traj, GFRTrajectory) and traj.dt == 20.0 and traj.state is None

@@ -122,7 +122,7 @@ def loss_data(cell: Any, config: FitConfig | None = None) -> dict[str, Any]:
     prep = prepare_cell(cell, config)
     groups = stack_cells([prep], config)["groups"]
     out = {k: groups[k][:, 0] for k in ("current", "rate", "n_sweeps", "n_bins")}
-    out["dt"] = jnp.asarray(float(config.bin_size), out["current"].dtype)
+    out["dt"] = jnp.asarray(float(config.dt), out["current"].dtype)
     out["eps"] = float(config.eps)
     return out
 
@@ -171,17 +171,17 @@ def fit_weights(
     learning rates, ...)), ``history`` (epochs, cells, learning rates) of the per-bin loss (NaN
     after a member stopped), ``epochs``, ``last_loss`` and ``status`` (cells, learning rates).
     """
-    n_cells, n_l = int(np.shape(g_host["b"])[0]), len(config.hparams)
+    n_cells, n_l = int(np.shape(g_host["b"])[0]), len(config.learning_rates)
     m = n_cells * n_l  # member = cell * n_l + learning rate
     dt = jnp.result_type(float)
-    lam = decay_rates(config.bin_size)
+    lam = decay_rates(config.dt)
     n = lam.size
     host_dt = np.dtype(dt)
     rep = lambda a: np.repeat(np.asarray(a), n_l, axis=0).astype(host_dt)  # noqa: E731
     alpha0 = np.zeros((m, n), host_dt)
     alpha0[:, 0] = n
-    g = PolynomialActivation(*(rep(g_host[k]) for k in ("poly_coeff", "b", "max_current", "max_firing_rate")), config.activation_bin_size)
-    stack = GFR(alpha0, np.zeros((m, n), host_dt), np.broadcast_to(np.asarray(lam, host_dt), (m, n)).copy(), g, config.bin_size, config.kappa)
+    g = PolynomialActivation(*(rep(g_host[k]) for k in ("poly_coeff", "b", "max_current", "max_firing_rate")), config.activation_dt)
+    stack = GFR(alpha0, np.zeros((m, n), host_dt), np.broadcast_to(np.asarray(lam, host_dt), (m, n)).copy(), g, config.dt, config.kappa)
     groups = data["groups"]  # leaves (G, C, ...)
     host = {k: np.asarray(v) for k, v in groups.items()}  # re-laid out on the host: no device programs
     if shared_padding:  # (C, G, S, T): one type-batch per step, scanned
@@ -202,12 +202,12 @@ def fit_weights(
             if len(calls) > stop_after:  # the checkpoints of the first stop_after chunks are written
                 raise _Interrupted(f"interrupted after {state.epoch} epochs (test hook)")
 
-    budgets = np.tile(np.asarray([ep for _, ep in config.hparams], np.int64), n_cells)
+    budgets = np.tile(np.asarray(config.n_epochs, np.int64), n_cells)
     res = fit_population(
         stack, loss, optimizer=ADAM, key=NO_KEY, n_epochs=budgets, member_data=True,
         data_index=np.repeat(np.arange(n_cells, dtype=np.int32), n_l), skip_step=skip, has_aux=True,
         filter_spec=gfr_spec(stack), args={"eps": np.full(m, config.eps, host_dt), "C": np.full(m, config.C, host_dt)},
-        hyperparams={"learning_rate": np.tile([lr for lr, _ in config.hparams], n_cells)},
+        hyperparams={"learning_rate": np.tile(config.learning_rates, n_cells)},
         early_stopping=EarlyStopping(patience=config.patience, monitor="train/per_bin", rule="unchanged"),
         epochs_per_chunk=epochs_per_chunk, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
         resume=resume, between_chunks=hook, progress=False, **layout,
@@ -234,7 +234,7 @@ def fit_alpha_beta(
     current: jax.Array,
     rate: jax.Array,
     *,
-    lr: float = 1e-2,
+    learning_rate: float = 1e-2,
     n_epochs: int = 200,
     eps: float = 1e-8,
     optimizer: optax.GradientTransformation | None = None,
@@ -249,12 +249,19 @@ def fit_alpha_beta(
     frozen by a filter spec) on ``current``/``rate`` of shape (sweeps, T) (pA, spikes/ms) on the
     torch-convention Poisson NLL of counts (mean over sweeps, sum over bins).
 
-    ``method="adam"`` (GRNN's optimiser; full batch, :func:`spikejax.core.fit`, ``n_epochs`` steps)
+    ``method="adam"`` (GRNN's optimiser, step size ``learning_rate``; full batch, :func:`spikejax.core.fit`, ``n_epochs`` steps)
     or ``"bfgs"`` (optimistix BFGS on the 2n parameters, at most ``n_epochs`` iterations, tolerance
     ``tol``; converges far more tightly on small problems, e.g. parameter recovery).
-    Returns :class:`spikejax.core.FitResult` (``history["per_bin"]``: per-bin NLL).
+    Returns :class:`~spikejax.gfr.GFRFitAlphaBetaResult` (``history``: ``step``, ``loss``, ``per_bin``
+    (per-bin NLL)). No random numbers are drawn (full batch, deterministic init).
     """
+    import time
+
     from ..core.errors import check_array
+    from ..core.results import StopReason, history_frame
+    from .results import GFRFitAlphaBetaResult, gfr_structure
+
+    t0 = time.perf_counter()
 
     cur = check_array(current, "current", ndim=2)
     r = check_array(rate, "rate", shape=cur.shape, low=0.0)
@@ -267,8 +274,6 @@ def fit_alpha_beta(
     if method == "bfgs":
         import optimistix as optx
 
-        from ..core.training import FitResult
-
         def objective(y, _):
             m = eqx.tree_at(lambda m: (m.alpha, m.beta), model, y)
             return stage2_loss(m, batch, eps=eps, checkpoint=bptt_checkpoint)[1]["per_bin"]
@@ -279,12 +284,16 @@ def fit_alpha_beta(
         if not np.isfinite(final):
             raise NonFiniteError("fit_alpha_beta(method='bfgs') ended with a non-finite loss; try float64 or Adam")
         steps = int(sol.stats["num_steps"])
-        reason = "completed" if sol.result == optx.RESULTS.successful else "max_steps"
-        return FitResult(fitted, None, {"step": np.asarray([steps]), "per_bin": np.asarray([final])}, steps, reason)
+        reason = StopReason.CONVERGED if sol.result == optx.RESULTS.successful else StopReason.COMPLETED
+        hist = history_frame({"step": np.asarray([steps]), "loss": np.asarray([final]), "per_bin": np.asarray([final])}, "step")
+        return GFRFitAlphaBetaResult(model=fitted, history=hist, stop_reason=reason, seconds=time.perf_counter() - t0,
+                                     structure=gfr_structure(model))
     if method != "adam":
         raise ConfigError(f"method must be 'adam' or 'bfgs', got {method!r}")
-    return core_fit(
-        model, loss, None, optimizer=optimizer or optax.adam(lr), key=jax.random.PRNGKey(0), n_steps=n_epochs,
+    res = core_fit(
+        model, loss, None, optimizer=optimizer or optax.adam(learning_rate), key=NO_KEY, n_steps=n_epochs,
         filter_spec=gfr_spec(model), has_aux=True, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
         progress=progress, desc="fit_alpha_beta",
     )
+    return GFRFitAlphaBetaResult(model=res.model, history=history_frame(res.history, "step"), stop_reason=StopReason.of(res.stop_reason),
+                                 seconds=time.perf_counter() - t0, structure=gfr_structure(model))
