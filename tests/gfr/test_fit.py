@@ -251,7 +251,7 @@ def test_bank_default_schedule_slow(tmp_path):
     default schedule (1000 activation epochs x 3 restarts, lr 1e-2/1e-3/1e-4 x 200 epochs)."""
     from spikejax.gfr import make_cell_bank, preprocess_nwb
 
-    paths = make_cell_bank(tmp_path, 8, seed=3)
+    paths = make_cell_bank(tmp_path, 8, key=jax.random.key(3))
     cells = [preprocess_nwb(p, bin_sizes=(20,)) for p in paths]
     res = fit_cells(cells, FitConfig(), key=KEY)
     print(res.table[["cell_id", "val_evr", "test_evr", "train_loss", "test_loss", "best_lr", "selected"]])

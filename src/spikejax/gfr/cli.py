@@ -22,13 +22,15 @@ __all__ = ["register"]
 
 
 def _preprocess(args: argparse.Namespace) -> int:
+    import jax
+
     from .preprocess import BIN_SIZES, preprocess_files
     from .synthetic import make_cell_bank
 
     out = Path(args.save_path)
     paths: list[Path] = []
     if args.synthetic:
-        paths += make_cell_bank(out / "nwb", args.synthetic, seed=args.seed, sampling_rate=args.sampling_rate, short=args.short)
+        paths += make_cell_bank(out / "nwb", args.synthetic, key=jax.random.key(args.seed), sampling_rate=args.sampling_rate, short=args.short)
         print(f"wrote {len(paths)} synthetic NWB files to {out / 'nwb'}")
     for item in args.nwb or []:
         p = Path(item)
@@ -124,7 +126,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     pre.add_argument("--bin_sizes", type=int, nargs="*", help="bin sizes in ms (default 10 20 50 100)")
     pre.add_argument("--sampling_rate", type=float, default=10_000.0, help="synthetic bank sampling rate, Hz")
     pre.add_argument("--short", action="store_true", help="synthetic bank: half-length protocol")
-    pre.add_argument("--seed", type=int, default=0)
+    pre.add_argument("--seed", type=int, default=0, help="seed of the synthetic bank's key")
     pre.set_defaults(func=_preprocess)
 
     fit = sub.add_parser("fit", help="fit GFR models (stage 1 + stage 2) to preprocessed cells, all at once")

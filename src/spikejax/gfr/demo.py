@@ -97,10 +97,10 @@ def _bank_part(out: Path, *, quick: bool, seed: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     if quick:
         n_cells, config = 2, FitConfig(activation_n_epochs=60, learning_rates=(1e-2, 1e-3), n_epochs=(10, 10))
-        bank = make_cell_bank(out / "bank_nwb", n_cells, seed=seed, sampling_rate=5000.0, short=True)
+        bank = make_cell_bank(out / "bank_nwb", n_cells, key=jax.random.key(seed), sampling_rate=5000.0, short=True)
     else:
         n_cells, config = 8, FitConfig()
-        bank = make_cell_bank(out / "bank_nwb", n_cells, seed=seed, sampling_rate=10_000.0)
+        bank = make_cell_bank(out / "bank_nwb", n_cells, key=jax.random.key(seed), sampling_rate=10_000.0)
     t_bank = time.perf_counter() - t0
     preprocess_files(bank, out / "bank_h5", bin_sizes=(20, 100))
     cells = load_cells(out / "bank_h5")
