@@ -21,7 +21,7 @@ import jax
 
 from spikejax.core.io import save_json
 from spikejax.gfr.mnist import load_mnist
-from spikejax.gfr.network import GFRNetwork, VanillaRNN, gfr_network_size, matching_rnn_size, train_network
+from spikejax.gfr import GFRNetwork, VanillaRNN, gfr_network_size, matching_rnn_size, train_network
 
 
 def main(argv=None) -> None:
@@ -35,7 +35,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     x, y = load_mnist("train", path=args.mnist_path, n=args.n_train)
     xt, yt = load_mnist("test", path=args.mnist_path)
-    common = dict(lr=1e-3, epochs=args.epochs, batch_size=128, test_data=(xt, yt), track_test=True, progress=False)
+    common = dict(learning_rate=1e-3, n_epochs=args.epochs, batch_size=128, test_data=(xt, yt), track_test=True, progress=False)
     k_net, k_fit, k_rnn, k_rnn_fit, _ = jax.random.split(jax.random.PRNGKey(args.seed), 5)
     h = matching_rnn_size(gfr_network_size(64))
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
@@ -52,8 +52,8 @@ def main(argv=None) -> None:
         row = {
             "model": label, "seed": args.seed, "n_hidden": hidden, "n_train": int(x.shape[0]), "n_test": int(xt.shape[0]),
             **s,
-            "test_step1_per_epoch": [float(v) for v in res.history.get("val", [])],
-            "train_loss_per_epoch": [float(v) for v in res.history.get("loss", [])],
+            "test_step1_per_epoch": [float(v) for v in (res.history["val"] if "val" in res.history else [])],
+            "train_loss_per_epoch": [float(v) for v in (res.history["loss"] if "loss" in res.history else [])],
             "wall_seconds": time.perf_counter() - t0,
             "load_average_at_end": os.getloadavg(),
         }

@@ -51,7 +51,7 @@ def _bank(n_distinct: int, seed: int):
     from spikejax.gfr import make_cell_bank, preprocess_nwb
 
     with tempfile.TemporaryDirectory() as tmp:
-        paths = make_cell_bank(Path(tmp), n_distinct, seed=seed, sampling_rate=5000.0, short=True)
+        paths = make_cell_bank(Path(tmp), n_distinct, key=jax.random.key(seed), sampling_rate=5000.0, short=True)
         return [preprocess_nwb(p, bin_sizes=(20,)) for p in paths]
 
 
@@ -71,7 +71,7 @@ def _anchor_cells(n_cells: int, seed: int = 0):
     """Prepared cells with the torch anchor's stage-2 batch sizes (rates from a GFR with the anchor's g)."""
     import jax.numpy as jnp
 
-    from spikejax.gfr import GFR, PolynomialActivation, decay_rates, simulate
+    from spikejax.gfr import GFR, PolynomialActivation, decay_rates, simulate_rates
     from spikejax.gfr.cells import PreparedCell
 
     rng = np.random.default_rng(seed)
@@ -87,7 +87,7 @@ def _anchor_cells(n_cells: int, seed: int = 0):
         ls[:, 25:75] = np.linspace(20, 250, 20)[:, None]
         ramp = np.broadcast_to(np.linspace(0, 300, 500), (3, 500)).copy()
         noise = 120 + 60 * rng.standard_normal((12, 1000))
-        rates = {k: np.asarray(simulate(true, jnp.asarray(v, jnp.float32)), float) for k, v in (("ls", ls), ("ramp", ramp), ("noise", noise))}
+        rates = {k: np.asarray(simulate_rates(true, jnp.asarray(v, jnp.float32)), float) for k, v in (("ls", ls), ("ramp", ramp), ("noise", noise))}
         groups = {"Long Square": (ls, rates["ls"]), "Ramp": (ramp, rates["ramp"]), "Noise 1": (noise, rates["noise"])}
         trials = (noise[0], rates["noise"])
         cells.append(PreparedCell(10_000_000 + i, 0.05, 250.0, ls[:, 25], rates["ls"][:, 25], groups, trials, trials))
@@ -101,7 +101,7 @@ def _stage2_vs_anchor(args) -> dict:
     from spikejax.gfr.stage2 import fit_weights
 
     out = {"cells": args.stage2_cells, "epochs": args.stage2_epochs}
-    config = FitConfig(hparams=tuple((lr, args.stage2_epochs) for lr in (1e-2, 1e-3, 1e-4)))
+    config = FitConfig(learning_rates=(1e-2, 1e-3, 1e-4), n_epochs=(args.stage2_epochs,) * 3)
     preps = _anchor_cells(args.stage2_cells, args.seed)
     data = stack_cells(preps, config)
     g_host = {"poly_coeff": np.tile([0.0, 2.7], (len(preps), 1)), "b": np.full(len(preps), 110.0),
@@ -147,7 +147,7 @@ def _full_schedule(args, g_host_chunk, data_chunk) -> dict:
     from spikejax.gfr import FitConfig
     from spikejax.gfr.stage2 import fit_weights
 
-    config = FitConfig(hparams=tuple((lr, 200) for lr in (1e-2, 1e-3, 1e-4)))
+    config = FitConfig(learning_rates=(1e-2, 1e-3, 1e-4), n_epochs=(200,) * 3)
     n_chunks = -(-args.full_cells // args.stage2_cells)
     t, c = time.perf_counter(), time.process_time()
     member_epochs = 0.0
@@ -221,7 +221,7 @@ def _write_report(args, rows: list[dict], stage2: dict | None, config, n_distinc
             f"- Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, JAX {jax.__version__} on {dev.platform} ({dev.device_kind}); "
             "shared with other jobs while measured, so absolute times are inflated, ratios within the run are comparable",
             f"- Schedule per cell: stage 1 {config.activation_epochs} epochs x {config.activation_repeats} restarts; stage 2: "
-            f"{len(config.hparams)} learning rates x {args.epochs} epochs (3 type-batches per epoch), 20 ms bins",
+            f"{len(config.learning_rates)} learning rates x {args.epochs} epochs (3 type-batches per epoch), 20 ms bins",
             f"- `fit_cells(shared_padding={args.shared_padding}, chunk_size={args.chunk_size})`: "
             + ("all type-batches padded to one shape and scanned" if args.shared_padding else "each type-batch padded only to its own largest shape (unrolled)")
             + f"; at most {args.chunk_size} cells per compiled call (one program reused for every chunk)",
@@ -278,7 +278,8 @@ def main(argv=None) -> int:
 
     from spikejax.gfr import FitConfig, fit_cell, fit_cells
 
-    config = FitConfig(activation_epochs=args.activation_epochs, hparams=tuple((lr, args.epochs) for lr in (1e-2, 1e-3, 1e-4)))
+    config = FitConfig(activation_n_epochs=args.activation_epochs, learning_rates=(1e-2, 1e-3, 1e-4), n_epochs=(args.epochs,) * 3)
+    key = jax.random.key(args.seed)
     t0 = time.perf_counter()
     base = _bank(args.distinct, args.seed)
     t_bank = time.perf_counter() - t0
@@ -286,15 +287,15 @@ def main(argv=None) -> int:
 
     # per-cell loops (compile excluded by a warm-up on another cell, then timed)
     loop_cells = _replicate(base, args.loop_cells + 1)
-    fit_cell(loop_cells[0], config)
+    fit_cell(loop_cells[0], config, key=key)
     t = time.perf_counter()
     for c in loop_cells[1:]:
-        fit_cell(c, config)
+        fit_cell(c, config, key=key)
     per_cell_core = (time.perf_counter() - t) / args.loop_cells
-    fit_cells([loop_cells[0]], config, shared_padding=args.shared_padding)
+    fit_cells([loop_cells[0]], config, key=key, shared_padding=args.shared_padding)
     t = time.perf_counter()
     for c in loop_cells[1:]:
-        fit_cells([c], config, shared_padding=args.shared_padding)
+        fit_cells([c], config, key=key, shared_padding=args.shared_padding)
     per_cell_batched = (time.perf_counter() - t) / args.loop_cells
     print(f"per-cell loop: fit_cell {per_cell_core:.2f} s/cell, fit_cells([cell]) {per_cell_batched:.2f} s/cell", flush=True)
 
@@ -302,11 +303,11 @@ def main(argv=None) -> int:
     for n in args.sizes:
         cells = _replicate(base, n)
         t = time.perf_counter()
-        res = fit_cells(cells, config, shared_padding=args.shared_padding, chunk_size=args.chunk_size)  # includes compilation
+        res = fit_cells(cells, config, key=key, shared_padding=args.shared_padding, chunk_size=args.chunk_size)  # includes compilation
         first = time.perf_counter() - t
         if n <= args.warm_max:
             t = time.perf_counter()
-            res = fit_cells(cells, config, shared_padding=args.shared_padding, chunk_size=args.chunk_size)  # compiled
+            res = fit_cells(cells, config, key=key, shared_padding=args.shared_padding, chunk_size=args.chunk_size)  # compiled
             warm = time.perf_counter() - t
         else:  # one call only: compilation (independent of n) is included in the time
             warm = first

@@ -26,7 +26,7 @@ import numpy as np
 
 from spikejax.core.io import save_json
 from spikejax.gfr.mnist import load_mnist
-from spikejax.gfr.network import GFRNetwork, VanillaRNN, gfr_network_size, matching_rnn_size, train_network
+from spikejax.gfr import GFRNetwork, VanillaRNN, gfr_network_size, matching_rnn_size, train_network
 
 
 def _row(name, seed, res, hidden):
@@ -68,7 +68,7 @@ def main(argv=None) -> dict:
         n_train, n_test = 128, 64
     x, y = load_mnist("train", path=args.mnist_path, n=n_train)
     xt, yt = load_mnist("test", path=args.mnist_path, n=n_test)
-    common = dict(lr=args.lr, epochs=args.epochs, batch_size=args.batch_size, test_data=(xt, yt), progress=False)
+    common = dict(learning_rate=args.lr, n_epochs=args.epochs, batch_size=args.batch_size, test_data=(xt, yt), progress=False)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = set(models) - {"gfr", "rnn", "rnn_tanh", "bio_scaled", "bio_centered"}
     if unknown:

@@ -7,6 +7,8 @@
 import argparse
 from pathlib import Path
 
+import jax
+
 from spikejax.core.io import atomic_open
 from spikejax.gfr import FitConfig, fit_cells, load_cells, make_cell_bank, preprocess_files, save_records
 
@@ -19,18 +21,20 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     out = Path(args.out)
+    k_bank, k_fit = jax.random.split(jax.random.key(args.seed))
     if args.quick:
-        nwb = make_cell_bank(out / "nwb", 2, seed=args.seed, sampling_rate=5000.0, short=True)
-        config = FitConfig(activation_epochs=30, hparams=((1e-2, 5), (1e-3, 5)), seed=args.seed)
+        nwb = make_cell_bank(out / "nwb", 2, key=k_bank, sampling_rate=5000.0, short=True)
+        config = FitConfig(activation_n_epochs=30, learning_rates=(1e-2, 1e-3), n_epochs=(5, 5))
     else:
-        nwb = make_cell_bank(out / "nwb", args.n_cells, seed=args.seed)
-        config = FitConfig(seed=args.seed)
+        nwb = make_cell_bank(out / "nwb", args.n_cells, key=k_bank)
+        config = FitConfig()
     preprocess_files(nwb, out / "h5", bin_sizes=(20,))
     cells = load_cells(out / "h5")
-    res = fit_cells(cells, config)
+    res = fit_cells(cells, config, key=k_fit)  # a GFRFitResult: one row per cell in res.to_pandas()
     with atomic_open(out / "summary.csv", "w", newline="") as fh:
-        res.table.to_csv(fh, index=False)
+        res.to_pandas().to_csv(fh, index=False)
     save_records(out / "records.json", res.records)
+    res.save(out / "fit.h5")  # GFRFitResult.load(out / "fit.h5") reads it back
     print(res.table[["cell_id", "val_evr", "test_evr", "train_loss", "test_loss", "best_lr", "selected"]].to_string(index=False))
     print(f"wrote {out}")
 

@@ -18,8 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from spikejax.core.io import save_figure, save_json
-from spikejax.gfr.mnist import load_mnist
-from spikejax.gfr.network import GFRNetwork, VanillaRNN, matching_rnn_size, save_network, train_network
+from spikejax.gfr import GFRNetwork, VanillaRNN, load_mnist, matching_rnn_size, save_network, train_network
 
 
 def main() -> None:
@@ -39,12 +38,12 @@ def main() -> None:
 
     # Paper setting: default GFR neurons (kappa = 1), trainable alpha/beta, frozen activation g.
     gfr = GFRNetwork(n_nodes, key=k_gfr)
-    res_gfr = train_network(gfr, (x, y), key=k_fit, lr=1e-3, epochs=epochs, batch_size=batch,
+    res_gfr = train_network(gfr, (x, y), key=k_fit, learning_rate=1e-3, n_epochs=epochs, batch_size=batch,
                             freeze_activations=True, test_data=(xt, yt), progress=False)
     # Vanilla RNN with the same number of trainable parameters, trained the same way.
     h = matching_rnn_size(res_gfr.n_params)
-    res_rnn = train_network(VanillaRNN(h, key=k_rnn), (x, y), key=k_fit, lr=1e-3, epochs=epochs,
-                            batch_size=batch, test_data=(xt, yt), progress=False)
+    res_rnn = train_network(VanillaRNN(h, key=k_rnn), (x, y), key=k_fit, learning_rate=1e-3,
+                            n_epochs=epochs, batch_size=batch, test_data=(xt, yt), progress=False)
 
     out = Path(args.out)
     summary = {"GFR-RNN": res_gfr.summary(), f"vanilla RNN (H={h})": res_rnn.summary()}

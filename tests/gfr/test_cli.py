@@ -25,5 +25,5 @@ def test_cli_preprocess_fit_simulate(tmp_path, capsys):
     assert len(rates) == 5 and abs(rates["rate_Hz"].iloc[0] - 52.7) < 0.1
     # bad input: unknown (dt, dt') and a missing folder give exit code 2 with a message
     assert main(["gfr", "fit", "--data", str(data), "--save_path", str(out), "--bin_size", "30"]) == 2
-    assert "bin_size" in capsys.readouterr().err
+    assert "FitConfig.dt" in capsys.readouterr().err
     assert main(["gfr", "preprocess", "--save_path", str(tmp_path / "x")]) == 2

@@ -22,11 +22,12 @@ from spikejax.gfr import (
     kernels,
     masked_evr,
     prepare_cell,
-    simulate,
+    simulate_rates,
 )
 from spikejax.gfr.fit import _Interrupted, stage2_loss
 
-SMALL = dict(activation_epochs=300, hparams=((1e-2, 60), (1e-3, 60), (1e-4, 60)))
+SMALL = dict(activation_n_epochs=300, learning_rates=(1e-2, 1e-3, 1e-4), n_epochs=(60, 60, 60))
+KEY = jax.random.key(0)
 
 
 def _true_model(bin_size=100):
@@ -54,7 +55,7 @@ def test_parameter_recovery_kernels_bfgs():
     (relative L2) of the truth and EVR > 0.95 on the noiseless rates."""
     true = _true_model()
     cur = jnp.asarray(_noise_current())
-    rate = simulate(true, cur)
+    rate = simulate_rates(true, cur)
     assert 0.1 < float(jnp.mean(rate == 0)) < 0.6  # both rectified and driven bins
     res = fit_alpha_beta(GFR.init(true.g, 100), cur, rate, method="bfgs", n_epochs=1000)
     length = 100
@@ -64,18 +65,18 @@ def test_parameter_recovery_kernels_bfgs():
     err_f = float(jnp.linalg.norm(kf_hat - kf) / jnp.linalg.norm(kf))
     assert err_i < 0.05 and err_f < 0.05, (err_i, err_f)
     held_out = jnp.asarray(_noise_current(1, 300, seed=5))[0]
-    assert float(evr(simulate(res.model, held_out), simulate(true, held_out)[None])) > 0.95
+    assert float(evr(simulate_rates(res.model, held_out), simulate_rates(true, held_out)[None])) > 0.95
 
 
 def test_adam_stage2_fits_noiseless_rates():
     """GRNN's optimiser (Adam) on the same problem: EVR > 0.95 on held-out noiseless rates."""
     true = _true_model()
     cur = jnp.asarray(_noise_current(), jnp.float32)
-    rate = simulate(true, cur)
-    res = fit_alpha_beta(GFR.init(true.g, 100), cur, rate, lr=0.02, n_epochs=400)
-    assert res.curves["per_bin"][-1] < res.curves["per_bin"][0]
+    rate = simulate_rates(true, cur)
+    res = fit_alpha_beta(GFR.init(true.g, 100), cur, rate, learning_rate=0.02, n_epochs=400)
+    assert res.history["per_bin"].iloc[-1] < res.history["per_bin"].iloc[0]
     held_out = jnp.asarray(_noise_current(1, 300, seed=5), jnp.float32)[0]
-    assert float(evr(simulate(res.model, held_out), simulate(true, held_out)[None])) > 0.95
+    assert float(evr(simulate_rates(res.model, held_out), simulate_rates(true, held_out)[None])) > 0.95
     np.testing.assert_array_equal(res.model.g.poly_coeff, true.g.poly_coeff)  # g frozen by the filter spec
     np.testing.assert_array_equal(res.model.decay, true.decay)
 
@@ -83,7 +84,7 @@ def test_adam_stage2_fits_noiseless_rates():
 @pytest.fixture(scope="module")
 def bank_fit(gfr_bank):
     _, cells = gfr_bank
-    return fit_cells(cells, FitConfig(**SMALL))
+    return fit_cells(cells, FitConfig(**SMALL), key=KEY)
 
 
 def test_bank_fit_noise2_evr_and_selection(bank_fit, gfr_bank):
@@ -100,7 +101,7 @@ def test_bank_fit_noise2_evr_and_selection(bank_fit, gfr_bank):
         vals = [row[f"val_evr@{lr:g}"] for lr in lrs]
         assert row["best_lr"] == lrs[int(np.nanargmax(vals))]
     assert len(bank_fit.records) == 4 and bank_fit.records[0]["params"]["g.bin_size"] == 20
-    assert bank_fit.history.shape == (60, 4, 3)
+    assert bank_fit.history.groupby(["cell_id", "learning_rate"]).ngroups == 12 and bank_fit.history["epoch"].max() == 60
     for model in bank_fit.models:
         assert model.alpha.shape == (8,) and model.kappa == 1000.0
     # evaluate() reproduces the table; GRNN's round-to-counts option scores round(m dt)/dt
@@ -108,7 +109,7 @@ def test_bank_fit_noise2_evr_and_selection(bank_fit, gfr_bank):
     ev = evaluate(model, cell, FitConfig())
     assert ev["test_evr"] == pytest.approx(float(table["test_evr"].iloc[3]), rel=1e-4)
     trials = np.stack([s.binned[20][1] for s in cell.by_stimulus("Noise 2")])
-    m = np.asarray(simulate(model, jnp.asarray(cell.by_stimulus("Noise 2")[0].binned[20][0], jnp.float32)))
+    m = np.asarray(simulate_rates(model, jnp.asarray(cell.by_stimulus("Noise 2")[0].binned[20][0], jnp.float32)))
     want = float(evr(jnp.asarray(np.round(m * 20) / 20), jnp.asarray(trials)))
     assert evaluate(model, cell, FitConfig(round_counts=True))["test_evr"] == pytest.approx(want, rel=1e-4, abs=1e-6)
 
@@ -118,9 +119,10 @@ def test_fit_cells_equals_one_cell_core_fit(gfr_bank):
     """fit_cells (padded, vmapped over cells and learning rates) gives each cell's own fit
     (fit_cell, one core.fit per restart) to float64 precision."""
     cells = gfr_bank[1][:2]
-    cfg = FitConfig(activation_epochs=40, activation_repeats=1, hparams=((1e-2, 8),))
-    res = fit_cells(cells, cfg, epochs_per_call=4)
-    model, summary = fit_cell(cells[1], cfg)
+    cfg = FitConfig(activation_n_epochs=40, activation_repeats=1, learning_rates=(1e-2,), n_epochs=(8,))
+    res = fit_cells(cells, cfg, epochs_per_call=4, key=KEY)
+    one = fit_cell(cells[1], cfg, key=KEY)
+    model, summary = one.models[0], one.table.iloc[0]
     got = res.models[1]
     np.testing.assert_allclose(got.g.poly_coeff, model.g.poly_coeff, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(got.alpha, model.alpha, rtol=1e-9, atol=1e-12)
@@ -136,15 +138,15 @@ def test_fit_cells_equals_one_cell_core_fit(gfr_bank):
 def test_shared_and_per_batch_padding_and_chunks_agree(gfr_bank):
     """fit_cells(shared_padding=False) (each type-batch padded to its own shape) and chunked fits == the default."""
     cells = gfr_bank[1]
-    cfg = FitConfig(activation_epochs=20, activation_repeats=1, hparams=((1e-2, 6), (1e-3, 6)))
-    a = fit_cells(cells, cfg, epochs_per_call=3)
-    b = fit_cells(cells, cfg, epochs_per_call=3, shared_padding=False)
+    cfg = FitConfig(activation_n_epochs=20, activation_repeats=1, learning_rates=(1e-2, 1e-3), n_epochs=(6, 6))
+    a = fit_cells(cells, cfg, epochs_per_call=3, key=KEY)
+    b = fit_cells(cells, cfg, epochs_per_call=3, shared_padding=False, key=KEY)
     for ma, mb in zip(a.models, b.models):
         np.testing.assert_allclose(mb.alpha, ma.alpha, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(mb.beta, ma.beta, rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(b.history, a.history, rtol=1e-9)
-    c = fit_cells(cells, cfg, epochs_per_call=3, chunk_size=3)  # chunks of 3 (last one padded)
-    np.testing.assert_allclose(c.history, a.history, rtol=1e-9)
+    np.testing.assert_allclose(b.history["loss"], a.history["loss"], rtol=1e-9)
+    c = fit_cells(cells, cfg, epochs_per_call=3, chunk_size=3, key=KEY)  # chunks of 3 (last one padded)
+    np.testing.assert_allclose(c.history["loss"], a.history["loss"], rtol=1e-9)
     assert list(c.table["cell_id"]) == list(a.table["cell_id"])
     np.testing.assert_allclose(c.table["test_evr"], a.table["test_evr"], rtol=1e-9)
 
@@ -152,12 +154,14 @@ def test_shared_and_per_batch_padding_and_chunks_agree(gfr_bank):
 def test_resume_after_interruption_gives_same_parameters(gfr_bank, tmp_path):
     """Acceptance 7: fit_cell interrupted after a checkpoint (core.fit) and resumed == uninterrupted."""
     cell = gfr_bank[1][0]
-    cfg = FitConfig(activation_epochs=30, activation_repeats=1, hparams=((1e-2, 10),))
-    ref, ref_summary = fit_cell(cell, cfg)
+    cfg = FitConfig(activation_n_epochs=30, activation_repeats=1, learning_rates=(1e-2,), n_epochs=(10,))
+    ref_res = fit_cell(cell, cfg, key=KEY)
+    ref, ref_summary = ref_res.models[0], ref_res.table.iloc[0]
     with pytest.raises(_Interrupted):
-        fit_cell(cell, cfg, checkpoint_dir=tmp_path / "ck", checkpoint_every=2, _stop_after=6)
+        fit_cell(cell, cfg, key=KEY, checkpoint_dir=tmp_path / "ck", checkpoint_every=2, _stop_after=6)
     assert (tmp_path / "ck" / "stage2_0" / "latest.json").is_file()
-    resumed, summary = fit_cell(cell, cfg, checkpoint_dir=tmp_path / "ck", checkpoint_every=2)
+    res2 = fit_cell(cell, cfg, key=KEY, checkpoint_dir=tmp_path / "ck", checkpoint_every=2)
+    resumed, summary = res2.models[0], res2.table.iloc[0]
     np.testing.assert_array_equal(resumed.alpha, ref.alpha)
     np.testing.assert_array_equal(resumed.beta, ref.beta)
     np.testing.assert_array_equal(resumed.g.poly_coeff, ref.g.poly_coeff)
@@ -168,22 +172,22 @@ def test_resume_after_interruption_gives_same_parameters(gfr_bank, tmp_path):
 def test_fit_cells_resume(gfr_bank, tmp_path):
     """fit_cells' own checkpoints (every compiled call) resume to the uninterrupted result."""
     cells = gfr_bank[1][2:3]
-    cfg = FitConfig(activation_epochs=20, activation_repeats=1, hparams=((1e-2, 9), (1e-3, 9)))
-    ref = fit_cells(cells, cfg, epochs_per_call=3, checkpoint_dir=tmp_path / "ref")  # uninterrupted
+    cfg = FitConfig(activation_n_epochs=20, activation_repeats=1, learning_rates=(1e-2, 1e-3), n_epochs=(9, 9))
+    ref = fit_cells(cells, cfg, epochs_per_call=3, checkpoint_dir=tmp_path / "ref", key=KEY)  # uninterrupted
     with pytest.raises(_Interrupted):
-        fit_cells(cells, cfg, epochs_per_call=3, checkpoint_dir=tmp_path / "ck", _stop_after=2)
-    res = fit_cells(cells, cfg, epochs_per_call=3, checkpoint_dir=tmp_path / "ck")
+        fit_cells(cells, cfg, epochs_per_call=3, checkpoint_dir=tmp_path / "ck", _stop_after=2, key=KEY)
+    res = fit_cells(cells, cfg, epochs_per_call=3, checkpoint_dir=tmp_path / "ck", key=KEY)
     np.testing.assert_array_equal(res.models[0].alpha, ref.models[0].alpha)
     np.testing.assert_array_equal(res.models[0].beta, ref.models[0].beta)
-    np.testing.assert_array_equal(res.history, ref.history)
+    np.testing.assert_array_equal(res.history["loss"], ref.history["loss"])
     with pytest.raises(ConfigError, match="another configuration"):
-        fit_cells(cells, FitConfig(activation_epochs=21, activation_repeats=1, hparams=((1e-2, 9),)), checkpoint_dir=tmp_path / "ck")
+        fit_cells(cells, FitConfig(activation_n_epochs=21, activation_repeats=1, learning_rates=(1e-2,), n_epochs=(9,)), checkpoint_dir=tmp_path / "ck", key=KEY)
 
 
 def test_C_penalty_has_no_effect_on_gradients():
     true = _true_model()
     cur = jnp.asarray(_noise_current(1, 50), jnp.float32)
-    batch = {"current": cur, "rate": simulate(true, cur) * 0.9, "n_sweeps": 1, "n_bins": 50, "dt": 100.0}
+    batch = {"current": cur, "rate": simulate_rates(true, cur) * 0.9, "n_sweeps": 1, "n_bins": 50, "dt": 100.0}
     model = GFR.init(true.g, 100)
 
     @eqx.filter_jit
@@ -211,10 +215,10 @@ def test_masked_evr_equals_core_evr_on_unpadded_data():
 def test_fit_bad_inputs(gfr_bank, tmp_path):
     """Acceptance 6 for fitting: negative rates, NaN, missing Noise 2, unknown (dt, dt'), bad config."""
     cell = copy.deepcopy(gfr_bank[1][0])
-    with pytest.raises(ConfigError, match=r"unknown \(bin_size, activation_bin_size\)"):
-        FitConfig(bin_size=30, activation_bin_size=20)
+    with pytest.raises(ConfigError, match=r"FitConfig.dt must be one of"):
+        FitConfig(dt=30, activation_dt=20)
     with pytest.raises(DataFormatError, match="no 50 ms binning"):
-        prepare_cell(cell, FitConfig(bin_size=50, activation_bin_size=100))
+        prepare_cell(cell, FitConfig(dt=50, activation_dt=100))
     bad = copy.deepcopy(cell)
     cur, rate = bad.by_stimulus("Ramp")[0].binned[20]
     bad.by_stimulus("Ramp")[0].binned[20] = (cur, rate - 1.0)
@@ -238,7 +242,7 @@ def test_fit_bad_inputs(gfr_bank, tmp_path):
     with pytest.raises(ConfigError, match="hparams"):
         FitConfig.from_json(tmp_path / "cfg2.json")
     with pytest.raises(ConfigError, match="at least one cell"):
-        fit_cells([])
+        fit_cells([], key=KEY)
 
 
 @pytest.mark.slow
@@ -247,9 +251,24 @@ def test_bank_default_schedule_slow(tmp_path):
     default schedule (1000 activation epochs x 3 restarts, lr 1e-2/1e-3/1e-4 x 200 epochs)."""
     from spikejax.gfr import make_cell_bank, preprocess_nwb
 
-    paths = make_cell_bank(tmp_path, 8, seed=3)
+    paths = make_cell_bank(tmp_path, 8, key=jax.random.key(3))
     cells = [preprocess_nwb(p, bin_sizes=(20,)) for p in paths]
-    res = fit_cells(cells, FitConfig())
+    res = fit_cells(cells, FitConfig(), key=KEY)
     print(res.table[["cell_id", "val_evr", "test_evr", "train_loss", "test_loss", "best_lr", "selected"]])
     assert (res.table["test_evr"] > 0.5).sum() >= 5
     np.testing.assert_array_equal(res.table["selected"], (res.table["val_evr"] > 0.5) & (res.table["train_loss"] < 0.45))
+
+
+def test_fit_result_table_save_load(bank_fit, tmp_path):
+    """GFRFitResult: one row per cell, a long history, save -> load gives the same models and tables."""
+    from spikejax.core import Result, StopReason
+    from spikejax.gfr import GFRFitResult
+
+    assert isinstance(bank_fit, Result) and isinstance(bank_fit.stop_reason, StopReason)
+    assert bank_fit.model.alpha.shape == (4, 8) and bank_fit.seconds > 0
+    assert list(bank_fit.history.columns) == ["epoch", "cell_id", "learning_rate", "loss"]
+    back = GFRFitResult.load(bank_fit.save(tmp_path / "fit.h5"))
+    np.testing.assert_array_equal(back.model.alpha, bank_fit.model.alpha)
+    np.testing.assert_array_equal(back.model.g.poly_coeff, bank_fit.model.g.poly_coeff)
+    assert back.config == bank_fit.config and back.stop_reason == bank_fit.stop_reason
+    assert back.to_pandas().equals(bank_fit.to_pandas()) and back.records == bank_fit.records

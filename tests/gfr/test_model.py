@@ -23,9 +23,10 @@ from spikejax.gfr import (
     kernels,
     linear_drive,
     load_dataset,
-    load_model,
+    model_from_dataset,
     load_records,
     simulate,
+    simulate_rates,
     simulate_feedforward,
 )
 
@@ -79,9 +80,9 @@ def test_excerpt_cells_match_float64_reference():
     cur = _stimuli()
     worst = 0.0
     for rec in records:
-        model = load_model(ds, rec["cell_id"], 20, 20)
+        model = model_from_dataset(ds, rec["cell_id"], 20, 20)
         assert model.alpha.dtype == jnp.float64
-        got = np.asarray(simulate(model, jnp.asarray(cur)))
+        got = np.asarray(simulate_rates(model, jnp.asarray(cur)))
         want = np.stack([reference_rates(rec["params"], c) for c in cur])
         assert want.max() > 0.005  # the cells fire for these currents
         rel = np.max(np.abs(got - want)) / np.max(np.abs(want))
@@ -99,23 +100,23 @@ def test_excerpt_cells_float32_close_to_reference():
     ds = load_dataset(records)
     cur = _stimuli()
     for rec in records:
-        got = np.asarray(simulate(load_model(ds, rec["cell_id"]), jnp.asarray(cur, jnp.float32)))
+        got = np.asarray(simulate_rates(model_from_dataset(ds, rec["cell_id"]), jnp.asarray(cur, jnp.float32)))
         want = np.stack([reference_rates(rec["params"], c) for c in cur])
         assert np.max(np.abs(got - want)) / want.max() < 3e-5
 
 
 def test_example_cell_onset_then_adaptation():
     """Cell 566517779 (kappa = 1000): g(I) at onset, then the rate adapts; below threshold it is silent."""
-    model = load_model(load_dataset(), 566517779)
+    model = model_from_dataset(load_dataset(), 566517779)
     i_step = 200.0
     cur = jnp.concatenate([jnp.full(50, i_step), jnp.zeros(10)])
-    r = np.asarray(simulate(model, cur))
+    r = np.asarray(simulate_rates(model, cur))
     # first bin: h = alpha * I, mean = mean(alpha) * I
     z0 = float(np.mean(model.alpha)) * i_step
     assert r[0] == pytest.approx(float(model.g(jnp.asarray(z0))), rel=1e-6)
     assert r[0] > r[-11] > 0  # onset then adaptation (beta < 0 on slow traces)
     assert np.all(r[-9:] < r[-11])
-    silent = np.asarray(simulate(model, jnp.full(20, 50.0)))  # 50 pA is below the 110 pA threshold
+    silent = np.asarray(simulate_rates(model, jnp.full(20, 50.0)))  # 50 pA is below the 110 pA threshold
     assert np.all(silent == 0)
 
 
@@ -130,14 +131,14 @@ def test_decay_grid_and_default_neuron():
     z = jnp.linspace(-3, 3, 13)
     np.testing.assert_allclose(nrn.g(z), jnp.maximum(jnp.tanh(z), 0), rtol=1e-6)
     # alpha = [4, 0, 0, 0], beta = 0: the mean trace is I in the first step
-    np.testing.assert_allclose(simulate(nrn, jnp.asarray([0.5]))[0], np.tanh(0.5), rtol=1e-6)
+    np.testing.assert_allclose(simulate_rates(nrn, jnp.asarray([0.5]))[0], np.tanh(0.5), rtol=1e-6)
 
 
 def test_kernel_form_matches_recursion_and_fft():
     """The LN-with-feedback kernels reproduce the recursion; FFT evaluation only when beta = 0."""
-    model = load_model(load_dataset(), 566517779)
+    model = model_from_dataset(load_dataset(), 566517779)
     cur = jnp.asarray(_stimuli(60)[4])
-    rates = np.asarray(simulate(model, cur))
+    rates = np.asarray(simulate_rates(model, cur))
     k_i, k_f = (np.asarray(k) for k in kernels(model, 60))
     cur = np.asarray(cur)
     # z_t = sum_j k_I(j) I_{t-j} + sum_j k_f(j) f_{t-1-j}
@@ -147,19 +148,19 @@ def test_kernel_form_matches_recursion_and_fft():
     with pytest.raises(ConfigError, match="beta = 0"):
         simulate_feedforward(model, jnp.asarray(cur))
     ff = eqx.tree_at(lambda m: m.beta, model, jnp.zeros_like(model.beta))
-    np.testing.assert_allclose(simulate_feedforward(ff, jnp.asarray(cur)), simulate(ff, jnp.asarray(cur)), rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(simulate_feedforward(ff, jnp.asarray(cur)), simulate_rates(ff, jnp.asarray(cur)), rtol=1e-4, atol=1e-7)
     np.testing.assert_allclose(linear_drive(ff, jnp.asarray(cur)), np.convolve(cur, k_i)[:60], rtol=1e-4, atol=1e-3)
 
 
 def test_layer_equals_single_neurons_and_step_api():
     ds = load_dataset()
-    neurons = [load_model(ds, c) for c in ds[(20, 20)]["cell_id"]]
+    neurons = [model_from_dataset(ds, c) for c in ds[(20, 20)]["cell_id"]]
     layer = GFRLayer.from_neurons(neurons)
     assert layer.n_neurons == 8 and layer.decay.shape == (8,)
     cur = jnp.asarray(np.random.default_rng(0).uniform(0, 400, (2, 8, 30)))
-    out = simulate(layer, cur)
+    out = simulate_rates(layer, cur)
     for i, nrn in enumerate(neurons):
-        np.testing.assert_allclose(out[:, i], simulate(nrn, cur[:, i]), rtol=1e-5, atol=1e-8)
+        np.testing.assert_allclose(out[:, i], simulate_rates(nrn, cur[:, i]), rtol=1e-5, atol=1e-8)
     state = layer.init_state((2,))
     state, r0 = layer.step(state, cur[:, :, 0])
     np.testing.assert_allclose(r0, out[:, :, 0], rtol=1e-6)
@@ -173,31 +174,31 @@ def test_layer_equals_single_neurons_and_step_api():
 def test_jit_vmap_and_sweep_agree_with_plain_calls():
     ds = load_dataset()
     cells = list(ds[(20, 20)]["cell_id"])
-    models = [load_model(ds, c) for c in cells]
+    models = [model_from_dataset(ds, c) for c in cells]
     cur = jnp.asarray(_stimuli(40)[2], jnp.float32)
-    plain = np.stack([np.asarray(simulate(m, cur)) for m in models])
+    plain = np.stack([np.asarray(simulate_rates(m, cur)) for m in models])
     stacked = stack(models)
-    vm = jax.vmap(lambda m: simulate(m, cur))(stacked)
-    jt = jax.jit(lambda m, c: simulate(m, c))(models[0], cur)
-    sw = sweep(lambda m, c: simulate(m, c), stacked, cur)
-    ck = simulate(models[0], cur, checkpoint=7)
+    vm = jax.vmap(lambda m: simulate_rates(m, cur))(stacked)
+    jt = jax.jit(lambda m, c: simulate_rates(m, c))(models[0], cur)
+    sw = sweep(lambda m, c: simulate_rates(m, c), stacked, cur)
+    ck = simulate_rates(models[0], cur, checkpoint=7)
     np.testing.assert_allclose(vm, plain, rtol=1e-5, atol=1e-9)
     np.testing.assert_allclose(jt, plain[0], rtol=1e-5, atol=1e-9)
     np.testing.assert_allclose(sw, plain, rtol=1e-5, atol=1e-9)
     np.testing.assert_allclose(ck, plain[0], rtol=1e-6, atol=1e-9)
-    batched = simulate(models[0], jnp.stack([cur, 2 * cur]))  # (..., T) broadcasting
+    batched = simulate_rates(models[0], jnp.stack([cur, 2 * cur]))  # (..., T) broadcasting
     np.testing.assert_allclose(batched[0], plain[0], rtol=1e-6)
 
 
 @pytest.mark.requires_x64
 def test_check_grads_float64():
     """Acceptance 5: gradients of simulate (alpha, beta, g, current) pass check_grads in float64."""
-    model = load_model(load_dataset(), 566517779)
+    model = model_from_dataset(load_dataset(), 566517779)
     cur = jnp.asarray(np.random.default_rng(1).uniform(120, 260, 12))
 
     def f(alpha, beta, coeff, b, c):
         m = eqx.tree_at(lambda m: (m.alpha, m.beta, m.g.poly_coeff, m.g.b), model, (alpha, beta, coeff, b))
-        return simulate(m, c, checkpoint=4)
+        return simulate_rates(m, c, checkpoint=4)
 
     args = (model.alpha, model.beta, model.g.poly_coeff, model.g.b, cur)
     out = f(*args)
@@ -211,13 +212,13 @@ def test_sharded_sweep_matches_plain():
         """
         import jax, jax.numpy as jnp, numpy as np
         from spikejax.core import stack, sweep
-        from spikejax.gfr import load_dataset, load_model, simulate
+        from spikejax.gfr import load_dataset, model_from_dataset, simulate_rates
         assert jax.local_device_count() == 4
         ds = load_dataset()
-        models = [load_model(ds, c) for c in ds[(20, 20)]["cell_id"]][:6]
+        models = [model_from_dataset(ds, c) for c in ds[(20, 20)]["cell_id"]][:6]
         cur = jnp.linspace(0.0, 400.0, 30)
-        sharded = sweep(lambda m, c: simulate(m, c), stack(models), cur)
-        plain = np.stack([np.asarray(simulate(m, cur)) for m in models])
+        sharded = sweep(lambda m, c: simulate_rates(m, c), stack(models), cur)
+        plain = np.stack([np.asarray(simulate_rates(m, cur)) for m in models])
         np.testing.assert_allclose(np.asarray(sharded), plain, rtol=1e-6, atol=1e-9)
         print("OK")
         """
@@ -230,7 +231,7 @@ def test_sharded_sweep_matches_plain():
 
 def test_bad_current_inputs():
     """Acceptance 6: wrong shapes and NaN/inf currents raise clear errors naming the argument."""
-    model = load_model(load_dataset(), 566517779)
+    model = model_from_dataset(load_dataset(), 566517779)
     with pytest.raises(NonFiniteError, match="current"):
         simulate(model, jnp.asarray([1.0, np.nan, 2.0]))
     with pytest.raises(NonFiniteError, match="current"):
@@ -246,3 +247,26 @@ def test_bad_current_inputs():
         GFR(jnp.ones(3), jnp.ones(4), jnp.ones(4), model.g)
     with pytest.raises(TypeError, match="GFR"):
         simulate(object(), jnp.ones(3))
+
+
+def test_simulate_returns_trajectory():
+    """simulate returns a time-major GFRTrajectory (rates spikes/ms, table in Hz), also under jit and vmap."""
+    import equinox as eqx
+
+    from spikejax.gfr import GFRTrajectory
+
+    model = model_from_dataset(load_dataset(), 566517779)
+    cur = jnp.stack([jnp.full(30, 250.0), jnp.full(30, 150.0)])  # (trials, T)
+    traj = simulate(model, cur)
+    assert isinstance(traj, GFRTrajectory) and traj.dt == 20.0 and traj.state is None
+    assert traj.rate.shape == (30, 2) and traj.current.shape == (30, 2)
+    np.testing.assert_allclose(traj.rate, simulate_rates(model, cur).T, rtol=1e-6)
+    df = traj.to_pandas()
+    assert list(df.columns) == ["time_ms", "trial", "rate_hz", "current_pa"]
+    np.testing.assert_allclose(df["rate_hz"].to_numpy(), np.asarray(traj.rate).ravel() * 1000.0, rtol=1e-6)
+    with_state = simulate(model, cur, return_state=True)
+    assert isinstance(with_state, GFRTrajectory) and with_state.state[0].shape == (2, model.n_traces)
+    jitted = eqx.filter_jit(simulate)(model, cur)
+    np.testing.assert_allclose(jitted.rate, traj.rate, rtol=1e-6)
+    vm = eqx.filter_vmap(lambda c: simulate(model, c))(cur)
+    assert isinstance(vm, GFRTrajectory) and vm.rate.shape == (2, 30)

@@ -21,7 +21,7 @@ from spikejax.gfr.network import (
     VanillaRNN,
     biological_layer,
     count_parameters,
-    evaluate,
+    evaluate_network,
     forward,
     gfr_network_size,
     load_network,
@@ -104,7 +104,7 @@ def trained(tiny_data):
     """Paper flags (trainable alpha/beta, frozen g), 8 nodes, 64 images: one compiled fit shared by tests."""
     x, y, xt, yt = tiny_data
     net = GFRNetwork(8, key=jax.random.PRNGKey(0))
-    res = train_network(net, (x, y), key=jax.random.PRNGKey(1), lr=3e-2, epochs=100, batch_size=16, test_data=(xt, yt), progress=False)
+    res = train_network(net, (x, y), key=jax.random.PRNGKey(1), learning_rate=3e-2, n_epochs=100, batch_size=16, test_data=(xt, yt), progress=False)
     return net, res
 
 
@@ -159,7 +159,7 @@ def test_evaluate_step1_and_vote_against_reference(tiny_data):
     vote = (probs.sum(0).argmax(-1) == y).mean()
     logp = ref[0] - ref[0].max(-1, keepdims=True)
     logp = logp - np.log(np.exp(logp).sum(-1, keepdims=True))
-    out = evaluate(net, x, y, batch_size=16)  # 3 batches (16, 16, 8)
+    out = evaluate_network(net, x, y, batch_size=16)  # 3 batches (16, 16, 8)
     assert out["n"] == 40
     np.testing.assert_allclose(out["step_accuracy"], step_acc)
     assert out["step1"] == pytest.approx(step_acc[0]) and out["vote"] == pytest.approx(vote)
@@ -238,8 +238,8 @@ def _same(a, b):
 def test_training_learns_and_keeps_frozen_activation(trained, tiny_data):
     net, res = trained
     hist = res.history
-    assert len(hist["loss"]) == 100 and res.epochs == 100
-    assert np.mean(hist["loss"][-5:]) < 0.75 * hist["loss"][0]
+    assert len(hist["loss"]) == 100 and res.n_epochs == 100
+    assert np.mean(hist["loss"].to_numpy()[-5:]) < 0.75 * hist["loss"].to_numpy()[0]
     assert res.train["step1"] > 0.4  # chance is 0.1
     assert res.test is not None and 0.0 <= res.test["vote"] <= 1.0
     assert res.n_params == gfr_network_size(8)
@@ -258,7 +258,7 @@ def test_training_learns_and_keeps_frozen_activation(trained, tiny_data):
 def test_freeze_neurons_trains_only_linear_weights(tiny_data):
     x, y, _, _ = tiny_data
     net = _randomise_neurons(GFRNetwork(8, key=jax.random.PRNGKey(2)), jax.random.PRNGKey(3))
-    res = train_network(net, (x, y), key=jax.random.PRNGKey(4), lr=1e-2, epochs=2, batch_size=32, freeze_neurons=True, progress=False)
+    res = train_network(net, (x, y), key=jax.random.PRNGKey(4), learning_rate=1e-2, n_epochs=2, batch_size=32, freeze_neurons=True, progress=False)
     assert res.n_params == gfr_network_size(8, freeze_neurons=True)
     assert _same(net.neurons, res.model.neurons)
     assert not np.array_equal(np.asarray(net.w_rec), np.asarray(res.model.w_rec))
@@ -279,9 +279,9 @@ def test_unfrozen_activation_is_in_the_filter_spec():
 def test_vanilla_rnn_trains_with_the_same_protocol(tiny_data):
     x, y, xt, yt = tiny_data
     rnn = VanillaRNN(9, key=jax.random.PRNGKey(0))
-    res = train_network(rnn, (x, y), key=jax.random.PRNGKey(1), lr=3e-2, epochs=20, batch_size=16, test_data=(xt, yt), progress=False)
+    res = train_network(rnn, (x, y), key=jax.random.PRNGKey(1), learning_rate=3e-2, n_epochs=20, batch_size=16, test_data=(xt, yt), progress=False)
     assert res.n_params == rnn_parameter_count(9)
-    assert np.mean(res.history["loss"][-3:]) < 0.9 * res.history["loss"][0]
+    assert np.mean(res.history["loss"].to_numpy()[-3:]) < 0.9 * res.history["loss"].to_numpy()[0]
     assert res.train["step1"] > 0.2
 
 
@@ -366,17 +366,17 @@ def test_bad_inputs_raise_clear_errors(tiny_data):
     with pytest.raises(TypeError, match="model"):
         forward("net", x[:2])
     with pytest.raises(SpikejaxError, match="labels"):
-        evaluate(net, x[:4], np.array([0, 1, 2, 10]))
+        evaluate_network(net, x[:4], np.array([0, 1, 2, 10]))
     with pytest.raises(ShapeError, match="labels"):
-        evaluate(net, x[:4], y[:3])
+        evaluate_network(net, x[:4], y[:3])
     with pytest.raises(ConfigError, match="batch_size"):
-        train_network(net, (x, y), key=jax.random.PRNGKey(0), epochs=1, batch_size=65)
-    with pytest.raises(ConfigError, match="lr"):
-        train_network(net, (x, y), key=jax.random.PRNGKey(0), lr=-1.0, epochs=1)
+        train_network(net, (x, y), key=jax.random.PRNGKey(0), n_epochs=1, batch_size=65)
+    with pytest.raises(ConfigError, match="learning_rate"):
+        train_network(net, (x, y), key=jax.random.PRNGKey(0), learning_rate=-1.0, n_epochs=1)
     with pytest.raises(ConfigError, match="epochs"):
-        train_network(net, (x, y), key=jax.random.PRNGKey(0), epochs=-1)
+        train_network(net, (x, y), key=jax.random.PRNGKey(0), n_epochs=-1)
     with pytest.raises(ConfigError, match="train_data"):
-        train_network(net, x, key=jax.random.PRNGKey(0), epochs=1)
+        train_network(net, x, key=jax.random.PRNGKey(0), n_epochs=1)
     with pytest.raises(ConfigError, match="freeze_neurons"):
         network_filter_spec(VanillaRNN(9, key=jax.random.PRNGKey(0)), freeze_neurons=True)
     with pytest.raises(ConfigError, match="input_mode"):
@@ -442,3 +442,15 @@ def test_registered_under_spikejax_gfr(tmp_path, capsys):
 
     assert main(["gfr", "network", "--mnist_path", str(tmp_path / "none"), "--epochs", "0", "--save_path", str(tmp_path)]) == 2
     assert "no MNIST data" in capsys.readouterr().err
+
+
+def test_network_result_save_load(trained, tmp_path):
+    """GFRNetworkResult is a core.Result: history table, save -> load rebuilds the network."""
+    from spikejax.core import Result
+    from spikejax.gfr import GFRNetworkResult
+
+    _, res = trained
+    assert isinstance(res, Result) and res.stop_reason == "completed" and list(res.history.columns)[0] == "step"
+    back = GFRNetworkResult.load(res.save(tmp_path / "net.h5"))
+    assert _same(back.model, res.model) and back.summary() == res.summary()
+    assert _same(back.filter_spec, res.filter_spec)

@@ -15,7 +15,7 @@ from spikejax.gfr import (
     load_dataset,
     load_gamma_values,
     load_metadata,
-    load_model,
+    model_from_dataset,
     load_records,
     load_species_labels,
     make_record,
@@ -38,7 +38,7 @@ def test_dataset_frames_like_df_from_json():
     # the bundled CSV (transcribed independently of the JSON) holds the same parameters
     csv = pd.read_csv(data_path("gfr/gfr_params_20_20_excerpt.csv")).set_index("cell_id")
     for cid in frame["cell_id"]:
-        model = load_model(ds, cid, 20, 20)
+        model = model_from_dataset(ds, cid, 20, 20)
         row = csv.loc[cid]
         np.testing.assert_allclose(model.alpha, [row[f"alpha_{i}"] for i in range(1, 9)], rtol=1e-6)
         np.testing.assert_allclose(model.beta, [row[f"beta_{i}"] for i in range(1, 9)], rtol=1e-6)
@@ -52,7 +52,7 @@ def test_dataset_frames_like_df_from_json():
 def test_round_trip_is_lossless_bytes():
     """Acceptance 2: records -> DataFrames -> models -> get_params -> records gives the same JSON bytes."""
     ds = load_dataset(EXCERPT)
-    models = {((20, 20), cid): load_model(ds, cid) for cid in ds[(20, 20)]["cell_id"]}
+    models = {((20, 20), cid): model_from_dataset(ds, cid) for cid in ds[(20, 20)]["cell_id"]}
     records = dataset_to_records(ds, models)
     assert records == json.loads(EXCERPT.read_text())
 
@@ -60,7 +60,7 @@ def test_round_trip_is_lossless_bytes():
 @pytest.mark.requires_x64
 def test_round_trip_file_identical(tmp_path):
     ds = load_dataset(EXCERPT)
-    models = {((20, 20), cid): load_model(ds, cid) for cid in ds[(20, 20)]["cell_id"]}
+    models = {((20, 20), cid): model_from_dataset(ds, cid) for cid in ds[(20, 20)]["cell_id"]}
     save_records(tmp_path / "out.json", dataset_to_records(ds, models))
     assert (tmp_path / "out.json").read_bytes() == EXCERPT.read_bytes()
 
@@ -78,8 +78,8 @@ def test_round_trip_float32_and_dotted_layout(tmp_path):
         assert "g.poly_coeff" in rec["params"] and "g" not in rec["params"]
     ds2 = load_dataset(dotted)
     for rec in records:
-        m1 = load_model(ds, rec["cell_id"])
-        m2 = load_model(ds2, rec["cell_id"])
+        m1 = model_from_dataset(ds, rec["cell_id"])
+        m2 = model_from_dataset(ds2, rec["cell_id"])
         assert m1.get_params() == m2.get_params()
         p = m1.get_params()
         want = params_to_layout(rec["params"], nested=False)
@@ -93,7 +93,7 @@ def test_round_trip_float32_and_dotted_layout(tmp_path):
 
 
 def test_make_record_and_selection():
-    model = load_model(load_dataset(), 566517779)
+    model = model_from_dataset(load_dataset(), 566517779)
     rec = make_record(model, cell_id=566517779, cre_line="X", val_evr=0.6, test_evr=0.55, train_loss=0.3, test_loss=0.4)
     assert list(rec) == ["cell_id", "cre-line", "bin_size", "actv_bin_size", "val_evr", "test_evr", "train_loss", "test_loss", "params"]
     assert rec["params"]["g.bin_size"] == 20
@@ -131,7 +131,7 @@ def test_record_missing_key_and_bad_values():
     bad[0]["params"]["b"] = [[1.0, 2.0]]
     ds = load_dataset(bad)
     with pytest.raises(DataFormatError, match=r"\['b'\] must hold 8"):
-        load_model(ds, bad[0]["cell_id"])
+        model_from_dataset(ds, bad[0]["cell_id"])
     bad = copy.deepcopy(records)
     bad[0]["bin_size"] = 30
     with pytest.raises(DataFormatError, match="bin_size"):
@@ -142,9 +142,9 @@ def test_unknown_configuration_and_cell():
     """Acceptance 6: unknown (dt, dt') and unknown cells raise ConfigError listing what exists."""
     ds = load_dataset()
     with pytest.raises(ConfigError, match=r"\(10, 20\).*\[\(20, 20\)\]"):
-        load_model(ds, 566517779, 10, 20)
+        model_from_dataset(ds, 566517779, 10, 20)
     with pytest.raises(ConfigError, match="cell_id 123"):
-        load_model(ds, 123, 20, 20)
+        model_from_dataset(ds, 123, 20, 20)
 
 
 def test_malformed_json(tmp_path):

@@ -26,6 +26,7 @@ import numpy as np
 from ..core.errors import NonFiniteError
 from ..core.likelihoods import poisson_nll
 from ..core.population import fit_population
+from ..core.random import check_key
 from ..core.training import trainable
 from .cells import PreparedCell
 from .config import ADAM, NO_KEY, FitConfig
@@ -36,12 +37,12 @@ __all__ = ["init_activation", "activation_loss", "activation_spec", "fit_activat
 G_FIELDS = ("poly_coeff", "b", "max_current", "max_firing_rate")
 
 
-def _init_noise(seed: int, cell_ids: np.ndarray, restarts: np.ndarray, size: int) -> np.ndarray:
+def _init_noise(key: jax.Array, cell_ids: np.ndarray, restarts: np.ndarray, size: int) -> np.ndarray:
     """The random part of the initial coefficients, ``0.1 N(0, 1)``, one row per (cell, restart) pair,
-    drawn with the key ``fold_in(fold_in(PRNGKey(seed), cell_id), restart)``. Drawn pair by pair with
+    drawn with the key ``fold_in(fold_in(key, cell_id), restart)``. Drawn pair by pair with
     eager calls: each small op compiles once and is reused, far less compilation than one vmapped,
     jitted draw (threefry under vmap compiles slowly on CPU)."""
-    base = jax.random.PRNGKey(seed)
+    base = key
     rows = [0.1 * jax.random.normal(jax.random.fold_in(jax.random.fold_in(base, int(c)), int(r)), (size,))
             for c, r in zip(cell_ids, restarts)]
     return np.asarray(jnp.stack(rows), dtype=np.float64)
@@ -66,20 +67,21 @@ def _init_fields(prep: PreparedCell, noise: np.ndarray) -> dict[str, np.ndarray]
     return {"poly_coeff": coeff, "b": np.float64(b), "max_current": np.float64(prep.sigma), "max_firing_rate": np.float64(prep.gamma)}
 
 
-def _init_stack(preps: Sequence[PreparedCell], config: FitConfig, restarts: Sequence[int]) -> PolynomialActivation:
+def _init_stack(preps: Sequence[PreparedCell], config: FitConfig, restarts: Sequence[int], key: jax.Array) -> PolynomialActivation:
     """Initial activations of every (cell, restart) pair, member = cell * len(restarts) + restart."""
     pairs = [(p, r) for p in preps for r in restarts]
     ids = np.asarray([p.cell_id % (2**31 - 1) for p, _ in pairs], np.uint32)
-    noise = _init_noise(config.seed, ids, np.asarray([r for _, r in pairs], np.uint32), config.degree + 1)
+    noise = _init_noise(key, ids, np.asarray([r for _, r in pairs], np.uint32), config.degree + 1)
     fields = [_init_fields(p, row) for (p, _), row in zip(pairs, noise)]
     dt = np.dtype(jnp.result_type(float))
     leaf = lambda k: np.asarray([f[k] for f in fields]).astype(dt)  # noqa: E731
-    return PolynomialActivation(*(leaf(k) for k in G_FIELDS), config.activation_bin_size)
+    return PolynomialActivation(*(leaf(k) for k in G_FIELDS), config.activation_dt)
 
 
-def init_activation(prep: PreparedCell, config: FitConfig, restart: int) -> PolynomialActivation:
-    """GRNN's data-driven initialisation of ``g`` (see the module docstring); ``restart`` varies the random draws."""
-    stacked = _init_stack([prep], config, [restart])
+def init_activation(prep: PreparedCell, config: FitConfig, restart: int, *, key: jax.Array) -> PolynomialActivation:
+    """GRNN's data-driven initialisation of ``g`` (see the module docstring); the random coefficients are
+    drawn with ``fold_in(fold_in(key, cell_id), restart)``."""
+    stacked = _init_stack([prep], config, [restart], check_key(key))
     return jax.tree_util.tree_map(lambda a: a[0], stacked)
 
 
@@ -109,6 +111,7 @@ def fit_activations(
     config: FitConfig,
     act: dict[str, jax.Array],
     *,
+    key: jax.Array,
     epochs_per_chunk: int,
     checkpoint_dir: Path | None = None,
     checkpoint_every: int | None = None,
@@ -123,13 +126,13 @@ def fit_activations(
     """
     n_cells, r = len(preps), config.activation_repeats
     dt = jnp.result_type(float)
-    g_stack = _init_stack(preps, config, range(r))
+    g_stack = _init_stack(preps, config, range(r), key)
     rows = np.repeat(np.arange(n_cells, dtype=np.int32), r)
     m = n_cells * r
     res = fit_population(
-        g_stack, _member_loss, act, optimizer=ADAM, key=NO_KEY, n_epochs=config.activation_epochs,
+        g_stack, _member_loss, act, optimizer=ADAM, key=NO_KEY, n_epochs=config.activation_n_epochs,
         member_data=True, data_index=rows, filter_spec=activation_spec(g_stack), args={"eps": np.full(m, config.eps, np.dtype(dt))},
-        hyperparams={"learning_rate": config.activation_lr}, epochs_per_chunk=epochs_per_chunk,
+        hyperparams={"learning_rate": config.activation_learning_rate}, epochs_per_chunk=epochs_per_chunk,
         checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume, progress=False,
     )
     final = np.asarray(_final_losses(res.population, act, jnp.asarray(rows), jnp.asarray(config.eps, dt)), dtype=float)

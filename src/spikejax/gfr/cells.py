@@ -6,8 +6,8 @@ cells (padded, with masks) so that one compiled program fits them all.
   Noise-2 (test) trials, as numpy arrays.
 * :func:`stack_cells`: many prepared cells padded to common sizes (:func:`padded_shapes`) and
   stacked; each cell keeps its own batch shape in ``n_sweeps``/``n_bins`` so that its padded loss
-  equals its unpadded loss. The type-batches come in the order shuffled once by the seed
-  (:func:`group_order`).
+  equals its unpadded loss. The type-batches come in the order of ``shapes`` (shuffled once with
+  the fit's key by :func:`group_order`).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def _check_sweep(cell_id, sw, b, cur, rate):
 
 def prepare_cell(cell: CellData, config: FitConfig) -> PreparedCell:
     """Select and pad one cell's sweeps for fitting (raises DataFormatError when something is missing)."""
-    b, ab = config.bin_size, config.activation_bin_size
+    b, ab = config.dt, config.activation_dt
 
     def binned(sw, size):
         if size not in sw.binned:
@@ -103,14 +103,19 @@ def prepare_cell(cell: CellData, config: FitConfig) -> PreparedCell:
 
 
 
-def group_order(config: FitConfig) -> list[str]:
-    rng = np.random.default_rng(config.seed)
-    return [config.train_stimuli[i] for i in rng.permutation(len(config.train_stimuli))]
+def group_order(config: FitConfig, *, key: Any) -> list[str]:
+    """The training stimuli in the order shuffled once with ``fold_in(key, 2**31 - 1)`` (a fold no cell
+    id reaches: the initial coefficients fold in ``cell_id % (2**31 - 1)``)."""
+    import jax
+
+    perm = np.asarray(jax.random.permutation(jax.random.fold_in(key, 2**31 - 1), len(config.train_stimuli)))
+    return [config.train_stimuli[int(i)] for i in perm]
 
 
-def padded_shapes(preps: Sequence[PreparedCell], config: FitConfig) -> dict[str, Any]:
-    """Padded sizes covering all ``preps`` (so chunks of cells share one compiled program)."""
-    names = [n for n in group_order(config) if any(n in p.groups for p in preps)]
+def padded_shapes(preps: Sequence[PreparedCell], config: FitConfig, order: Sequence[str] | None = None) -> dict[str, Any]:
+    """Padded sizes covering all ``preps`` (so chunks of cells share one compiled program); ``order``
+    is the type-batch order (:func:`group_order`; default ``config.train_stimuli``)."""
+    names = [n for n in (order or config.train_stimuli) if any(n in p.groups for p in preps)]
     group = {n: (max(p.groups[n][0].shape[0] for p in preps if n in p.groups), max(p.groups[n][0].shape[1] for p in preps if n in p.groups)) for n in names}
     out = {"k_act": max(p.act_current.size for p in preps), "names": names, "group": group,
            "s": max(v[0] for v in group.values()), "t": max(v[1] for v in group.values())}
@@ -132,13 +137,13 @@ def stack_cells(preps: Sequence[PreparedCell], config: FitConfig, shapes: dict[s
     for i, p in enumerate(preps):
         n = p.act_current.size
         act["current"][i, :n], act["rate"][i, :n], act["mask"][i, :n] = p.act_current, p.act_rate, True
-    act["dt"] = np.full(c, float(config.activation_bin_size))
+    act["dt"] = np.full(c, float(config.activation_dt))
     names = shapes["names"]
     s_max, t_max = shapes["s"], shapes["t"]
     g_ = len(names)
     groups = {"current": np.zeros((g_, c, s_max, t_max)), "rate": np.zeros((g_, c, s_max, t_max)),
               "n_sweeps": np.zeros((g_, c), np.int32), "n_bins": np.zeros((g_, c), np.int32),
-              "dt": np.full((g_, c), float(config.bin_size))}
+              "dt": np.full((g_, c), float(config.dt))}
     for j, name in enumerate(names):
         for i, p in enumerate(preps):
             if name in p.groups:
@@ -150,7 +155,7 @@ def stack_cells(preps: Sequence[PreparedCell], config: FitConfig, shapes: dict[s
     for name in ("val", "test"):
         k_max, tm = shapes[name]
         e = {"current": np.zeros((c, tm)), "trials": np.zeros((c, k_max, tm)), "trial_mask": np.zeros((c, k_max), bool),
-             "n_bins": np.zeros(c, np.int32), "dt": np.full(c, float(config.bin_size)), "round": np.full(c, bool(config.round_counts))}
+             "n_bins": np.zeros(c, np.int32), "dt": np.full(c, float(config.dt)), "round": np.full(c, bool(config.round_counts))}
         for i, p in enumerate(preps):
             cur, tr = getattr(p, name)
             e["current"][i, : cur.size] = cur

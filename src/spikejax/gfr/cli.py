@@ -2,7 +2,7 @@
 
 * ``spikejax gfr preprocess --nwb FILES|DIR --save_path OUT`` (or ``--synthetic N`` to first
   write a synthetic Allen-like cell bank as NWB files under ``OUT/nwb``) -> ``OUT/<cell_id>.h5``;
-* ``spikejax gfr fit --data DIR --save_path OUT [--bin_size 20 --activation_bin_size 20 --degree 1
+* ``spikejax gfr fit --data DIR --save_path OUT [--dt 20 --activation_dt 20 --degree 1
   --C 0 --config_path cfg.json --lr 1e-2 1e-3 1e-4 --epochs 200 ...]`` -> ``OUT/records.json``
   (all fitted cells, ``gfr_dataset.json`` layout), ``OUT/gfr_dataset.json`` (the cells passing the
   release selection) and ``OUT/summary.csv``;
@@ -22,13 +22,15 @@ __all__ = ["register"]
 
 
 def _preprocess(args: argparse.Namespace) -> int:
+    import jax
+
     from .preprocess import BIN_SIZES, preprocess_files
     from .synthetic import make_cell_bank
 
     out = Path(args.save_path)
     paths: list[Path] = []
     if args.synthetic:
-        paths += make_cell_bank(out / "nwb", args.synthetic, seed=args.seed, sampling_rate=args.sampling_rate, short=args.short)
+        paths += make_cell_bank(out / "nwb", args.synthetic, key=jax.random.key(args.seed), sampling_rate=args.sampling_rate, short=args.short)
         print(f"wrote {len(paths)} synthetic NWB files to {out / 'nwb'}")
     for item in args.nwb or []:
         p = Path(item)
@@ -42,35 +44,37 @@ def _preprocess(args: argparse.Namespace) -> int:
 
 
 def _fit(args: argparse.Namespace) -> int:
+    import jax
+
     from ..core.io import atomic_open, save_json
     from .fit import FitConfig, fit_cells
     from .preprocess import load_cells
     from .records import save_records
 
     overrides = {
-        "bin_size": args.bin_size,
-        "activation_bin_size": args.activation_bin_size,
+        "dt": args.dt,
+        "activation_dt": args.activation_dt,
         "degree": args.degree,
         "C": args.C,
-        "activation_epochs": args.activation_epochs,
+        "activation_n_epochs": args.activation_epochs,
         "activation_repeats": args.activation_repeats,
-        "seed": args.seed,
     }
     if args.lr:
         epochs = args.epochs if args.epochs else [200]
         if len(epochs) not in (1, len(args.lr)):
             raise ConfigError(f"--epochs must give one value or one per --lr ({len(args.lr)}), got {len(epochs)}")
-        overrides["hparams"] = tuple((lr, epochs[i] if len(epochs) > 1 else epochs[0]) for i, lr in enumerate(args.lr))
+        overrides["learning_rates"] = tuple(args.lr)
+        overrides["n_epochs"] = tuple(epochs if len(epochs) > 1 else epochs * len(args.lr))
     elif args.epochs:
         base = FitConfig.from_json(args.config_path) if args.config_path else FitConfig()
-        overrides["hparams"] = tuple((lr, args.epochs[0]) for lr, _ in base.hparams)
+        overrides["n_epochs"] = tuple(args.epochs[:1] * len(base.learning_rates))
     if args.config_path:
         config = FitConfig.from_json(args.config_path, **overrides)
     else:
         config = FitConfig(**{k: v for k, v in overrides.items() if v is not None})
     cells = load_cells(args.data)
-    print(f"fitting {len(cells)} cell(s) at (bin_size, activation_bin_size) = ({config.bin_size}, {config.activation_bin_size})")
-    res = fit_cells(cells, config, checkpoint_dir=args.checkpoint_dir, epochs_per_call=args.epochs_per_call, chunk_size=args.chunk_size)
+    print(f"fitting {len(cells)} cell(s) at (dt, activation_dt) = ({config.dt}, {config.activation_dt}) ms")
+    res = fit_cells(cells, config, key=jax.random.key(args.seed), checkpoint_dir=args.checkpoint_dir, epochs_per_call=args.epochs_per_call, chunk_size=args.chunk_size)
     out = Path(args.save_path)
     save_records(out / "records.json", res.records)
     selected = [rec for rec, ok in zip(res.records, res.table["selected"]) if ok]
@@ -91,14 +95,14 @@ def _simulate(args: argparse.Namespace) -> int:
 
     from ..core.io import atomic_open
     from .model import simulate
-    from .records import load_dataset, load_model
+    from .records import load_dataset, model_from_dataset
 
     ds = load_dataset(args.dataset)
-    model = load_model(ds, args.cell_id, args.bin_size, args.activation_bin_size)
+    model = model_from_dataset(ds, args.cell_id, args.dt, args.activation_dt)
     n = int(round(args.duration / model.bin_size))
     if n < 1:
         raise ConfigError(f"--duration must cover at least one {model.bin_size} ms bin, got {args.duration}")
-    rates = np.asarray(simulate(model, jnp.full(n, float(args.current))))
+    rates = np.asarray(simulate(model, jnp.full(n, float(args.current))).rate)
     frame = pd.DataFrame({"time_ms": (np.arange(n) + 1) * model.bin_size, "current_pA": args.current, "rate_per_ms": rates, "rate_Hz": rates * 1000})
     if args.out:
         with atomic_open(args.out, "w", newline="") as fh:
@@ -122,15 +126,16 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     pre.add_argument("--bin_sizes", type=int, nargs="*", help="bin sizes in ms (default 10 20 50 100)")
     pre.add_argument("--sampling_rate", type=float, default=10_000.0, help="synthetic bank sampling rate, Hz")
     pre.add_argument("--short", action="store_true", help="synthetic bank: half-length protocol")
-    pre.add_argument("--seed", type=int, default=0)
+    pre.add_argument("--seed", type=int, default=0, help="seed of the synthetic bank's key")
     pre.set_defaults(func=_preprocess)
 
     fit = sub.add_parser("fit", help="fit GFR models (stage 1 + stage 2) to preprocessed cells, all at once")
     fit.add_argument("--data", required=True, help="folder of preprocessed <cell_id>.h5 files (or one file)")
     fit.add_argument("--save_path", required=True, help="output folder (records.json, gfr_dataset.json, summary.csv)")
     fit.add_argument("--config_path", default=None, help="GRNN-style JSON config (hparams, eps, activation_epochs, ...)")
-    fit.add_argument("--bin_size", type=int, default=None, help="model bin size, ms (default 20)")
-    fit.add_argument("--activation_bin_size", type=int, default=None, help="activation bin size, ms (default 20)")
+    fit.add_argument("--dt", "--bin_size", dest="dt", type=int, default=None, help="model time step (GRNN's bin_size), ms (default 20)")
+    fit.add_argument("--activation_dt", "--activation_bin_size", dest="activation_dt", type=int, default=None,
+                     help="activation time step (GRNN's activation_bin_size), ms (default 20)")
     fit.add_argument("--degree", type=int, default=None, help="activation polynomial degree (default 1)")
     fit.add_argument("--C", type=float, default=None, help="'L0' penalty weight; as in the original it has no effect on training")
     fit.add_argument("--lr", type=float, nargs="*", help="stage-2 learning rates (independent restarts), default 1e-2 1e-3 1e-4")
@@ -140,14 +145,14 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     fit.add_argument("--epochs_per_call", type=int, default=50, help="epochs per compiled call (checkpoint granularity)")
     fit.add_argument("--checkpoint_dir", default=None, help="checkpoint folder; rerunning resumes from it")
     fit.add_argument("--chunk_size", type=int, default=None, help="at most this many cells per compiled call (default: all)")
-    fit.add_argument("--seed", type=int, default=None)
+    fit.add_argument("--seed", type=int, default=0, help="seed of the fit's key (initial coefficients, type-batch order)")
     fit.set_defaults(func=_fit)
 
     sim = sub.add_parser("simulate", help="rates of a released cell for a current step")
     sim.add_argument("--cell_id", type=int, default=566517779)
     sim.add_argument("--dataset", default=None, help="gfr_dataset.json-layout file (default: the bundled excerpt)")
-    sim.add_argument("--bin_size", type=int, default=20)
-    sim.add_argument("--activation_bin_size", type=int, default=20)
+    sim.add_argument("--dt", "--bin_size", dest="dt", type=int, default=20, help="model time step, ms")
+    sim.add_argument("--activation_dt", "--activation_bin_size", dest="activation_dt", type=int, default=20, help="activation time step, ms")
     sim.add_argument("--current", type=float, default=200.0, help="step current, pA")
     sim.add_argument("--duration", type=float, default=1000.0, help="ms")
     sim.add_argument("--out", default=None, help="CSV file (default: print)")

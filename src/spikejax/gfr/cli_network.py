@@ -55,7 +55,7 @@ def add_parser(gfr_subparsers: Any) -> argparse.ArgumentParser:
         description=(
             "Train a GFR-RNN on L-MNIST (28 rows of 28 pixels, then zero-input readout steps) as GRNN's "
             "network pipeline does. Positional arguments (all optional, paper setting by default): "
-            "lr epochs batch_size n_nodes freeze_neurons freeze_activations."
+            "lr epochs batch_size n_nodes freeze_neurons freeze_activations, each also accepted as --lr, --epochs, …"
         ),
     )
     types = {"lr": float, "epochs": int, "batch_size": int, "n_nodes": int, "freeze_neurons": parse_bool, "freeze_activations": parse_bool}
@@ -70,7 +70,7 @@ def add_parser(gfr_subparsers: Any) -> argparse.ArgumentParser:
     for name in _POSITIONAL:
         p.add_argument(f"{name}_pos", nargs="?", type=types[name], default=None, metavar=name, help=helps[name])
     for name in _POSITIONAL:
-        p.add_argument(f"--{name}", type=types[name], default=None, help=f"{helps[name]} (same as the positional)")
+        p.add_argument(f"--{name}", type=types[name], default=None, help=argparse.SUPPRESS)  # same as the positional
     p.add_argument("--neurons", choices=("default", "bio"), default="default", help="default (random) or biological neurons")
     p.add_argument(
         "--input_mode",
@@ -152,7 +152,7 @@ def run_network(args: argparse.Namespace) -> int:
         else:
             model = GFRNetwork(s["n_nodes"], key=k_model)
 
-    common = dict(lr=s["lr"], epochs=s["epochs"], batch_size=s["batch_size"], test_data=(xt, yt), track_test=args.track_test, progress=False if args.quiet else None)
+    common = dict(learning_rate=s["lr"], n_epochs=s["epochs"], batch_size=s["batch_size"], test_data=(xt, yt), track_test=args.track_test, progress=False if args.quiet else None)
     print(
         f"[gfr network] {type(model).__name__}: {model.n_nodes} nodes ({args.neurons} neurons), "
         f"{x.shape[0]} training / {xt.shape[0]} test images, settings {s}",

@@ -21,21 +21,18 @@ __all__ = ["run"]
 
 def _excerpt_part(out: Path) -> dict[str, Any]:
     import jax.numpy as jnp
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import pandas as pd
 
     from ..core import stack
     from ..core.io import atomic_open, save_figure
-    from .model import simulate
-    from .records import load_dataset, load_model
+    from .model import simulate_rates
+    from .records import load_dataset, model_from_dataset
 
     ds = load_dataset()
     frame = ds[(20, 20)]
     cells = list(frame["cell_id"])
-    models = [load_model(ds, c) for c in cells]
+    models = [model_from_dataset(ds, c) for c in cells]
     stacked = stack(models)
     amps = np.arange(0.0, 501.0, 25.0)
     n_pre, n_on, n_post = 10, 50, 20  # bins of 20 ms: 200 ms, 1 s step, 400 ms
@@ -43,7 +40,7 @@ def _excerpt_part(out: Path) -> dict[str, Any]:
     cur[:, n_pre : n_pre + n_on] = amps[:, None]
     import jax
 
-    rates = np.asarray(jax.vmap(lambda m: simulate(m, jnp.asarray(cur)))(stacked)) * 1000.0  # Hz, (cells, amps, T)
+    rates = np.asarray(jax.vmap(lambda m: simulate_rates(m, jnp.asarray(cur)))(stacked)) * 1000.0  # Hz, (cells, amps, T)
     onset = rates[:, :, n_pre]
     steady = rates[:, :, n_pre + n_on - 5 : n_pre + n_on].mean(-1)
     rows = []
@@ -86,10 +83,8 @@ def _excerpt_part(out: Path) -> dict[str, Any]:
 
 
 def _bank_part(out: Path, *, quick: bool, seed: int) -> dict[str, Any]:
+    import jax
     import jax.numpy as jnp
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from ..core.io import atomic_open, save_figure
@@ -101,16 +96,16 @@ def _bank_part(out: Path, *, quick: bool, seed: int) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     if quick:
-        n_cells, config = 2, FitConfig(activation_epochs=60, hparams=((1e-2, 10), (1e-3, 10)), seed=seed)
-        bank = make_cell_bank(out / "bank_nwb", n_cells, seed=seed, sampling_rate=5000.0, short=True)
+        n_cells, config = 2, FitConfig(activation_n_epochs=60, learning_rates=(1e-2, 1e-3), n_epochs=(10, 10))
+        bank = make_cell_bank(out / "bank_nwb", n_cells, key=jax.random.key(seed), sampling_rate=5000.0, short=True)
     else:
-        n_cells, config = 8, FitConfig(seed=seed)
-        bank = make_cell_bank(out / "bank_nwb", n_cells, seed=seed, sampling_rate=10_000.0)
+        n_cells, config = 8, FitConfig()
+        bank = make_cell_bank(out / "bank_nwb", n_cells, key=jax.random.key(seed), sampling_rate=10_000.0)
     t_bank = time.perf_counter() - t0
     preprocess_files(bank, out / "bank_h5", bin_sizes=(20, 100))
     cells = load_cells(out / "bank_h5")
     t1 = time.perf_counter()
-    res = fit_cells(cells, config)
+    res = fit_cells(cells, config, key=jax.random.key(seed))
     t_fit = time.perf_counter() - t1
     table = res.table
     with atomic_open(out / "summary.csv", "w", newline="") as fh:
@@ -125,7 +120,7 @@ def _bank_part(out: Path, *, quick: bool, seed: int) -> dict[str, Any]:
         trials = [s.binned[20] for s in cell.by_stimulus("Noise 2")]
         cur = trials[0][0]
         psth = np.mean([r for _, r in trials], axis=0) * 1000
-        pred = np.asarray(simulate(model, jnp.asarray(cur))) * 1000
+        pred = np.asarray(simulate(model, jnp.asarray(cur)).rate) * 1000
         tt = np.arange(cur.size) * 20.0
         axes[i, 0].plot(tt, psth, color="k", lw=1, label="recorded PSTH (Noise 2)")
         axes[i, 0].plot(tt, pred, color="C3", lw=1, label="GFR")

@@ -46,6 +46,7 @@ __all__ = [
     "GFR",
     "GFRLayer",
     "simulate",
+    "simulate_rates",
     "kernels",
     "linear_drive",
     "simulate_feedforward",
@@ -455,31 +456,45 @@ def simulate(
     return_state: bool = False,
     state: Any = None,
 ):
-    """Firing rates (spikes/ms) of a GFR driven by ``current`` (pA), from the zero state.
+    """Firing rates of a GFR driven by ``current`` (pA), from the zero state: a :class:`GFRTrajectory`.
 
     Parameters
     ----------
     model
         A :class:`GFR` (``current`` of shape ``(..., T)``) or a :class:`GFRLayer` (``current`` of
         shape ``(..., N, T)``, one current per neuron). Time (bins of ``model.bin_size`` ms) is the
-        last axis.
+        last axis of ``current``.
     current
         Mean injected current per bin, pA. Must be finite.
     checkpoint
         Gradient checkpointing of the time scan (``False``, ``True`` or a block length), see
         :func:`spikejax.core.scan`.
     return_state
-        Also return the final state ``(h, f)``.
+        Fill the trajectory's ``state`` with the final state ``(h, f)`` (``None`` otherwise).
     state
         Initial state (default: zeros, as in the original).
 
     Returns
     -------
-    rates with the shape of ``current`` (spikes/ms), and the final state if asked.
+    :class:`~spikejax.gfr.GFRTrajectory`, time-major: ``rate`` (spikes/ms) and ``current`` (pA) of
+    shape ``(T, ...)`` (``current``'s shape with time moved first), ``dt = model.bin_size`` ms.
+    ``simulate(...).rate`` is deterministic; ``jit`` and ``vmap`` of ``simulate`` return a trajectory.
     """
+    from .trajectory import GFRTrajectory, _unit_axes
+
     cur = _validate_current(model, current)
     rates, final = _simulate_jit(model, cur, state, checkpoint)
-    return (rates, final) if return_state else rates
+    layer = isinstance(model, GFRLayer)
+    axes = _unit_axes(cur.ndim - (2 if layer else 1), layer)
+    return GFRTrajectory(jnp.moveaxis(rates, -1, 0), jnp.moveaxis(cur, -1, 0), final if return_state else None,
+                         dt=float(model.bin_size), axes=axes)
+
+
+def simulate_rates(model: GFR | GFRLayer, current: jax.Array, *, checkpoint: bool | int = False) -> jax.Array:
+    """Rates (spikes/ms) with the shape of ``current`` (time last): the array of
+    ``jnp.moveaxis(simulate(model, current).rate, 0, -1)``, for use inside losses and metrics."""
+    cur = _validate_current(model, current)
+    return _simulate_jit(model, cur, None, checkpoint)[0]
 
 
 @eqx.filter_jit

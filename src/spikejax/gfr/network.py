@@ -41,7 +41,7 @@ from .network_model import (
     resample_neurons,
     rnn_parameter_count,
 )
-from .network_train import NetworkResult, evaluate, forward, load_network, network_loss, save_network, train_network
+from .network_train import GFRNetworkResult, evaluate_network, forward, load_network, network_loss, save_network, train_network
 
 __all__ = [
     "N_CLASSES",
@@ -56,9 +56,9 @@ __all__ = [
     "matching_rnn_size",
     "forward",
     "network_loss",
-    "evaluate",
+    "evaluate_network",
     "train_network",
-    "NetworkResult",
+    "GFRNetworkResult",
     "resample_neurons",
     "save_network",
     "load_network",

@@ -5,7 +5,6 @@ The modules themselves are :mod:`spikejax.gfr.network_model`."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import time
@@ -21,11 +20,14 @@ import optax
 
 from ..core.errors import ConfigError, DataFormatError, ShapeError, check_array, check_keys, is_traced
 from ..core.scan import scan
+from ..core.random import check_key
+from ..core.results import StopReason, history_frame
 from ..core.training import fit
 from .model import GFRLayer
+from .results import GFRNetworkResult
 from .network_model import N_READOUT, GFRNetwork, VanillaRNN, _check_size, _float_dtype, count_parameters, network_filter_spec
 
-__all__ = ["forward", "network_loss", "evaluate", "NetworkResult", "train_network", "save_network", "load_network"]
+__all__ = ["forward", "network_loss", "evaluate_network", "GFRNetworkResult", "train_network", "save_network", "load_network"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -115,7 +117,7 @@ def _eval_batch(model, x, y, valid, n_readout: int):
     return correct_steps, correct_vote, loss
 
 
-def evaluate(
+def evaluate_network(
     model: GFRNetwork | VanillaRNN,
     images: Any,
     labels: Any,
@@ -171,56 +173,13 @@ def evaluate(
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass
-class NetworkResult:
-    """What :func:`train_network` returns.
-
-    Attributes
-    ----------
-    model : the trained network.
-    history : :func:`spikejax.core.fit` history (per epoch: ``step``, ``loss``, ``accuracy`` (train,
-        step 1, on the minibatches) and ``val`` (test step-1 accuracy) when test data were given).
-    train : :func:`evaluate` on the training set; test : on the test set (or ``None``).
-    n_params : trainable parameters; epochs : epochs run; train_seconds : wall time of the fit
-        (including compilation); filter_spec : the filter spec used.
-    """
-
-    model: Any
-    history: dict[str, np.ndarray]
-    train: dict[str, Any]
-    test: dict[str, Any] | None
-    n_params: int
-    epochs: int
-    train_seconds: float
-    filter_spec: Any
-
-    def summary(self) -> dict[str, Any]:
-        """JSON-able summary (accuracies, parameter count, epochs, time)."""
-        out = {
-            "n_params": self.n_params,
-            "epochs": self.epochs,
-            "train_seconds": round(self.train_seconds, 2),
-            "final_train_loss": float(self.history["loss"][-1]) if len(self.history.get("loss", [])) else None,
-            "train_step1": self.train["step1"],
-            "train_vote": self.train["vote"],
-        }
-        if self.test is not None:
-            out.update(
-                test_step1=self.test["step1"],
-                test_vote=self.test["vote"],
-                test_step_accuracy=self.test["step_accuracy"],
-                test_loss=self.test["loss"],
-            )
-        return out
-
-
 def train_network(
     model: GFRNetwork | VanillaRNN,
     train_data: tuple[Any, Any],
     *,
     key: jax.Array,
-    lr: float = 1e-3,
-    epochs: int = 300,
+    learning_rate: float = 1e-3,
+    n_epochs: int = 300,
     batch_size: int = 128,
     freeze_neurons: bool = False,
     freeze_activations: bool = True,
@@ -230,10 +189,10 @@ def train_network(
     progress: bool | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
     callback: Callable[..., Any] | None = None,
-) -> NetworkResult:
+) -> GFRNetworkResult:
     """Train a GFR-RNN (or the RNN baseline) on sequences with GRNN's protocol.
 
-    Adam (``lr``) on the cross-entropy of the first zero-input readout step, gradients clipped to a
+    Adam (``learning_rate``) on the cross-entropy of the first zero-input readout step, gradients clipped to a
     global norm of ``clip_norm`` (``optax.chain``), shuffled minibatches of ``batch_size`` (the
     remainder of each epoch is dropped), all through :func:`spikejax.core.fit` (one compiled call
     per epoch, ``lax.scan`` over time steps).
@@ -246,7 +205,7 @@ def train_network(
         ``(images (N, T, n_inputs), labels (N,))``, e.g. from :func:`spikejax.gfr.mnist.load_mnist`.
     key
         PRNG key of the minibatch order.
-    lr, epochs, batch_size
+    learning_rate, n_epochs, batch_size
         Adam learning rate, number of epochs, minibatch size (GRNN's paper setting: 1e-3, 300, 128).
     freeze_neurons, freeze_activations
         See :func:`network_filter_spec` (paper setting: False, True).
@@ -257,15 +216,22 @@ def train_network(
         recorded as ``history["val"]``, the test step-1 accuracy).
     progress, checkpoint_dir, callback
         Passed to :func:`spikejax.core.fit` (checkpoint every epoch and resume exactly).
+
+    Returns
+    -------
+    :class:`~spikejax.gfr.GFRNetworkResult` (``model``, ``history`` DataFrame, ``train``/``test``
+    scores, ``n_params``, ``n_epochs``, ``summary()``).
     """
+    key = check_key(key)
+    lr, epochs = learning_rate, n_epochs
     if not isinstance(model, (GFRNetwork, VanillaRNN)):
         raise TypeError(f"model must be a GFRNetwork or VanillaRNN, got {type(model).__name__}")
     if not (isinstance(lr, (int, float, np.floating)) and not isinstance(lr, bool) and math.isfinite(lr) and lr > 0):
-        raise ConfigError(f"lr must be a positive finite number, got {lr!r}")
+        raise ConfigError(f"learning_rate must be a positive finite number, got {lr!r}")
     if not (isinstance(clip_norm, (int, float, np.floating)) and math.isfinite(clip_norm) and clip_norm > 0):
         raise ConfigError(f"clip_norm must be a positive finite number, got {clip_norm!r}")
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
-        raise ConfigError(f"epochs must be a non-negative integer, got {epochs!r}")
+        raise ConfigError(f"n_epochs must be a non-negative integer, got {epochs!r}")
     if not isinstance(train_data, (tuple, list)) or len(train_data) != 2:
         raise ConfigError("train_data must be a pair (images, labels)")
     x = _check_images(model, train_data[0], "train_data[0] (images)")
@@ -288,7 +254,7 @@ def train_network(
     )
     val_fn = None
     if test_data is not None and track_test:
-        val_fn = lambda m: evaluate(m, xt, yt, n_readout=1)["step1"]  # noqa: E731
+        val_fn = lambda m: evaluate_network(m, xt, yt, n_readout=1)["step1"]  # noqa: E731
     t0 = time.perf_counter()
     res = fit(
         model,
@@ -308,18 +274,21 @@ def train_network(
     )
     jax.block_until_ready(jax.tree_util.tree_leaves(eqx.filter(res.model, eqx.is_array)))
     seconds = time.perf_counter() - t0
-    train_eval = evaluate(res.model, x, y)
-    test_eval = evaluate(res.model, xt, yt) if test_data is not None else None
+    train_eval = evaluate_network(res.model, x, y)
+    test_eval = evaluate_network(res.model, xt, yt) if test_data is not None else None
     n_batches = int(x.shape[0]) // bs
-    return NetworkResult(
+    return GFRNetworkResult(
         model=res.model,
-        history=res.curves,
+        history=history_frame(res.curves, "step"),
+        stop_reason=StopReason.of(res.stop_reason),
+        seconds=seconds,
         train=train_eval,
         test=test_eval,
         n_params=count_parameters(model, spec),
-        epochs=res.n_steps // max(n_batches, 1),
-        train_seconds=seconds,
-        filter_spec=spec,
+        n_epochs=res.n_steps // max(n_batches, 1),
+        architecture=_network_metadata(model),
+        freeze_neurons=bool(freeze_neurons),
+        freeze_activations=bool(freeze_activations),
     )
 
 
@@ -367,7 +336,6 @@ def save_network(path: str | os.PathLike, model: GFRNetwork | VanillaRNN, **extr
 def load_network(path: str | os.PathLike) -> GFRNetwork | VanillaRNN:
     """Load a network written by :func:`save_network` (needs its ``<path>.json`` sidecar)."""
     from ..core.io import load_json, load_model
-    from .model import PolynomialActivation
 
     path = Path(path)
     meta_path = path.with_suffix(path.suffix + ".json")
@@ -377,31 +345,27 @@ def load_network(path: str | os.PathLike) -> GFRNetwork | VanillaRNN:
         raise FileNotFoundError(f"no metadata sidecar {meta_path} next to {path} (write networks with save_network)")
     meta = load_json(meta_path)
     check_keys(meta, str(meta_path), ("kind", "n_inputs", "n_classes"))
+    like = eqx.filter_eval_shape(_network_like, meta, str(meta_path))
+    return load_model(path, like)
+
+
+def _network_like(meta: dict[str, Any], where: str = "architecture") -> GFRNetwork | VanillaRNN:
+    """A network of the structure in ``meta`` (``_network_metadata``), values arbitrary: call it under
+    ``eqx.filter_eval_shape`` for a loading template (the fixed key reaches no result)."""
+    from .model import PolynomialActivation
+
+    check_keys(meta, where, ("kind", "n_inputs", "n_classes"))
     key = jax.random.PRNGKey(0)
     if meta["kind"] == "VanillaRNN":
-        check_keys(meta, str(meta_path), ("n_hidden", "activation"))
-        like = VanillaRNN(
-            int(meta["n_hidden"]),
-            key=key,
-            n_inputs=int(meta["n_inputs"]),
-            n_classes=int(meta["n_classes"]),
-            activation=meta["activation"],
-        )
-    elif meta["kind"] == "GFRNetwork":
-        check_keys(meta, str(meta_path), ("n_nodes", "input_mode", "n_traces", "degree", "bin_size", "activation_bin_size", "kappa"))
+        check_keys(meta, where, ("n_hidden", "activation"))
+        return VanillaRNN(int(meta["n_hidden"]), key=key, n_inputs=int(meta["n_inputs"]), n_classes=int(meta["n_classes"]),
+                          activation=meta["activation"])
+    if meta["kind"] == "GFRNetwork":
+        check_keys(meta, where, ("n_nodes", "input_mode", "n_traces", "degree", "bin_size", "activation_bin_size", "kappa"))
         n, nt, d = int(meta["n_nodes"]), int(meta["n_traces"]), int(meta["degree"])
         dt = _float_dtype()
-        g = PolynomialActivation(
-            jnp.zeros((n, d + 1), dt), jnp.zeros(n, dt), jnp.ones(n, dt), jnp.ones(n, dt), meta["activation_bin_size"]
-        )
+        g = PolynomialActivation(jnp.zeros((n, d + 1), dt), jnp.zeros(n, dt), jnp.ones(n, dt), jnp.ones(n, dt), meta["activation_bin_size"])
         layer = GFRLayer(jnp.zeros((n, nt), dt), jnp.zeros((n, nt), dt), jnp.zeros(nt, dt), g, meta["bin_size"], meta["kappa"])
-        like = GFRNetwork(
-            key=key,
-            neurons=layer,
-            input_mode=meta["input_mode"],
-            n_inputs=int(meta["n_inputs"]),
-            n_classes=int(meta["n_classes"]),
-        )
-    else:
-        raise DataFormatError(f"{meta_path}: unknown network kind {meta['kind']!r} (expected 'GFRNetwork' or 'VanillaRNN')")
-    return load_model(path, like)
+        return GFRNetwork(key=key, neurons=layer, input_mode=meta["input_mode"], n_inputs=int(meta["n_inputs"]),
+                          n_classes=int(meta["n_classes"]))
+    raise DataFormatError(f"{where}: unknown network kind {meta['kind']!r} (expected 'GFRNetwork' or 'VanillaRNN')")

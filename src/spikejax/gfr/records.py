@@ -7,7 +7,7 @@ activation fields either dotted, ``g.max_current``..., or nested under ``g``). E
 excerpt's ``species``) are kept.
 
 * :func:`load_dataset` -> ``{(bin_size, actv_bin_size): DataFrame}`` like GRNN's ``df_from_json``;
-* :func:`load_model` rebuilds one cell's :class:`~spikejax.gfr.GFR`;
+* :func:`model_from_dataset` rebuilds one cell's :class:`~spikejax.gfr.GFR`;
 * :func:`dataset_to_records` / :func:`save_records` write records back (byte-identical JSON for
   unchanged models);
 * :func:`load_gamma_values`, :func:`load_species_labels`, :func:`load_metadata` read the bundled
@@ -36,7 +36,7 @@ __all__ = [
     "EXCERPT_JSON",
     "load_records",
     "load_dataset",
-    "load_model",
+    "model_from_dataset",
     "gfr_from_params",
     "params_to_layout",
     "make_record",
@@ -154,23 +154,25 @@ def _as_dataset(dataset: Any) -> dict[tuple[int, int], pd.DataFrame]:
     return load_dataset(dataset)
 
 
-def load_model(
+def model_from_dataset(
     dataset: Any,
     cell_id: int,
-    bin_size: int = 20,
-    activation_bin_size: int = 20,
+    dt: int = 20,
+    activation_dt: int = 20,
     *,
     kappa: float = KAPPA_BIO,
 ) -> GFR:
-    """Rebuild the :class:`GFR` of ``cell_id`` at (bin_size, activation_bin_size), like ``load_gfr_model``.
+    """Build the :class:`GFR` of ``cell_id`` from released parameters at (``dt``, ``activation_dt``) ms
+    (GRNN's (bin_size, activation_bin_size)), like GRNN's ``load_gfr_model``.
 
-    ``dataset`` is the dict of :func:`load_dataset`, a records list or a JSON path.
+    ``dataset`` is the dict of :func:`load_dataset`, a records list or a JSON path. (Not to be confused
+    with :func:`spikejax.core.load_model`, which reads serialised leaves.)
     """
     ds = _as_dataset(dataset)
-    key = (bin_size, activation_bin_size)
+    key = (dt, activation_dt)
     if key not in ds:
         raise ConfigError(
-            f"unknown (bin_size, activation_bin_size) = {key!r}; this dataset has {sorted(ds)}"
+            f"unknown (dt, activation_dt) = {key!r} ms; this dataset has (bin_size, actv_bin_size) {sorted(ds)}"
         )
     frame = ds[key]
     rows = frame.index[frame["cell_id"] == cell_id]

@@ -17,7 +17,7 @@ import numpy as np
 from ..core.likelihoods import poisson_nll
 from .cells import prepare_cell, stack_cells
 from .config import FitConfig
-from .model import GFR, simulate
+from .model import GFR, simulate_rates
 from .preprocess import CellData
 
 __all__ = ["masked_evr", "eval_member", "evaluate_grid", "evaluate", "selection_criteria"]
@@ -52,7 +52,7 @@ def eval_member(model: GFR, ev: dict[str, jax.Array], eps: float) -> dict[str, j
     out = {}
     for name in ("val", "test"):
         d = ev[name]
-        m = simulate(model, d["current"])
+        m = simulate_rates(model, d["current"])
         scored = jnp.where(d["round"], jnp.round(m * d["dt"]) / d["dt"], m) if "round" in d else m
         out[f"{name}_evr"] = masked_evr(scored, d["trials"], d["trial_mask"], d["n_bins"])
         k, t = d["trials"].shape

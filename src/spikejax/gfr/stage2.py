@@ -36,9 +36,9 @@ from ..core.population import fit_population
 from ..core.training import EarlyStopping, fit as core_fit, trainable
 from .adjoint import simulate_adjoint
 from .config import ADAM, NO_KEY, FitConfig
-from .model import GFR, PolynomialActivation, decay_rates, simulate
+from .model import GFR, PolynomialActivation, decay_rates, simulate_rates
 
-__all__ = ["stage2_loss", "gfr_spec", "fit_weights", "fit_alpha_beta"]
+__all__ = ["loss", "loss_data", "stage2_loss", "gfr_spec", "fit_weights", "fit_alpha_beta"]
 
 
 class _Interrupted(Exception):
@@ -62,7 +62,7 @@ def stage2_loss(model: GFR, batch: dict[str, jax.Array], *, eps: float = 1e-8, C
     cur, rate = batch["current"], batch["rate"]
     s, t = cur.shape
     mask = (jnp.arange(s)[:, None] < batch["n_sweeps"]) & (jnp.arange(t)[None, :] < batch["n_bins"])
-    pred = simulate(model, cur, checkpoint=checkpoint) if checkpoint else simulate_adjoint(model, cur)
+    pred = simulate_rates(model, cur, checkpoint=checkpoint) if checkpoint else simulate_adjoint(model, cur)
     dt = batch["dt"]
     nll = poisson_nll(pred * dt, rate * dt, mask=mask, convention="torch", eps=eps, reduction="sum")
     n_s = jnp.maximum(batch["n_sweeps"], 1)
@@ -71,6 +71,60 @@ def stage2_loss(model: GFR, batch: dict[str, jax.Array], *, eps: float = 1e-8, C
     # GRNN's "L0" penalty: a count of non-zero weights, whose gradient is zero (C has no effect on training).
     penalty = C * jax.lax.stop_gradient(jnp.count_nonzero(model.alpha) + jnp.count_nonzero(model.beta)).astype(loss.dtype)
     return loss + penalty, {"per_bin": per_bin}
+
+
+def loss(model: GFR, data: dict[str, Any], *, key: jax.Array | None = None) -> jax.Array:
+    """The objective stage 2 of :func:`~spikejax.gfr.fit_cells` minimises for one cell (``alpha``, ``beta``).
+
+    The sum over the cell's stimulus-type batches (Long Square, Ramp, Noise 1) of the batch loss:
+    the mean over the batch's sweeps of the summed Poisson NLL (torch convention, ``eps``) of the
+    expected counts ``f_hat dt`` against ``f dt`` — one epoch of the fit takes one Adam step per
+    type-batch on these terms. Pure and differentiable (reverse mode: the gradient is the
+    hand-written adjoint of :mod:`spikejax.gfr.adjoint`); usable inside ``jax.grad``/``jit``/``vmap``.
+
+    Parameters
+    ----------
+    model
+        A :class:`~spikejax.gfr.GFR`.
+    data
+        The cell's training sweeps as :func:`loss_data` builds them: ``current`` (pA) and ``rate``
+        (spikes/ms) of shape ``(G, S, T)`` (type-batches, sweeps, bins; zero-padded) or ``(S, T)``
+        (one batch); optional ``n_sweeps``/``n_bins`` ``(G,)`` (each batch's own padded shape; bins
+        and sweeps beyond it are masked), ``dt`` (ms, default ``model.bin_size``) and ``eps`` (1e-8).
+    key
+        Unused (the objective draws no random numbers); accepted for the common signature.
+
+    Returns
+    -------
+    scalar (nats).
+    """
+    cur, rate = jnp.asarray(data["current"]), jnp.asarray(data["rate"])
+    if cur.ndim == 2:
+        cur, rate = cur[None], rate[None]
+    g_, s, t = cur.shape
+    n_sweeps = jnp.broadcast_to(jnp.asarray(data.get("n_sweeps", s)), (g_,))
+    n_bins = jnp.broadcast_to(jnp.asarray(data.get("n_bins", t)), (g_,))
+    dt = jnp.asarray(data.get("dt", float(model.bin_size)), cur.dtype)
+    eps = data.get("eps", 1e-8)
+    total = jnp.zeros((), cur.dtype)
+    for j in range(g_):
+        batch = {"current": cur[j], "rate": rate[j], "n_sweeps": n_sweeps[j], "n_bins": n_bins[j], "dt": dt}
+        total = total + stage2_loss(model, batch, eps=eps)[0]
+    return total
+
+
+def loss_data(cell: Any, config: FitConfig | None = None) -> dict[str, Any]:
+    """The data of :func:`loss` for one preprocessed cell (:class:`~spikejax.gfr.CellData`): its
+    training sweeps at ``config.dt``, grouped by stimulus type and zero-padded, as ``fit_cells`` uses them."""
+    from .cells import prepare_cell, stack_cells
+
+    config = config or FitConfig()
+    prep = prepare_cell(cell, config)
+    groups = stack_cells([prep], config)["groups"]
+    out = {k: groups[k][:, 0] for k in ("current", "rate", "n_sweeps", "n_bins")}
+    out["dt"] = jnp.asarray(float(config.dt), out["current"].dtype)
+    out["eps"] = float(config.eps)
+    return out
 
 
 @functools.lru_cache(maxsize=None)
@@ -117,17 +171,17 @@ def fit_weights(
     learning rates, ...)), ``history`` (epochs, cells, learning rates) of the per-bin loss (NaN
     after a member stopped), ``epochs``, ``last_loss`` and ``status`` (cells, learning rates).
     """
-    n_cells, n_l = int(np.shape(g_host["b"])[0]), len(config.hparams)
+    n_cells, n_l = int(np.shape(g_host["b"])[0]), len(config.learning_rates)
     m = n_cells * n_l  # member = cell * n_l + learning rate
     dt = jnp.result_type(float)
-    lam = decay_rates(config.bin_size)
+    lam = decay_rates(config.dt)
     n = lam.size
     host_dt = np.dtype(dt)
     rep = lambda a: np.repeat(np.asarray(a), n_l, axis=0).astype(host_dt)  # noqa: E731
     alpha0 = np.zeros((m, n), host_dt)
     alpha0[:, 0] = n
-    g = PolynomialActivation(*(rep(g_host[k]) for k in ("poly_coeff", "b", "max_current", "max_firing_rate")), config.activation_bin_size)
-    stack = GFR(alpha0, np.zeros((m, n), host_dt), np.broadcast_to(np.asarray(lam, host_dt), (m, n)).copy(), g, config.bin_size, config.kappa)
+    g = PolynomialActivation(*(rep(g_host[k]) for k in ("poly_coeff", "b", "max_current", "max_firing_rate")), config.activation_dt)
+    stack = GFR(alpha0, np.zeros((m, n), host_dt), np.broadcast_to(np.asarray(lam, host_dt), (m, n)).copy(), g, config.dt, config.kappa)
     groups = data["groups"]  # leaves (G, C, ...)
     host = {k: np.asarray(v) for k, v in groups.items()}  # re-laid out on the host: no device programs
     if shared_padding:  # (C, G, S, T): one type-batch per step, scanned
@@ -148,12 +202,12 @@ def fit_weights(
             if len(calls) > stop_after:  # the checkpoints of the first stop_after chunks are written
                 raise _Interrupted(f"interrupted after {state.epoch} epochs (test hook)")
 
-    budgets = np.tile(np.asarray([ep for _, ep in config.hparams], np.int64), n_cells)
+    budgets = np.tile(np.asarray(config.n_epochs, np.int64), n_cells)
     res = fit_population(
         stack, loss, optimizer=ADAM, key=NO_KEY, n_epochs=budgets, member_data=True,
         data_index=np.repeat(np.arange(n_cells, dtype=np.int32), n_l), skip_step=skip, has_aux=True,
         filter_spec=gfr_spec(stack), args={"eps": np.full(m, config.eps, host_dt), "C": np.full(m, config.C, host_dt)},
-        hyperparams={"learning_rate": np.tile([lr for lr, _ in config.hparams], n_cells)},
+        hyperparams={"learning_rate": np.tile(config.learning_rates, n_cells)},
         early_stopping=EarlyStopping(patience=config.patience, monitor="train/per_bin", rule="unchanged"),
         epochs_per_chunk=epochs_per_chunk, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
         resume=resume, between_chunks=hook, progress=False, **layout,
@@ -180,7 +234,7 @@ def fit_alpha_beta(
     current: jax.Array,
     rate: jax.Array,
     *,
-    lr: float = 1e-2,
+    learning_rate: float = 1e-2,
     n_epochs: int = 200,
     eps: float = 1e-8,
     optimizer: optax.GradientTransformation | None = None,
@@ -195,12 +249,19 @@ def fit_alpha_beta(
     frozen by a filter spec) on ``current``/``rate`` of shape (sweeps, T) (pA, spikes/ms) on the
     torch-convention Poisson NLL of counts (mean over sweeps, sum over bins).
 
-    ``method="adam"`` (GRNN's optimiser; full batch, :func:`spikejax.core.fit`, ``n_epochs`` steps)
+    ``method="adam"`` (GRNN's optimiser, step size ``learning_rate``; full batch, :func:`spikejax.core.fit`, ``n_epochs`` steps)
     or ``"bfgs"`` (optimistix BFGS on the 2n parameters, at most ``n_epochs`` iterations, tolerance
     ``tol``; converges far more tightly on small problems, e.g. parameter recovery).
-    Returns :class:`spikejax.core.FitResult` (``history["per_bin"]``: per-bin NLL).
+    Returns :class:`~spikejax.gfr.GFRFitAlphaBetaResult` (``history``: ``step``, ``loss``, ``per_bin``
+    (per-bin NLL)). No random numbers are drawn (full batch, deterministic init).
     """
+    import time
+
     from ..core.errors import check_array
+    from ..core.results import StopReason, history_frame
+    from .results import GFRFitAlphaBetaResult, gfr_structure
+
+    t0 = time.perf_counter()
 
     cur = check_array(current, "current", ndim=2)
     r = check_array(rate, "rate", shape=cur.shape, low=0.0)
@@ -213,9 +274,6 @@ def fit_alpha_beta(
     if method == "bfgs":
         import optimistix as optx
 
-        from ..core.results import StopReason, history_frame
-        from ..core.training import FitResult
-
         def objective(y, _):
             m = eqx.tree_at(lambda m: (m.alpha, m.beta), model, y)
             return stage2_loss(m, batch, eps=eps, checkpoint=bptt_checkpoint)[1]["per_bin"]
@@ -226,13 +284,16 @@ def fit_alpha_beta(
         if not np.isfinite(final):
             raise NonFiniteError("fit_alpha_beta(method='bfgs') ended with a non-finite loss; try float64 or Adam")
         steps = int(sol.stats["num_steps"])
-        reason = "completed" if sol.result == optx.RESULTS.successful else "max_steps"
-        curves = {"step": np.asarray([steps]), "per_bin": np.asarray([final])}
-        return FitResult(model=fitted, history=history_frame(curves), stop_reason=StopReason.COMPLETED if reason == "completed" else StopReason.EPOCH_LIMIT, seconds=0.0, curves=curves, n_steps=steps)
+        reason = StopReason.CONVERGED if sol.result == optx.RESULTS.successful else StopReason.COMPLETED
+        hist = history_frame({"step": np.asarray([steps]), "loss": np.asarray([final]), "per_bin": np.asarray([final])}, "step")
+        return GFRFitAlphaBetaResult(model=fitted, history=hist, stop_reason=reason, seconds=time.perf_counter() - t0,
+                                     structure=gfr_structure(model))
     if method != "adam":
         raise ConfigError(f"method must be 'adam' or 'bfgs', got {method!r}")
-    return core_fit(
-        model, loss, None, optimizer=optimizer or optax.adam(lr), key=jax.random.PRNGKey(0), n_steps=n_epochs,
+    res = core_fit(
+        model, loss, None, optimizer=optimizer or optax.adam(learning_rate), key=NO_KEY, n_steps=n_epochs,
         filter_spec=gfr_spec(model), has_aux=True, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
         progress=progress, desc="fit_alpha_beta",
     )
+    return GFRFitAlphaBetaResult(model=res.model, history=history_frame(res.curves, "step"), stop_reason=StopReason.of(res.stop_reason),
+                                 seconds=time.perf_counter() - t0, structure=gfr_structure(model))

@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.errors import ConfigError
+from ..core.random import check_key
 from ..core.io import atomic_path
 
 __all__ = [
@@ -105,8 +106,22 @@ def params_from_metadata(rows: pd.DataFrame, *, tau_w: float = 100.0) -> NeuronP
     )
 
 
-def draw_cells(n_cells: int, *, seed: int = 0, metadata: pd.DataFrame | None = None, species: str | None = "Mus musculus") -> NeuronParams:
-    """Draw ``n_cells`` metadata rows (without replacement, complete features only) and derive parameters."""
+def _key_seed(key: Any) -> int:
+    """The 64 bits of a (threefry) key as one integer: the seed of a numpy generator. ``key(s)`` and
+    ``PRNGKey(s)`` give ``s``, so a bank drawn with ``key=jax.random.key(s)`` is the old ``seed=s`` bank."""
+    key = check_key(key)
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.key_data(key)
+    bits = [int(v) for v in np.ravel(np.asarray(key))]
+    out = 0
+    for b in bits:
+        out = (out << 32) | (b & 0xFFFFFFFF)
+    return out
+
+
+def draw_cells(n_cells: int, *, key: Any, metadata: pd.DataFrame | None = None, species: str | None = "Mus musculus") -> NeuronParams:
+    """Draw ``n_cells`` metadata rows (without replacement, complete features only; the rows are drawn by
+    a numpy generator seeded with the key's bits) and derive parameters."""
     from .records import load_metadata
 
     meta = load_metadata() if metadata is None else metadata
@@ -115,7 +130,7 @@ def draw_cells(n_cells: int, *, seed: int = 0, metadata: pd.DataFrame | None = N
         ok = ok[ok["donor__species"] == species]
     if int(n_cells) < 1 or int(n_cells) > len(ok):
         raise ConfigError(f"n_cells must be in [1, {len(ok)}] (complete metadata rows), got {n_cells!r}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(_key_seed(key))
     idx = np.sort(rng.choice(len(ok), size=int(n_cells), replace=False))
     return params_from_metadata(ok.iloc[idx])
 
@@ -265,7 +280,7 @@ def make_cell_bank(
     out_dir: str | os.PathLike,
     n_cells: int,
     *,
-    seed: int = 0,
+    key: Any,
     sampling_rate: float = 10_000.0,
     n_repeats: int = 3,
     short: bool = False,
@@ -274,12 +289,13 @@ def make_cell_bank(
 ) -> list[Path]:
     """Draw ``n_cells`` Allen-like neurons, drive them with the protocol and write ``<cell_id>.nwb`` files.
 
-    Returns the written paths (sorted by cell id). Deterministic given ``seed``.
+    Returns the written paths (sorted by cell id). Deterministic given ``key`` (the cells are drawn with
+    :func:`draw_cells`, the spikes with ``fold_in(key, first cell of the chunk)``).
     """
-    params = draw_cells(n_cells, seed=seed, metadata=metadata)
+    key = check_key(key)
+    params = draw_cells(n_cells, key=key, metadata=metadata)
     out_dir = Path(out_dir)
     paths = []
-    key = jax.random.PRNGKey(seed)
     for c0 in range(0, len(params), chunk_cells):
         sub = NeuronParams(**{f.name: (getattr(params, f.name)[c0 : c0 + chunk_cells] if isinstance(getattr(params, f.name), np.ndarray) else getattr(params, f.name)) for f in dataclasses.fields(params)})
         protos = [stimulus_protocol(float(rh), sampling_rate, n_repeats=n_repeats, short=short) for rh in sub.rheobase]
