@@ -33,9 +33,9 @@ from .generators import (
 from .kernels import BACKENDS, Coupler, LagKernel, choose_backend, make_coupler
 from .models import MODELS, BernoulliGLM, GLMModel, PoissonGLM, RectifiedLNP, RectifiedSAM, SAModel, ThresholdSAM, sample_poisson
 from .network import Network, batch_keys, batch_networks, from_dense, from_edges, stack_networks, to_dense, unbatch_raster
-from .objective import RateTarget, loss
+from .objective import RateTarget, log_likelihood, loss
 from .results import GLMTuneResult, model_spec
-from .simulation import SimState, conditional_rate, input_from_window, simulate, state_from_window
+from .simulation import SimState, conditional_intensity, conditional_rate, input_from_window, simulate, state_from_window
 from .stimulus import LoadedStimulus, PoissonStimulus, RegularStimulus, SinStimulus, Stimulus, batch_masks
 from .trajectory import GLMTrajectory
 from .tuning import TuneConfig, resolve_tunable, tune
@@ -92,7 +92,9 @@ __all__ = [
     "SinStimulus",
     "LoadedStimulus",
     "batch_masks",
-    # teacher-forced intensities
+    # teacher-forced intensities and likelihood
+    "log_likelihood",
+    "conditional_intensity",
     "conditional_rate",
     "input_from_window",
     "state_from_window",

@@ -155,6 +155,9 @@ class GLMModel(eqx.Module):
     #: True when ``emit_spikes`` uses ``jax.random.uniform(key, mu.shape)`` (the simulator then draws
     #: these uniforms for many steps at once, which is much faster for small networks).
     uses_uniform: ClassVar[bool] = False
+    #: The emission's distribution for :func:`~spikejax.glm.log_likelihood`: ``"poisson"``, ``"bernoulli"``
+    #: or ``None`` (deterministic emission: no likelihood).
+    emission: ClassVar[str | None] = "poisson"
 
     # -- the cascade ---------------------------------------------------------------------------
     def connectivity_filter(self) -> LagKernel:
@@ -273,6 +276,7 @@ class BernoulliGLM(GLMModel):
     rel_ref_scale: int = eqx.field(static=True)
 
     tunable: ClassVar[tuple[str, ...]] = ("theta", "r", "beta", "alpha", "rel_ref_strength")
+    emission: ClassVar[str | None] = "bernoulli"
 
     def __init__(
         self,
@@ -461,6 +465,7 @@ class ThresholdSAM(SAModel):
     theta: jax.Array
 
     tunable: ClassVar[tuple[str, ...]] = ()
+    emission: ClassVar[str | None] = None
 
     def __init__(self, r=0.025, b=0.001, tau=10.0, dt=0.1, sigma=0.3, rho=0.07, theta=1.378e-3):
         self.r = _param(r, "r")

@@ -28,9 +28,9 @@ from ..core.random import check_key
 from ..core.scan import step_keys
 from .models import GLMModel
 from .network import Network
-from .simulation import _step, draw_step_noise, init_state, make_engine
+from .simulation import _step, conditional_intensity, draw_step_noise, init_state, make_engine
 
-__all__ = ["loss", "RateTarget"]
+__all__ = ["loss", "RateTarget", "log_likelihood"]
 
 
 class RateTarget(eqx.Module):
@@ -130,3 +130,28 @@ def loss(model: GLMModel, data: RateTarget, *, key: jax.Array | None = None) -> 
         carry = _burn_in(model, engine, k_burn, data.equilibration_steps)
     value, _, _ = _tune_epoch(cfg, model, data.stimulus, engine, {}, key, args, carry)
     return value
+
+
+def log_likelihood(model: GLMModel, network: Network, spikes, *, stimulus=None, initial_window=None,
+                   backend: str = "auto") -> jax.Array:
+    """Log-likelihood (nats) of observed spikes under ``model``, with the history teacher-forced.
+
+    ``sum_{t,i} log P(x_i(t) | mu_i(t))`` where ``mu_i(t)`` is the expected count of step ``t`` given the
+    *observed* history (:func:`~spikejax.glm.conditional_intensity`) and ``P`` the model's emission
+    (``type(model).emission``): Poisson ``x log mu - mu - log x!`` or Bernoulli
+    ``x log mu + (1 - x) log(1 - mu)``. ``spikes``: a :class:`~spikejax.glm.GLMTrajectory` or a neuron-major
+    ``(N, n_steps)`` count array. Deterministic in the data; differentiable in the model's parameters
+    (compute it in float64 for gradients of long records). Models with a deterministic emission
+    (ThresholdSAM) have no likelihood.
+    """
+    emission = getattr(type(model), "emission", "poisson")
+    if emission not in ("poisson", "bernoulli"):
+        raise ConfigError(f"{type(model).__name__} has a deterministic emission (emission={emission!r}): no likelihood")
+    mu = conditional_intensity(model, network, spikes, stimulus=stimulus, initial_window=initial_window, backend=backend)
+    raster = spikes.raster if hasattr(spikes, "raster") else spikes
+    x = jnp.asarray(raster, mu.dtype).T  # (n_steps, N), as mu
+    if emission == "poisson":
+        terms = jax.scipy.special.xlogy(x, mu) - mu - jax.scipy.special.gammaln(x + 1.0)
+    else:
+        terms = jax.scipy.special.xlogy(x, mu) + jax.scipy.special.xlog1py(1.0 - x, -mu)
+    return jnp.sum(terms)

@@ -35,7 +35,8 @@ from .models import GLMModel, fast_poisson
 from .network import Network
 from .trajectory import GLMTrajectory
 
-__all__ = ["simulate", "SimState", "Engine", "make_engine", "init_state", "run_steps", "resolve_dtype", "state_from_window", "input_from_window", "conditional_rate"]
+__all__ = ["simulate", "SimState", "Engine", "make_engine", "init_state", "run_steps", "resolve_dtype", "state_from_window", "input_from_window", "conditional_rate",
+           "conditional_intensity"]
 
 
 class SimState(NamedTuple):
@@ -620,15 +621,31 @@ def conditional_rate(model: GLMModel, network: Network, raster, *, stimulus=None
     ``mean(mu) / dt * 1000`` is the differentiable "firing rate" of spikeometric's ``tune`` (detached
     history), smooth in the model parameters. Deterministic backgrounds only (not ThresholdSAM).
     """
+    mus = conditional_intensity(model, network, raster, stimulus=stimulus, initial_window=initial_window, backend=backend)
+    return jnp.mean(mus) / model.dt * 1000.0
+
+
+def conditional_intensity(model: GLMModel, network: Network, raster, *, stimulus=None, initial_window=None,
+                          backend: str = "auto") -> jax.Array:
+    """Expected counts ``mu_i(t)`` per step ``(n_steps, N)`` given an observed raster (teacher forcing).
+
+    ``raster``: a :class:`~spikejax.glm.GLMTrajectory` or a neuron-major ``(N, n_steps)`` array;
+    ``initial_window`` ``(N, T)`` is the history before the first step (``window[:, k]`` = ``k + 1`` steps
+    ago; zeros by default). Deterministic backgrounds only (not ThresholdSAM).
+    """
+    if isinstance(raster, GLMTrajectory):
+        raster = raster.raster
     x = jnp.asarray(raster, jnp.result_type(float))
+    if x.ndim != 2 or x.shape[0] != network.num_nodes:
+        raise ShapeError(f"raster must be (N={network.num_nodes}, n_steps), got shape {tuple(x.shape)}")
     kernel_T = model.connectivity_filter().T
     w0 = jnp.zeros((x.shape[0], kernel_T), x.dtype) if initial_window is None else jnp.asarray(initial_window, x.dtype)
     _, engine = state_from_window(model, network, w0, backend="sparse" if backend == "event" else backend)
-    return _conditional_rate(model, engine, x, w0, stimulus)
+    return _conditional_mu(model, engine, x, w0, stimulus)
 
 
 @eqx.filter_jit
-def _conditional_rate(model, engine, x, w0, stimulus):
+def _conditional_mu(model, engine, x, w0, stimulus):
     n, L = x.shape
     kernel = model.connectivity_filter().padded()
     T = kernel.T
@@ -648,4 +665,4 @@ def _conditional_rate(model, engine, x, w0, stimulus):
         return SimState(drive, hist, pos, aux), mu
 
     _, mus = jax.lax.scan(body, state, (jnp.arange(L, dtype=jnp.int32), x.T))
-    return jnp.mean(mus) / model.dt * 1000.0
+    return mus
