@@ -20,7 +20,7 @@ def _small():
     return glm.RectifiedLNP(**{**TUT, "T": 5})
 
 
-def test_trajectory_tables_single_batch_stacked(ring20, glorot20):
+def test_trajectory_tables_single_batch_stacked(ring20, glorot20, tmp_path):
     m = _small()
     key = jax.random.key(2)
     one = glm.simulate(m, ring20, n_steps=30, key=key)
@@ -36,6 +36,9 @@ def test_trajectory_tables_single_batch_stacked(ring20, glorot20):
     dfb = batch.to_pandas()
     assert list(dfb.columns) == ["time_ms", "network", "neuron", "spikes_count"]
     assert dfb["neuron"].max() == 19 and sorted(dfb["network"].unique()) == [0, 1]
+    back = glm.GLMTrajectory.load(batch.save(tmp_path / "traj.h5"))
+    assert back.block_sizes == (20, 20) and back.dt == batch.dt
+    np.testing.assert_array_equal(np.asarray(back.spikes), np.asarray(batch.spikes))
     # stacked: (n_steps, B, N) and the same network/neuron table
     stacked = glm.simulate(m, glm.stack_networks(nets), n_steps=10, key=key)
     assert stacked.spikes.shape == (10, 2, 20) and stacked.raster.shape == (2, 20, 10)

@@ -32,7 +32,8 @@ class GLMTrajectory(Trajectory):
         ``simulate``'s ``store_as_dtype``.
     state
         The final :class:`~spikejax.glm.SimState` (to continue a run) when ``simulate(..., record_state=True)``,
-        else ``None``.
+        else ``None``. ``save`` writes it, but ``load`` cannot rebuild it (its shapes depend on the model and
+        network): save trajectories without a state.
     block_sizes
         Sizes of the networks of a block-diagonal batch (static), else ``None``.
     dt
@@ -42,6 +43,12 @@ class GLMTrajectory(Trajectory):
     spikes: jax.Array
     state: Any = None
     block_sizes: tuple[int, ...] | None = eqx.field(static=True, default=None)
+
+    def __init__(self, spikes: jax.Array, state: Any = None, block_sizes=None, *, dt: float):
+        self.spikes = spikes
+        self.state = state
+        self.block_sizes = None if block_sizes is None else tuple(int(b) for b in block_sizes)  # hashable after load
+        self.dt = float(dt)
 
     # ---- views ------------------------------------------------------------------------------------
     @property
