@@ -67,10 +67,10 @@ def bench_spikejax(W: np.ndarray, T: int, budget: float, n_steps: int):
     model = glm.RectifiedLNP(T=T, **TUT)
     key = jax.random.key(0)
     t0 = time.perf_counter()
-    glm.simulate(model, net, n_steps, key=key, equilibration_steps=0).block_until_ready()
+    glm.simulate(model, net, n_steps=n_steps, key=key, equilibration_steps=0).spikes.block_until_ready()
     first = time.perf_counter() - t0
-    dt = time_it(lambda: glm.simulate(model, net, n_steps, key=key, equilibration_steps=0).block_until_ready(), budget)
-    x = glm.simulate(model, net, n_steps, key=key, equilibration_steps=0)
+    dt = time_it(lambda: glm.simulate(model, net, n_steps=n_steps, key=key, equilibration_steps=0).spikes.block_until_ready(), budget)
+    x = glm.simulate(model, net, n_steps=n_steps, key=key, equilibration_steps=0)
     rate = glm.population_rate(x, 0.1)
     backend = glm.choose_backend(net)
     return {"steps_per_s": n_steps / dt, "compile_plus_first_s": first, "n_steps": n_steps, "rate_hz": rate, "backend": backend}
@@ -114,13 +114,13 @@ def bench_tune(quick: bool, have_spikeometric: bool, budget_tune: bool = True):
     out["mean_field_theta"] = mf_theta
 
     def indep_rate(m, seed=123, steps=20000):
-        x = glm.simulate(m, net, steps, key=jax.random.key(seed))
+        x = glm.simulate(m, net, n_steps=steps, key=jax.random.key(seed))
         return glm.population_rate(x, 0.1)
 
     # spikejax, spikeometric's estimator, same settings as spikeometric (lr=1e-5 absolute)
-    res = glm.tune(model, net, 62.5, ["theta"], key=jax.random.key(1), estimator="spikeometric", lr=1e-5, n_steps=n_steps, n_epochs=n_epochs)
+    res = glm.tune(model, net, 62.5, ["theta"], key=jax.random.key(1), estimator="spikeometric", learning_rate=1e-5, n_steps=n_steps, n_epochs=n_epochs)
     out["spikejax_compat"] = {"seconds_incl_compile": res.seconds, "theta": float(res.model.theta), "rate_after_hz": indep_rate(res.model)}
-    res = glm.tune(model, net, 62.5, ["theta"], key=jax.random.key(1), estimator="spikeometric", lr=1e-5, n_steps=n_steps, n_epochs=n_epochs)
+    res = glm.tune(model, net, 62.5, ["theta"], key=jax.random.key(1), estimator="spikeometric", learning_rate=1e-5, n_steps=n_steps, n_epochs=n_epochs)
     out["spikejax_compat"]["seconds_warm"] = res.seconds
     # spikejax default estimator (stationary chain, gradient through the recurrence)
     res = glm.tune(model, net, 62.5, ["theta"], key=jax.random.key(2), n_epochs=n_epochs)
@@ -148,7 +148,7 @@ def bench_tune(quick: bool, have_spikeometric: bool, budget_tune: bool = True):
         x = smodel.simulate(data, 5000 if not quick else 1000, verbose=False)
         out["spikeometric"]["rate_after_own_sim_hz"] = float(x.float().mean()) / 0.1 * 1000
         # paired: spikejax again right after spikeometric (same load), both estimators
-        res = glm.tune(model, net, 62.5, ["theta"], key=jax.random.key(1), estimator="spikeometric", lr=1e-5, n_steps=n_steps, n_epochs=n_epochs)
+        res = glm.tune(model, net, 62.5, ["theta"], key=jax.random.key(1), estimator="spikeometric", learning_rate=1e-5, n_steps=n_steps, n_epochs=n_epochs)
         out["spikejax_compat"]["seconds_warm_after"] = res.seconds
         res = glm.tune(model, net, 62.5, ["theta"], key=jax.random.key(2), n_epochs=n_epochs)
         out["spikejax_default"]["seconds_warm_after"] = res.seconds

@@ -29,14 +29,14 @@ def main(argv=None):
         ("ThresholdSAM (test parameters)", glm.ThresholdSAM(), uniform),
     ]
     for name, model, net in runs:
-        x = glm.simulate(model, net, steps, key=key)
-        print(f"{name:38s} N={net.num_nodes:4d}  rate {glm.population_rate(x, model.dt):7.2f} Hz")
+        traj = glm.simulate(model, net, n_steps=steps, key=key)
+        print(f"{name:38s} N={net.num_nodes:4d}  rate {glm.population_rate(traj):7.2f} Hz")
 
     # a regular stimulus on neurons 0, 2, 4, 6, 8 of each 20-neuron network, batched 10 at a time
     masks = np.zeros((10, 20), bool)
     masks[:, [0, 2, 4, 6, 8]] = True
     stim = glm.RegularStimulus(5.0, period=100, tau=10, stop=steps, stimulus_masks=masks, batch_size=10)
-    x = glm.simulate(glm.BernoulliGLM(), glorot, steps, key=key, stimulus=stim)
+    x = glm.simulate(glm.BernoulliGLM(), glorot, n_steps=steps, key=key, stimulus=stim).raster
     on = np.asarray(x)[masks.reshape(-1)]
     print(f"stimulated neurons: {glm.population_rate(on, 1.0):.1f} Hz, others {glm.population_rate(np.asarray(x)[~masks.reshape(-1)], 1.0):.1f} Hz")
 

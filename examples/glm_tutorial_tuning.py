@@ -23,13 +23,13 @@ def main(argv=None):
 
     net = glm.batch_networks(glm.MexicanHatGenerator(100).generate(n_rings))
     model = glm.RectifiedLNP(lambda_0=100.0, theta=1e-4, T=20, tau=10.0, dt=0.1, r=0.0025, b=0.001)
-    x = glm.simulate(model, net, steps, key=jax.random.key(0))
-    print(f"before: {glm.population_rate(x, model.dt):.2f} Hz (mean field {float(glm.mean_field_rate(model, net)):.2f} Hz)")
+    traj = glm.simulate(model, net, n_steps=steps, key=jax.random.key(0))
+    print(f"before: {glm.population_rate(traj):.2f} Hz (mean field {float(glm.mean_field_rate(model, net)):.2f} Hz)")
 
     res = glm.tune(model, net, 62.5, ["theta"], key=jax.random.key(1), n_epochs=epochs)
-    x = glm.simulate(res.model, net, steps, key=jax.random.key(2))
-    print(f"after tuning theta = {float(res.model.theta):.6g}: {glm.population_rate(x, model.dt):.2f} Hz, "
-          f"mean ISI {glm.mean_isi(x, model.dt):.2f} ms (mean-field theta* = {float(glm.mean_field_theta(model, net, 62.5)):.6g})")
+    traj = glm.simulate(res.model, net, n_steps=steps, key=jax.random.key(2))
+    print(f"after tuning theta = {float(res.model.theta):.6g}: {glm.population_rate(traj):.2f} Hz, "
+          f"mean ISI {glm.mean_isi(traj):.2f} ms (mean-field theta* = {float(glm.mean_field_theta(model, net, 62.5)):.6g})")
 
     import matplotlib
 
@@ -40,10 +40,14 @@ def main(argv=None):
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
-    glm.plot_raster(x[:100, :2000], model.dt, ax=a, title="tuned network")
-    glm.plot_isi_histogram(x, model.dt, ax=b)
+    fig, (a, b, c) = plt.subplots(1, 3, figsize=(15, 4))
+    glm.plot_raster(traj.raster[:100, :2000], model.dt, ax=a, title="tuned network")
+    glm.plot_isi_histogram(traj, ax=b)
+    res.plot(ax=c)
     save_figure(fig, out / "glm_tuned_raster_isi.png")
+    res.save(out / "glm_tune_result.h5")
+    back = glm.GLMTuneResult.load(out / "glm_tune_result.h5")
+    print(f"saved and reloaded the tune result: theta = {float(back.model.theta):.6g}")
     print(f"figure: {out / 'glm_tuned_raster_isi.png'}")
 
 

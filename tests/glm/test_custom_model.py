@@ -77,11 +77,11 @@ def test_custom_model_simulates_with_loaded_multichannel_stimulus_and_tunes():
     plan[:10, 50:150, 0] = 0.2
     stim = glm.LoadedStimulus(plan)
     key = jax.random.key(0)
-    x = np.asarray(glm.simulate(m, net, 200, key=key, stimulus=stim))
+    x = np.asarray(glm.simulate(m, net, n_steps=200, key=key, stimulus=stim).raster)
     assert x[:10, 50:150].mean() > 2 * x[:10, :50].mean()
     # refractoriness: no neuron spikes in two consecutive steps (abs_ref = -10 at lags 0, 1)
     assert not np.any((x[:, 1:] > 0) & (x[:, :-1] > 0))
-    res = glm.tune(m, net, 20.0, ["theta"], key=key, estimator="spikeometric", n_steps=50, n_epochs=2, lr=1e-3)
+    res = glm.tune(m, net, 20.0, ["theta"], key=key, estimator="spikeometric", n_steps=50, n_epochs=2, learning_rate=1e-3)
     assert float(res.model.theta) != float(m.theta)
 
 

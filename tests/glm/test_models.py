@@ -108,7 +108,7 @@ def test_lag_convention_spike_at_t_minus_1_acts_with_c0():
         g2 = glm.input_from_window(m, net, win[:, ::-1], layout="spikeometric")
         np.testing.assert_allclose(np.asarray(g2), np.asarray(g), rtol=1e-6)
     # and through the simulator itself: spike emitted at step t-1 shows up in g at step t
-    sim = __import__("importlib").import_module("spikejax.glm.simulate")
+    sim = __import__("importlib").import_module("spikejax.glm.simulation")
     state, engine = sim.state_from_window(m, net, np.zeros((2, 4)))
     kernel = m.connectivity_filter().padded()
     keys = jax.random.key(0)[None]

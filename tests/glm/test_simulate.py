@@ -22,18 +22,18 @@ def test_dense_sparse_event_kernels_identical_rasters():
     net = glm.from_dense(W)
     m = glm.RectifiedLNP(**TUT)
     key = jax.random.key(3)
-    rasters = {be: np.asarray(glm.simulate(m, net, 200, key=key, backend=be)) for be in ("dense", "sparse", "event")}
+    rasters = {be: np.asarray(glm.simulate(m, net, n_steps=200, key=key, backend=be).raster) for be in ("dense", "sparse", "event")}
     assert rasters["dense"].sum() > 20
     np.testing.assert_array_equal(rasters["dense"], rasters["sparse"])
     np.testing.assert_array_equal(rasters["dense"], rasters["event"])
     # the event kernel falls back to the segment sum when more neurons spike than its capacity
-    low_cap = np.asarray(glm.simulate(m, net, 200, key=key, backend="event", capacity=1))
+    low_cap = np.asarray(glm.simulate(m, net, n_steps=200, key=key, backend="event", capacity=1).raster)
     np.testing.assert_array_equal(rasters["dense"], low_cap)
     # Bernoulli GLM (self kernel + coupling) on a ring
     b = glm.BernoulliGLM()
     ring = glm.from_dense(glm.mexican_hat(20) * 50)
-    r1 = glm.simulate(b, ring, 200, key=key, backend="dense")
-    r2 = glm.simulate(b, ring, 200, key=key, backend="event")
+    r1 = glm.simulate(b, ring, n_steps=200, key=key, backend="dense").raster
+    r2 = glm.simulate(b, ring, n_steps=200, key=key, backend="event").raster
     assert int(r1.sum()) > 5
     np.testing.assert_array_equal(np.asarray(r1), np.asarray(r2))
 
@@ -53,14 +53,14 @@ def test_block_diagonal_batch_equals_one_by_one(ring20, glorot20):
     assert batch.num_nodes == 60 and batch.block_sizes == (20, 20, 20)
     m = glm.BernoulliGLM()
     key = jax.random.key(11)
-    xb = glm.simulate(m, batch, 200, key=key)
+    xb = glm.simulate(m, batch, n_steps=200, key=key).raster
     keys = glm.batch_keys(key, 3)
     for b, (part, net) in enumerate(zip(glm.unbatch_raster(xb, batch), nets)):
-        xs = glm.simulate(m, net, 200, key=keys[b])
+        xs = glm.simulate(m, net, n_steps=200, key=keys[b]).raster
         np.testing.assert_array_equal(np.asarray(part), np.asarray(xs))
     # leading batch axis under vmap gives the same rasters
     stacked = glm.stack_networks(nets)
-    xv = glm.simulate(m, stacked, 200, key=key)
+    xv = glm.simulate(m, stacked, n_steps=200, key=key).raster
     assert xv.shape == (3, 20, 200)
     for b in range(3):
         np.testing.assert_array_equal(np.asarray(xv[b]), np.asarray(xb[20 * b : 20 * (b + 1)]))
@@ -69,14 +69,14 @@ def test_block_diagonal_batch_equals_one_by_one(ring20, glorot20):
 def test_chunked_equals_one_shot_and_no_equilibration_returned(ring20):
     m = glm.RectifiedLNP(**TUT)
     key = jax.random.key(5)
-    one = glm.simulate(m, ring20, 200, key=key)
-    chunked = glm.simulate(m, ring20, 200, key=key, chunk_size=100)
+    one = glm.simulate(m, ring20, n_steps=200, key=key).raster
+    chunked = glm.simulate(m, ring20, n_steps=200, key=key, chunk_size=100).raster
     np.testing.assert_array_equal(np.asarray(one), np.asarray(chunked))
     assert one.shape == (20, 200)
     # equilibration steps are not returned, for all five models (the raster has exactly n_steps columns,
     # and a run with more equilibration is not a prefix-shifted copy)
     for m in (glm.BernoulliGLM(), POISSON, glm.RectifiedSAM(), glm.ThresholdSAM()):
-        x = glm.simulate(m, ring20, 200, key=key)
+        x = glm.simulate(m, ring20, n_steps=200, key=key).raster
         assert x.shape == (20, 200)
 
 
@@ -85,7 +85,7 @@ def test_store_as_dtype_is_output_only_and_int_storage_dt_below_one_is_not_silen
     net = glm.from_dense(glm.mexican_hat(20))
     m = POISSON
     key = jax.random.key(2)
-    outs = {d: glm.simulate(m, net, 200, key=key, store_as_dtype=d) for d in ("int", "float", "uint8", "bool", jnp.int8)}
+    outs = {d: glm.simulate(m, net, n_steps=200, key=key, store_as_dtype=d).raster for d in ("int", "float", "uint8", "bool", jnp.int8)}
     assert outs["int"].dtype == jnp.int32 and outs["float"].dtype == jnp.float32
     assert outs["uint8"].dtype == jnp.uint8 and outs["bool"].dtype == jnp.bool_ and outs[jnp.int8].dtype == jnp.int8
     assert int(outs["int"].sum()) > 50  # not silent
@@ -93,13 +93,13 @@ def test_store_as_dtype_is_output_only_and_int_storage_dt_below_one_is_not_silen
         np.testing.assert_array_equal(np.asarray(outs[d], np.float64), np.asarray(outs["int"], np.float64))
     np.testing.assert_array_equal(np.asarray(outs["bool"]), np.asarray(outs["int"]) > 0)
     with pytest.raises(ValueError, match="store_as_dtype"):
-        glm.simulate(m, net, 10, key=key, store_as_dtype="complex")
+        glm.simulate(m, net, n_steps=10, key=key, store_as_dtype="complex").raster
 
 
 def test_rectified_lnp_matches_mean_field_tutorial_text():
     net = glm.from_dense(glm.mexican_hat(100))
     m = glm.RectifiedLNP(**TUT)
-    x = glm.simulate(m, net, 20_000, key=jax.random.key(0), equilibration_steps=1000)
+    x = glm.simulate(m, net, n_steps=20_000, key=jax.random.key(0), equilibration_steps=1000).raster
     sim = glm.population_rate(x, m)
     mf = float(glm.mean_field_rate(m, net))
     w_in = float(net.in_weight().mean())
@@ -115,7 +115,7 @@ def test_rectified_lnp_matches_mean_field_legacy_notebook():
     """Legacy settings (r = 0.025, T = 200 steps, diagonal kept): the tutorial's 'before tuning' 33.9 Hz."""
     net = glm.from_dense(glm.mexican_hat(100, diagonal=True))
     m = glm.RectifiedLNP(**LEGACY)
-    x = glm.simulate(m, net, 20_000, key=jax.random.key(1), equilibration_steps=2000)
+    x = glm.simulate(m, net, n_steps=20_000, key=jax.random.key(1), equilibration_steps=2000).raster
     sim = glm.population_rate(x, m)
     mf = float(glm.mean_field_rate(m, net))
     assert float(net.in_weight().mean()) == pytest.approx(-0.0765, abs=5e-5)
@@ -127,7 +127,7 @@ def test_rectified_lnp_matches_mean_field_legacy_notebook():
 def test_bernoulli_glm_standard_rate_on_glorot_networks(glorot20):
     """Standard parameters fire at about sigma(-5) / dt = 6.7 Hz to the upstream 7.2 Hz."""
     batch = glm.batch_networks(glorot20)
-    x = glm.simulate(glm.BernoulliGLM(), batch, 5000, key=jax.random.key(4))
+    x = glm.simulate(glm.BernoulliGLM(), batch, n_steps=5000, key=jax.random.key(4)).raster
     rate = glm.population_rate(x, 1.0)
     assert 6.3 < rate < 7.6, rate
 
@@ -141,7 +141,7 @@ def test_threshold_sam_rate_on_uniform_network():
     nets = gen.generate(20, key=jax.random.key(14071789))
     batch = glm.batch_networks(nets)
     m = glm.ThresholdSAM()
-    x = glm.simulate(m, batch, 5000, key=jax.random.key(0))
+    x = glm.simulate(m, batch, n_steps=5000, key=jax.random.key(0)).raster
     rate = glm.population_rate(x, m)
     p = 0.07 * 2 * norm.sf(np.sqrt(1.378e-3 / 1e-3 - 1) / 0.3)
     expected = p / 0.1 * 1000
@@ -158,11 +158,11 @@ def test_stimulus_drives_network_and_clock_starts_at_zero(ring20):
     masks[0, ::2] = True
     stim = glm.RegularStimulus(0.01, period=100, tau=10, stop=1000, stimulus_masks=masks)
     key = jax.random.key(0)
-    x0 = np.asarray(glm.simulate(m, ring20, 200, key=key))
-    x1 = np.asarray(glm.simulate(m, ring20, 200, key=key, stimulus=stim))
+    x0 = np.asarray(glm.simulate(m, ring20, n_steps=200, key=key).raster)
+    x1 = np.asarray(glm.simulate(m, ring20, n_steps=200, key=key, stimulus=stim).raster)
     on = (np.arange(200) % 100) < 10
     assert x1[::2][:, on].sum() > 3 * x0[::2][:, on].sum() + 5
     np.testing.assert_array_equal(x1[1::2][:, :1], x0[1::2][:, :1])  # unmasked neurons: same first step
     # any callable t -> (N,) works
-    x2 = np.asarray(glm.simulate(m, ring20, 200, key=key, stimulus=lambda t: 0.01 * (t < 10) * jnp.ones(20)))
+    x2 = np.asarray(glm.simulate(m, ring20, n_steps=200, key=key, stimulus=lambda t: 0.01 * (t < 10) * jnp.ones(20)).raster)
     assert x2[:, :10].sum() > x0[:, :10].sum() + 5

@@ -3,7 +3,9 @@
 Models (:class:`BernoulliGLM`, :class:`PoissonGLM`, :class:`RectifiedLNP`, :class:`RectifiedSAM`,
 :class:`ThresholdSAM`, or a subclass of :class:`GLMModel`), networks (:func:`from_dense`,
 :func:`from_edges`, :func:`batch_networks`, :func:`stack_networks`), generators, stimuli,
-:func:`simulate`, :func:`tune` and analysis helpers. See ``docs/glm.md``.
+:func:`simulate` (a :class:`GLMTrajectory`), the objective :func:`loss` (on a :class:`RateTarget`),
+:func:`tune` (a :class:`GLMTuneResult`, settings in :class:`TuneConfig`) and analysis helpers. See
+``docs/glm.md``.
 """
 
 from .analysis import (
@@ -31,8 +33,81 @@ from .generators import (
 from .kernels import BACKENDS, Coupler, LagKernel, choose_backend, make_coupler
 from .models import MODELS, BernoulliGLM, GLMModel, PoissonGLM, RectifiedLNP, RectifiedSAM, SAModel, ThresholdSAM, sample_poisson
 from .network import Network, batch_keys, batch_networks, from_dense, from_edges, stack_networks, to_dense, unbatch_raster
-from .simulate import SimState, conditional_rate, input_from_window, simulate, state_from_window
+from .objective import RateTarget, log_likelihood, loss
+from .results import GLMTuneResult, model_spec
+from .simulation import SimState, conditional_intensity, conditional_rate, input_from_window, simulate, state_from_window
 from .stimulus import LoadedStimulus, PoissonStimulus, RegularStimulus, SinStimulus, Stimulus, batch_masks
-from .tune import TuneResult, resolve_tunable, tune
+from .trajectory import GLMTrajectory
+from .tuning import TuneConfig, resolve_tunable, tune
 
-__all__ = [name for name in dir() if not name.startswith("_")]
+__all__ = [
+    # verbs
+    "simulate",
+    "loss",
+    "tune",
+    # results, data and configs
+    "GLMTrajectory",
+    "GLMTuneResult",
+    "TuneConfig",
+    "RateTarget",
+    "SimState",
+    "model_spec",
+    # models
+    "GLMModel",
+    "SAModel",
+    "BernoulliGLM",
+    "PoissonGLM",
+    "RectifiedLNP",
+    "RectifiedSAM",
+    "ThresholdSAM",
+    "MODELS",
+    "sample_poisson",
+    "resolve_tunable",
+    # networks and kernels
+    "Network",
+    "from_dense",
+    "from_edges",
+    "to_dense",
+    "batch_networks",
+    "stack_networks",
+    "unbatch_raster",
+    "batch_keys",
+    "LagKernel",
+    "Coupler",
+    "make_coupler",
+    "choose_backend",
+    "BACKENDS",
+    # connectivity generators
+    "MexicanHatGenerator",
+    "NormalGenerator",
+    "UniformGenerator",
+    "mexican_hat",
+    "combine_all",
+    "load_connectivity",
+    "save_connectivity",
+    # stimuli
+    "Stimulus",
+    "RegularStimulus",
+    "PoissonStimulus",
+    "SinStimulus",
+    "LoadedStimulus",
+    "batch_masks",
+    # teacher-forced intensities and likelihood
+    "log_likelihood",
+    "conditional_intensity",
+    "conditional_rate",
+    "input_from_window",
+    "state_from_window",
+    # analysis and plots
+    "firing_rates",
+    "population_rate",
+    "isi_distribution",
+    "mean_isi",
+    "plot_raster",
+    "plot_isi_histogram",
+    "mean_field_gain",
+    "mean_field_rate",
+    "mean_field_theta",
+    "mean_field_rate_homogeneous",
+    "mean_field_theta_homogeneous",
+]

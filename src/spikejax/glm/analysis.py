@@ -17,8 +17,10 @@ import numpy as np
 
 from ..core.errors import ConfigError, check_scalar
 from ..core.metrics import isi as _isi
+from ..core.results import get_ax
 from .models import GLMModel, RectifiedLNP, RectifiedSAM
 from .network import Network
+from .trajectory import GLMTrajectory
 
 __all__ = [
     "firing_rates",
@@ -41,46 +43,54 @@ def _dt(dt_or_model) -> float:
     return float(dt)
 
 
-def firing_rates(raster, dt) -> jax.Array:
-    """Per-neuron firing rate in Hz of a ``(N, n_steps)`` raster (``dt`` in ms, or a model)."""
+def _raster_dt(raster, dt):
+    """``(raster (N, n_steps), dt in ms)`` from a :class:`GLMTrajectory` (``dt`` optional) or an array and ``dt``."""
+    if isinstance(raster, GLMTrajectory):
+        return raster.raster, (raster.dt if dt is None else _dt(dt))
+    if dt is None:
+        raise ConfigError("dt (ms, or a model) is required with a raster array; a GLMTrajectory carries its own")
+    return raster, _dt(dt)
+
+
+def firing_rates(raster, dt=None) -> jax.Array:
+    """Per-neuron firing rate in Hz of a trajectory or a ``(N, n_steps)`` raster (``dt`` in ms, or a model)."""
+    raster, d = _raster_dt(raster, dt)
     x = jnp.asarray(raster, jnp.result_type(float))
     if x.ndim != 2:
         raise ConfigError(f"raster must be (N, n_steps), got shape {x.shape}")
-    return jnp.mean(x, axis=1) / _dt(dt) * 1000.0
+    return jnp.mean(x, axis=1) / d * 1000.0
 
 
-def population_rate(raster, dt) -> float:
+def population_rate(raster, dt=None) -> float:
     """Mean firing rate in Hz over all neurons and steps (``mean count per step / dt * 1000``)."""
+    raster, d = _raster_dt(raster, dt)
     x = jnp.asarray(raster, jnp.result_type(float))
-    return float(jnp.mean(x) / _dt(dt) * 1000.0)
+    return float(jnp.mean(x) / d * 1000.0)
 
 
-def isi_distribution(raster, dt) -> np.ndarray:
-    """All inter-spike intervals (ms) of all neurons of a ``(N, n_steps)`` raster (host array)."""
+def isi_distribution(raster, dt=None) -> np.ndarray:
+    """All inter-spike intervals (ms) of all neurons of a trajectory or a ``(N, n_steps)`` raster (host array)."""
+    raster, d = _raster_dt(raster, dt)
     r = np.asarray(raster)
     if r.ndim == 1:
         r = r[None]
-    d = _dt(dt)
     parts = [_isi(row, d) for row in r]
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
-def mean_isi(raster, dt) -> float:
+def mean_isi(raster, dt=None) -> float:
     """Mean inter-spike interval in ms (NaN when no neuron spikes twice)."""
     iv = isi_distribution(raster, dt)
     return float(iv.mean()) if iv.size else float("nan")
 
 
-def plot_raster(raster, dt, *, ax=None, max_neurons: int | None = None, title: str | None = None):
-    """Raster plot (time in ms on x, neuron index on y); returns the axes."""
-    import matplotlib.pyplot as plt
-
+def plot_raster(raster, dt=None, *, ax=None, max_neurons: int | None = None, title: str | None = None):
+    """Raster plot of a trajectory or a ``(N, n_steps)`` raster (time in ms on x, neuron on y); returns the Axes."""
+    raster, d = _raster_dt(raster, dt)
     r = np.asarray(raster)
     if max_neurons is not None:
         r = r[:max_neurons]
-    d = _dt(dt)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(8, 4))
+    ax = get_ax(ax, figsize=(8, 4))
     nz, tz = np.nonzero(r > 0)
     ax.scatter(tz * d, nz, s=1.0, c="k", marker="|", linewidths=0.5)
     ax.set_xlabel("time (ms)")
@@ -92,13 +102,10 @@ def plot_raster(raster, dt, *, ax=None, max_neurons: int | None = None, title: s
     return ax
 
 
-def plot_isi_histogram(raster, dt, *, ax=None, bins: int = 50, title: str | None = None):
-    """Histogram of inter-spike intervals (ms) with the mean ISI marked; returns the axes."""
-    import matplotlib.pyplot as plt
-
+def plot_isi_histogram(raster, dt=None, *, ax=None, bins: int = 50, title: str | None = None):
+    """Histogram of inter-spike intervals (ms) of a trajectory or raster, mean ISI marked; returns the Axes."""
     iv = isi_distribution(raster, dt)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(5, 4))
+    ax = get_ax(ax, figsize=(5, 4))
     if iv.size:
         ax.hist(iv, bins=bins, color="0.4")
         ax.axvline(iv.mean(), color="C3", label=f"mean ISI {iv.mean():.2f} ms")

@@ -51,17 +51,18 @@ def _cmd_simulate(args) -> int:
 
     from ..core.io import atomic_path, save_json
     from .analysis import firing_rates, mean_isi
-    from .simulate import simulate
+    from .simulation import simulate
 
     model = _model(args)
     net, k = _networks(args)
-    x = simulate(model, net, args.steps, key=jax.random.key(args.seed), equilibration_steps=args.equilibration)
+    traj = simulate(model, net, n_steps=args.steps, key=jax.random.key(args.seed), equilibration_steps=args.equilibration)
+    x = traj.raster
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "raster.npy", suffix=".npy") as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, np.asarray(x), allow_pickle=False)
-    rates = np.asarray(firing_rates(x, model.dt))
+    rates = np.asarray(firing_rates(traj))
     summary = {
         "model": args.model,
         "networks": k,
@@ -70,7 +71,7 @@ def _cmd_simulate(args) -> int:
         "steps": args.steps,
         "dt_ms": float(model.dt),
         "rate_hz": float(rates.mean()),
-        "mean_isi_ms": mean_isi(np.asarray(x), float(model.dt)),
+        "mean_isi_ms": mean_isi(traj),
     }
     save_json(out / "summary.json", summary)
     print(json.dumps(summary))
@@ -82,25 +83,16 @@ def _cmd_tune(args) -> int:
 
     from ..core.io import save_json
     from .analysis import population_rate
-    from .simulate import simulate
-    from .tune import tune
+    from .simulation import simulate
+    from .tuning import TuneConfig, tune
 
     model = _model(args)
     net, k = _networks(args)
     names = args.params.split(",") if args.params not in ("all", "model") else args.params
-    res = tune(
-        model,
-        net,
-        args.rate,
-        names,
-        key=jax.random.key(args.seed),
-        n_epochs=args.epochs,
-        n_steps=args.steps_per_epoch,
-        lr=args.lr,
-        estimator=args.estimator,
-        progress=not args.quiet,
-    )
-    x = simulate(res.model, net, args.check_steps, key=jax.random.key(args.seed + 1))
+    config = TuneConfig(n_epochs=args.epochs, n_steps=args.steps_per_epoch, learning_rate=args.lr, estimator=args.estimator,
+                        progress=not args.quiet)
+    res = tune(model, net, args.rate, names, key=jax.random.key(args.seed), config=config)
+    x = simulate(res.model, net, n_steps=args.check_steps, key=jax.random.key(args.seed + 1))
     tuned = {n: float(getattr(res.model, n)) for n in type(res.model).tunable}
     summary = {
         "model": args.model,
@@ -108,12 +100,13 @@ def _cmd_tune(args) -> int:
         "target_hz": args.rate,
         "estimator": args.estimator,
         "tuned": tuned,
-        "rate_after_hz": population_rate(x, res.model.dt),
+        "rate_after_hz": population_rate(x),
         "seconds": res.seconds,
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     save_json(out / "tuned.json", summary)
+    res.save(out / "tune_result.h5")
     print(json.dumps(summary))
     return 0
 
@@ -137,13 +130,14 @@ def register(subparsers) -> None:
     s.add_argument("--equilibration", type=int, default=100)
     s.set_defaults(func=_cmd_simulate)
 
-    t = sub.add_parser("tune", help="tune parameters to a target rate (Hz) and write tuned.json")
+    t = sub.add_parser("tune", help="tune parameters to a target rate (Hz) and write tuned.json + tune_result.h5")
     common(t)
     t.add_argument("--rate", type=float, required=True, help="target firing rate (Hz)")
     t.add_argument("--params", default="model", help="comma-separated names, 'model' or 'all' (default: model)")
     t.add_argument("--epochs", type=int, default=100)
     t.add_argument("--steps-per-epoch", type=int, default=None)
-    t.add_argument("--lr", type=float, default=None, help="absolute Adam step (default: relative steps)")
+    t.add_argument("--learning-rate", "--lr", dest="lr", type=float, default=None,
+                   help="absolute Adam step (default: relative steps)")
     t.add_argument("--estimator", choices=("stationary", "spikeometric"), default="stationary")
     t.add_argument("--check-steps", type=int, default=5000, help="steps of the independent check simulation")
     t.add_argument("--quiet", action="store_true")

@@ -18,9 +18,6 @@ TUTORIAL = dict(lambda_0=100.0, theta=1e-4, T=20, tau=10.0, dt=0.1, r=0.0025, b=
 
 
 def run(out_dir: Path, *, quick: bool, seed: int) -> dict:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from ..core.io import atomic_open, save_figure, save_json
@@ -28,8 +25,8 @@ def run(out_dir: Path, *, quick: bool, seed: int) -> dict:
     from .generators import MexicanHatGenerator
     from .models import RectifiedLNP
     from .network import batch_networks
-    from .simulate import simulate
-    from .tune import tune
+    from .simulation import simulate
+    from .tuning import tune
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -37,19 +34,19 @@ def run(out_dir: Path, *, quick: bool, seed: int) -> dict:
     n_rings = 1 if quick else 5
     steps = 1000 if quick else 10_000
     epochs = 15 if quick else 100
-    tune_kw = dict(n_steps=100, rel_lr=0.25) if quick else {}
+    tune_kw = dict(n_steps=100, rel_learning_rate=0.25) if quick else {}
     net = batch_networks(MexicanHatGenerator(100).generate(n_rings))
     model = RectifiedLNP(**TUTORIAL)
     key = jax.random.key(seed)
     k_before, k_tune, k_after = jax.random.split(key, 3)
 
-    x0 = np.asarray(simulate(model, net, steps, key=k_before))
+    x0 = np.asarray(simulate(model, net, n_steps=steps, key=k_before).raster)
     rate0 = A.population_rate(x0, model.dt)
     mf0 = float(A.mean_field_rate(model, net))
     theta_mf = float(A.mean_field_theta(model, net, 62.5))
 
     res = tune(model, net, 62.5, ["theta"], key=k_tune, n_epochs=epochs, **tune_kw)
-    x1 = np.asarray(simulate(res.model, net, steps, key=k_after))
+    x1 = np.asarray(simulate(res.model, net, n_steps=steps, key=k_after).raster)
     rate1 = A.population_rate(x1, model.dt)
 
     summary = {
@@ -74,18 +71,12 @@ def run(out_dir: Path, *, quick: bool, seed: int) -> dict:
     save_figure(fig, out_dir / "glm_tutorial_raster_isi.png", dpi=110)
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(res.history["rate"], label="estimated rate (default estimator)")
-    ax.axhline(62.5, color="k", ls="--", label="target 62.5 Hz")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("rate (Hz)")
-    ax.legend()
+    res.plot(ax=ax)
     fig.tight_layout()
     save_figure(fig, out_dir / "glm_tune_history.png", dpi=110)
 
     summary["seconds"] = round(time.perf_counter() - t_start, 1)
     save_json(out_dir / "glm_summary.json", summary)
     with atomic_open(out_dir / "glm_tune_history.csv", "w") as fh:
-        fh.write("epoch,rate_hz,theta\n")
-        for i, (r, th) in enumerate(zip(res.history["rate"], res.history["theta"])):
-            fh.write(f"{i},{r},{th}\n")
+        res.to_pandas()[["epoch", "rate_hz", "theta"]].to_csv(fh, index=False)
     return summary

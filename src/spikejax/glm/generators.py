@@ -22,6 +22,7 @@ import numpy as np
 
 from ..core.errors import ConfigError, DataFormatError, check_scalar
 from ..core.io import atomic_path
+from ..core.random import check_key
 from .network import Network, batch_networks, from_dense
 
 __all__ = [
@@ -52,6 +53,7 @@ class _Generator(abc.ABC):
     def matrices(self, n: int, *, key: jax.Array) -> list[np.ndarray]:
         """``n`` square matrices (network ``i`` from ``fold_in(key, i)``)."""
         check_scalar(n, "n", low=1, integer=True)
+        key = check_key(key)
         return [np.asarray(self.matrix(jax.random.fold_in(key, i))) for i in range(int(n))]
 
     def generate(self, n: int, *, key: jax.Array) -> list[Network]:

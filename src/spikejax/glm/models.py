@@ -29,7 +29,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ..core.errors import ConfigError, check_scalar
+from ..core.errors import ConfigError, check_scalar, is_traced
 from .kernels import LagKernel
 
 __all__ = [
@@ -52,6 +52,14 @@ def _param(value, name, *, low=None, low_inclusive=True, high=None):
         return value
     check_scalar(value, name, low=low, low_inclusive=low_inclusive, high=high)
     return jnp.asarray(value, dtype=jnp.result_type(float))
+
+
+def _dt(value) -> float:
+    """The time step in ms as a Python float (a static field: sizes and times of a run derive from it)."""
+    if is_traced(value):
+        raise ConfigError("dt must be a concrete number (ms): it is a static field of the model, not a traced parameter")
+    check_scalar(value, "dt", low=0.0, low_inclusive=False)
+    return float(value)
 
 
 def _int(value, name, *, low=1):
@@ -136,7 +144,9 @@ class GLMModel(eqx.Module):
 
     Subclasses set the class attribute ``tunable`` (names of parameters :func:`~spikejax.glm.tune`
     may change) and implement :meth:`connectivity_filter`, :meth:`input`, :meth:`non_linearity` and
-    :meth:`emit_spikes`. The attribute ``dt`` (ms) must exist.
+    :meth:`emit_spikes`. The attribute ``dt`` (ms) must exist; the built-in models hold it as a static
+    float (``eqx.field(static=True)``), which :func:`~spikejax.glm.simulate` needs under ``jit``/``vmap``
+    (the trajectory's time axis is static).
     """
 
     tunable: ClassVar[tuple[str, ...]] = ()
@@ -145,6 +155,9 @@ class GLMModel(eqx.Module):
     #: True when ``emit_spikes`` uses ``jax.random.uniform(key, mu.shape)`` (the simulator then draws
     #: these uniforms for many steps at once, which is much faster for small networks).
     uses_uniform: ClassVar[bool] = False
+    #: The emission's distribution for :func:`~spikejax.glm.log_likelihood`: ``"poisson"``, ``"bernoulli"``
+    #: or ``None`` (deterministic emission: no likelihood).
+    emission: ClassVar[str | None] = "poisson"
 
     # -- the cascade ---------------------------------------------------------------------------
     def connectivity_filter(self) -> LagKernel:
@@ -252,7 +265,7 @@ class BernoulliGLM(GLMModel):
     """
 
     theta: jax.Array
-    dt: jax.Array
+    dt: float = eqx.field(static=True)  # ms
     alpha: jax.Array
     beta: jax.Array
     r: jax.Array
@@ -263,6 +276,7 @@ class BernoulliGLM(GLMModel):
     rel_ref_scale: int = eqx.field(static=True)
 
     tunable: ClassVar[tuple[str, ...]] = ("theta", "r", "beta", "alpha", "rel_ref_strength")
+    emission: ClassVar[str | None] = "bernoulli"
 
     def __init__(
         self,
@@ -278,7 +292,7 @@ class BernoulliGLM(GLMModel):
         r=1.0,
     ):
         self.theta = _param(theta, "theta")
-        self.dt = _param(dt, "dt", low=0.0, low_inclusive=False)
+        self.dt = _dt(dt)
         self.alpha = _param(alpha, "alpha")
         self.beta = _param(beta, "beta")
         self.r = _param(r, "r")
@@ -290,7 +304,7 @@ class BernoulliGLM(GLMModel):
 
     def connectivity_filter(self) -> LagKernel:
         T = max(self.coupling_window, self.abs_ref_scale + self.rel_ref_scale)
-        k = jnp.arange(T, dtype=self.dt.dtype)
+        k = jnp.arange(T, dtype=jnp.result_type(float))
         coupling = jnp.where(k < self.coupling_window, jnp.exp(-jnp.abs(self.alpha) * k * self.dt), 0.0)
         A, R = self.abs_ref_scale, self.rel_ref_scale
         rel = self.rel_ref_strength * jnp.exp(-jnp.abs(self.beta) * (k - A) * self.dt)
@@ -314,7 +328,7 @@ class _ExpKernelMixin:
     """Exponential coupling profile ``c(k) = exp(-k dt / tau)`` over ``T_steps`` lags."""
 
     def connectivity_filter(self) -> LagKernel:
-        k = jnp.arange(self.T_steps, dtype=self.dt.dtype)
+        k = jnp.arange(self.T_steps, dtype=jnp.result_type(float))
         return LagKernel(coupling=jnp.exp(-k * self.dt / self.tau))
 
 
@@ -353,7 +367,7 @@ class PoissonGLM(_ExpKernelMixin, _LinearPoissonMixin, GLMModel):
     alpha: jax.Array
     beta: jax.Array
     tau: jax.Array
-    dt: jax.Array
+    dt: float = eqx.field(static=True)  # ms
     r: jax.Array
     b: jax.Array
     T_steps: int = eqx.field(static=True)
@@ -365,7 +379,7 @@ class PoissonGLM(_ExpKernelMixin, _LinearPoissonMixin, GLMModel):
         self.beta = _param(beta, "beta")
         self.T_steps = _int(T, "T", low=1)
         self.tau = _param(tau, "tau", low=0.0, low_inclusive=False)
-        self.dt = _param(dt, "dt", low=0.0, low_inclusive=False)
+        self.dt = _dt(dt)
         self.r = _param(r, "r")
         self.b = _param(b, "b")
 
@@ -389,7 +403,7 @@ class RectifiedLNP(_ExpKernelMixin, _RectifierMixin, _LinearPoissonMixin, GLMMod
     lambda_0: jax.Array
     theta: jax.Array
     tau: jax.Array
-    dt: jax.Array
+    dt: float = eqx.field(static=True)  # ms
     r: jax.Array
     b: jax.Array
     T_steps: int = eqx.field(static=True)
@@ -401,7 +415,7 @@ class RectifiedLNP(_ExpKernelMixin, _RectifierMixin, _LinearPoissonMixin, GLMMod
         self.theta = _param(theta, "theta")
         self.T_steps = _int(T, "T", low=1)
         self.tau = _param(tau, "tau", low=0.0, low_inclusive=False)
-        self.dt = _param(dt, "dt", low=0.0, low_inclusive=False)
+        self.dt = _dt(dt)
         self.r = _param(r, "r")
         self.b = _param(b, "b")
 
@@ -417,7 +431,7 @@ class RectifiedSAM(_RectifierMixin, _LinearPoissonMixin, SAModel):
     lambda_0: jax.Array
     theta: jax.Array
     tau: jax.Array
-    dt: jax.Array
+    dt: float = eqx.field(static=True)  # ms
     r: jax.Array
     b: jax.Array
 
@@ -427,7 +441,7 @@ class RectifiedSAM(_RectifierMixin, _LinearPoissonMixin, SAModel):
         self.lambda_0 = _param(lambda_0, "lambda_0", low=0.0)
         self.theta = _param(theta, "theta")
         self.tau = _param(tau, "tau", low=0.0, low_inclusive=False)
-        self.dt = _param(dt, "dt", low=0.0, low_inclusive=False)
+        self.dt = _dt(dt)
         self.r = _param(r, "r")
         self.b = _param(b, "b")
 
@@ -445,18 +459,19 @@ class ThresholdSAM(SAModel):
     r: jax.Array
     b: jax.Array
     tau: jax.Array
-    dt: jax.Array
+    dt: float = eqx.field(static=True)  # ms
     sigma: jax.Array
     rho: jax.Array
     theta: jax.Array
 
     tunable: ClassVar[tuple[str, ...]] = ()
+    emission: ClassVar[str | None] = None
 
     def __init__(self, r=0.025, b=0.001, tau=10.0, dt=0.1, sigma=0.3, rho=0.07, theta=1.378e-3):
         self.r = _param(r, "r")
         self.b = _param(b, "b")
         self.tau = _param(tau, "tau", low=0.0, low_inclusive=False)
-        self.dt = _param(dt, "dt", low=0.0, low_inclusive=False)
+        self.dt = _dt(dt)
         self.sigma = _param(sigma, "sigma", low=0.0)
         self.rho = _param(rho, "rho", low=0.0, high=1.0)
         self.theta = _param(theta, "theta")

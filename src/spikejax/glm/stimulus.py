@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..core.errors import ConfigError, DataFormatError, ShapeError, check_scalar
+from ..core.random import check_key
 
 __all__ = ["Stimulus", "RegularStimulus", "PoissonStimulus", "SinStimulus", "LoadedStimulus", "batch_masks"]
 
@@ -190,7 +191,7 @@ class PoissonStimulus(_ProfileStimulus):
         self.strength = _fparam(strength, "strength")
         self.tau, self.duration, self.start = int(tau), int(duration), int(start)
         d = max(int(duration), 1)
-        intervals = np.asarray(jax.random.poisson(key, float(mean_interval), (d,)))
+        intervals = np.asarray(jax.random.poisson(check_key(key), float(mean_interval), (d,)))
         times = np.cumsum(np.concatenate([[0], intervals]))
         times = times[times < int(duration)] + int(start)
         self.events = jnp.asarray(times, jnp.int32)

@@ -27,13 +27,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..core.errors import ConfigError, ShapeError, check_scalar
+from ..core.errors import ConfigError, ShapeError, check_scalar, is_traced
+from ..core.random import check_key
 from ..core.scan import step_keys
 from .kernels import Coupler, LagKernel, make_coupler
 from .models import GLMModel, fast_poisson
 from .network import Network
+from .trajectory import GLMTrajectory
 
-__all__ = ["simulate", "SimState", "Engine", "make_engine", "init_state", "run_steps", "resolve_dtype", "state_from_window", "input_from_window", "conditional_rate"]
+__all__ = ["simulate", "SimState", "Engine", "make_engine", "init_state", "run_steps", "resolve_dtype", "state_from_window", "input_from_window", "conditional_rate",
+           "conditional_intensity"]
 
 
 class SimState(NamedTuple):
@@ -321,21 +324,28 @@ _segment_stacked = eqx.filter_jit(
 )
 
 
-def _run_segment(model, engine, stimulus, state, keys, t0: int, n_active: int, stim_on: bool, length: int, *, segment=_segment):
-    """One segment with optimistic fast Poisson sampling, re-run exactly if some mean exceeded 1 (same numbers)."""
+def _run_segment(model, engine, stimulus, state, keys, t0: int, n_active: int, stim_on: bool, length: int, *, segment=_segment,
+                 exact: bool = False):
+    """One segment with optimistic fast Poisson sampling, re-run exactly if some mean exceeded 1 (same numbers).
+
+    ``exact=True`` (under ``jit``/``vmap``, where the check cannot be made on the host) runs the exact
+    sampler at once: it draws the same numbers as the fast one whenever every mean is <= 1."""
     args = (model, engine, stimulus, state, keys, jnp.asarray(t0, jnp.int32), jnp.asarray(n_active, jnp.int32), jnp.asarray(stim_on))
+    if exact:
+        new_state, ys, _ = segment(*args, length, False)
+        return new_state, ys
     new_state, ys, top = segment(*args, length, True)
     if float(jnp.max(top)) > 1.0:
         new_state, ys, _ = segment(*args, length, False)
     return new_state, ys
 
 
-def _equilibrate_run(model, engine, stimulus, state, k_eq, n_eq: int, length: int, *, segment=_segment):
+def _equilibrate_run(model, engine, stimulus, state, k_eq, n_eq: int, length: int, *, segment=_segment, exact: bool = False):
     """``n_eq`` equilibration steps (stimulus off, clock from 0) in segments of ``length``."""
     t = 0
     while t < n_eq:
         m = min(length, n_eq - t)
-        state, _ = _run_segment(model, engine, stimulus, state, k_eq, t, m, False, length, segment=segment)
+        state, _ = _run_segment(model, engine, stimulus, state, k_eq, t, m, False, length, segment=segment, exact=exact)
         t += m
     return state
 
@@ -404,8 +414,8 @@ def _validate_stimulus(stimulus, n: int, dtype):
 def simulate(
     model: GLMModel,
     network: Network,
-    n_steps: int,
     *,
+    n_steps: int,
     key: jax.Array,
     stimulus: Callable | None = None,
     equilibration_steps: int = 100,
@@ -413,9 +423,9 @@ def simulate(
     backend: str = "auto",
     chunk_size: int = 10_000,
     capacity: int | None = None,
-    return_state: bool = False,
-):
-    """Simulate ``model`` on ``network`` for ``n_steps`` steps; returns the raster ``(N, n_steps)``.
+    record_state: bool = False,
+) -> GLMTrajectory:
+    """Simulate ``model`` on ``network`` for ``n_steps`` steps of ``model.dt`` ms.
 
     Parameters
     ----------
@@ -424,18 +434,18 @@ def simulate(
         ThresholdSAM or a subclass).
     network
         A :class:`~spikejax.glm.Network`, a block-diagonal batch (``batch_networks``) or a stacked batch
-        (``stack_networks``, simulated under ``vmap``; returns ``(B, N, n_steps)``).
+        (``stack_networks``, simulated under ``vmap``).
     n_steps
         Number of recorded steps (each ``model.dt`` ms).
     key
-        PRNG key. Network ``b`` of a batch uses ``fold_in(key, b)``.
+        PRNG key (required). Network ``b`` of a batch uses ``fold_in(key, b)``.
     stimulus
         ``None`` or a callable ``t -> (N,)`` (or scalar, or ``(N, C)`` multi-channel for a model with a
         ``stimulus_filter``) of the integer step ``t``; the clock starts at 0 for the first recorded step.
     equilibration_steps
         Steps run before recording (stimulus off), not returned.
     store_as_dtype
-        dtype of the returned raster only (``int32`` default; ``bool`` means "spiked"; integer types
+        dtype of the returned spikes only (``int32`` default; ``bool`` means "spiked"; integer types
         saturate instead of wrapping). The dynamics always read float counts.
     backend
         Synaptic kernel: ``"auto"``, ``"dense"``, ``"sparse"`` or ``"event"`` (same results).
@@ -443,9 +453,16 @@ def simulate(
         Steps per compiled chunk; memory is bounded by one chunk and results do not depend on it.
     capacity
         Event kernel capacity (see :func:`~spikejax.glm.kernels.make_coupler`).
-    return_state
-        Also return the final :class:`SimState` (to continue a run).
+    record_state
+        Keep the final :class:`SimState` in ``trajectory.state`` (to continue a run); ``None`` otherwise.
+
+    Returns
+    -------
+    :class:`~spikejax.glm.GLMTrajectory` with ``spikes`` ``(n_steps, N)`` (``(n_steps, B, N)`` for stacked
+    networks; ``.raster`` is the neuron-major ``(N, n_steps)`` view). Under ``jit``/``vmap`` (a traced model,
+    key or network) the exact Poisson sampler runs directly: the same numbers as an eager call.
     """
+    key = check_key(key)
     if not isinstance(model, GLMModel):
         raise TypeError(f"model must be a spikejax.glm model (GLMModel subclass), got {type(model).__name__}")
     if not isinstance(network, Network):
@@ -454,11 +471,15 @@ def simulate(
     check_scalar(equilibration_steps, "equilibration_steps", low=0, integer=True)
     check_scalar(chunk_size, "chunk_size", low=1, integer=True)
     n_steps, equilibration_steps, chunk_size = int(n_steps), int(equilibration_steps), int(chunk_size)
+    dt = _model_dt(model)
     out_dtype = resolve_dtype(store_as_dtype)
     dtype = jnp.result_type(float)
     _check_network_weights(network)
+    exact = _any_traced(model, network, stimulus, key)
     if network.is_stacked:
-        return _simulate_stacked(model, network, n_steps, key, stimulus, equilibration_steps, out_dtype, backend, chunk_size)
+        raster, state = _simulate_stacked(model, network, n_steps, key, stimulus, equilibration_steps, out_dtype, backend,
+                                          chunk_size, exact)
+        return GLMTrajectory(jnp.moveaxis(raster, 0, 1), state if record_state else None, dt=dt)
     _validate_stimulus(stimulus, network.num_nodes, dtype)
     engine = make_engine(network, model, backend, capacity=capacity)
     nb = len(engine.block_sizes)
@@ -468,17 +489,31 @@ def simulate(
     chunk_size = max(1, min(chunk_size, (1 << 26) // max(network.num_nodes, 1)))
     length = min(chunk_size, n_steps)
     state, k_eq, k_run = _prologue(model, engine, block_keys)
-    state = _equilibrate_run(model, engine, stimulus, state, k_eq, equilibration_steps, length)
+    state = _equilibrate_run(model, engine, stimulus, state, k_eq, equilibration_steps, length, exact=exact)
     outs = []
     t = 0
     while t < n_steps:
         m = min(length, n_steps - t)
-        state, ys = _run_segment(model, engine, stimulus, state, k_run, t, m, True, length)
+        state, ys = _run_segment(model, engine, stimulus, state, k_run, t, m, True, length, exact=exact)
         outs.append(_cast_jit(ys if m == length else ys[:m], out_dtype))
         t += m
-    raster = outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=0)
-    raster = raster.T
-    return (raster, state) if return_state else raster
+    spikes = outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=0)
+    return GLMTrajectory(spikes, state if record_state else None, network.block_sizes, dt=dt)
+
+
+def _model_dt(model) -> float:
+    """The model's time step (ms) as a Python float: the trajectory's static ``dt``."""
+    dt = model.dt
+    if is_traced(dt):
+        raise ConfigError(
+            f"{type(model).__name__}.dt is traced: declare dt as a static field (dt: float = eqx.field(static=True)) "
+            "so that simulate can run under jit/vmap"
+        )
+    return float(dt)
+
+
+def _any_traced(*trees) -> bool:
+    return any(is_traced(leaf) for leaf in jax.tree_util.tree_leaves(eqx.filter(trees, eqx.is_array)))
 
 
 def _batch_keys(key, k):
@@ -491,7 +526,7 @@ def _check_network_weights(network: Network) -> None:
     check_finite(network.weight, "network.weight (connectivity W0)")
 
 
-def _simulate_stacked(model, network, n_steps, key, stimulus, n_eq, out_dtype, backend, chunk_size):
+def _simulate_stacked(model, network, n_steps, key, stimulus, n_eq, out_dtype, backend, chunk_size, exact=False):
     """vmap over a leading network axis (dense or edge kernel; random numbers per network as in a batch)."""
     B = network.src.shape[0]
     n = network.num_nodes
@@ -507,15 +542,15 @@ def _simulate_stacked(model, network, n_steps, key, stimulus, n_eq, out_dtype, b
     chunk_size = max(1, min(chunk_size, (1 << 26) // max(B * n, 1)))
     length = min(chunk_size, n_steps)
     state, k_eq, k_run = _prologue_stacked(model, engine, keys)
-    state = _equilibrate_run(model, engine, stimulus, state, k_eq, n_eq, length, segment=_segment_stacked)
+    state = _equilibrate_run(model, engine, stimulus, state, k_eq, n_eq, length, segment=_segment_stacked, exact=exact)
     outs, t = [], 0
     while t < n_steps:
         m = min(length, n_steps - t)
-        state, ys = _run_segment(model, engine, stimulus, state, k_run, t, m, True, length, segment=_segment_stacked)
+        state, ys = _run_segment(model, engine, stimulus, state, k_run, t, m, True, length, segment=_segment_stacked, exact=exact)
         outs.append(_cast_jit(ys if m == length else ys[:, :m], out_dtype))
         t += m
     raster = outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=1)
-    return jnp.swapaxes(raster, 1, 2)
+    return raster, state  # (B, n_steps, N)
 
 
 def state_from_window(model: GLMModel, network: Network, window, *, layout: str = "lag", aux=None, backend: str = "dense") -> tuple[SimState, Engine]:
@@ -568,7 +603,14 @@ def input_from_window(model: GLMModel, network: Network, window, *, stimulus=Non
     syn = _synaptic(kernel, engine, state)
     stim = jnp.zeros((), syn.dtype) if stimulus is None else jnp.asarray(stimulus, syn.dtype)
     stim = jnp.broadcast_to(model.stimulus_filter(stim), syn.shape)
-    key = jax.random.key(0) if key is None else key
+    if key is None:
+        from .models import ThresholdSAM
+
+        if isinstance(model, ThresholdSAM):
+            check_key(key)  # its background is random: the caller chooses the key
+        key = jax.random.key(0)  # unused by deterministic inputs
+    else:
+        key = check_key(key)
     return model.input(syn, stim, key=key)
 
 
@@ -579,15 +621,31 @@ def conditional_rate(model: GLMModel, network: Network, raster, *, stimulus=None
     ``mean(mu) / dt * 1000`` is the differentiable "firing rate" of spikeometric's ``tune`` (detached
     history), smooth in the model parameters. Deterministic backgrounds only (not ThresholdSAM).
     """
+    mus = conditional_intensity(model, network, raster, stimulus=stimulus, initial_window=initial_window, backend=backend)
+    return jnp.mean(mus) / model.dt * 1000.0
+
+
+def conditional_intensity(model: GLMModel, network: Network, raster, *, stimulus=None, initial_window=None,
+                          backend: str = "auto") -> jax.Array:
+    """Expected counts ``mu_i(t)`` per step ``(n_steps, N)`` given an observed raster (teacher forcing).
+
+    ``raster``: a :class:`~spikejax.glm.GLMTrajectory` or a neuron-major ``(N, n_steps)`` array;
+    ``initial_window`` ``(N, T)`` is the history before the first step (``window[:, k]`` = ``k + 1`` steps
+    ago; zeros by default). Deterministic backgrounds only (not ThresholdSAM).
+    """
+    if isinstance(raster, GLMTrajectory):
+        raster = raster.raster
     x = jnp.asarray(raster, jnp.result_type(float))
+    if x.ndim != 2 or x.shape[0] != network.num_nodes:
+        raise ShapeError(f"raster must be (N={network.num_nodes}, n_steps), got shape {tuple(x.shape)}")
     kernel_T = model.connectivity_filter().T
     w0 = jnp.zeros((x.shape[0], kernel_T), x.dtype) if initial_window is None else jnp.asarray(initial_window, x.dtype)
     _, engine = state_from_window(model, network, w0, backend="sparse" if backend == "event" else backend)
-    return _conditional_rate(model, engine, x, w0, stimulus)
+    return _conditional_mu(model, engine, x, w0, stimulus)
 
 
 @eqx.filter_jit
-def _conditional_rate(model, engine, x, w0, stimulus):
+def _conditional_mu(model, engine, x, w0, stimulus):
     n, L = x.shape
     kernel = model.connectivity_filter().padded()
     T = kernel.T
@@ -607,4 +665,4 @@ def _conditional_rate(model, engine, x, w0, stimulus):
         return SimState(drive, hist, pos, aux), mu
 
     _, mus = jax.lax.scan(body, state, (jnp.arange(L, dtype=jnp.int32), x.T))
-    return jnp.mean(mus) / model.dt * 1000.0
+    return mus

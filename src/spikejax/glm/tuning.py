@@ -19,13 +19,14 @@ in Hz) and its gradient:
     gradient checkpointing. The returned parameters are the average of the last quarter of the epochs
     (Polyak averaging) which removes the epoch-to-epoch noise.
 
-Learning rate: ``lr`` is Adam's (absolute) step size. ``lr=None`` (default) scales steps per parameter:
-``rel_lr * max(|p0|, 1e-6)`` — convenient because rate parameters span many orders of magnitude
+Learning rate: ``learning_rate`` is Adam's (absolute) step size. ``learning_rate=None`` (default) scales
+steps per parameter: ``rel_learning_rate * max(|p0|, 1e-6)`` — convenient because rate parameters span many orders of magnitude
 (``theta ~ 1e-4`` next to ``lambda_0 ~ 100``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -35,25 +36,45 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pandas as pd
 
-from ..core.errors import ConfigError, NonFiniteError, TrainingDivergedError, check_choice, check_scalar
+from ..core.config import Config, option
+from ..core.errors import ConfigError, NonFiniteError, TrainingDivergedError, check_scalar
 from ..core.population import fit_population
+from ..core.random import check_key
+from ..core.results import StopReason
 from ..core.scan import scan as core_scan
 from ..core.scan import step_keys
 from .models import GLMModel, SAModel, fast_poisson
 from .network import Network, batch_networks
-from .simulate import _batch_keys, _run_equilibrate, _step, draw_step_noise, init_state, make_engine
+from .results import GLMTuneResult, model_spec
+from .simulation import _batch_keys, _run_equilibrate, _step, draw_step_noise, init_state, make_engine
 
-__all__ = ["tune", "TuneResult", "resolve_tunable", "rate_estimate"]
+__all__ = ["tune", "TuneConfig", "resolve_tunable", "rate_estimate"]
 
 
-class TuneResult(NamedTuple):
-    """Tuned ``model`` and ``stimulus``; ``history`` has per-epoch ``rate`` (Hz), ``loss`` and parameter values."""
+@dataclasses.dataclass(frozen=True)
+class TuneConfig(Config):
+    """Settings of :func:`tune` (validated once, at construction; ``replace`` gives a new one)."""
 
-    model: GLMModel
-    stimulus: Any
-    history: dict
-    seconds: float
+    n_epochs: int = option(100, ge=1, help="Adam steps, one per epoch (all run inside one compiled program)")
+    learning_rate: float | None = option(None, gt=0, help="absolute Adam step size; None: per-parameter steps "
+                                         "rel_learning_rate * max(|p0|, 1e-6)")
+    rel_learning_rate: float = option(0.05, gt=0, help="relative Adam step (used when learning_rate is None)")
+    n_steps: int | None = option(None, ge=1, help="measured steps per epoch (default: 100 for 'spikeometric', "
+                                 "max(200, 5 T) for 'stationary')")
+    estimator: str = option("stationary", choices=("stationary", "spikeometric"),
+                            help="'stationary' (persistent chain, gradient through the recurrence) or 'spikeometric'")
+    equilibration_steps: int | None = option(None, ge=0, help="burn-in steps: 'stationary' once (default max(10 T, 500)), "
+                                             "'spikeometric' every epoch (default 10)")
+    backend: str = option("auto", choices=("auto", "dense", "sparse", "event"),
+                          help="synaptic kernel ('event' is replaced by 'sparse': gradients need it)")
+    checkpoint: int | None = option(None, ge=1, help="block length of gradient checkpointing (default ~sqrt(n_steps))")
+    average_last: float = option(0.25, ge=0.0, le=1.0, help="'stationary': fraction of final epochs whose parameters "
+                                 "are averaged (0: last iterate)")
+    stimulus_offset: bool = option(False, help="compatibility: evaluate the stimulus at t + T (spikeometric's clock)")
+    sam_inverse_rate: bool = option(False, help="compatibility (SA models, 'spikeometric'): spikeometric's dt / mean(mu) rate")
+    progress: bool = option(False, help="tqdm bar over the epochs (the program then runs in 10 chunks of epochs)")
 
 
 def resolve_tunable(model: GLMModel, stimulus, tunable_parameters) -> list[str]:
@@ -115,19 +136,9 @@ def tune(
     *,
     key: jax.Array,
     stimulus=None,
-    lr: float | None = None,
-    rel_lr: float = 0.05,
-    n_steps: int | None = None,
-    n_epochs: int = 100,
-    estimator: str = "stationary",
-    equilibration_steps: int | None = None,
-    backend: str = "auto",
-    checkpoint: int | None = None,
-    average_last: float = 0.25,
-    stimulus_offset: bool = False,
-    sam_inverse_rate: bool = False,
-    progress: bool = False,
-) -> TuneResult:
+    config: TuneConfig | None = None,
+    **settings: Any,
+) -> GLMTuneResult:
     """Tune parameters so that the network fires at ``firing_rate`` Hz.
 
     Parameters
@@ -139,41 +150,30 @@ def tune(
     tunable_parameters
         ``"all"``, ``"model"``, ``"stimulus"`` or a list of names (``"theta"``, ``"stimulus.strength"``, ...).
     key
-        PRNG key.
+        PRNG key (required).
     stimulus
         Optional stimulus whose tunable parameters may be tuned too.
-    lr, rel_lr
-        Adam step size (absolute), or ``None`` for per-parameter steps ``rel_lr * max(|p0|, 1e-6)``.
-    n_steps
-        Steps per epoch (default: 100 for ``"spikeometric"``, ``max(200, 5 T)`` for ``"stationary"``).
-    n_epochs
-        Number of Adam steps (one per epoch). All epochs run inside one compiled program
-        (:func:`spikejax.core.fit_population` with a population of one), without a host round trip.
-    estimator
-        ``"stationary"`` (default, unbiased, gradient through the recurrence) or ``"spikeometric"``.
-    equilibration_steps
-        Burn-in steps: ``"stationary"`` once, before the first epoch (default ``max(10 T, 500)``);
-        ``"spikeometric"`` every epoch (default 10, its fixed value).
-    backend
-        Synaptic kernel: ``"auto"`` (dense while an ``N x N`` product is cheap against the edge count,
-        else sparse), ``"dense"`` or ``"sparse"``; ``"event"`` (a gather of the spiking rows, without
-        gradients through the history) is replaced by ``"sparse"``.
-    checkpoint
-        Block length of gradient checkpointing for ``"stationary"`` (default ``~sqrt(n_steps)``).
-    average_last
-        ``"stationary"``: fraction of final epochs whose parameters are averaged (0 = last iterate).
-    stimulus_offset
-        Compatibility: evaluate the stimulus at ``t + T`` during tuning (spikeometric's clock offset).
-    sam_inverse_rate
-        Compatibility (SA models, ``"spikeometric"``): use spikeometric's ``dt / mean(mu)`` "rate".
-    progress
-        tqdm bar over the epochs (the program then runs in 10 chunks of epochs, reporting between them).
+    config
+        A :class:`TuneConfig` (default ``TuneConfig()``).
+    **settings
+        Fields of :class:`TuneConfig` given directly (``n_epochs=50, learning_rate=1e-5``); they replace
+        those of ``config``. Unknown names are refused with the closest valid one.
+
+    The objective of every epoch is :func:`~spikejax.glm.loss`'s (``(firing_rate - r_hat)^2`` through the
+    simulation); the ``"stationary"`` estimator continues one persistent chain across epochs.
 
     Returns
     -------
-    :class:`TuneResult` with the tuned model and stimulus, the per-epoch history and the wall time (s).
+    :class:`GLMTuneResult`: the tuned ``model`` and ``stimulus``, ``params`` (tuned values), the per-epoch
+    ``history`` (``epoch``, ``loss``, ``rate_hz`` and the parameter values after each update), ``stop_reason``
+    and the wall time ``seconds``.
     """
-    check_choice(estimator, "estimator", ("stationary", "spikeometric"))
+    key = check_key(key)
+    config = TuneConfig() if config is None else config
+    if not isinstance(config, TuneConfig):
+        raise ConfigError(f"config must be a spikejax.glm.TuneConfig, got {type(config).__name__}")
+    if settings:
+        config = config.replace(**settings)
     if not isinstance(model, GLMModel):
         raise TypeError(f"model must be a spikejax.glm model, got {type(model).__name__}")
     if stimulus is not None and not callable(stimulus):
@@ -181,22 +181,13 @@ def tune(
     if not isinstance(network, Network):
         network = batch_networks(list(network))
     check_scalar(firing_rate, "firing_rate", low=0.0)
-    check_scalar(n_epochs, "n_epochs", low=1, integer=True)
     names = resolve_tunable(model, stimulus, tunable_parameters)
     T = model.connectivity_filter().T
-    if n_steps is None:
-        n_steps = 100 if estimator == "spikeometric" else max(200, 5 * T)
-    check_scalar(n_steps, "n_steps", low=1, integer=True)
-    if equilibration_steps is None:
-        equilibration_steps = 10 if estimator == "spikeometric" else max(10 * T, 500)
-    check_scalar(equilibration_steps, "equilibration_steps", low=0, integer=True)
-    n_steps, n_epochs, equilibration_steps = int(n_steps), int(n_epochs), int(equilibration_steps)
-    if lr is not None:
-        check_scalar(lr, "lr", low=0.0, low_inclusive=False)
-    check_scalar(rel_lr, "rel_lr", low=0.0, low_inclusive=False)
-    check_scalar(average_last, "average_last", low=0.0, high=1.0)
+    estimator = config.estimator
+    n_steps, n_epochs, equilibration_steps = _epoch_sizes(config, T)
+    lr, rel_lr = config.learning_rate, config.rel_learning_rate
 
-    engine = make_engine(network, model, _tune_backend(network, backend))
+    engine = make_engine(network, model, _tune_backend(network, config.backend))
     batched = network.block_sizes is not None
     pair = (model, stimulus)
     params0 = {n: jnp.asarray(_get(pair, n)) for n in names}
@@ -209,10 +200,11 @@ def tune(
         estimator=estimator,
         n_steps=n_steps,
         n_eq=equilibration_steps,
-        checkpoint=checkpoint if checkpoint is not None else max(1, int(round(np.sqrt(n_steps)))),
-        stim_shift=T if stimulus_offset else 0,
-        sam_inverse=bool(sam_inverse_rate) and isinstance(model, SAModel),
+        checkpoint=config.checkpoint if config.checkpoint is not None else _default_checkpoint(n_steps),
+        stim_shift=T if config.stimulus_offset else 0,
+        sam_inverse=config.sam_inverse_rate and isinstance(model, SAModel),
     )
+    progress = config.progress
     t0 = time.perf_counter()
     k_fit, k_burn = jax.random.split(key)
     if estimator == "stationary":
@@ -239,16 +231,17 @@ def tune(
         ep = int(res.epochs[0]) - 1
         raise TrainingDivergedError(
             f"tune diverged at epoch {ep}: the loss or a parameter became non-finite (last finite rate "
-            f"{_last_finite(h['rate'][:, 0])} Hz); lower lr/rel_lr or try jax_enable_x64"
+            f"{_last_finite(h['rate'][:, 0])} Hz); lower learning_rate/rel_learning_rate or try jax_enable_x64"
         )
     z_last = {n: res.population["z"][n][0] for n in names}
     p_last = _params_of(names, params0, scales, z_last)
     # history: the loss and rate of each epoch (measured before its update) and the parameters after it
-    hist = {"rate": h["rate"][:, 0].tolist(), "loss": h["loss"][:, 0].tolist()}
+    hist = {"epoch": np.arange(1, n_epochs + 1), "loss": np.asarray(h["loss"][:, 0], float),
+            "rate_hz": np.asarray(h["rate"][:, 0], float)}
     for n in names:
         before = np.asarray(h[f"param/{n}"][:, 0], dtype=float)
-        hist[n] = np.append(before[1:], float(p_last[n])).tolist()
-    n_avg = int(round(average_last * n_epochs)) if estimator == "stationary" else 0
+        hist[n] = np.append(before[1:], float(p_last[n]))
+    n_avg = int(round(config.average_last * n_epochs)) if estimator == "stationary" else 0
     if n_avg:  # Polyak averaging of the parameters after the last n_avg updates (p is affine in z)
         final = {n: jnp.mean(jnp.asarray(hist[n][-n_avg:], params0[n].dtype)) for n in names}
     else:
@@ -256,8 +249,31 @@ def tune(
     for n, v in final.items():
         if not bool(jnp.all(jnp.isfinite(v))):
             raise NonFiniteError(f"tuned parameter {n} is not finite ({v})")
-    model_t, stim_t = _set(pair, {n: jnp.asarray(v).astype(params0[n].dtype) for n, v in final.items()})
-    return TuneResult(model_t, stim_t, hist, time.perf_counter() - t0)
+    final = {n: jnp.asarray(v).astype(params0[n].dtype) for n, v in final.items()}
+    model_t, stim_t = _set(pair, final)
+    return GLMTuneResult(
+        model=model_t,
+        history=pd.DataFrame(hist),
+        stop_reason=StopReason.COMPLETED,
+        seconds=time.perf_counter() - t0,
+        stimulus=stim_t,
+        params={n: float(v) for n, v in final.items()},
+        target_rate_hz=float(firing_rate),
+        config=config,
+        model_spec=model_spec(model_t),
+    )
+
+
+def _epoch_sizes(config: TuneConfig, T: int) -> tuple[int, int, int]:
+    """``(n_steps, n_epochs, equilibration_steps)`` with the estimator's defaults filled in."""
+    spk = config.estimator == "spikeometric"
+    n_steps = config.n_steps if config.n_steps is not None else (100 if spk else max(200, 5 * T))
+    n_eq = config.equilibration_steps if config.equilibration_steps is not None else (10 if spk else max(10 * T, 500))
+    return int(n_steps), int(config.n_epochs), int(n_eq)
+
+
+def _default_checkpoint(n_steps: int) -> int:
+    return max(1, int(round(np.sqrt(n_steps))))
 
 
 def _fit(member, spec, params0, scales, target, carry, key, n_epochs, progress):
