@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from spikejax.l5 import (
-    L5Params, build_network, debug_config, head_loss, indegree, load_input_table, load_params, make_spec,
+    L5Model, L5Params, build_network, debug_config, head_loss, indegree, load_input_table, load_params, make_spec,
     metrics as M, simulate, w_compare,
 )
 from spikejax.l5.network import head_type_weights, type_index
@@ -137,7 +137,7 @@ def test_weight_df_layout_and_head_loss_by_hand():
     cfg = debug_config(N=[4, 6, 3, 3], sim_number=2, Ttau=40, block=5, eval_steps=50, number_steps_before_learning=100,
                        tau_learn=5.0, tau_threshold=0.5)
     net = build_network(cfg, key=jax.random.PRNGKey(2))
-    out = simulate(L5Params.from_config(cfg), net, make_spec(cfg))
+    out = simulate(L5Model(L5Params.from_config(cfg), net, make_spec(cfg)))
     wdf = weight_df(out, cfg.N)
     assert list(wdf.columns) == PAIR_COLUMNS and wdf.shape == (9, 16)
     # W_mean[post-pre] is the block mean of the final weights

@@ -15,6 +15,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from ..core.errors import ConfigError, ShapeError, check_array
+from ..core.random import check_key
 from .config import L5Config
 from .params import indegree
 
@@ -221,19 +222,20 @@ def _build_many(keys, wt, w_init, w_noise, sd_rel, N, K, neurons, pos_kind):
     return jax.vmap(one)(keys)
 
 
-def build_network(cfg: L5Config, *, key: jax.Array, sim_number: int | None = None, normalize: bool = True) -> Network:
-    """Sample ``sim_number`` (default ``cfg.sim_number``) networks, positions and initial rates.
+def build_network(config: L5Config, *, key: jax.Array, sim_number: int | None = None, normalize: bool = True) -> Network:
+    """Sample ``sim_number`` (default ``config.sim_number``) networks, positions and initial rates.
 
     Parameters
     ----------
-    cfg
+    config
         The configuration (N, w_target, prob, w_noise, w_initial / HEAD initialisation, stimulus kind).
     key
         PRNG key; simulation ``s`` uses ``fold_in(key, s)`` so adding simulations keeps the earlier ones.
     normalize
         Divide every W by its max Re(eigenvalue) (the original does).
     """
-    cfg.validate()
+    cfg = config
+    key = check_key(key)
     S = int(cfg.sim_number if sim_number is None else sim_number)
     if S < 1:
         raise ConfigError(f"sim_number must be >= 1, got {S}")
