@@ -54,7 +54,7 @@ def _tune(args) -> int:
     # --seed (the config's seed) becomes the key here, explicitly: the library never reads cfg.seed
     res = tune(cfg, key=jax.random.PRNGKey(cfg.seed), n_epochs=args.epochs, learning_rate=args.learning_rate,
                margin=args.margin)
-    check = check_tuned(cfg, res.params, key=jax.random.PRNGKey(cfg.seed + 1000), sim_number=args.check_sims)
+    check = check_tuned(cfg, res.model, key=jax.random.PRNGKey(cfg.seed + 1000), sim_number=args.check_sims)
     out = Path(args.out)
     save_json(out / "tuned.json", {"params": res.summary(), "history": res.history.to_dict(orient="list"),
                                    "check_fresh_seeds": check})
