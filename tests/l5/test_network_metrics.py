@@ -53,13 +53,13 @@ def test_fixed_indegree_signs_and_normalisation(full_net):
 
 def test_head_init_relative_noise():
     wt = jnp.asarray(load_params()["w_target_psp"]["values"])
-    ws = jnp.stack([head_type_weights(jax.random.PRNGKey(i), wt) for i in range(400)])
+    ws = jnp.stack([head_type_weights(wt, key=jax.random.PRNGKey(i)) for i in range(400)])
     m = np.asarray(ws.mean(0))
     np.testing.assert_allclose(m, np.asarray(wt), atol=0.02)
     assert np.all(np.asarray(ws[:, :2]) >= 0) and np.all(np.asarray(ws[:, 2:]) <= 0)
     sd = np.asarray(ws.std(0))
     np.testing.assert_allclose(sd, 0.1 * np.abs(np.asarray(wt)), rtol=0.2, atol=1e-6)
-    ex = head_type_weights(jax.random.PRNGKey(0), wt, neurons="excit_only")
+    ex = head_type_weights(wt, key=jax.random.PRNGKey(0), neurons="excit_only")
     np.testing.assert_allclose(np.asarray(ex[2:]), -np.abs(np.asarray(wt[2:])))
 
 

@@ -71,7 +71,7 @@ class Network(eqx.Module):
         return int(self.W.shape[-1])
 
 
-def head_type_weights(key: jax.Array, w_target, *, neurons: str = "all", sd_rel: float = 0.1) -> jax.Array:
+def head_type_weights(w_target, *, key: jax.Array, neurons: str = "all", sd_rel: float = 0.1) -> jax.Array:
     """The original HEAD initialisation of the type-level weights (rows = presynaptic type).
 
     Start from |w_target|; for every pair of trained types resample |N(w_ij, sd_rel*|w_ij|)|;
@@ -88,7 +88,7 @@ def head_type_weights(key: jax.Array, w_target, *, neurons: str = "all", sd_rel:
     return w * sign
 
 
-def sample_connectivity(key: jax.Array, w_type, N, K, w_noise) -> tuple[jax.Array, jax.Array]:
+def sample_connectivity(w_type, N, K, w_noise, *, key: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Fixed in-degree sampling with |N(w_ab, w_noise)| magnitudes carrying the sign of w_ab.
 
     Every postsynaptic neuron of type b draws exactly ``K[a, b]`` distinct presynaptic partners of
@@ -96,6 +96,7 @@ def sample_connectivity(key: jax.Array, w_type, N, K, w_noise) -> tuple[jax.Arra
     """
     N = tuple(int(n) for n in N)
     K = tuple(tuple(int(k) for k in row) for row in np.asarray(K, dtype=int))
+    key = check_key(key)
     return _sample_connectivity(key, jnp.asarray(w_type), jnp.asarray(w_noise, dtype=jnp.asarray(w_type).dtype), N, K)
 
 
@@ -188,7 +189,7 @@ def spectral_normalize(W) -> tuple[jax.Array, jax.Array]:
     return W / lam, lam
 
 
-def sample_positions(key: jax.Array, n: int, kind: str = "disc", dtype=None) -> tuple[jax.Array, jax.Array]:
+def sample_positions(n: int, kind: str = "disc", dtype=None, *, key: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Receptive-field positions (a, b).
 
     ``disc``: uniform in the unit disc (radius sqrt(U), angle 2 pi U), the HEAD grating;
@@ -213,10 +214,10 @@ def _build_many(keys, wt, w_init, w_noise, sd_rel, N, K, neurons, pos_kind):
 
     def one(k):
         kw, kc, kr, kp = jax.random.split(k, 4)
-        w_type = head_type_weights(kw, wt, neurons=neurons, sd_rel=sd_rel) if w_init is None else w_init
+        w_type = head_type_weights(wt, key=kw, neurons=neurons, sd_rel=sd_rel) if w_init is None else w_init
         W, st = _sample_connectivity_impl(kc, w_type, w_noise, N, K)
         r0 = jax.random.uniform(kr, (n_tot,), dtype=wt.dtype)
-        a, b = sample_positions(kp, n_tot, pos_kind, wt.dtype)
+        a, b = sample_positions(n_tot, pos_kind, wt.dtype, key=kp)
         return w_type, W, st, r0, a, b
 
     return jax.vmap(one)(keys)
