@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from spikejax.l5 import L5Params, build_network, debug_config, make_spec, random_settings, simulate, sweep_settings  # noqa: E402
+from spikejax.l5 import L5Model, L5Params, build_network, debug_config, make_spec, random_settings, simulate, sweep_settings  # noqa: E402
 from spikejax.l5.sweep import make_setting_fn  # noqa: E402
 from tests.l5.reference import reference_run  # noqa: E402
 
@@ -59,10 +59,10 @@ def bench_sweep(n: int, quick: bool) -> dict:
     t_compile = time.perf_counter() - t0
     _, t_run = timed(lambda: compiled({"amplitude": random_settings(n, key=jax.random.PRNGKey(2))["amplitude"]}, p0, net))
     ok = np.asarray((res["os_rel"] < 0) & (res["ds_rel"] > 0))
-    return {"n_settings": n, "neurons": sum(cfg.N), "steps": cfg.steps, "directions": 4,
+    return {"n_settings": n, "neurons": sum(cfg.N), "steps": cfg.n_steps, "directions": 4,
             "seconds_sweep_settings_call_incl_compile": round(t_call, 2), "seconds_compile": round(t_compile, 2),
             "seconds_run_compiled": round(t_run, 2), "settings_per_s": round(n / t_run, 1),
-            "neuron_steps_per_s": round(n * 4 * sum(cfg.N) * cfg.steps / t_run, 0),
+            "neuron_steps_per_s": round(n * 4 * sum(cfg.N) * cfg.n_steps / t_run, 0),
             "fraction_os_rel<0_and_ds_rel>0": float(ok.mean())}
 
 
@@ -72,12 +72,12 @@ def bench_vs_numpy(quick: bool) -> dict:
     net = build_network(cfg, key=jax.random.PRNGKey(0))
     p = L5Params.from_config(cfg)
     spec = make_spec(cfg, record_weights=False)
-    _, t_compile = timed(lambda: simulate(p, net, spec).rates)
-    out, t_jax = timed(lambda: simulate(p, net, spec).rates)
+    _, t_compile = timed(lambda: simulate(L5Model(p, net, spec)).rates)
+    out, t_jax = timed(lambda: simulate(L5Model(p, net, spec)).rates)
     t0 = time.perf_counter()
     r_ref, _ = reference_run(W0=np.asarray(net.W[0], float), r0=np.asarray(net.r0[0], float), a=np.asarray(net.pos_a[0], float),
                              b=np.asarray(net.pos_b[0], float), theta=0.0, N=cfg.N, amplitude=cfg.amplitude,
-                             steady=cfg.steady_input, tau=cfg.tau, dt=cfg.delta_t, steps=cfg.steps,
+                             steady=cfg.steady_input, tau=cfg.tau, dt=cfg.dt, steps=cfg.n_steps,
                              n_before=cfg.number_steps_before_learning, tau_learn=cfg.tau_learn,
                              tau_threshold=cfg.tau_threshold, rule=cfg.learning_rule, integrator=cfg.integrator)
     t_np = time.perf_counter() - t0
@@ -88,9 +88,9 @@ def bench_vs_numpy(quick: bool) -> dict:
     net20 = build_network(cfg20, key=jax.random.PRNGKey(0))
     spec20 = make_spec(cfg20, record_weights=False)
     p20 = L5Params.from_config(cfg20)
-    timed(lambda: simulate(p20, net20, spec20).rates)
-    _, t_jax20 = timed(lambda: simulate(p20, net20, spec20).rates)
-    return {"rule": cfg.learning_rule, "neurons": sum(cfg.N), "steps": cfg.steps,
+    timed(lambda: simulate(L5Model(p20, net20, spec20)).rates)
+    _, t_jax20 = timed(lambda: simulate(L5Model(p20, net20, spec20)).rates)
+    return {"rule": cfg.learning_rule, "neurons": sum(cfg.N), "steps": cfg.n_steps,
             "numpy_float64_seconds_1_run": round(t_np, 3), "jax_float32_seconds_1_run": round(t_jax, 3),
             "jax_compile_seconds": round(t_compile, 2), "speedup_1_run": round(t_np / t_jax, 1),
             "jax_seconds_20_runs_one_call": round(t_jax20, 3), "speedup_20_runs_vs_20x_numpy": round(20 * t_np / t_jax20, 1),
@@ -102,28 +102,29 @@ def bench_debug(quick: bool, dense: bool = False) -> dict:
 
     cfg = debug_config(**({"N": [9, 55, 9, 7], "sim_number": 2} if quick else {}))
     load0 = os.getloadavg()[0]
-    res, t_first = timed(lambda: run(cfg).loss)
+    key = jax.random.PRNGKey(cfg.seed)
+    res, t_first = timed(lambda: run(cfg, key=key).head_loss)
     times = []
     for _ in range(3):
         t0 = time.perf_counter()
-        res = run(cfg)
+        res = run(cfg, key=key)
         times.append(time.perf_counter() - t0)
     out = {"config": "quick (N=[9,55,9,7], 2 networks)" if quick else "debug (5 networks x 4 directions x 2500 steps)",
            "debug_config_seconds_first_incl_compile": round(t_first, 2),
            "debug_config_seconds": round(min(times), 2), "debug_config_seconds_all": [round(t, 2) for t in times],
            "load_average_1min": [round(load0, 2), round(os.getloadavg()[0], 2)], "summary_info": res.summary_info,
-           "head_loss": res.loss}
+           "head_loss": res.head_loss}
     if dense:
-        from spikejax.l5 import L5Params, make_spec, simulate
+        from spikejax.l5 import L5Model, L5Params, make_spec, simulate
         from spikejax.l5.network import build_network as bn
 
         net = bn(cfg, key=jax.random.PRNGKey(cfg.seed))
         p = L5Params.from_config(cfg)
         sp_d = make_spec(cfg, dense_weights=True)
         sp_l = make_spec(cfg)
-        timed(lambda: simulate(p, net, sp_d).rates)
-        o_d, t_d = timed(lambda: simulate(p, net, sp_d))
-        o_l, t_l = timed(lambda: simulate(p, net, sp_l))
+        timed(lambda: simulate(L5Model(p, net, sp_d)).rates)
+        o_d, t_d = timed(lambda: simulate(L5Model(p, net, sp_d)))
+        o_l, t_l = timed(lambda: simulate(L5Model(p, net, sp_l)))
         rd, rl = np.asarray(o_d.rates), np.asarray(o_l.rates)
         wd, wl = np.asarray(o_d.W_final), np.asarray(o_l.W_final)
         out["simulate_seconds_dense_weights"] = round(t_d, 2)
@@ -161,17 +162,18 @@ def since(c):
     return time.perf_counter() - c[0], time.process_time() - c[1]
 c = clock()
 import jax
-from spikejax.l5 import L5Params, build_network, debug_config, make_spec, run, simulate
+from spikejax.l5 import L5Model, L5Params, build_network, debug_config, make_spec, run, simulate
 res = dict(import_s=since(c))
 cfg = debug_config(sim_number=1, degree=[0.0]{extra})
 c = clock(); net = build_network(cfg, key=jax.random.PRNGKey(0)); jax.block_until_ready(net.W)
 res["build_network_first_s"] = since(c)
 p = L5Params.from_config(cfg); spec = make_spec(cfg)
-c = clock(); jax.block_until_ready(simulate(p, net, spec).rates); res["simulate_1x1_first_s"] = since(c)
-c = clock(); jax.block_until_ready(simulate(p, net, spec).rates); res["simulate_1x1_warm_s"] = since(c)
+c = clock(); jax.block_until_ready(simulate(L5Model(p, net, spec)).rates); res["simulate_1x1_first_s"] = since(c)
+c = clock(); jax.block_until_ready(simulate(L5Model(p, net, spec)).rates); res["simulate_1x1_warm_s"] = since(c)
 cfg4 = debug_config(sim_number=1{extra})
-c = clock(); run(cfg4); res["run_1x4_first_s"] = since(c)
-c = clock(); run(cfg4); res["run_1x4_warm_s"] = since(c)
+k4 = jax.random.PRNGKey(0)
+c = clock(); run(cfg4, key=k4); res["run_1x4_first_s"] = since(c)
+c = clock(); run(cfg4, key=k4); res["run_1x4_warm_s"] = since(c)
 print(json.dumps(res))
 """
 

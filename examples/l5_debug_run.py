@@ -7,16 +7,15 @@ import argparse
 
 import jax
 
-from spikejax.l5 import debug_config, run
-from spikejax.l5.plots import plot_all
+from spikejax.l5 import debug_config, plot_all, run
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--quick", action="store_true", help="small network, short run")
 ap.add_argument("--out", default="out/l5_debug")
 args = ap.parse_args()
 cfg = debug_config(N=[9, 55, 9, 7], sim_number=2, Ttau=80, number_steps_before_learning=200) if args.quick else debug_config()
-res = run(cfg, key=jax.random.PRNGKey(cfg.seed))
+res = run(cfg, key=jax.random.PRNGKey(42))
 res.save(args.out)
 plot_all(res, args.out)
 print(res.selectivity_df.loc["after"].round(3).to_string())
-print(res.summary_info, "HEAD loss", round(res.loss, 4))
+print(res.summary_info, "HEAD loss", round(res.head_loss, 4))

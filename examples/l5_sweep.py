@@ -18,9 +18,10 @@ args = ap.parse_args()
 n = 8 if args.quick else args.n
 cfg = debug_config(learning_rule="None", threshold_filter="ema", sim_number=1, Ttau=60,
                    **({"N": [9, 55, 9, 7]} if args.quick else {}))
-settings = random_settings(n, key=jax.random.PRNGKey(0))
+key_settings, key_networks = jax.random.split(jax.random.PRNGKey(0))
+settings = random_settings(n, key=key_settings)
 t0 = time.perf_counter()
-res = sweep_settings(cfg, settings)
+res = sweep_settings(cfg, settings, key=key_networks)
 jax.block_until_ready(res)
 print(f"{n} settings in {time.perf_counter() - t0:.1f} s (one compiled call, compile included)")
 ok = np.asarray((res["os_rel"] < 0) & (res["ds_rel"] > 0))

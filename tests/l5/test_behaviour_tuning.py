@@ -15,7 +15,7 @@ def _check_debug_behaviour(res):
     assert (ds > 0.5).all()  # DS high for every type
     assert abs(ds["CS"] - ds["CC"]) < 0.1  # ... and about equal for CS and CC (ds_rel ~ 0)
     assert res.summary_info["nan_counter"] == 0 and res.summary_info["activity_off"] == [0, 0, 0, 0]
-    rates = np.asarray(res.output.rates)
+    rates = np.asarray(res.trajectory.rates)
     assert np.all(np.isfinite(rates)) and rates.max() < res.config.Max_act  # stable, bounded
     # PV most active, CC least (the original's bar plot of Dec 2022)
     assert act.idxmax() == "PV" and act.idxmin() == "CC"
@@ -41,19 +41,19 @@ def test_debug_config_behaviour_full():
 
 def test_tuning_decreases_loss_small():
     cfg = debug_config(N=[9, 55, 9, 7], learning_rule="None", threshold_filter="ema", sim_number=2, Ttau=60)
-    res = tune(cfg, key=jax.random.PRNGKey(0), n_steps=4, learning_rate=0.05, margin=0.5)
+    res = tune(cfg, key=jax.random.PRNGKey(0), n_epochs=4, learning_rate=0.05, margin=0.5)
     h = res.history
     assert len(h["loss"]) == 4 and np.all(np.isfinite(h["loss"]))
-    assert h["loss"][-1] < h["loss"][0]
+    assert h["loss"].iloc[-1] < h["loss"].iloc[0]
     assert not np.allclose(np.asarray(res.params.amplitude), np.asarray(L5Params.from_config(cfg).amplitude))
     with pytest.raises(Exception, match="train must name"):
-        tune(cfg, key=jax.random.PRNGKey(0), n_steps=1, train=("gamma",))
+        tune(cfg, key=jax.random.PRNGKey(0), n_epochs=1, train=("gamma",))
 
 
 @pytest.mark.slow
 def test_tuning_reaches_experimental_signs_on_fresh_seeds():
     cfg = debug_config(learning_rule="None", threshold_filter="ema", sim_number=3, Ttau=80)
-    res = tune(cfg, key=jax.random.PRNGKey(1), n_steps=40, learning_rate=0.05, margin=0.35)
+    res = tune(cfg, key=jax.random.PRNGKey(1), n_epochs=40, learning_rate=0.05, margin=0.35)
     fresh = jax.random.PRNGKey(10_001)
     before = check_tuned(cfg, L5Params.from_config(cfg), key=fresh, sim_number=20)
     after = check_tuned(cfg, res.params, key=fresh, sim_number=20)

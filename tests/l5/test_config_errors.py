@@ -1,12 +1,13 @@
 """Configs: loading from Python/JSON/YAML, original keys, and clear errors (acceptance 5)."""
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 
 from spikejax.core.errors import ConfigError, ShapeError, SpikejaxError
-from spikejax.l5 import L5Config, L5Params, build_network, debug_config, load_config, make_spec, simulate
+from spikejax.l5 import L5Config, L5Model, L5Params, build_network, debug_config, load_config, make_spec, simulate
 from spikejax.l5.config import phase_list_of
 
 
@@ -15,12 +16,13 @@ def test_debug_defaults_match_bundled_params():
 
     d = load_params()["debug_config_HEAD"]
     cfg = debug_config()
-    assert cfg.steps == d["steps"] == 2500
+    assert cfg.n_steps == d["steps"] == 2500
     assert cfg.window_length == 642
-    for k in ("sim_number", "delta_t", "tau", "Ttau", "tau_learn", "tau_threshold", "learning_rule", "spatialF",
+    assert cfg.dt == d["delta_t"]  # the original's name of dt
+    for k in ("sim_number", "tau", "Ttau", "tau_learn", "tau_threshold", "learning_rule", "spatialF",
               "temporalF", "spatialPhase", "number_steps_before_learning", "integrator", "nonlinearity_rule"):
         assert getattr(cfg, k) == d[k], k
-    assert cfg.amplitude == d["amplitude_CS_CC_PV_SST"]
+    assert list(cfg.amplitude) == d["amplitude_CS_CC_PV_SST"]
     assert phase_list_of("CC_CS_Alter") == ("CS",) * 10 + ("CC",) * 10 + ("Rest",) * 10
 
 
@@ -29,11 +31,11 @@ def test_load_python_json_yaml(tmp_path):
     py.write_text("import numpy as np\nsim_number = 2\namplitude = np.array([1., 2., 3., 4.])\n"
                   "learning_rule = 'BCM'\nname_sim = 'x'\nw_compare = np.zeros((4, 4))\nexcit_only = False\n")
     c = load_config(py)
-    assert c.sim_number == 2 and c.amplitude == [1.0, 2.0, 3.0, 4.0] and c.learning_rule == "BCM"
+    assert c.sim_number == 2 and c.amplitude == (1.0, 2.0, 3.0, 4.0) and c.learning_rule == "BCM"
     js = tmp_path / "cfg.json"
     js.write_text(json.dumps({"tau": 0.2, "Ttau": 125, "learning_rule": "Oja"}))
     c = load_config(js)
-    assert c.tau == 0.2 and c.steps == 2500 and c.learning_rule == "Oja"
+    assert c.tau == 0.2 and c.n_steps == 2500 and c.learning_rule == "Oja"
     ym = tmp_path / "cfg.yaml"
     ym.write_text("learning_rule: Cov\nneurons: excit_only\nphase_key: All_Alter\n")
     c = load_config(ym, sim_number=3)
@@ -53,8 +55,8 @@ def test_load_python_json_yaml(tmp_path):
     "changes, err, match",
     [
         (dict(tau=-0.1), ConfigError, "tau must be > 0"),
-        (dict(delta_t=0.1), ConfigError, "delta_t must be smaller than tau"),
-        (dict(delta_t=0.2), ConfigError, "delta_t must be smaller than tau"),
+        (dict(dt=0.1), ConfigError, "dt must be smaller than tau"),
+        (dict(dt=0.2), ConfigError, "dt must be smaller than tau"),
         (dict(learning_rule="Hebb"), ConfigError, "learning_rule must be one of"),
         (dict(learning_rule="none"), ConfigError, "lowercase"),
         (dict(integrator="rk45"), ConfigError, "integrator must be one of"),
@@ -91,15 +93,15 @@ def test_bad_params_and_network_shapes_raise():
     import equinox as eqx
 
     with pytest.raises(SpikejaxError, match="params.amplitude must be finite"):
-        simulate(eqx.tree_at(lambda q: q.amplitude, p, p.amplitude.at[0].set(np.nan)), net, spec)
+        simulate(L5Model(eqx.tree_at(lambda q: q.amplitude, p, p.amplitude.at[0].set(np.nan)), net, spec))
     with pytest.raises(ConfigError, match="params.tau must be > 0"):
-        simulate(eqx.tree_at(lambda q: q.tau, p, -p.tau), net, spec)
-    with pytest.raises(ConfigError, match="delta_t must be < tau"):
-        simulate(eqx.tree_at(lambda q: q.delta_t, p, p.delta_t * 20), net, spec)
+        simulate(L5Model(eqx.tree_at(lambda q: q.tau, p, -p.tau), net, spec))
+    with pytest.raises(ConfigError, match="dt must be < tau"):
+        simulate(L5Model(p, net, dataclasses.replace(spec, dt=spec.dt * 20)))
     with pytest.raises(ShapeError, match="network W must have shape"):
-        simulate(p, eqx.tree_at(lambda n: n.W, net, net.W[:, :5, :5]), spec)
+        simulate(L5Model(p, eqx.tree_at(lambda n: n.W, net, net.W[:, :5, :5]), spec))
     with pytest.raises(TypeError, match="spec must be a Spec"):
-        simulate(p, net, "spec")
+        simulate(L5Model(p, net, "spec"))
     with pytest.raises(ConfigError, match="window"):
         make_spec(cfg.replace(learning_rule="BCM", tau_threshold=0.01))
 

@@ -8,7 +8,7 @@ import pytest
 from jax.test_util import check_grads
 
 from spikejax.core.errors import ConfigError
-from spikejax.l5 import L5Params, build_network, debug_config, make_spec, simulate
+from spikejax.l5 import L5Model, L5Params, build_network, debug_config, make_spec, simulate
 from spikejax.l5.constrained import Constraints, constraint_terms, tune_constrained
 
 N = [4, 6, 3, 3]
@@ -44,14 +44,14 @@ def test_tuning_lifts_activity_above_bound():
                        tau_learn=50.0, tau_threshold=0.2)  # Slide_BCM on from step 20
     net = build_network(cfg, key=jax.random.PRNGKey(0))
     spec = make_spec(cfg)
-    act0 = constraint_terms(simulate(L5Params.from_config(cfg), net, spec).rates, N, 4, Constraints())["act"]
+    act0 = constraint_terms(simulate(L5Model(L5Params.from_config(cfg), net, spec)).rates, N, 4, Constraints())["act"]
     bound = 1.4 * float(act0[0, 1])  # CC must become 40 % more active than it is
     cons = Constraints(act_min=(0.0, bound, 0.0, 0.0), act_margin=0.2)
     # margin -1: the selectivity terms vanish, the constraint alone drives the amplitudes
-    res = tune_constrained(cfg, key=jax.random.PRNGKey(0), net=net, constraints=cons, n_steps=4, learning_rate=0.1,
+    res = tune_constrained(cfg, key=jax.random.PRNGKey(0), net=net, constraints=cons, n_epochs=4, learning_rate=0.1,
                            margin=-1.0, train=("amplitude",))
     assert res.n_simulations == 4 and res.history["penalty"][0] > 0
-    act = constraint_terms(simulate(res.params, net, spec).rates, N, 4, cons)["act"]
+    act = constraint_terms(simulate(L5Model(res.params, net, spec)).rates, N, 4, cons)["act"]
     assert float(act[0, 1]) >= bound
 
 
@@ -65,4 +65,4 @@ def test_tpe_same_objective_counts_simulations():
     assert res.n_simulations == 3 and len(res.history["loss"]) == 3
     assert res.best_loss == pytest.approx(min(res.history["loss"]))
     # the first trial is the initial point (the gradient run starts there too)
-    np.testing.assert_allclose(np.asarray(res.history["act"][0]).shape, (4,))
+    np.testing.assert_allclose(np.asarray(res.history[[f"act[{k}]" for k in range(4)]].iloc[0]).shape, (4,))

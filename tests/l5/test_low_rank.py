@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from spikejax.l5 import L5Params, build_network, debug_config, make_spec, simulate
+from spikejax.l5 import L5Model, L5Params, build_network, debug_config, make_spec, simulate
 from spikejax.l5.network import type_index
 from spikejax.l5.stimulus import stimulus_at, stimulus_basis, thalamic_gain
 
@@ -36,8 +36,8 @@ def _both(**changes):
     p = L5Params.from_config(cfg)
     lo = make_spec(cfg, record_states=True)
     assert lo.low_rank
-    a = simulate(p, net, lo)
-    b = simulate(p, net, make_spec(cfg, record_states=True, dense_weights=True))
+    a = simulate(L5Model(p, net, lo))
+    b = simulate(L5Model(p, net, make_spec(cfg, record_states=True, dense_weights=True)))
     return a, b
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from spikejax.l5 import (
-    L5Params, build_network, debug_config, head_loss, indegree, load_input_table, load_params, make_spec,
+    L5Model, L5Params, build_network, debug_config, head_loss, indegree, load_input_table, load_params, make_spec,
     metrics as M, simulate, w_compare,
 )
 from spikejax.l5.network import head_type_weights, type_index
@@ -53,13 +53,13 @@ def test_fixed_indegree_signs_and_normalisation(full_net):
 
 def test_head_init_relative_noise():
     wt = jnp.asarray(load_params()["w_target_psp"]["values"])
-    ws = jnp.stack([head_type_weights(jax.random.PRNGKey(i), wt) for i in range(400)])
+    ws = jnp.stack([head_type_weights(wt, key=jax.random.PRNGKey(i)) for i in range(400)])
     m = np.asarray(ws.mean(0))
     np.testing.assert_allclose(m, np.asarray(wt), atol=0.02)
     assert np.all(np.asarray(ws[:, :2]) >= 0) and np.all(np.asarray(ws[:, 2:]) <= 0)
     sd = np.asarray(ws.std(0))
     np.testing.assert_allclose(sd, 0.1 * np.abs(np.asarray(wt)), rtol=0.2, atol=1e-6)
-    ex = head_type_weights(jax.random.PRNGKey(0), wt, neurons="excit_only")
+    ex = head_type_weights(wt, key=jax.random.PRNGKey(0), neurons="excit_only")
     np.testing.assert_allclose(np.asarray(ex[2:]), -np.abs(np.asarray(wt[2:])))
 
 
@@ -137,7 +137,7 @@ def test_weight_df_layout_and_head_loss_by_hand():
     cfg = debug_config(N=[4, 6, 3, 3], sim_number=2, Ttau=40, block=5, eval_steps=50, number_steps_before_learning=100,
                        tau_learn=5.0, tau_threshold=0.5)
     net = build_network(cfg, key=jax.random.PRNGKey(2))
-    out = simulate(L5Params.from_config(cfg), net, make_spec(cfg))
+    out = simulate(L5Model(L5Params.from_config(cfg), net, make_spec(cfg)))
     wdf = weight_df(out, cfg.N)
     assert list(wdf.columns) == PAIR_COLUMNS and wdf.shape == (9, 16)
     # W_mean[post-pre] is the block mean of the final weights

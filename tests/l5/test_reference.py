@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from spikejax.l5 import L5Params, build_network, debug_config, make_spec, simulate
+from spikejax.l5 import L5Model, L5Params, build_network, debug_config, make_spec, simulate
 from spikejax.l5 import metrics as M
 
 from .reference import reference_run, reference_selectivity
@@ -20,13 +20,13 @@ def _compare(rule, integrator, expect_moved=True, **extra):
     net = build_network(cfg, key=jax.random.PRNGKey(3))
     p = L5Params.from_config(cfg)
     spec = make_spec(cfg, record_states=True, record_weights=False)
-    out = simulate(p, net, spec)
-    assert cfg.window_length == 20 and cfg.steps == 60
+    out = simulate(L5Model(p, net, spec))
+    assert cfg.window_length == 20 and cfg.n_steps == 60
     for d, deg in enumerate(cfg.degree):
         r_ref, W_ref = reference_run(
             W0=np.asarray(net.W[0]), r0=np.asarray(net.r0[0]), a=np.asarray(net.pos_a[0]), b=np.asarray(net.pos_b[0]),
             theta=np.deg2rad(deg), N=cfg.N, amplitude=cfg.amplitude, steady=cfg.steady_input, tau=cfg.tau,
-            dt=cfg.delta_t, steps=cfg.steps, n_before=cfg.number_steps_before_learning, tau_learn=cfg.tau_learn,
+            dt=cfg.dt, steps=cfg.n_steps, n_before=cfg.number_steps_before_learning, tau_learn=cfg.tau_learn,
             tau_threshold=cfg.tau_threshold, rule=rule, integrator=integrator,
             neurons=cfg.neurons, phase_key=cfg.phase_key,
         )

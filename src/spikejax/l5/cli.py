@@ -22,6 +22,8 @@ def _cfg(args):
             overrides[k] = json.loads(v)
         except json.JSONDecodeError:
             overrides[k] = v
+    if getattr(args, "seed", None) is not None:
+        overrides["seed"] = args.seed
     return load_config(args.config, **overrides)
 
 
@@ -38,7 +40,7 @@ def _run(args) -> int:
     if not args.no_plots:
         plot_all(res, out)
     print(res.selectivity_df.loc["after"].round(4).to_string())
-    print(json.dumps({**res.summary_info, "loss": res.loss}))
+    print(json.dumps({**res.summary_info, "loss": res.head_loss}))
     return 0
 
 
@@ -49,10 +51,13 @@ def _tune(args) -> int:
     from .tune import check_tuned, tune
 
     cfg = _cfg(args)
-    res = tune(cfg, key=jax.random.PRNGKey(cfg.seed), n_steps=args.steps, learning_rate=args.lr, margin=args.margin)
-    check = check_tuned(cfg, res.params, key=jax.random.PRNGKey(cfg.seed + 1000), sim_number=args.check_sims)
+    # --seed (the config's seed) becomes the key here, explicitly: the library never reads cfg.seed
+    res = tune(cfg, key=jax.random.PRNGKey(cfg.seed), n_epochs=args.epochs, learning_rate=args.learning_rate,
+               margin=args.margin)
+    check = check_tuned(cfg, res.model, key=jax.random.PRNGKey(cfg.seed + 1000), sim_number=args.check_sims)
     out = Path(args.out)
-    save_json(out / "tuned.json", {"params": res.summary(), "history": res.history, "check_fresh_seeds": check})
+    save_json(out / "tuned.json", {"params": res.summary(), "history": res.history.to_dict(orient="list"),
+                                   "check_fresh_seeds": check})
     print(json.dumps({"params": res.summary(), "os_rel": check["os_rel"], "ds_rel": check["ds_rel"],
                       "os_rel_sd": check["os_rel_sd"], "ds_rel_sd": check["ds_rel_sd"]}))
     return 0
@@ -71,7 +76,7 @@ def _sweep(args) -> int:
     cfg = _cfg(args)
     settings = random_settings(args.n, key=jax.random.PRNGKey(cfg.seed + 1))
     t0 = time.perf_counter()
-    res = sweep_settings(cfg, settings, chunk_size=args.chunk)
+    res = sweep_settings(cfg, settings, key=jax.random.PRNGKey(cfg.seed), chunk_size=args.chunk)
     jax.block_until_ready(res)
     dt = time.perf_counter() - t0
     amp = np.asarray(settings["amplitude"])
@@ -89,10 +94,12 @@ def _sweep(args) -> int:
 
 
 def _search(args) -> int:
+    import jax
+
     from .search import tpe_search
 
     cfg = _cfg(args)
-    best, _, path = tpe_search(cfg, n_trials=args.trials, out_dir=args.out)
+    best, _, path = tpe_search(cfg, key=jax.random.PRNGKey(cfg.seed), n_trials=args.trials, out_dir=args.out)
     print(json.dumps({"best": best, "csv": str(path)}, default=str))
     return 0
 
@@ -105,6 +112,7 @@ def register(subparsers) -> None:
     def common(sp, out_default):
         sp.add_argument("config", nargs="?", default=None, help="config file (.py/.json/.yaml); default: the debug config")
         sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (JSON value)")
+        sp.add_argument("--seed", type=int, default=None, help="seed of the key (default: the config's seed)")
         sp.add_argument("--out", default=out_default, help=f"output folder (default {out_default})")
 
     r = sub.add_parser("run", help="simulate a config; write weight_df, selectivity_df, summary_info, meta_data and plots")
@@ -114,8 +122,8 @@ def register(subparsers) -> None:
 
     t = sub.add_parser("tune", help="gradient-based tuning toward os_rel < 0, ds_rel > 0, checked on fresh seeds")
     common(t, "out/l5_tune")
-    t.add_argument("--steps", type=int, default=30)
-    t.add_argument("--lr", type=float, default=0.03)
+    t.add_argument("--epochs", "--steps", dest="epochs", type=int, default=30, help="optimiser steps (n_epochs)")
+    t.add_argument("--learning-rate", "--lr", dest="learning_rate", type=float, default=0.03)
     t.add_argument("--margin", type=float, default=0.2)
     t.add_argument("--check-sims", type=int, default=10)
     t.set_defaults(func=_tune)

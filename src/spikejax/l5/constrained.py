@@ -28,9 +28,10 @@ backward pass O(N) per step) and two-level checkpointing of the 25-step blocks.
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -39,18 +40,23 @@ import numpy as np
 import optax
 import pandas as pd
 
+from ..core.config import Config, option
 from ..core.errors import ConfigError
+from ..core.random import check_key
+from ..core.results import Result, StopReason, history_frame
 from ..core.training import fit
 from . import metrics as M
 from .config import TYPES, L5Config
+from .engine import _run
+from .model import L5Params, make_spec, replace_params
 from .network import Network, build_network, type_index
-from .simulate import L5Params, make_spec, replace_params, simulate
-from .tune import TuneParams, soft_relative_indices
+from .objective import soft_relative_indices
+from .tuning import TuneParams, _frozen_spec, _params_template
 
 __all__ = [
     "Constraints",
     "constraint_terms",
-    "ConstrainedResult",
+    "L5ConstrainedResult",
     "make_objective",
     "tune_constrained",
     "tpe_constrained",
@@ -59,9 +65,11 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class Constraints:
+@dataclasses.dataclass(frozen=True)
+class Constraints(Config):
     """Bounds on each type's activity and silent-cell fraction (order CS, CC, PV, SST).
+
+    A frozen :class:`spikejax.core.Config`, validated at construction.
 
     Attributes
     ----------
@@ -79,31 +87,22 @@ class Constraints:
         Width of the smooth silent indicator, relative to ``silent_rate``.
     """
 
-    act_min: tuple = (0.1, 0.1, 0.1, 0.1)
-    act_max: tuple | None = None
-    silent_max: float = 0.2
-    silent_rate: float = 0.05
-    act_margin: float = 0.5
-    silent_margin: float = 0.5
-    temperature: float = 0.2
+    act_min: tuple[float, ...] = option((0.1, 0.1, 0.1, 0.1), ge=0, help="lowest mean activity per type")
+    act_max: tuple[float, ...] | None = option(None, help="highest mean activity per type (None: unbounded)")
+    silent_max: float = option(0.2, gt=0, le=1, help="highest fraction of silent cells per type")
+    silent_rate: float = option(0.05, gt=0, help="a cell is silent below this rate in every direction")
+    act_margin: float = option(0.5, ge=0, lt=10, help="relative safety margin of the activity bounds")
+    silent_margin: float = option(0.5, ge=0, lt=1, help="relative safety margin of the silent fraction")
+    temperature: float = option(0.2, gt=0, help="width of the smooth silent indicator (relative)")
 
-    def validate(self) -> Constraints:
+    def validate(self) -> None:
         lo = np.asarray(self.act_min, dtype=float)
-        if lo.shape != (4,) or not np.all(np.isfinite(lo)) or np.any(lo < 0):
-            raise ConfigError(f"constraints.act_min must be 4 finite values >= 0 (one per type {TYPES}), got {self.act_min!r}")
+        if lo.shape != (4,):
+            raise self.error("act_min", f"must be 4 finite values >= 0 (one per type {TYPES}), got {self.act_min!r}")
         if self.act_max is not None:
             hi = np.asarray(self.act_max, dtype=float)
-            if hi.shape != (4,) or not np.all(np.isfinite(hi)) or np.any(hi <= lo):
-                raise ConfigError(f"constraints.act_max must be 4 finite values > act_min, got {self.act_max!r}")
-        if not 0.0 < float(self.silent_max) <= 1.0:
-            raise ConfigError(f"constraints.silent_max must be in (0, 1], got {self.silent_max!r}")
-        for name in ("silent_rate", "temperature"):
-            if not float(getattr(self, name)) > 0:
-                raise ConfigError(f"constraints.{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("act_margin", "silent_margin"):
-            if not 0.0 <= float(getattr(self, name)) < 1.0 + (name == "act_margin") * 9:
-                raise ConfigError(f"constraints.{name} must be >= 0 (and < 1 for silent_margin), got {getattr(self, name)!r}")
-        return self
+            if hi.shape != (4,) or np.any(hi <= lo):
+                raise self.error("act_max", f"must be 4 finite values > act_min, got {self.act_max!r}")
 
 
 def _type_onehot(N, dtype):
@@ -126,7 +125,6 @@ def constraint_terms(rates, N, eval_blocks: int, cons: Constraints) -> dict:
     fraction, ``silent_soft`` (S, 4) its smooth version, ``penalty`` (scalar P above) and its
     parts ``pen_act_lo``, ``pen_act_hi``, ``pen_silent``.
     """
-    cons.validate()
     dtype = rates.dtype
     rbar = jnp.mean(rates[..., -eval_blocks:, :], axis=-2)  # (S, D, N)
     oh = _type_onehot(N, dtype)
@@ -151,15 +149,16 @@ def constraint_terms(rates, N, eval_blocks: int, cons: Constraints) -> dict:
             "pen_act_lo": pen_lo, "pen_act_hi": pen_hi, "pen_silent": pen_sil}
 
 
-def make_objective(cfg: L5Config, spec, p0: L5Params, cons: Constraints, *, margin: float = 0.3,
+def make_objective(config: L5Config, spec, p0: L5Params, cons: Constraints, *, margin: float = 0.3,
                    soft_beta: float = 20.0, c_con: float = 10.0, c_reg: float = 1e-3, w_ds: float = 1.0):
     """``objective(tp, net) -> (loss, aux)`` of the module docstring (pure; jit or grad it)."""
+    cfg = config
     eval_blocks = cfg.eval_steps // cfg.block
     tp0 = TuneParams.from_params(p0)
 
     def objective(tp: TuneParams, net: Network):
-        p = tp.apply(p0)
-        out = simulate(p, net, spec, jit=False)
+        p = tp.apply(p0, spec.dt)
+        out = _run(p, net, spec, jit=False)
         os_rel, ds_rel, _ = soft_relative_indices(out.rates, cfg.N, eval_blocks, soft_beta)
         ct = constraint_terms(out.rates, cfg.N, eval_blocks, cons)
         sel = jax.nn.relu(os_rel + margin) ** 2 + w_ds * jax.nn.relu(margin - ds_rel) ** 2
@@ -172,40 +171,56 @@ def make_objective(cfg: L5Config, spec, p0: L5Params, cons: Constraints, *, marg
     return objective
 
 
-@dataclass
-class ConstrainedResult:
+class L5ConstrainedResult(Result):
     """Outcome of :func:`tune_constrained` or :func:`tpe_constrained`.
 
-    ``params``: the parameters with the lowest objective seen; ``history``: one entry per
-    simulation (loss, soft indices, activity, wall time since the start); ``n_simulations``:
-    objective evaluations (a gradient step counts one, with its backward pass); ``wall_s``.
+    Attributes
+    ----------
+    model : L5Params
+        The parameters with the lowest objective seen (also :attr:`params`).
+    history : DataFrame
+        One row per simulation: ``iteration``, ``loss``, ``sel``, ``penalty``, ``os_rel_soft``,
+        ``ds_rel_soft``, ``act[k]`` and ``silent[k]`` per type k, ``time_s`` since the start.
+    stop_reason, seconds
+        As every :class:`spikejax.core.Result` (``seconds``: wall time, compile included).
+    best_loss : float
+    n_simulations : int
+        Objective evaluations (a gradient step counts one, with its backward pass).
+    method : str
+        ``gradient`` or ``tpe``.
+    config : L5Config
     """
 
-    params: L5Params
     best_loss: float
-    history: dict = field(default_factory=dict)
-    n_simulations: int = 0
-    wall_s: float = 0.0
-    method: str = ""
-    config: L5Config | None = None
+    n_simulations: int
+    method: str
+    config: L5Config
+
+    @property
+    def params(self) -> L5Params:
+        """The best parameters (the old name of :attr:`model`)."""
+        return self.model
+
+    @property
+    def wall_s(self) -> float:
+        """The old name of :attr:`seconds`."""
+        return self.seconds
+
+    @classmethod
+    def _template(cls, field: str, header):
+        if field == "model":
+            return _params_template(header["config"])
+        return super()._template(field, header)
 
     def summary(self) -> dict:
-        p = self.params
+        p = self.model
         return {"method": self.method, "best_loss": self.best_loss, "n_simulations": self.n_simulations,
-                "wall_s": round(self.wall_s, 1), "amplitude": np.asarray(p.amplitude).round(4).tolist(),
+                "seconds": round(self.seconds, 1), "amplitude": np.asarray(p.amplitude).round(4).tolist(),
                 "tau": np.asarray(p.tau).round(5).tolist(), "w_gain": np.asarray(p.w_gain).round(4).tolist()}
 
 
 def _frozen_mask(tp0, train):
-    names = {"amplitude": "log_amplitude", "tau": "log_tau", "w_gain": "log_gain"}
-    bad = [t for t in train if t not in names]
-    if bad or not train:
-        raise ConfigError(f"train must name some of 'amplitude', 'tau', 'w_gain'; got {train!r}")
-    spec = jax.tree_util.tree_map(lambda _: True, tp0)
-    for group, attr in names.items():
-        if group not in train:
-            spec = eqx.tree_at(lambda t, a=attr: getattr(t, a), spec, False)
-    return spec
+    return _frozen_spec(tp0, train)
 
 
 def _record(hist, loss, aux, t0):
@@ -214,19 +229,33 @@ def _record(hist, loss, aux, t0):
         hist[k].append(float(aux[k]))
     hist["act"].append(np.asarray(aux["act"]).tolist())
     hist["silent"].append(np.asarray(aux["silent"]).tolist())
-    hist["wall_s"].append(time.perf_counter() - t0)
+    hist["time_s"].append(time.perf_counter() - t0)
 
 
 def _new_history():
-    return {k: [] for k in ("loss", "sel", "penalty", "os_rel_soft", "ds_rel_soft", "act", "silent", "wall_s")}
+    return {k: [] for k in ("loss", "sel", "penalty", "os_rel_soft", "ds_rel_soft", "act", "silent", "time_s")}
+
+
+def _history_table(hist) -> Any:
+    n = len(hist["loss"])
+    cols = {"iteration": np.arange(n)}
+    for k, v in hist.items():
+        cols[k] = np.asarray(v, dtype=float).reshape((n, 4) if k in ("act", "silent") else (n,))
+    return history_frame(cols, index="iteration")
+
+
+def _result(state_params, best, hist, t0, method, config, stop_reason) -> L5ConstrainedResult:
+    return L5ConstrainedResult(model=state_params, history=_history_table(hist), stop_reason=stop_reason,
+                               seconds=time.perf_counter() - t0, best_loss=float(best),
+                               n_simulations=len(hist["loss"]), method=method, config=config)
 
 
 def tune_constrained(
-    cfg: L5Config,
+    config: L5Config,
     *,
     key: jax.Array,
     constraints: Constraints = Constraints(),
-    n_steps: int = 40,
+    n_epochs: int = 40,
     time_budget: float | None = None,
     learning_rate: float = 0.05,
     margin: float = 0.3,
@@ -239,18 +268,18 @@ def tune_constrained(
     params: L5Params | None = None,
     checkpoint: bool = True,
     verbose: bool = False,
-) -> ConstrainedResult:
+) -> L5ConstrainedResult:
     """Adam (with global-norm clipping at 1) on the constrained loss, BPTT through the whole run.
 
     Parameters
     ----------
-    cfg
+    config
         Simulated configuration, learning rule included (its ``sim_number`` networks are the
         training networks, sampled from ``key`` unless ``net`` is given).
     constraints
         Bounds on activity and silent fraction (:class:`Constraints`).
-    n_steps, time_budget
-        Stop after ``n_steps`` optimiser steps or when ``time_budget`` seconds (wall, compile
+    n_epochs, time_budget
+        Stop after ``n_epochs`` optimiser steps (full batch: one per epoch) or when ``time_budget`` seconds (wall, compile
         included) have passed, whichever comes first.
     margin, soft_beta, c_con, c_reg, w_ds
         Margin of the soft relative indices, soft-argmax sharpness, penalty and L2 weights, and
@@ -258,20 +287,20 @@ def tune_constrained(
     checkpoint
         Checkpoint the blocks (two levels) so 2500-step runs fit in memory.
     """
-    if n_steps < 0:
-        raise ConfigError(f"n_steps must be >= 0, got {n_steps}")
-    constraints.validate()
-    cfg.validate()
+    if n_epochs < 0:
+        raise ConfigError(f"n_epochs must be >= 0, got {n_epochs}")
+    cfg = config
     t0 = time.perf_counter()
+    key = check_key(key)
     net = build_network(cfg, key=key) if net is None else net
     p0 = L5Params.from_config(cfg) if params is None else params
-    spec = make_spec(cfg, record_weights=False, remat=checkpoint, capacity=cfg.steps + 1)
+    spec = make_spec(cfg, record_weights=False, remat=checkpoint, capacity=cfg.n_steps + 1)
     objective = make_objective(cfg, spec, p0, constraints, margin=margin, soft_beta=soft_beta, c_con=c_con, c_reg=c_reg,
                                w_ds=w_ds)
     tp0 = TuneParams.from_params(p0)
     hist = _new_history()
     # the loss logged at step i is that of the parameters *before* update i: keep them to return the best
-    track = {"best": np.inf, "best_tp": tp0, "prev": tp0}
+    track = {"best": np.inf, "best_tp": tp0, "prev": tp0, "stop": StopReason.COMPLETED}
 
     def loss_fn(tp, batch, k):
         del batch, k
@@ -283,23 +312,26 @@ def tune_constrained(
         if verbose:
             print(f"step {step - 1}: loss {loss:.4f} sel {logs['sel']:.4f} pen {logs['penalty']:.4f} "
                   f"os~ {logs['os_rel_soft']:+.3f} ds~ {logs['ds_rel_soft']:+.3f} "
-                  f"act {np.round(np.asarray(logs['act']), 3).tolist()} ({hist['wall_s'][-1]:.0f} s)", flush=True)
+                  f"act {np.round(np.asarray(logs['act']), 3).tolist()} ({hist['time_s'][-1]:.0f} s)", flush=True)
         if not np.isfinite(loss):
+            track["stop"] = StopReason.DIVERGED
             return True
         if loss < track["best"]:
             track["best"], track["best_tp"] = loss, track["prev"]
         track["prev"] = model
-        return time_budget is not None and time.perf_counter() - t0 >= time_budget
+        if time_budget is not None and time.perf_counter() - t0 >= time_budget:
+            track["stop"] = StopReason.CALLBACK
+            return True
+        return False
 
-    if n_steps > 0:
+    if n_epochs > 0:
         # core's training loop: Adam with global-norm clipping at 1, frozen groups by filter spec, one
         # optimiser step per host call (the time budget and the best-so-far are checked between steps)
         fit(tp0, loss_fn, None, optimizer=optax.chain(optax.clip_by_global_norm(1.0), optax.adam(learning_rate)),
-            key=key, n_steps=n_steps, has_aux=True, filter_spec=_frozen_mask(tp0, train), steps_per_call=1,
+            key=key, n_steps=n_epochs, has_aux=True, filter_spec=_frozen_mask(tp0, train), steps_per_call=1,
             nan_guard=False, callback=on_step, progress=False, desc="l5 constrained tune")
     best, best_tp = track["best"], track["best_tp"]
-    return ConstrainedResult(params=best_tp.apply(p0), best_loss=float(best), history=hist,
-                             n_simulations=len(hist["loss"]), wall_s=time.perf_counter() - t0, method="gradient", config=cfg)
+    return _result(best_tp.apply(p0, spec.dt), best, hist, t0, "gradient", cfg, track["stop"])
 
 
 #: TPE box of :func:`tpe_constrained`: amplitudes U(0, 20) (the original's), tau per type and the
@@ -308,7 +340,7 @@ TPE_BOX = {"amplitude": (0.0, 20.0), "tau": (0.05, 0.4), "w_gain": (0.25, 4.0)}
 
 
 def tpe_constrained(
-    cfg: L5Config,
+    config: L5Config,
     *,
     key: jax.Array,
     constraints: Constraints = Constraints(),
@@ -322,19 +354,19 @@ def tpe_constrained(
     train: tuple[str, ...] = ("amplitude", "tau", "w_gain"),
     net: Network | None = None,
     params: L5Params | None = None,
-    seed: int = 0,
-) -> ConstrainedResult:
+) -> L5ConstrainedResult:
     """Optuna TPE on the same objective as :func:`tune_constrained` (forward runs only), for
-    ``time_budget`` seconds (wall, compile included) or ``n_trials``. Needs the ``l5`` extra."""
-    from .search import _optuna
+    ``time_budget`` seconds (wall, compile included) or ``n_trials``. ``key`` samples the networks
+    (unless ``net`` is given) and seeds the TPE sampler. Needs the ``l5`` extra."""
+    from .search import _optuna, _sampler_seed
 
     optuna = _optuna()
-    constraints.validate()
-    cfg.validate()
+    cfg = config
     t0 = time.perf_counter()
+    key = check_key(key)
     net = build_network(cfg, key=key) if net is None else net
     p0 = L5Params.from_config(cfg) if params is None else params
-    spec = make_spec(cfg, record_weights=False, capacity=cfg.steps + 1)
+    spec = make_spec(cfg, record_weights=False, capacity=cfg.n_steps + 1)
     objective = eqx.filter_jit(make_objective(cfg, spec, p0, constraints, margin=margin, soft_beta=soft_beta,
                                               c_con=c_con, c_reg=c_reg, w_ds=w_ds))
     tp0 = TuneParams.from_params(p0)
@@ -364,7 +396,7 @@ def tpe_constrained(
         return loss if np.isfinite(loss) else 1e6
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed))
+    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=_sampler_seed(key)))
     # the initial parameters as the first trial (the gradient run starts there too)
     first = {}
     if "amplitude" in train:
@@ -377,11 +409,11 @@ def tpe_constrained(
     study.enqueue_trial(first)
     remaining = None if time_budget is None else max(0.0, time_budget - (time.perf_counter() - t0))
     study.optimize(obj, n_trials=n_trials, timeout=remaining)
-    return ConstrainedResult(params=state["tp"].apply(p0), best_loss=float(state["best"]), history=hist,
-                             n_simulations=len(hist["loss"]), wall_s=time.perf_counter() - t0, method="tpe", config=cfg)
+    stop = StopReason.CALLBACK if n_trials is None or len(hist["loss"]) < n_trials else StopReason.COMPLETED
+    return _result(state["tp"].apply(p0, spec.dt), state["best"], hist, t0, "tpe", cfg, stop)
 
 
-def validate_tuned(cfg: L5Config, params: L5Params, *, key: jax.Array, n_experiments: int = 4, group: int = 5,
+def validate_tuned(config: L5Config, params: L5Params, *, key: jax.Array, n_experiments: int = 4, group: int = 5,
                    constraints: Constraints = Constraints()) -> dict:
     """The original's protocol on fresh networks: ``n_experiments`` experiments of ``group``
     networks x 4 directions, exact metrics.
@@ -395,13 +427,12 @@ def validate_tuned(cfg: L5Config, params: L5Params, *, key: jax.Array, n_experim
     ``relative`` (os_rel, ds_rel, os_p_rel per experiment, mean, sd, z = mean/sd),
     ``constraints_met`` and ``signs_met`` (os_rel < 0, ds_rel > 0, each >= 2 s.d. from 0).
     """
-    constraints.validate()
     S = n_experiments * group
-    c = cfg.replace(sim_number=S)
-    net = build_network(c, key=key)
+    c = config.replace(sim_number=S)
+    net = build_network(c, key=check_key(key))
     spec = make_spec(c, record_weights=False)
     p = replace_params(L5Params.from_config(c), amplitude=params.amplitude, tau=params.tau, w_gain=params.w_gain)
-    out = simulate(p, net, spec)
+    out = _run(p, net, spec)
     eb = c.eval_steps // c.block
     st = M.summarize(out.rates, c.N, eval_blocks=eb)
     ct = constraint_terms(out.rates, c.N, eb, constraints)
@@ -445,32 +476,48 @@ def validate_tuned(cfg: L5Config, params: L5Params, *, key: jax.Array, n_experim
             "counters": {k: np.asarray(v).tolist() for k, v in cnt.items()}, "n_networks": S}
 
 
-def plot_validation(val: dict, title: str = "", original_png: str | Path | None = None):
+def plot_validation(val: dict, title: str = "", original_png: str | Path | None = None, *, ax: Any = None):
     """Bars per type (mean over experiments, error bar = the original's within-network s.d.
     ``Mean_std``; black ticks = s.d. over experiments) of activity, OS, DS, OS_p, beside the
-    original's figure when ``original_png`` is given."""
-    from .plots import COLORS, _plt
+    original's figure when ``original_png`` is given.
 
-    plt = _plt()
+    ``ax``: 4 Axes (5 with ``original_png``) or None (a new figure). Returns the Axes (an array).
+    """
+    from .plots import COLORS
+
     t = val["table"]
-    ncol = 3 if original_png is not None else 2
-    fig = plt.figure(figsize=(5 * ncol, 8))
+    show_png = original_png is not None and Path(original_png).exists()
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        ncol = 3 if show_png else 2
+        fig = plt.figure(figsize=(5 * ncol, 8))
+        axes = [fig.add_subplot(2, ncol, (i // 2) * ncol + (i % 2) + 1) for i in range(4)]
+        if show_png:
+            axes.append(fig.add_subplot(1, ncol, ncol))
+        axes = np.asarray(axes, dtype=object)
+    else:
+        axes = np.ravel(np.asarray(ax, dtype=object))
+        if axes.size != 4 + show_png:
+            raise ValueError(f"plot_validation draws {4 + show_png} panels: pass that many Axes, got {axes.size}")
     panels = [("act", "Mean activity"), ("OS", "Orientational selectivity (OS)"),
               ("DS", "Directional selectivity (DS)"), ("OS_p", "Orientational selectivity_p (OS_p)")]
-    for i, (k, name) in enumerate(panels):
-        ax = fig.add_subplot(2, ncol, (i // 2) * ncol + (i % 2) + 1)
+    for a, (k, name) in zip(axes, panels):
         m = t[f"{k}_mean"].to_numpy()
-        ax.bar(TYPES, m, yerr=t[f"{k}_Mean_std"].to_numpy(), color=COLORS, capsize=6)
-        ax.errorbar(TYPES, m, yerr=t[f"{k}_sd_over_experiments"].to_numpy(), fmt="o-", color="k", capsize=3, lw=1)
-        ax.set_title(name)
-        ax.grid(axis="y", alpha=0.5)
-    if original_png is not None and Path(original_png).exists():
-        ax = fig.add_subplot(1, ncol, ncol)
-        ax.imshow(plt.imread(str(original_png)))
-        ax.set_axis_off()
-        ax.set_title("original (repository notebook, 2022-12-15)")
+        a.bar(TYPES, m, yerr=t[f"{k}_Mean_std"].to_numpy(), color=COLORS, capsize=6)
+        a.errorbar(TYPES, m, yerr=t[f"{k}_sd_over_experiments"].to_numpy(), fmt="o-", color="k", capsize=3, lw=1)
+        a.set_title(name)
+        a.grid(axis="y", alpha=0.5)
+    if show_png:
+        import matplotlib.image as mpimg
+
+        axes[4].imshow(mpimg.imread(str(original_png)))
+        axes[4].set_axis_off()
+        axes[4].set_title("original (repository notebook, 2022-12-15)")
     r = val["relative"]
+    fig = axes[0].figure
     fig.suptitle((title + "\n" if title else "") + f"{val['n_networks']} fresh networks: os_rel {r['os_rel']['mean']:+.3f} "
                  f"(sd {r['os_rel']['sd']:.3f}), ds_rel {r['ds_rel']['mean']:+.3f} (sd {r['ds_rel']['sd']:.3f}) over experiments")
-    fig.tight_layout()
-    return fig
+    if ax is None:
+        fig.tight_layout()
+    return axes

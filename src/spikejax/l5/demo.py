@@ -14,14 +14,11 @@ __all__ = ["run"]
 
 
 def _tune_figure(history, before, after):
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    axes[0].plot(history["os_rel_soft"], label="os_rel (soft)")
-    axes[0].plot(history["ds_rel_soft"], label="ds_rel (soft)")
+    axes[0].plot(history["step"], history["os_rel_soft"], label="os_rel (soft)")
+    axes[0].plot(history["step"], history["ds_rel_soft"], label="ds_rel (soft)")
     axes[0].axhline(0, color="k", lw=0.5)
     axes[0].set_xlabel("Adam step")
     axes[0].legend()
@@ -55,18 +52,18 @@ def run(out_dir: Path, *, quick: bool = False, seed: int = 0) -> dict:
         cfg = debug_config(seed=seed)
         tcfg = cfg.replace(learning_rule="None", threshold_filter="ema", sim_number=2, Ttau=80)
         n_tune, n_check = 25, 5
-    res = run_config(cfg, key=jax.random.PRNGKey(seed))
+    res = run_config(cfg, key=jax.random.PRNGKey(seed))  # the demo's seed made a key explicitly
     res.save(out_dir / "debug_config")
     plot_all(res, out_dir / "debug_config")
     after = res.selectivity_df.loc["after"]
 
-    tuned = tune(tcfg, key=jax.random.PRNGKey(seed + 1), n_steps=n_tune, learning_rate=0.05, margin=0.35)
+    tuned = tune(tcfg, key=jax.random.PRNGKey(seed + 1), n_epochs=n_tune, learning_rate=0.05, margin=0.35)
     fresh = jax.random.PRNGKey(seed + 12345)
-    from .simulate import L5Params
+    from .model import L5Params
 
     before = check_tuned(tcfg, L5Params.from_config(tcfg), key=fresh, sim_number=n_check)
     check = check_tuned(tcfg, tuned.params, key=fresh, sim_number=n_check)
-    save_json(out_dir / "tuning.json", {"params": tuned.summary(), "history": tuned.history,
+    save_json(out_dir / "tuning.json", {"params": tuned.summary(), "history": tuned.history.to_dict(orient="list"),
                                         "initial_fresh_seeds": before, "tuned_fresh_seeds": check})
     save_figure(_tune_figure(tuned.history, before, check), out_dir / "tuning.png")
     r = lambda x: round(float(x), 4)  # noqa: E731

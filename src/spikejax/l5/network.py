@@ -15,6 +15,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from ..core.errors import ConfigError, ShapeError, check_array
+from ..core.random import check_key
 from .config import L5Config
 from .params import indegree
 
@@ -70,7 +71,7 @@ class Network(eqx.Module):
         return int(self.W.shape[-1])
 
 
-def head_type_weights(key: jax.Array, w_target, *, neurons: str = "all", sd_rel: float = 0.1) -> jax.Array:
+def head_type_weights(w_target, *, key: jax.Array, neurons: str = "all", sd_rel: float = 0.1) -> jax.Array:
     """The original HEAD initialisation of the type-level weights (rows = presynaptic type).
 
     Start from |w_target|; for every pair of trained types resample |N(w_ij, sd_rel*|w_ij|)|;
@@ -87,7 +88,7 @@ def head_type_weights(key: jax.Array, w_target, *, neurons: str = "all", sd_rel:
     return w * sign
 
 
-def sample_connectivity(key: jax.Array, w_type, N, K, w_noise) -> tuple[jax.Array, jax.Array]:
+def sample_connectivity(w_type, N, K, w_noise, *, key: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Fixed in-degree sampling with |N(w_ab, w_noise)| magnitudes carrying the sign of w_ab.
 
     Every postsynaptic neuron of type b draws exactly ``K[a, b]`` distinct presynaptic partners of
@@ -95,6 +96,7 @@ def sample_connectivity(key: jax.Array, w_type, N, K, w_noise) -> tuple[jax.Arra
     """
     N = tuple(int(n) for n in N)
     K = tuple(tuple(int(k) for k in row) for row in np.asarray(K, dtype=int))
+    key = check_key(key)
     return _sample_connectivity(key, jnp.asarray(w_type), jnp.asarray(w_noise, dtype=jnp.asarray(w_type).dtype), N, K)
 
 
@@ -187,7 +189,7 @@ def spectral_normalize(W) -> tuple[jax.Array, jax.Array]:
     return W / lam, lam
 
 
-def sample_positions(key: jax.Array, n: int, kind: str = "disc", dtype=None) -> tuple[jax.Array, jax.Array]:
+def sample_positions(n: int, kind: str = "disc", dtype=None, *, key: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Receptive-field positions (a, b).
 
     ``disc``: uniform in the unit disc (radius sqrt(U), angle 2 pi U), the HEAD grating;
@@ -212,28 +214,29 @@ def _build_many(keys, wt, w_init, w_noise, sd_rel, N, K, neurons, pos_kind):
 
     def one(k):
         kw, kc, kr, kp = jax.random.split(k, 4)
-        w_type = head_type_weights(kw, wt, neurons=neurons, sd_rel=sd_rel) if w_init is None else w_init
+        w_type = head_type_weights(wt, key=kw, neurons=neurons, sd_rel=sd_rel) if w_init is None else w_init
         W, st = _sample_connectivity_impl(kc, w_type, w_noise, N, K)
         r0 = jax.random.uniform(kr, (n_tot,), dtype=wt.dtype)
-        a, b = sample_positions(kp, n_tot, pos_kind, wt.dtype)
+        a, b = sample_positions(n_tot, pos_kind, wt.dtype, key=kp)
         return w_type, W, st, r0, a, b
 
     return jax.vmap(one)(keys)
 
 
-def build_network(cfg: L5Config, *, key: jax.Array, sim_number: int | None = None, normalize: bool = True) -> Network:
-    """Sample ``sim_number`` (default ``cfg.sim_number``) networks, positions and initial rates.
+def build_network(config: L5Config, *, key: jax.Array, sim_number: int | None = None, normalize: bool = True) -> Network:
+    """Sample ``sim_number`` (default ``config.sim_number``) networks, positions and initial rates.
 
     Parameters
     ----------
-    cfg
+    config
         The configuration (N, w_target, prob, w_noise, w_initial / HEAD initialisation, stimulus kind).
     key
         PRNG key; simulation ``s`` uses ``fold_in(key, s)`` so adding simulations keeps the earlier ones.
     normalize
         Divide every W by its max Re(eigenvalue) (the original does).
     """
-    cfg.validate()
+    cfg = config
+    key = check_key(key)
     S = int(cfg.sim_number if sim_number is None else sim_number)
     if S < 1:
         raise ConfigError(f"sim_number must be >= 1, got {S}")

@@ -1,5 +1,6 @@
 """The original's output tables (``weight_df``, ``selectivity_df``, ``summary_info``, ``meta_data``),
-its HEAD loss, and :func:`run` which does it all for one config.
+its HEAD loss (the TPE score of :func:`~spikejax.l5.tpe_search`; the differentiable tuning
+objective is :func:`spikejax.l5.loss`), and :func:`run` which does it all for one config.
 """
 
 from __future__ import annotations
@@ -14,16 +15,19 @@ import numpy as np
 import pandas as pd
 
 from ..core.io import atomic_open, save_json
+from ..core.random import check_key
 from . import metrics as M
 from .config import TYPES, L5Config
-from .network import FAST_COMPILE, Network, build_network, type_index
+from .engine import simulate
+from .model import L5Model, L5Params, build_model
+from .network import FAST_COMPILE, Network, type_index
 from .params import w_compare
-from .simulate import L5Params, SimOutput, make_spec, simulate
+from .trajectory import L5Trajectory
 
 __all__ = [
     "PAIR_COLUMNS",
     "SELECTIVITY_ROWS",
-    "L5Result",
+    "L5RunResult",
     "weight_df",
     "selectivity_df",
     "summary_info",
@@ -53,7 +57,7 @@ def _block_stats(W, N):
     return mean, np.sqrt(np.maximum(sq - mean**2, 0.0))
 
 
-def weight_df(out: SimOutput, N) -> pd.DataFrame:
+def weight_df(out: L5Trajectory, N) -> pd.DataFrame:
     """9 rows x 16 "post-pre" columns: final weight (mean over the last 25 blocks), its change from
     the initial W, and the initial W; each as the mean over sims x directions of the per-type block
     mean (``W_mean``), the across-run s.d. (``W_mean_std``) and the mean within-block s.d. (``W_std_mean``)."""
@@ -99,8 +103,9 @@ def summary_info(agg, cnt) -> dict[str, Any]:
     }
 
 
-def meta_data(cfg: L5Config, params: L5Params | None = None) -> pd.DataFrame:
+def meta_data(config: L5Config, params: L5Params | None = None) -> pd.DataFrame:
     """Input amplitudes, tau, tau_learn, tau_threshold, rule, neurons mode and phase key (one row)."""
+    cfg = config
     amp = np.asarray(cfg.amplitude if params is None else params.amplitude, dtype=float)
     tau = np.asarray(cfg.tau if params is None else params.tau, dtype=float).reshape(-1)
     row = {f"{t.lower()}_amplitude": float(a) for t, a in zip(TYPES, amp)}
@@ -117,7 +122,10 @@ def meta_data(cfg: L5Config, params: L5Params | None = None) -> pd.DataFrame:
 
 
 def head_loss(wdf: pd.DataFrame, sdf: pd.DataFrame, target=None) -> float:
-    """The original HEAD loss  | 10 (RMSE_w + dOS) - dDS + 0.1 (S_between + S_within) |.
+    """The original HEAD loss  | 10 (RMSE_w + dOS) - dDS + 0.1 (S_between + S_within) |, on the output tables.
+
+    The score the original's TPE search (:func:`~spikejax.l5.tpe_search`) minimises; computed on
+    DataFrames, so not differentiable (the gradient tuning's objective is :func:`spikejax.l5.loss`).
 
     RMSE_w: over the 16 pairs of the final block-mean weight against ``w_compare`` (transposed to
     post x pre); dOS = |sum_types (OS_after - OS_before)|; dDS = sum_types (DS_after - DS_before);
@@ -146,29 +154,29 @@ def _evaluate_arrays(rates, N, eval_blocks, win_start, win_stop, variant, soft_b
     return M.aggregate(st_after), M.aggregate(st_before), cnt, st_after
 
 
-def evaluate(out: SimOutput, cfg: L5Config, *, soft_beta: float | None = None):
+def evaluate(out: L5Trajectory, config: L5Config, *, soft_beta: float | None = None):
     """Selectivity statistics after and before learning plus counters: ``(after, before, counters, stats)``."""
+    cfg = config
     eval_blocks = cfg.eval_steps // cfg.block
     tau0 = float(np.asarray(cfg.tau, dtype=float).reshape(-1)[0])
-    win = M.before_blocks(cfg.number_steps_before_learning, cfg.delta_t, tau0, cfg.block, eval_blocks, cfg.variant)
+    win = M.before_blocks(cfg.number_steps_before_learning, cfg.dt, tau0, cfg.block, eval_blocks, cfg.variant)
     M._check4(out.rates[..., 0, :])
     return _evaluate_arrays(out.rates, tuple(int(n) for n in cfg.N), int(eval_blocks), win.start, win.stop,
                             cfg.variant, None if soft_beta is None else float(soft_beta))
 
 
 @dataclass
-class L5Result:
-    """Everything one run produces (the original's four outputs plus the raw arrays)."""
+class L5RunResult:
+    """Everything :func:`run` produces (the original's four outputs plus the model and its trajectory)."""
 
     config: L5Config
-    params: L5Params
-    net: Network
-    output: SimOutput
+    model: L5Model
+    trajectory: L5Trajectory
     weight_df: pd.DataFrame
     selectivity_df: pd.DataFrame
     summary_info: dict
     meta_data: pd.DataFrame
-    loss: float
+    head_loss: float
     stats: dict
 
     def save(self, out_dir: str | Path) -> Path:
@@ -178,24 +186,23 @@ class L5Result:
         for name, df in (("weight_df", self.weight_df), ("selectivity_df", self.selectivity_df), ("meta_data", self.meta_data)):
             with atomic_open(out_dir / f"{name}.csv") as fh:
                 df.to_csv(fh)
-        save_json(out_dir / "summary_info.json", {**self.summary_info, "loss": self.loss})
+        save_json(out_dir / "summary_info.json", {**self.summary_info, "loss": self.head_loss})
         save_json(out_dir / "config.json", self.config.to_dict())
         return out_dir
 
 
-def run(cfg: L5Config, *, key: jax.Array | None = None, params: L5Params | None = None, net: Network | None = None) -> L5Result:
-    """Build the networks, simulate every direction and compute the original's outputs."""
-    cfg.validate()
-    key = jax.random.PRNGKey(cfg.seed) if key is None else key
-    net = build_network(cfg, key=key) if net is None else net
-    params = L5Params.from_config(cfg) if params is None else params
-    spec = make_spec(cfg, record_weights=True)
-    out = simulate(params, net, spec)
+def run(config: L5Config, *, key: jax.Array | None = None, params: L5Params | None = None,
+        net: Network | None = None) -> L5RunResult:
+    """Build the networks (from ``key``; required unless ``net`` is given), simulate every direction and
+    compute the original's outputs."""
+    cfg = config
+    if net is None:
+        check_key(key)
+    model = build_model(cfg, key=key, net=net, params=params, record_weights=True)
+    out = simulate(model)
     after, before, cnt, st = evaluate(out, cfg)
     wdf = weight_df(out, cfg.N)
     sdf = selectivity_df(after, before)
     info = summary_info(after, cnt)
-    loss = head_loss(wdf, sdf)
-    return L5Result(cfg, params, net, out, wdf, sdf, info, meta_data(cfg, params), loss,
-                    {k: np.asarray(v) for k, v in after.items()})
-
+    return L5RunResult(cfg, model, out, wdf, sdf, info, meta_data(cfg, model.params), head_loss(wdf, sdf),
+                       {k: np.asarray(v) for k, v in after.items()})

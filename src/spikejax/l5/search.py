@@ -16,10 +16,12 @@ import pandas as pd
 
 from ..core.errors import ConfigError
 from ..core.io import atomic_open
+from ..core.random import check_key
 from .config import L5Config
+from .engine import _run
+from .model import L5Params, make_spec, replace_params
 from .network import build_network
 from .outputs import evaluate, head_loss, selectivity_df, weight_df
-from .simulate import L5Params, make_spec, replace_params, simulate
 
 __all__ = ["SPACE", "tpe_search", "trial_loss"]
 
@@ -39,31 +41,37 @@ def _optuna():
     return optuna
 
 
-def trial_loss(cfg: L5Config, net, spec, p0: L5Params, amplitude, tau_learn: float, tau_threshold: float) -> float:
+def _sampler_seed(key) -> int:
+    """A seed for optuna's sampler drawn from ``key`` (so the caller's key decides the whole search)."""
+    return int(jax.random.randint(jax.random.fold_in(key, 0x7E5), (), 0, 2**31 - 1))
+
+
+def trial_loss(config: L5Config, net, spec, p0: L5Params, amplitude, tau_learn: float, tau_threshold: float) -> float:
     """HEAD loss of one setting (fixed networks, parameters as traced leaves: no recompilation)."""
     p = replace_params(p0, amplitude=np.asarray(amplitude, float), tau_learn=tau_learn, tau_threshold=tau_threshold)
-    out = simulate(p, net, spec)
-    after, before, _, _ = evaluate(out, cfg)
-    loss = head_loss(weight_df(out, cfg.N), selectivity_df(after, before))
+    out = _run(p, net, spec)
+    after, before, _, _ = evaluate(out, config)
+    loss = head_loss(weight_df(out, config.N), selectivity_df(after, before))
     return float(loss) if np.isfinite(loss) else 1e6
 
 
 def tpe_search(
-    cfg: L5Config,
+    config: L5Config,
     *,
+    key: jax.Array,
     n_trials: int = 300,
-    key: jax.Array | None = None,
     out_dir: str | Path = ".",
     faithful_order: bool = True,
-    seed: int = 0,
     space: dict | None = None,
 ) -> tuple[dict, pd.DataFrame, Path]:
     """Run the original's TPE search.
 
     Parameters
     ----------
-    cfg
+    config
         Base configuration (the networks are sampled once, from ``key``).
+    key
+        Samples the networks and seeds the TPE sampler.
     n_trials
         Number of evaluations (``max_evals`` = 300 in the original).
     faithful_order
@@ -84,10 +92,10 @@ def tpe_search(
     missing = [k for k in SPACE if k not in space]
     if missing:
         raise ConfigError(f"space misses {missing}")
-    cfg.validate()
-    key = jax.random.PRNGKey(cfg.seed) if key is None else key
+    cfg = config
+    key = check_key(key)
     net = build_network(cfg, key=key)
-    spec = make_spec(cfg, record_weights=True, capacity=cfg.steps + 1)
+    spec = make_spec(cfg, record_weights=True, capacity=cfg.n_steps + 1)
     p0 = L5Params.from_config(cfg)
     rows = []
 
@@ -100,7 +108,7 @@ def tpe_search(
         return loss
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed))
+    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=_sampler_seed(key)))
     study.optimize(objective, n_trials=n_trials)
     df = pd.DataFrame(rows, columns=["loss", "iteration", "cs", "cc", "pv", "sst", "tau_learn", "tau_threshold"]).ffill()
     stamp = _dt.datetime.now().strftime("%m%d_%H-%M-%S")

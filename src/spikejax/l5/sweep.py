@@ -11,15 +11,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..core.errors import ConfigError, ShapeError
+from ..core.random import check_key
 from ..core.sweep import sweep
 from . import metrics as M
 from .config import L5Config
+from .engine import _run
+from .model import L5Params, make_spec, replace_params
 from .network import Network, build_network
-from .simulate import L5Params, make_spec, replace_params, simulate
 
 __all__ = ["SWEEPABLE", "sweep_settings", "random_settings", "make_setting_fn"]
 
-#: Leaves of :class:`~spikejax.l5.simulate.L5Params` that can vary across a sweep, with their shapes.
+#: Leaves of :class:`~spikejax.l5.L5Params` that can vary across a sweep, with their shapes.
 SWEEPABLE = {"amplitude": (4,), "steady": (4,), "tau": (4,), "tau_learn": (), "tau_threshold": (), "spatialF": (),
              "temporalF": (), "spatialPhase": (), "phi_lo": (), "phi_hi": (), "w_gain": (4, 4)}
 
@@ -29,14 +31,15 @@ def random_settings(n: int, *, key: jax.Array, low: float = 0.0, high: float = 2
     return {"amplitude": jax.random.uniform(key, (n, 4), minval=low, maxval=high)}
 
 
-def make_setting_fn(cfg: L5Config, spec):
+def make_setting_fn(config: L5Config, spec):
     """``one(setting, p_base, net) -> summaries`` for a single setting (what :func:`sweep_settings` vmaps)."""
+    cfg = config
     eval_blocks = cfg.eval_steps // cfg.block
     n_dir = int(np.asarray(cfg.degree).size)
 
     def one(setting, p_base, network):
         p = replace_params(p_base, **setting)
-        out = simulate(p, network, spec, jit=False)
+        out = _run(p, network, spec, jit=False)
         res = {}
         if n_dir == 4:
             agg = M.aggregate(M.summarize(out.rates, cfg.N, eval_blocks=eval_blocks))
@@ -52,7 +55,7 @@ def make_setting_fn(cfg: L5Config, spec):
 
 
 def sweep_settings(
-    cfg: L5Config,
+    config: L5Config,
     settings: dict,
     *,
     key: jax.Array | None = None,
@@ -63,8 +66,10 @@ def sweep_settings(
 
     Parameters
     ----------
-    cfg
+    config
         Base configuration (structure, step count, networks).
+    key
+        Samples the networks (required unless ``net`` is given; all settings share them).
     settings
         Mapping from a name in :data:`SWEEPABLE` to an array with a leading axis of n settings
         (e.g. ``{"amplitude": (n, 4)}``).
@@ -92,12 +97,11 @@ def sweep_settings(
             raise ShapeError(f"all settings must share the leading axis, got {n} and {a.shape[0]} for {k!r}")
         n = a.shape[0]
         batched[k] = a
-    if "tau" in batched and bool(jnp.any(batched["tau"] <= cfg.delta_t)):
-        raise ConfigError(f"settings['tau'] must be > delta_t={cfg.delta_t} everywhere")
-    cfg.validate()
-    key = jax.random.PRNGKey(cfg.seed) if key is None else key
-    net = build_network(cfg, key=key) if net is None else net
-    spec = make_spec(cfg, record_weights=False, capacity=cfg.steps + 1 if "tau_threshold" in batched else None)
+    cfg = config
+    if "tau" in batched and bool(jnp.any(batched["tau"] <= cfg.dt)):
+        raise ConfigError(f"settings['tau'] must be > dt={cfg.dt} everywhere")
+    net = build_network(cfg, key=check_key(key)) if net is None else net
+    spec = make_spec(cfg, record_weights=False, capacity=cfg.n_steps + 1 if "tau_threshold" in batched else None)
     p0 = L5Params.from_config(cfg)
 
     one = make_setting_fn(cfg, spec)

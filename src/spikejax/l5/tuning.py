@@ -4,12 +4,11 @@ The original searched input amplitudes with TPE for a weight/selectivity loss an
 the experimental sign pattern os_rel < 0 (CC more orientation selective than CS; Lur et al. 2016)
 and ds_rel > 0 (CS more direction selective; Kim et al. 2015). Here the simulation is
 differentiated end to end (``lax.scan`` with per-block checkpointing) with respect to
-log input amplitudes, log time constants per type and log type-level weight gains, with a loss
-on the smooth (soft-argmax) relative indices:
+log input amplitudes, log time constants per type and log type-level weight gains, minimising :func:`spikejax.l5.loss` (the smooth (soft-argmax) relative indices against an
+:class:`~spikejax.l5.L5Target`) plus ``c_reg * |theta - theta_0|^2``:
 
     loss = relu(os_rel + margin)^2 + relu(margin - ds_rel)^2
            + c_act * mean_types(relu(act - Max_act)^2 + (10 relu(min_act - act))^2)
-           + c_reg * |theta - theta_0|^2
 
 (``act`` = mean rate of each type; the ``min_act`` term keeps every type active, so the indices
 cannot be won by silencing a type onto the 0.01 floor of phi).
@@ -19,22 +18,28 @@ The result is then checked with the exact (argmax) metrics on networks with fres
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import time
+from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pandas as pd
 
 from ..core.errors import ConfigError
+from ..core.random import check_key
+from ..core.results import Result, StopReason
 from ..core.training import fit
 from . import metrics as M
 from .config import L5Config
+from .engine import _run
+from .model import L5Model, L5Params, make_spec, replace_params
 from .network import Network, build_network
-from .simulate import L5Params, make_spec, replace_params, simulate
+from .objective import L5Target, _terms, soft_relative_indices
 
-__all__ = ["TuneParams", "TuneResult", "tune", "check_tuned", "soft_relative_indices"]
+__all__ = ["TuneParams", "L5TuneResult", "tune", "check_tuned", "soft_relative_indices"]
 
 
 class TuneParams(eqx.Module):
@@ -49,33 +54,55 @@ class TuneParams(eqx.Module):
         amp = jnp.maximum(jnp.abs(p.amplitude), 1e-3)
         return cls(jnp.log(amp), jnp.log(p.tau), jnp.log(p.w_gain))
 
-    def apply(self, p: L5Params) -> L5Params:
-        """L5Params with these values (tau kept above 2 delta_t for stable Euler steps)."""
-        tau = jnp.maximum(jnp.exp(self.log_tau), 2.0 * p.delta_t)
+    def apply(self, p: L5Params, dt: float) -> L5Params:
+        """L5Params with these values (tau kept above 2 dt for stable Euler steps)."""
+        tau = jnp.maximum(jnp.exp(self.log_tau), 2.0 * dt)
         return eqx.tree_at(
             lambda q: (q.amplitude, q.tau, q.w_gain), p, (jnp.exp(self.log_amplitude), tau, jnp.exp(self.log_gain))
         )
 
 
-def soft_relative_indices(rates, N, eval_blocks: int, beta: float):
-    """Smooth os_rel, ds_rel (soft-argmax selectivity, means over simulations) and type activity means."""
-    st = M.summarize(rates, N, eval_blocks=eval_blocks, soft_beta=beta)
-    os_m = jnp.mean(st["OS_mean"], axis=0)
-    ds_m = jnp.mean(st["DS_mean"], axis=0)
-    return M.relative_index(os_m[0], os_m[1]), M.relative_index(ds_m[0], ds_m[1]), jnp.mean(st["act_mean"], axis=0)
+def _params_template(config: L5Config):
+    return eqx.filter_eval_shape(L5Params.from_config, config)
 
 
-@dataclass
-class TuneResult:
-    """Tuned parameters and the loss / soft-index history (one entry per optimiser step call)."""
+class L5TuneResult(Result):
+    """What :func:`tune` returns.
 
-    params: L5Params
-    tune_params: TuneParams
-    history: dict = field(default_factory=dict)
-    config: L5Config | None = None
+    Attributes
+    ----------
+    model : L5Params
+        The tuned parameters (also :attr:`params`).
+    history : DataFrame
+        One row per optimiser step: ``step``, ``loss`` (the objective with its L2 term, of the
+        parameters before the step), ``os_rel_soft``, ``ds_rel_soft``.
+    stop_reason, seconds
+        As every :class:`spikejax.core.Result`.
+    tune_params : TuneParams
+        The trained log parameters.
+    config : L5Config
+        The simulated configuration.
+    """
+
+    tune_params: Any
+    config: L5Config
+
+    @property
+    def params(self) -> L5Params:
+        """The tuned parameters (the old name of :attr:`model`)."""
+        return self.model
+
+    @classmethod
+    def _template(cls, field: str, header):
+        config = header["config"]
+        if field == "model":
+            return _params_template(config)
+        if field == "tune_params":
+            return eqx.filter_eval_shape(lambda c: TuneParams.from_params(L5Params.from_config(c)), config)
+        return super()._template(field, header)
 
     def summary(self) -> dict:
-        p = self.params
+        p = self.model
         return {
             "amplitude": np.asarray(p.amplitude).round(4).tolist(),
             "tau": np.asarray(p.tau).round(5).tolist(),
@@ -83,11 +110,23 @@ class TuneResult:
         }
 
 
+def _frozen_spec(tp0: TuneParams, train) -> Any:
+    names = {"amplitude": "log_amplitude", "tau": "log_tau", "w_gain": "log_gain"}
+    bad = [t for t in train if t not in names]
+    if bad or not train:
+        raise ConfigError(f"train must name some of 'amplitude', 'tau', 'w_gain'; got {train!r}")
+    filter_spec = jax.tree_util.tree_map(lambda _: True, tp0)
+    for group, attr in names.items():
+        if group not in train:
+            filter_spec = eqx.tree_at(lambda t, a=attr: getattr(t, a), filter_spec, False)
+    return filter_spec
+
+
 def tune(
-    cfg: L5Config,
+    config: L5Config,
     *,
     key: jax.Array,
-    n_steps: int = 30,
+    n_epochs: int = 30,
     learning_rate: float = 0.05,
     margin: float = 0.3,
     soft_beta: float = 20.0,
@@ -99,62 +138,45 @@ def tune(
     params: L5Params | None = None,
     checkpoint: bool = True,
     progress: bool | None = False,
-) -> TuneResult:
-    """Adam on the smooth loss above, differentiating through every step of the simulation.
+) -> L5TuneResult:
+    """Adam on :func:`spikejax.l5.loss` (+ an L2 term), differentiating through every step of the simulation.
 
     Parameters
     ----------
-    cfg
+    config
         Config of the simulation that is differentiated (its ``sim_number`` networks are the
-        training seeds). The faithful BCM/Slide_BCM rules with Euler use the low-rank weight
+        training networks). The faithful BCM/Slide_BCM rules with Euler use the low-rank weight
         carry (O(N) per step in the backward pass); the other rules carry W densely, which makes
         the backward pass memory-hungry (O(blocks * N^2) per run). See also
-        :func:`spikejax.l5.constrained.tune_constrained` (activity bounds, learning on).
+        :func:`spikejax.l5.tune_constrained` (activity bounds, learning on).
     key
-        Seeds the training networks (unless ``net`` is given).
-    n_steps, learning_rate
-        Optimiser steps and Adam step size (on log parameters).
-    margin
-        Required margin of the soft indices: os_rel <= -margin, ds_rel >= margin.
-    c_act, min_act
-        Weight of the activity penalty and the lowest allowed mean rate of each type.
+        Samples the training networks (unless ``net`` is given).
+    n_epochs, learning_rate
+        Optimiser steps (full batch: one step per epoch) and Adam step size (on log parameters).
+    margin, soft_beta, c_act, min_act
+        The :class:`~spikejax.l5.L5Target` (``max_act`` is ``config.Max_act``).
+    c_reg
+        Weight of ``|theta - theta_0|^2`` on the log parameters.
     train
         Which groups are trained: any of "amplitude", "tau", "w_gain".
     """
-    bad = [t for t in train if t not in ("amplitude", "tau", "w_gain")]
-    if bad or not train:
-        raise ConfigError(f"train must name some of 'amplitude', 'tau', 'w_gain'; got {train!r}")
-    if n_steps < 0:
-        raise ConfigError(f"n_steps must be >= 0, got {n_steps}")
-    cfg.validate()
-    net = build_network(cfg, key=key) if net is None else net
-    p0 = L5Params.from_config(cfg) if params is None else params
-    spec = make_spec(cfg, record_weights=False, remat=checkpoint)
-    eval_blocks = cfg.eval_steps // cfg.block
+    if n_epochs < 0:
+        raise ConfigError(f"n_epochs must be >= 0, got {n_epochs}")
+    t0 = time.perf_counter()
+    key = check_key(key)
+    net = build_network(config, key=key) if net is None else net
+    p0 = L5Params.from_config(config) if params is None else params
+    spec = make_spec(config, record_weights=False, remat=checkpoint)
+    target = L5Target(margin=margin, c_act=c_act, min_act=min_act, max_act=config.Max_act, soft_beta=soft_beta)
     tp0 = TuneParams.from_params(p0)
+    filter_spec = _frozen_spec(tp0, train)
 
     def loss_fn(tp, batch, k):
         del batch, k
-        p = tp.apply(p0)
-        out = simulate(p, net, spec, jit=False)
-        os_rel, ds_rel, act = soft_relative_indices(out.rates, cfg.N, eval_blocks, soft_beta)
+        value, aux = _terms(L5Model(tp.apply(p0, spec.dt), net, spec), target)
         reg = sum(jnp.sum((a - b) ** 2) for a, b in zip(jax.tree_util.tree_leaves(tp), jax.tree_util.tree_leaves(tp0)))
-        loss = (
-            jax.nn.relu(os_rel + margin) ** 2
-            + jax.nn.relu(margin - ds_rel) ** 2
-            + c_act * jnp.mean(jax.nn.relu(act - cfg.Max_act) ** 2 + (10 * jax.nn.relu(min_act - act)) ** 2)
-            + c_reg * reg
-        )
-        return loss, {"os_rel_soft": os_rel, "ds_rel_soft": ds_rel}
+        return value + c_reg * reg, aux
 
-    frozen = []
-    names = {"amplitude": "log_amplitude", "tau": "log_tau", "w_gain": "log_gain"}
-    for group, attr in names.items():
-        if group not in train:
-            frozen.append(attr)
-    filter_spec = jax.tree_util.tree_map(lambda _: True, tp0)
-    for attr in frozen:
-        filter_spec = eqx.tree_at(lambda t, a=attr: getattr(t, a), filter_spec, False)
     history = {"loss": [], "os_rel_soft": [], "ds_rel_soft": []}
 
     def cb(step, model, logs):
@@ -164,13 +186,15 @@ def tune(
         return None
 
     res = fit(
-        tp0, loss_fn, None, optimizer=optax.adam(learning_rate), key=key, n_steps=n_steps, has_aux=True,
+        tp0, loss_fn, None, optimizer=optax.adam(learning_rate), key=key, n_steps=n_epochs, has_aux=True,
         filter_spec=filter_spec, steps_per_call=1, callback=cb, progress=progress, desc="l5 tune",
     )
-    return TuneResult(params=res.model.apply(p0), tune_params=res.model, history=history, config=cfg)
+    hist = pd.DataFrame({"step": np.arange(1, len(history["loss"]) + 1), **history})
+    return L5TuneResult(model=res.model.apply(p0, spec.dt), history=hist, stop_reason=StopReason.of(res.stop_reason),
+                        seconds=time.perf_counter() - t0, tune_params=res.model, config=config)
 
 
-def check_tuned(cfg: L5Config, params: L5Params, *, key: jax.Array, sim_number: int | None = None,
+def check_tuned(config: L5Config, params: L5Params, *, key: jax.Array, sim_number: int | None = None,
                 group: int = 5) -> dict:
     """Re-simulate ``params`` on fresh networks and return the exact relative indices.
 
@@ -179,11 +203,11 @@ def check_tuned(cfg: L5Config, params: L5Params, *, key: jax.Array, sim_number: 
     "experiments" of ``group`` networks each (the original's unit: ``sim_number`` = 5 networks
     give one os_rel; ``*_exp``, ``*_exp_sd``), plus the counters.
     """
-    c = cfg.replace(sim_number=int(sim_number or cfg.sim_number))
-    net = build_network(c, key=key)
+    c = config.replace(sim_number=int(sim_number or config.sim_number))
+    net = build_network(c, key=check_key(key))
     spec = make_spec(c, record_weights=False)
     p = replace_params(L5Params.from_config(c), amplitude=params.amplitude, tau=params.tau, w_gain=params.w_gain)
-    out = simulate(p, net, spec)
+    out = _run(p, net, spec)
     st = M.summarize(out.rates, c.N, eval_blocks=c.eval_steps // c.block)
     agg = M.aggregate(st)
     cnt = M.counters(out.rates, c.N, variant=c.variant, eval_blocks=c.eval_steps // c.block)

@@ -25,162 +25,19 @@ dense carry). Other rules, the corrected variant and RK4 carry W densely.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
 
-from ..core.errors import ConfigError, ShapeError, check_array
-from .config import L5Config
+from ..core.errors import ShapeError
 from .dynamics import PHASE_MODES, neuron_mask, phase_row_masks, phi, rule_gradient
+from .model import L5Model, L5Params, Spec, _rank1
 from .network import Network, check_network, type_index
 from .stimulus import spatial_projection, stimulus_at, stimulus_basis, thalamic_gain
+from .trajectory import L5Trajectory
 
-__all__ = ["L5Params", "Spec", "SimOutput", "make_spec", "simulate", "simulate_config"]
-
-
-class L5Params(eqx.Module):
-    """Continuous parameters of a run (array leaves: vary them without recompiling).
-
-    Attributes
-    ----------
-    amplitude : (4,)   input amplitudes [CS, CC, PV, SST]
-    steady : (4,)      steady-input flags (0/1 as floats)
-    tau : (4,)         rate time constant per type (model time)
-    delta_t : ()       step (model time)
-    tau_learn, tau_threshold : ()  learning and threshold time constants
-    spatialF, temporalF, spatialPhase : ()  grating parameters (temporalF in rad/step)
-    phi_lo, phi_hi : ()  bounds of the clipped ReLU
-    w_gain : (4, 4)    type-level gains on W (rows = presynaptic type), 1 = unchanged
-    degree : (D,)      directions in degrees
-    thal_g_orth, thal_g_pref : ()  thalamic gains
-    """
-
-    amplitude: Float[Array, " 4"]
-    steady: Float[Array, " 4"]
-    tau: Float[Array, " 4"]
-    delta_t: Float[Array, ""]
-    tau_learn: Float[Array, ""]
-    tau_threshold: Float[Array, ""]
-    spatialF: Float[Array, ""]
-    temporalF: Float[Array, ""]
-    spatialPhase: Float[Array, ""]
-    phi_lo: Float[Array, ""]
-    phi_hi: Float[Array, ""]
-    w_gain: Float[Array, "4 4"]
-    degree: Float[Array, " D"]
-    thal_g_orth: Float[Array, ""]
-    thal_g_pref: Float[Array, ""]
-
-    @classmethod
-    def from_config(cls, cfg: L5Config) -> L5Params:
-        """Array leaves from a validated config (current default float dtype)."""
-        cfg.validate()
-        f = lambda v: jnp.asarray(np.asarray(v, dtype=float), dtype=jnp.result_type(float))  # noqa: E731
-        tau = np.broadcast_to(np.asarray(cfg.tau, dtype=float), (4,))
-        return cls(
-            amplitude=f(cfg.amplitude),
-            steady=f(cfg.steady_input),
-            tau=f(tau),
-            delta_t=f(cfg.delta_t),
-            tau_learn=f(cfg.tau_learn),
-            tau_threshold=f(cfg.tau_threshold),
-            spatialF=f(cfg.spatialF),
-            temporalF=f(cfg.temporalF),
-            spatialPhase=f(cfg.spatialPhase),
-            phi_lo=f(cfg.phi_lo),
-            phi_hi=f(cfg.phi_hi),
-            w_gain=f(np.ones((4, 4))),
-            degree=f(np.asarray(cfg.degree, dtype=float).reshape(-1)),
-            thal_g_orth=f(cfg.thal_scalar_orthogonal),
-            thal_g_pref=f(cfg.thal_scalar_preferred),
-        )
-
-    def validate(self) -> L5Params:
-        """Check shapes and values of concrete parameters (skipped under tracing)."""
-        for name, shape in (("amplitude", (4,)), ("steady", (4,)), ("tau", (4,)), ("w_gain", (4, 4))):
-            check_array(getattr(self, name), f"params.{name}", shape)
-        check_array(self.degree, "params.degree", (None,))
-        for name in ("delta_t", "tau_learn", "tau_threshold", "spatialF", "temporalF", "spatialPhase", "phi_lo", "phi_hi"):
-            check_array(getattr(self, name), f"params.{name}", ())
-        if not eqx.is_array(self.tau) or isinstance(self.tau, jax.core.Tracer):
-            return self
-        t = np.asarray(self.tau)
-        if np.any(t <= 0):
-            raise ConfigError(f"params.tau must be > 0, got {t.tolist()}")
-        if np.any(float(self.delta_t) >= t):
-            raise ConfigError(f"params.delta_t must be < tau, got delta_t={float(self.delta_t)} and tau={t.tolist()}")
-        if float(self.tau_learn) <= 0 or float(self.tau_threshold) <= 0:
-            raise ConfigError("params.tau_learn and params.tau_threshold must be > 0")
-        return self
-
-
-@dataclass(frozen=True)
-class Spec:
-    """Static structure of a simulation (changing it recompiles)."""
-
-    N: tuple
-    steps: int
-    block: int
-    n_before: int
-    rule: str
-    variant: str
-    integrator: str
-    nonlinearity: str
-    gamma: float
-    smooth_beta: float
-    neurons: str
-    phase_modes: tuple
-    eval_steps: int
-    capacity: int
-    stimulus: str
-    thal_fraction: tuple
-    thal_degree_index: int
-    threshold_filter: str
-    record_weights: bool = True
-    record_states: bool = False
-    remat: bool = False
-    dense_weights: bool = False
-
-    @property
-    def low_rank(self) -> bool:
-        """Whether W is carried as W0 + A^T Q (see :func:`simulate`) instead of a dense N x N matrix."""
-        if self.dense_weights or not self.learning or self.rule not in ("BCM", "Slide_BCM"):
-            return False
-        if self.variant != "faithful" or self.integrator != "forward_euler":
-            return False
-        return _rank1(neuron_mask(self.N, self.neurons, self.variant)) is not None
-
-    @property
-    def n_blocks(self) -> int:
-        return self.steps // self.block
-
-    @property
-    def acc_steps(self) -> int:
-        return min(25 * self.block, self.steps)
-
-    @property
-    def learning(self) -> bool:
-        """Whether W can change at all (the faithful RK4 clips W even for rule 'None')."""
-        if self.n_before >= self.steps:
-            return False
-        if self.rule != "None":
-            return True
-        return self.integrator == "runge_kutta" and self.variant == "faithful"
-
-
-def _rank1(mask: np.ndarray):
-    """(row, col) 0/1 vectors with mask == outer(row, col), or None when the mask is not of that form."""
-    rows = np.any(mask != 0, axis=1)
-    if not rows.any():
-        return rows.astype(float), np.zeros(mask.shape[1])
-    col = (mask[int(np.argmax(rows))] != 0).astype(float)
-    if np.array_equal(np.outer(rows, col), mask):
-        return rows.astype(float), col
-    return None
+__all__ = ["simulate", "apply_gain"]
 
 
 def _remat_group(n_blocks: int) -> int:
@@ -193,72 +50,6 @@ def _remat_group(n_blocks: int) -> int:
     return g
 
 
-def make_spec(
-    cfg: L5Config,
-    *,
-    record_weights: bool = True,
-    record_states: bool = False,
-    remat: bool = False,
-    capacity: int | None = None,
-    steps: int | None = None,
-    dense_weights: bool = False,
-) -> Spec:
-    """The static half of a config. ``capacity`` (ring-buffer length) defaults to the window length
-    capped at steps + 1; pass ``steps + 1`` when ``tau_threshold`` will vary (search, tuning).
-    ``dense_weights=True`` forces the dense N x N weight carry even where the low-rank form applies
-    (for checks; same results up to rounding)."""
-    cfg.validate()
-    steps = cfg.steps if steps is None else int(steps)
-    cap = min(cfg.window_length, steps + 1) if capacity is None else int(capacity)
-    if cfg.threshold_filter == "window" and cfg.learning_rule in ("BCM", "Slide_BCM", "Cov") and cfg.window_length < cfg.block:
-        raise ConfigError(
-            f"the threshold window int(-(tau_threshold/delta_t) ln 0.1) = {cfg.window_length} steps must be >= block="
-            f"{cfg.block}; raise tau_threshold, lower block or use threshold_filter='ema'"
-        )
-    return Spec(
-        N=tuple(int(n) for n in cfg.N),
-        steps=steps,
-        block=int(cfg.block),
-        n_before=int(cfg.number_steps_before_learning),
-        rule=cfg.learning_rule,
-        variant=cfg.variant,
-        integrator=cfg.integrator,
-        nonlinearity=cfg.nonlinearity_rule,
-        gamma=float(cfg.gamma),
-        smooth_beta=float(cfg.smooth_beta),
-        neurons=cfg.neurons,
-        phase_modes=tuple(PHASE_MODES.index(m) for m in cfg.phase_list),
-        eval_steps=int(cfg.eval_steps),
-        capacity=max(1, cap),
-        stimulus=cfg.stimulus,
-        thal_fraction=tuple(float(x) for x in cfg.thal_fraction),
-        thal_degree_index=int(cfg.thal_degree_index),
-        threshold_filter=cfg.threshold_filter,
-        record_weights=record_weights,
-        record_states=record_states,
-        remat=remat,
-        dense_weights=bool(dense_weights),
-    )
-
-
-class SimOutput(eqx.Module):
-    """Outputs of :func:`simulate` (leading axes: S simulations, D directions).
-
-    rates : (S, D, n_blocks, N)   block-mean rates
-    w_trace : (S, D, n_blocks, 4, 4)  type-level mean weights [post, pre] at each block end
-    W_final : (S, D, N, N)   mean W over the last 25 blocks
-    W_init : (S, N, N)       initial W (after type-level gains)
-    r_steps, W_steps : per-step rates (S, D, T, N) and weights (S, D, T, N, N) (record_states only)
-    """
-
-    rates: Array
-    w_trace: Array | None
-    W_final: Array | None
-    W_init: Array
-    r_steps: Array | None = None
-    W_steps: Array | None = None
-
-
 def _run_one(p: L5Params, spec: Spec, W0, struct, pos_a, pos_b, r0, theta, theta_pref):
     N = spec.N
     n = int(sum(N))
@@ -268,7 +59,7 @@ def _run_one(p: L5Params, spec: Spec, W0, struct, pos_a, pos_b, r0, theta, theta
     amp_n = p.amplitude[tid]
     steady_n = p.steady[tid]
     tau_n = p.tau[tid]
-    dt = p.delta_t
+    dt = spec.dt
     s = spatial_projection(pos_a, pos_b, theta)
     gain = None
     if spec.stimulus == "thalamic":
@@ -415,7 +206,7 @@ def _run_one(p: L5Params, spec: Spec, W0, struct, pos_a, pos_b, r0, theta, theta
         return W_new
 
     learning = spec.learning
-    acc_from = spec.steps - spec.acc_steps
+    acc_from = spec.n_steps - spec.acc_steps
     keep_W = spec.record_weights and learning
     has_rest = rest in spec.phase_modes
 
@@ -503,7 +294,7 @@ def _run_one(p: L5Params, spec: Spec, W0, struct, pos_a, pos_b, r0, theta, theta
     else:
         W_c = W0 if learning else jnp.zeros((), dtype)
     wacc0 = jnp.zeros_like(W_c) if keep_W else jnp.zeros((), dtype)
-    ts_all = jnp.arange(spec.steps, dtype=jnp.int32).reshape(spec.n_blocks, spec.block)
+    ts_all = jnp.arange(spec.n_steps, dtype=jnp.int32).reshape(spec.n_blocks, spec.block)
     carry = ((r0, W_c, thr0, wacc0), ring0)
     b_all = jnp.arange(spec.n_blocks, dtype=jnp.int32)
     outs = []
@@ -533,12 +324,12 @@ def _run_one(p: L5Params, spec: Spec, W0, struct, pos_a, pos_b, r0, theta, theta
         else:
             res["W_final"] = wacc / spec.acc_steps if keep_W else W0
     if spec.record_states:
-        res["r_steps"] = out["r_steps"].reshape(spec.steps, n)
+        res["r_steps"] = out["r_steps"].reshape(spec.n_steps, n)
         W_steps = out["W_steps"]
-        W_steps = W_steps.reshape((spec.steps,) + W_steps.shape[2:])
+        W_steps = W_steps.reshape((spec.n_steps,) + W_steps.shape[2:])
         if low_rank:
             W_steps = W0[None] + jnp.einsum("tkn,km->tnm", W_steps, Q)
-        res["W_steps"] = W_steps if learning else jnp.broadcast_to(W0, (spec.steps, n, n))
+        res["W_steps"] = W_steps if learning else jnp.broadcast_to(W0, (spec.n_steps, n, n))
     return res
 
 
@@ -548,7 +339,7 @@ def apply_gain(W, w_gain, N):
     return W * w_gain[tid][:, tid].T
 
 
-def _simulate(p: L5Params, net: Network, spec: Spec) -> SimOutput:
+def _simulate(p: L5Params, net: Network, spec: Spec) -> L5Trajectory:
     theta = jnp.deg2rad(p.degree)
     theta_pref = theta[spec.thal_degree_index] if spec.stimulus == "thalamic" else theta[0]
     W0 = jax.vmap(lambda W: apply_gain(W, p.w_gain, spec.N))(net.W)
@@ -558,56 +349,43 @@ def _simulate(p: L5Params, net: Network, spec: Spec) -> SimOutput:
         return jax.vmap(f)(theta)
 
     res = jax.vmap(per_sim)(W0, net.struct, net.pos_a, net.pos_b, net.r0)
-    return SimOutput(
+    return L5Trajectory(
         rates=res["rates"],
         w_trace=res.get("w_trace"),
         W_final=res.get("W_final"),
         W_init=W0,
         r_steps=res.get("r_steps"),
         W_steps=res.get("W_steps"),
+        degree=p.degree,
+        dt=spec.dt,
+        block=spec.block,
+        N=spec.N,
     )
 
 
 _simulate_jit = eqx.filter_jit(_simulate)
 
 
-def simulate(params: L5Params, net: Network, spec: Spec, *, jit: bool = True) -> SimOutput:
-    """Run every simulation of ``net`` for every direction in ``params.degree``.
-
-    Pure and differentiable in ``params`` (and ``net.W``); ``spec`` is static. Use
-    :func:`simulate_config` for the one-call version from a config.
-    """
+def _run(params: L5Params, net: Network, spec: Spec, *, jit: bool = True) -> L5Trajectory:
     if not isinstance(spec, Spec):
         raise TypeError(f"spec must be a Spec (see make_spec), got {type(spec).__name__}")
     if not isinstance(params, L5Params):
         raise TypeError(f"params must be L5Params, got {type(params).__name__}")
-    params.validate()
+    params.validate(spec.dt)
     check_network(net, spec.N)
-    if spec.steps % spec.block:
-        raise ShapeError(f"steps={spec.steps} must be a multiple of block={spec.block}")
+    if spec.n_steps % spec.block:
+        raise ShapeError(f"n_steps={spec.n_steps} must be a multiple of block={spec.block}")
     return (_simulate_jit if jit else _simulate)(params, net, spec)
 
 
-def simulate_config(cfg: L5Config, *, key: jax.Array | None = None, record_weights: bool = True):
-    """Build the networks of ``cfg`` and simulate them. Returns ``(output, params, net, spec)``."""
-    from .network import build_network
+def simulate(model: L5Model, *, jit: bool = True) -> L5Trajectory:
+    """Run every network of ``model.net`` for every direction in ``model.params.degree``.
 
-    key = jax.random.PRNGKey(cfg.seed) if key is None else key
-    net = build_network(cfg, key=key)
-    params = L5Params.from_config(cfg)
-    spec = make_spec(cfg, record_weights=record_weights)
-    return simulate(params, net, spec), params, net, spec
-
-
-def replace_params(p: L5Params, **changes) -> L5Params:
-    """Copy of ``p`` with leaves replaced (values cast to the old leaf's dtype/shape: no recompiles)."""
-    for k, v in changes.items():
-        old = getattr(p, k)
-        new = jnp.asarray(v, dtype=old.dtype)
-        if new.shape != old.shape:
-            new = jnp.broadcast_to(new, old.shape)
-        p = eqx.tree_at(lambda q, k=k: getattr(q, k), p, new)
-    return p
-
-
-__all__ += ["apply_gain", "replace_params"]
+    Deterministic (the randomness is in the sampled networks: :func:`~spikejax.l5.build_model`
+    takes the key). Pure and differentiable in ``model.params`` and ``model.net.W``;
+    ``model.spec`` is static. ``jax.jit`` / ``jax.vmap`` of it return an :class:`L5Trajectory`.
+    ``jit=False`` skips the inner compiled call (inside a caller's own ``jit``/``grad``).
+    """
+    if not isinstance(model, L5Model):
+        raise TypeError(f"model must be an L5Model (see build_model), got {type(model).__name__}")
+    return _run(model.params, model.net, model.spec, jit=jit)
