@@ -24,7 +24,7 @@ import jax.numpy as jnp
 
 from spikejax.core.io import atomic_open
 from spikejax.lfads import LFADS, HParams, LFADSConfig, TrainConfig, generate_lorenz_dataset
-from spikejax.lfads.train import make_epoch_fn, make_optimizer
+from spikejax.lfads.training import make_epoch_fn, make_optimizer
 
 
 def _timed(f, *a, reps=3):
@@ -40,7 +40,7 @@ def _timed(f, *a, reps=3):
 def main(quick: bool, workers: int, out: str | None) -> dict:
     n_cond, per = (8, 8) if quick else (20, 16)
     d = generate_lorenz_dataset(n_conditions=n_cond, trials_per_condition=per, n_neurons=29, steps=1000,
-                                bin_ms=20, seed=0)
+                                dt=20, key=jax.random.key(0))
     data = {"data": jnp.asarray(d["train"]["data"])}
     n = data["data"].shape[0]
     cfg = LFADSConfig(data_dim=29, encod_seq_len=50, ic_enc_dim=16, ci_enc_dim=8, con_dim=8, co_dim=1, ic_dim=8,

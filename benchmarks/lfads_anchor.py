@@ -18,7 +18,7 @@ Measured in one run of this script:
 * unless ``--no-tutorial-compile``: the cold compile of one training epoch at the tutorial's sizes
   (``examples/lfads_lorenz.py``: IC encoder 64, IC 32, generator 64, 40 factors, no controller,
   dropout 0.05, CD 0.5, batch 32) in a fresh process on all cores: ``lower()`` then ``compile()``
-  of the epoch program, and ``train(max_epochs=1)`` end to end (model build, both compiles,
+  of the epoch program, and ``train(n_epochs=1)`` end to end (model build, both compiles,
   the epoch, validation).
 
 Both sides see 640 trials per epoch (``--batch-sizes`` 320 and 32 by default: two, resp. twenty, equal
@@ -57,7 +57,7 @@ import jax.numpy as jnp  # noqa: E402
 
 from spikejax.core.io import atomic_open  # noqa: E402
 from spikejax.lfads import LFADS, HParams, LFADSConfig, TrainConfig, load_lorenz_tutorial  # noqa: E402
-from spikejax.lfads.train import make_epoch_fn, make_optimizer  # noqa: E402
+from spikejax.lfads.training import make_epoch_fn, make_optimizer  # noqa: E402
 
 NOTES_HEADING = "## Notes (written by hand"
 ANCHOR = Path(__file__).resolve().parents[2] / "shared" / "anchors" / "lfads_torch_anchor.py"
@@ -73,7 +73,7 @@ def run_spikejax(batch_size: int, epochs: int, hp_kw: dict | None = None) -> dic
     n, t, neurons = data["data"].shape
     cfg = LFADSConfig(data_dim=neurons, encod_seq_len=t, ic_enc_dim=100, ci_enc_dim=64, con_dim=64, co_dim=1,
                       ic_dim=100, gen_dim=100, fac_dim=40)
-    opt = make_optimizer(TrainConfig(batch_size=batch_size, lr_init=1e-2, max_grad_norm=200.0))
+    opt = make_optimizer(TrainConfig(batch_size=batch_size, learning_rate=1e-2, max_grad_norm=200.0))
     params, static = eqx.partition(LFADS(cfg, key=jax.random.PRNGKey(0)), eqx.is_inexact_array)
     epoch_fn = jax.jit(make_epoch_fn(static, opt, n, batch_size))
     hp, key, state = HParams.create(**(hp_kw or {})), jax.random.PRNGKey(1), opt.init(params)
@@ -106,7 +106,7 @@ def run_anchor(batch_size: int) -> dict | str:
 
 
 def tutorial_compile() -> dict:
-    """Cold compile at the tutorial's sizes, in this (fresh) process: epoch program and train(max_epochs=1)."""
+    """Cold compile at the tutorial's sizes, in this (fresh) process: epoch program and train(n_epochs=1)."""
     from spikejax.lfads import train
 
     t_start = time.perf_counter()
@@ -115,7 +115,7 @@ def tutorial_compile() -> dict:
                       gen_dim=64, fac_dim=40)
     hp = HParams.create(dropout_rate=0.05, cd_rate=0.5, kl_ic_scale=1e-5, kl_co_scale=0.0, l2_gen_scale=1e-4,
                         kl_increase_epoch=20, l2_increase_epoch=20)
-    tc = TrainConfig(lr_init=1e-2, batch_size=32, max_epochs=1, lr_scheduler=True)
+    tc = TrainConfig(learning_rate=1e-2, batch_size=32, n_epochs=1, lr_scheduler=True)
     data = {"data": jnp.asarray(d["train"]["data"])}
     n = data["data"].shape[0]
     opt = make_optimizer(tc)
@@ -136,7 +136,7 @@ def tutorial_compile() -> dict:
     res = train(LFADS(cfg, key=jax.random.PRNGKey(0)), {"data": d["train"]["data"]}, {"data": d["valid"]["data"]},
                 hp=hp, config=tc, key=jax.random.PRNGKey(1), progress=False)
     out.update({"train_1_epoch_s": time.perf_counter() - t0, "train_1_epoch_cpu_s": time.process_time() - c0,
-                "train_loss": float(res.history["loss"][0]), "process_s": time.perf_counter() - t_start,
+                "train_loss": float(res.history["loss"].iloc[0]), "process_s": time.perf_counter() - t_start,
                 "load": os.getloadavg()})
     return out
 
@@ -192,7 +192,7 @@ def main(argv=None) -> dict:
     if isinstance(tut, dict):
         print(f"tutorial sizes, cold: epoch program lower {tut['lower_s']:.2f} s + compile {tut['compile_s']:.2f} s "
               f"= {tut['total_s']:.2f} s ({tut['cpu_s']:.2f} s CPU; {tut['fusions']} fusions, {tut['loops']} loops); "
-              f"train(max_epochs=1) {tut['train_1_epoch_s']:.2f} s; load {tut['load'][0]:.1f}")
+              f"train(n_epochs=1) {tut['train_1_epoch_s']:.2f} s; load {tut['load'][0]:.1f}")
     elif tut is not None:
         print(f"tutorial compile: {tut}")
     load = os.getloadavg()
@@ -222,7 +222,7 @@ def main(argv=None) -> dict:
                         f"| epoch program total (target <= 10 s) | {tut['total_s']:.2f} s wall, "
                         f"{tut['cpu_s']:.2f} s CPU |\n"
                         f"| XLA fusions / while loops in it | {tut['fusions']} / {tut['loops']} |\n"
-                        f"| `train(max_epochs=1)` end to end (model build, train and validation compiles, "
+                        f"| `train(n_epochs=1)` end to end (model build, train and validation compiles, "
                         f"one epoch) | {tut['train_1_epoch_s']:.2f} s wall, {tut['train_1_epoch_cpu_s']:.2f} s CPU |\n"
                         f"| 1-min load average | {tut['load'][0]:.1f} |\n")
             if notes:

@@ -34,7 +34,7 @@ from spikejax.lfads import (
 def run(quick: bool = False, seed: int = 0, epochs: int | None = None, deconvolution: str = "nnls") -> dict:
     n_neurons, n_bins = (12, 30) if quick else (40, 60)
     d = generate_calcium_dataset(n_conditions=4 if quick else 16, trials_per_condition=5 if quick else 20,
-                                 n_neurons=n_neurons, n_bins=n_bins, seed=seed,
+                                 n_neurons=n_neurons, n_bins=n_bins, key=jax.random.key(seed),
                                  deconvolution=deconvolution)
     epochs = epochs if epochs is not None else (2 if quick else 150)
     cfg = LFADSConfig(data_dim=n_neurons, encod_seq_len=n_bins, ic_enc_dim=8 if quick else 32, ci_enc_dim=0,
@@ -42,7 +42,7 @@ def run(quick: bool = False, seed: int = 0, epochs: int | None = None, deconvolu
                       fac_dim=4 if quick else 10, reconstruction="zig", s_min=d["s_min"])
     hp = HParams.create(dropout_rate=0.05, cd_rate=0.0, kl_ic_scale=1e-4, kl_co_scale=0.0, l2_gen_scale=1e-4,
                         kl_increase_epoch=20, l2_increase_epoch=20)
-    tc = TrainConfig(lr_init=1e-2, batch_size=32, max_epochs=epochs, lr_scheduler=True)
+    tc = TrainConfig(learning_rate=1e-2, batch_size=32, n_epochs=epochs, lr_scheduler=True)
     out = {}
     for name, sbtt in (("sbtt", True), ("zero_filled", False)):
         tr = d["train"]["data"] if sbtt else np.nan_to_num(d["train"]["data"])

@@ -20,7 +20,6 @@ import argparse
 import json
 import time
 
-import equinox as eqx
 import jax
 import numpy as np
 
@@ -37,7 +36,7 @@ def run(quick: bool = False, epochs: int | None = None, seed: int = 0, checkpoin
     hp = HParams.create(dropout_rate=0.05, cd_rate=cd_rate, kl_ic_scale=1e-5, kl_co_scale=0.0, l2_gen_scale=1e-4,
                         kl_increase_epoch=20, l2_increase_epoch=20)
     epochs = epochs if epochs is not None else (2 if quick else 800)
-    tc = TrainConfig(lr_init=1e-2, batch_size=32, max_epochs=epochs, lr_scheduler=True)
+    tc = TrainConfig(learning_rate=1e-2, batch_size=32, n_epochs=epochs, lr_scheduler=True)
     tr = d["train"] if not quick else {k: v[:64] for k, v in d["train"].items()}
     va = d["valid"] if not quick else {k: v[:32] for k, v in d["valid"].items()}
     t0 = time.perf_counter()
@@ -48,10 +47,9 @@ def run(quick: bool = False, epochs: int | None = None, seed: int = 0, checkpoin
     o_tr = infer(res.model, tr["data"], key=jax.random.PRNGKey(2), n_samples=ns)
     o_va = infer(res.model, va["data"], key=jax.random.PRNGKey(3), n_samples=ns)
     r2 = ridge_r2(o_tr["factors"], tr["lowd"], o_va["factors"], va["lowd"], alpha=0.01)
-    if save is not None:  # trained model + posterior-averaged factors for later analysis
-        eqx.tree_serialise_leaves(f"{save}.eqx", res.model)
-        np.savez(f"{save}.npz", train_factors=o_tr["factors"], valid_factors=o_va["factors"],
-                 **{f"history_{k.replace('/', '_')}": v for k, v in res.history.items()})
+    if save is not None:  # the training result (model, history) + posterior-averaged factors for later analysis
+        res.save(f"{save}.h5")
+        np.savez(f"{save}.npz", train_factors=o_tr["factors"], valid_factors=o_va["factors"])
     return {"heldout_ridge_r2_xyz": [float(v) for v in r2], "epochs": res.n_epochs, "best_epoch": res.best_epoch,
             "train_seconds": round(train_s, 1), "total_seconds": round(time.perf_counter() - t0, 1),
             "devices": str(jax.devices())}
@@ -63,7 +61,7 @@ if __name__ == "__main__":
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--checkpoint-dir", default=None)
-    ap.add_argument("--save", default=None, help="path prefix: writes PREFIX.eqx (model) and PREFIX.npz (factors)")
+    ap.add_argument("--save", default=None, help="path prefix: writes PREFIX.h5 (LFADSTrainResult) and PREFIX.npz (factors)")
     ap.add_argument("--cd-rate", type=float, default=0.5, help="coordinated-dropout rate")
     a = ap.parse_args()
     print(json.dumps(run(a.quick, a.epochs, a.seed, a.checkpoint_dir, a.save, a.cd_rate), indent=1))

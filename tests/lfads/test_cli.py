@@ -2,6 +2,7 @@
 
 import json
 
+import jax
 import numpy as np
 import pytest
 
@@ -22,14 +23,14 @@ keep_prob: 0.95
 keep_ratio: 0.7
 kl_increase_epoch: 2
 l2_increase_epoch: 2
-lr_init: 0.01
+learning_rate: 0.01
 batch_size: 8
-max_epochs: 2
+n_epochs: 2
 """
 
 
 def test_cli_train_infer_evaluate(tmp_path, capsys):
-    d = generate_lorenz_dataset(n_conditions=4, trials_per_condition=5, n_neurons=6, steps=200, bin_ms=20, seed=1)
+    d = generate_lorenz_dataset(n_conditions=4, trials_per_condition=5, n_neurons=6, steps=200, dt=20, key=jax.random.key(1))
     h5 = save_lfads_h5(tmp_path / "d.h5", {"data": d["train"]["data"], "truth": d["train"]["truth"]},
                        {"data": d["valid"]["data"], "truth": d["valid"]["truth"]},
                        {"train_latents": d["train"]["latents"], "valid_latents": d["valid"]["latents"],
@@ -62,3 +63,11 @@ def test_parse_config_errors():
     c = parse_config({"num_workers": 8, "explore_method": "resample", "search_space": [
         {"name": "cd_rate", "low": 0.1, "high": 0.5, "sampling": "rand"}]}, data_shape=(1, 10, 3))
     assert c["pbt"].num_workers == 8 and c["search_space"][0].name == "cd_rate" and c["model"].data_dim == 3
+    # renamed keys name their new spelling; numbers are checked once, at construction
+    for old, new in (("lr_init", "learning_rate"), ("max_epochs", "n_epochs"), ("bin_ms", "dt")):
+        with pytest.raises(ConfigError, match=new):
+            parse_config({old: 1}, data_shape=(1, 10, 3))
+    with pytest.raises(ConfigError, match="batch_size"):
+        parse_config({"batch_size": "8"}, data_shape=(1, 10, 3))
+    with pytest.raises(ConfigError, match="adam_beta1"):
+        parse_config({"adam_beta1": 1.0}, data_shape=(1, 10, 3))

@@ -9,7 +9,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from spikejax.lfads.pbt import DEFAULT_SEARCH_SPACE, exploit_binary_tournament, improvement_ratio_stop, perturb
+from spikejax.lfads.population import DEFAULT_SEARCH_SPACE, exploit_binary_tournament, improvement_ratio_stop, perturb
 
 
 def test_binary_tournament_losers_copy_winners():
@@ -49,7 +49,7 @@ def test_improvement_ratio_stopper():
 
 def test_default_search_space_matches_spec():
     d = {s.name: s for s in DEFAULT_SEARCH_SPACE}
-    assert (d["lr_init"].low, d["lr_init"].high, d["lr_init"].init) == (1e-5, 5e-3, 4e-3)
+    assert (d["learning_rate"].low, d["learning_rate"].high, d["learning_rate"].init) == (1e-5, 5e-3, 4e-3)
     assert (d["cd_rate"].low, d["cd_rate"].high, d["cd_rate"].init) == (0.01, 0.7, 0.5)
     assert d["kl_co_scale"].explore_param == 0.8 and not d["kl_co_scale"].enforce_limits
     assert d["dropout_rate"].sampling == "rand" and d["l2_gen_scale"].sampling == "logrand"
@@ -58,9 +58,8 @@ def test_default_search_space_matches_spec():
 PBT_SCRIPT = textwrap.dedent(
     """
     import json, sys, jax, numpy as np
-    from spikejax.lfads import HParams, LFADSConfig, TrainConfig, generate_lorenz_dataset
-    from spikejax.lfads.pbt import PBTConfig, pbt
-    d = generate_lorenz_dataset(n_conditions=8, trials_per_condition=6, n_neurons=10, steps=400, bin_ms=20, seed=0)
+    from spikejax.lfads import HParams, LFADSConfig, PBTConfig, TrainConfig, generate_lorenz_dataset, pbt
+    d = generate_lorenz_dataset(n_conditions=8, trials_per_condition=6, n_neurons=10, steps=400, dt=20, key=jax.random.key(0))
     cfg = LFADSConfig(data_dim=10, encod_seq_len=20, ic_enc_dim=6, ci_enc_dim=0, con_dim=0, co_dim=0, ic_dim=4,
                       gen_dim=12, fac_dim=4)
     hp = HParams.create(kl_increase_epoch=2, l2_increase_epoch=2)
@@ -69,9 +68,11 @@ PBT_SCRIPT = textwrap.dedent(
             pbt_config=PBTConfig(num_workers=16, epochs_per_generation=4, max_generations=int(sys.argv[1]),
                                  burn_in_epochs=0, num_no_best_to_stop=3, percent_change_to_stop=0.0),
             key=jax.random.PRNGKey(0))
-    print(json.dumps({"devices": jax.local_device_count(), "metric": r.history["metric"].tolist(),
-                      "best": r.history["best"].tolist(), "source": r.history["source"].tolist(),
-                      "lr": r.history["hp/lr_init"].tolist()}))
+    w = r.workers
+    col = lambda c: w.pivot(index="generation", columns="worker", values=c).to_numpy().tolist()
+    print(json.dumps({"devices": jax.local_device_count(), "metric": col("metric"),
+                      "best": r.history["best"].tolist(), "source": col("source"),
+                      "lr": col("hp/learning_rate")}))
     """
 )
 
@@ -111,10 +112,9 @@ def test_ray_trial_generations_run_on_core_fit(monkeypatch):
     import importlib
     import types
 
-    from spikejax.lfads import HParams, LFADSConfig, TrainConfig, generate_lorenz_dataset
-    from spikejax.lfads.pbt import PBTConfig
+    from spikejax.lfads import HParams, LFADSConfig, PBTConfig, TrainConfig, generate_lorenz_dataset
 
-    pr = importlib.import_module("spikejax.lfads.pbt_ray")
+    pr = importlib.import_module("spikejax.lfads.ray_backend")
     reports = []
 
     class Done(Exception):
@@ -129,7 +129,7 @@ def test_ray_trial_generations_run_on_core_fit(monkeypatch):
                                  get_context=lambda: types.SimpleNamespace(get_trial_id=lambda: "t0"),
                                  Checkpoint=types.SimpleNamespace(from_directory=lambda d: d))
     monkeypatch.setattr(pr, "_import_ray", lambda: (None, fake))
-    d = generate_lorenz_dataset(n_conditions=4, trials_per_condition=5, n_neurons=6, steps=200, bin_ms=20, seed=1)
+    d = generate_lorenz_dataset(n_conditions=4, trials_per_condition=5, n_neurons=6, steps=200, dt=20, key=jax.random.key(1))
     cfg = LFADSConfig(data_dim=6, encod_seq_len=10, ic_enc_dim=4, ci_enc_dim=0, con_dim=0, co_dim=0, ic_dim=3,
                       gen_dim=8, fac_dim=3)
     base = HParams.create(kl_increase_epoch=1, l2_increase_epoch=1, kl_co_scale=0.0)
@@ -138,7 +138,7 @@ def test_ray_trial_generations_run_on_core_fit(monkeypatch):
                "base_hp": {f: float(getattr(base, f)) for f in HParams.__dataclass_fields__},
                "train": {"data": np.asarray(d["train"]["data"])}, "valid": {"data": np.asarray(d["valid"]["data"])}}
     with pytest.raises(Done):
-        pr._worker({"hp": {"lr_init": 1e-2, "kl_ic_scale": 1e-4, "_worker": 0}}, payload)
+        pr._worker({"hp": {"learning_rate": 1e-2, "kl_ic_scale": 1e-4, "_worker": 0}}, payload)
     assert [r["epoch"] for r in reports] == [2, 4]
     assert all(np.isfinite(r["metric"]) and np.isfinite(r["train_loss"]) for r in reports)
     assert reports[1]["metric"] < reports[0]["metric"]

@@ -20,7 +20,7 @@ from spikejax.lfads import (
     save_lfads_h5,
     train,
 )
-from spikejax.lfads.pbt import PBTConfig, SearchParam
+from spikejax.lfads import PBTConfig, SearchParam
 
 CFG = LFADSConfig(data_dim=6, encod_seq_len=10, ic_enc_dim=4, ci_enc_dim=3, con_dim=3, co_dim=1, ic_dim=3,
                   gen_dim=8, fac_dim=3)
@@ -28,21 +28,21 @@ CFG = LFADSConfig(data_dim=6, encod_seq_len=10, ic_enc_dim=4, ci_enc_dim=3, con_
 
 @pytest.fixture(scope="module")
 def tiny():
-    d = generate_lorenz_dataset(n_conditions=4, trials_per_condition=5, n_neurons=6, steps=200, bin_ms=20, seed=1)
+    d = generate_lorenz_dataset(n_conditions=4, trials_per_condition=5, n_neurons=6, steps=200, dt=20, key=jax.random.key(1))
     return d
 
 
 def _fit(tiny, epochs, ck=None, key=0):
     m = LFADS(CFG, key=jax.random.PRNGKey(key))
     hp = HParams.create(cd_rate=0.3, kl_increase_epoch=2, l2_increase_epoch=2)
-    tc = TrainConfig(batch_size=8, max_epochs=epochs, lr_init=1e-2, checkpoint_every=2)
+    tc = TrainConfig(batch_size=8, n_epochs=epochs, learning_rate=1e-2, checkpoint_every=2)
     return train(m, {"data": tiny["train"]["data"]}, {"data": tiny["valid"]["data"]}, hp=hp, config=tc,
                  key=jax.random.PRNGKey(1), checkpoint_dir=ck)
 
 
 def test_train_decreases_loss_and_resume_is_exact(tiny, tmp_path):
     full = _fit(tiny, 4)
-    h = full.history
+    h = {k: full.history[k].to_numpy() for k in full.history.columns}
     assert h["train/recon"][-1] < h["train/recon"][0]
     assert np.all(np.isfinite(h["valid/recon_smth"]))
     # smoothed validation: s_e = 0.3 s_{e-1} + 0.7 r_e
@@ -52,7 +52,7 @@ def test_train_decreases_loss_and_resume_is_exact(tiny, tmp_path):
     assert part.n_epochs == 2
     resumed = _fit(tiny, 4, ck=tmp_path / "ck")
     assert resumed.n_epochs == 4
-    np.testing.assert_allclose(resumed.history["loss"], full.history["loss"], rtol=1e-5)
+    np.testing.assert_allclose(resumed.history["loss"].to_numpy(), full.history["loss"].to_numpy(), rtol=1e-5)
     a = jax.tree_util.tree_leaves(full.model)
     b = jax.tree_util.tree_leaves(resumed.model)
     for x, y in zip(a, b):
@@ -124,7 +124,7 @@ def test_bad_data_errors():
     # train() refuses NaN without sbtt
     with pytest.raises(DataFormatError):
         train(LFADS(CFG, key=jax.random.PRNGKey(0)), {"data": nan}, {"data": good}, key=jax.random.PRNGKey(0),
-              config=TrainConfig(max_epochs=1, batch_size=2))
+              config=TrainConfig(n_epochs=1, batch_size=2))
 
 
 def test_inconsistent_hyperparameters_errors():
@@ -141,11 +141,19 @@ def test_inconsistent_hyperparameters_errors():
     with pytest.raises(ConfigError, match="kl_ic_scale"):
         HParams.create(kl_ic_scale=-1.0)
     with pytest.raises(ConfigError, match="lr_stop"):
-        TrainConfig(lr_init=1e-4, lr_stop=1e-3)
+        TrainConfig(learning_rate=1e-4, lr_stop=1e-3)
     with pytest.raises(ConfigError, match="init"):
         SearchParam("cd_rate", 0.1, 0.5, "rand", init=0.9)
     with pytest.raises(ConfigError, match="unknown"):
-        SearchParam("learning_rate", 0.1, 0.5)
+        SearchParam("learning_rates", 0.1, 0.5)
+    with pytest.raises(ConfigError, match="learning_rate"):
+        SearchParam("lr_init", 0.1, 0.5)
+    with pytest.raises(ConfigError, match="adam_beta1"):
+        TrainConfig(adam_beta1=1.0)
+    with pytest.raises(ConfigError, match="batch_size"):
+        TrainConfig(batch_size=0)
+    with pytest.raises(ConfigError, match="n_epochs"):
+        TrainConfig(n_epochs="3")
     with pytest.raises(ConfigError, match="explore_method"):
         PBTConfig(explore_method="mutate")
     with pytest.raises(ConfigError, match="num_workers"):
@@ -157,7 +165,7 @@ def test_lorenz_tutorial_bundle_and_calcium_generator():
     d = load_lorenz_tutorial()
     assert d["train"]["data"].shape == (640, 100, 60) and d["valid"]["lowd"].shape == (160, 100, 3)
     assert d["train"]["truth"].max() > 300
-    c = generate_calcium_dataset(n_conditions=2, trials_per_condition=5, n_neurons=6, n_bins=30, seed=0)
+    c = generate_calcium_dataset(n_conditions=2, trials_per_condition=5, n_neurons=6, n_bins=30, key=jax.random.key(0))
     x = c["train"]["data"]
     # staggered 1-in-3 sampling: neuron n observed only at bins t with t % 3 == n % 3
     for n in range(6):
@@ -180,7 +188,7 @@ def test_calcium_nnls_deconvolution_recovers_spikes_without_lag():
     f = (np.where(lags >= 0, kern[np.clip(lags, 0, 59)], 0.0) @ s_true[0])[None]
     np.testing.assert_allclose(_nnls_deconvolve(f, kern, idx)[0, :-1], s_true[0, :-1], atol=1e-8)
     # the decay-only (AR(1)) deconvolution ignores the rise time: its events lag the spikes
-    d = {m: generate_calcium_dataset(n_conditions=2, trials_per_condition=4, n_neurons=6, n_bins=30, seed=0,
+    d = {m: generate_calcium_dataset(n_conditions=2, trials_per_condition=4, n_neurons=6, n_bins=30, key=jax.random.key(0),
                                      deconvolution=m, noise_sd=0.0) for m in ("nnls", "ar1")}
     sp, ev = d["nnls"]["train"]["spikes"], d["nnls"]["train"]["data"]
     obs = ~np.isnan(ev)
@@ -188,7 +196,7 @@ def test_calcium_nnls_deconvolution_recovers_spikes_without_lag():
     ev1 = d["ar1"]["train"]["data"]
     assert np.corrcoef(ev1[obs], sp[obs])[0, 1] < 0.5
     with pytest.raises(ConfigError, match="deconvolution"):
-        generate_calcium_dataset(n_conditions=1, trials_per_condition=2, n_neurons=3, n_bins=9, deconvolution="x")
+        generate_calcium_dataset(n_conditions=1, trials_per_condition=2, n_neurons=3, n_bins=9, deconvolution="x", key=jax.random.key(0))
 
 
 def test_observation_model_is_abstract():

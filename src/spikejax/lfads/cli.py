@@ -25,8 +25,8 @@ def _train(args) -> int:
     from .config import load_config, save_lfads
     from .data import load_lfads_h5
     from .model import LFADS
-    from .pbt import pbt
-    from .train import train
+    from .population import pbt
+    from .training import train
 
     probe = load_lfads_h5(args.data, layout=args.layout)
     cfg = load_config(args.config, data_shape=probe["train"]["data"].shape)
@@ -41,24 +41,25 @@ def _train(args) -> int:
                     key=jax.random.fold_in(key, 1), sbtt=cfg["sbtt"], checkpoint_dir=out / "checkpoints",
                     progress=None)
         model, hp = res.model, res.hp
-        summary = {"epochs": res.n_epochs, "best_epoch": res.best_epoch, "stop_reason": res.stop_reason,
-                   "seconds": res.seconds, "valid_recon_smth": float(res.history["valid/recon_smth"][-1])}
-        hist = {k: v.tolist() for k, v in res.history.items()}
+        summary = {"epochs": res.n_epochs, "best_epoch": res.best_epoch, "stop_reason": str(res.stop_reason),
+                   "seconds": res.seconds, "valid_recon_smth": float(res.history["valid/recon_smth"].iloc[-1])}
     elif args.backend == "ray":
-        from .pbt_ray import pbt_ray
+        from .ray_backend import pbt_ray
 
         res = pbt_ray(cfg["model"], tr, va, hp=cfg["hp"], train_config=cfg["train"], pbt_config=cfg["pbt"],
-                      search_space=cfg["search_space"], sbtt=cfg["sbtt"], address=args.ray_address,
+                      search_space=cfg["search_space"], key=key, sbtt=cfg["sbtt"], address=args.ray_address,
                       cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker)
     else:
         res = pbt(cfg["model"], tr, va, hp=cfg["hp"], train_config=cfg["train"], pbt_config=cfg["pbt"],
                   search_space=cfg["search_space"], key=key, sbtt=cfg["sbtt"], progress=True)
     if args.command_lfads == "pbt":
         model, hp = res.model, res.hp
-        summary = {"generations": res.n_generations, "stop_reason": res.stop_reason, "best_worker": res.best_worker,
-                   "lr": res.lr, "seconds": res.seconds, "best_metric": float(res.history["best"][-1])}
-        hist = {k: v.tolist() for k, v in res.history.items()}
+        summary = {"generations": res.n_generations, "stop_reason": str(res.stop_reason),
+                   "best_worker": res.best_worker, "learning_rate": res.learning_rate, "seconds": res.seconds,
+                   "best_metric": float(res.history["best"].iloc[-1])}
+    hist = res.history.to_dict(orient="list")
     save_lfads(out / "model.eqx", model, hp)
+    res.save(out / "result.h5")
     save_json(out / "history.json", hist)
     save_json(out / "summary.json", summary)
     print(json.dumps(summary, indent=1, default=str))
@@ -70,7 +71,7 @@ def _infer(args) -> int:
 
     from .config import load_lfads
     from .data import load_lfads_h5, save_lfads_h5
-    from .infer import infer
+    from .inference import infer
 
     model, hp, _ = load_lfads(args.model)
     d = load_lfads_h5(args.data, layout=args.layout)
@@ -119,11 +120,11 @@ def register(subparsers) -> None:
     sub = p.add_subparsers(dest="command_lfads", metavar="ACTION", required=True)
     for name, helptext in (("train", "train one LFADS model"), ("pbt", "population-based training (AutoLFADS)")):
         q = sub.add_parser(name, help=helptext, description="CONFIG.yaml holds hyperparameters by their LFADS names "
-                           "(ic_enc_dim, gen_dim, co_dim, dropout_rate, cd_rate, kl_ic_scale, lr_init, batch_size, "
-                           "max_epochs, num_workers, epochs_per_generation, max_generations, explore_method, ...).")
+                           "(ic_enc_dim, gen_dim, co_dim, dropout_rate, cd_rate, kl_ic_scale, learning_rate, batch_size, "
+                           "n_epochs, num_workers, epochs_per_generation, max_generations, explore_method, ...).")
         q.add_argument("config", help="YAML run configuration")
         q.add_argument("data", help="LFADS h5 file (train_data, valid_data, ...)")
-        q.add_argument("--out", default=f"out/lfads_{name}", help="output folder (model.eqx, history, summary)")
+        q.add_argument("--out", default=f"out/lfads_{name}", help="output folder (model.eqx, result.h5, history, summary)")
         q.add_argument("--layout", default="trials_time_neurons", choices=["trials_time_neurons", "neurons_samples_trials"])
         if name == "pbt":
             q.add_argument("--backend", default="vmap", choices=["vmap", "ray"],

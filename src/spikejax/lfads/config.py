@@ -8,7 +8,8 @@ observation model), :class:`HParams` (dropout, CD, KL/L2 scales, ramps, loss sca
 ``layout``, ``n_samples`` and ``search_space`` (a list of :class:`SearchParam` mappings).
 ``data_dim``/``encod_seq_len`` default to the data's shape. Aliases from the original code:
 ``keep_prob`` (1 − dropout_rate), ``keep_ratio`` (1 − cd_rate), ``cell_clip_value``,
-``factors_dim``, ``learning_rate_init``, ``kl_ic_weight``/``kl_co_weight``.
+``factors_dim``, ``learning_rate_init``, ``kl_ic_weight``/``kl_co_weight``. Renamed keys (``lr_init`` →
+``learning_rate``, ``max_epochs`` → ``n_epochs``, ``bin_ms`` → ``dt``) raise a ConfigError naming the new key.
 """
 
 from __future__ import annotations
@@ -23,15 +24,16 @@ import numpy as np
 from ..core.errors import ConfigError
 from ..core.io import load_json, load_model, save_model
 from .model import LFADS, HParams, LFADSConfig
-from .pbt import DEFAULT_SEARCH_SPACE, PBTConfig, SearchParam
-from .train import TrainConfig
+from .population import DEFAULT_SEARCH_SPACE, PBTConfig, SearchParam
+from .training import TrainConfig
 
 __all__ = ["parse_config", "load_config", "save_lfads", "load_lfads"]
 
 _HP_FIELDS = tuple(HParams.__dataclass_fields__)
-_ALIASES = {"cell_clip_value": "cell_clip", "factors_dim": "fac_dim", "learning_rate_init": "lr_init",
+_ALIASES = {"cell_clip_value": "cell_clip", "factors_dim": "fac_dim", "learning_rate_init": "learning_rate",
             "kl_ic_weight": "kl_ic_scale", "kl_co_weight": "kl_co_scale", "ic_enc_seq_len": None}
 _EXTRA = ("sbtt", "seed", "layout", "n_samples", "search_space")
+_RENAMED = {"lr_init": "learning_rate", "max_epochs": "n_epochs", "bin_ms": "dt", "sv_seed": None}
 
 
 def parse_config(raw: dict[str, Any], *, data_shape: tuple[int, int, int] | None = None) -> dict[str, Any]:
@@ -39,6 +41,10 @@ def parse_config(raw: dict[str, Any], *, data_shape: tuple[int, int, int] | None
     if not isinstance(raw, dict):
         raise ConfigError(f"the run configuration must be a mapping of hyperparameter names, got {type(raw).__name__}")
     raw = dict(raw)
+    for old, new in _RENAMED.items():
+        if old in raw:
+            raise ConfigError(f"{old!r} was renamed: use {new!r}" if new else
+                              f"{old!r} was removed: the sample-validation mask is drawn from the run's key (seed)")
     if "keep_prob" in raw:
         raw["dropout_rate"] = 1.0 - float(raw.pop("keep_prob"))
     if "keep_ratio" in raw:
@@ -67,15 +73,15 @@ def parse_config(raw: dict[str, Any], *, data_shape: tuple[int, int, int] | None
         space = DEFAULT_SEARCH_SPACE
     else:
         try:
-            space = tuple(SearchParam(**s) for s in space)
+            space = tuple(SearchParam.from_dict(s) for s in space)
         except TypeError as exc:
             raise ConfigError(f"search_space entries need name, low, high (+ sampling, init, explore_param, "
                               f"enforce_limits, explore_method): {exc}") from None
     return {
-        "model": LFADSConfig(**m),
+        "model": LFADSConfig.from_dict(m),
         "hp": HParams.create(**{k: raw[k] for k in _HP_FIELDS if k in raw}),
-        "train": TrainConfig(**{k: raw[k] for k in train_f if k in raw}),
-        "pbt": PBTConfig(**{k: raw[k] for k in pbt_f if k in raw}),
+        "train": TrainConfig.from_dict({k: raw[k] for k in train_f if k in raw}),
+        "pbt": PBTConfig.from_dict({k: raw[k] for k in pbt_f if k in raw}),
         "search_space": space,
         "sbtt": bool(raw.get("sbtt", False)),
         "seed": int(raw.get("seed", 0)),
@@ -110,7 +116,7 @@ def load_lfads(path: str | Path) -> tuple[LFADS, HParams | None, dict]:
     """Load a model saved by :func:`save_lfads`; returns (model, hp, metadata)."""
     path = Path(path)
     meta = load_json(path.with_suffix(path.suffix + ".json"))
-    cfg = LFADSConfig(**meta["config"])
+    cfg = LFADSConfig.from_dict(meta["config"])
     model = load_model(path, LFADS(cfg, key=jax.random.PRNGKey(0)))
     hp = HParams.create(**meta["hp"]) if meta.get("hp") else None
     return model, hp, meta

@@ -19,6 +19,8 @@ import numpy as np
 
 from ..core.errors import ConfigError, DataFormatError, ShapeError
 from ..core.io import atomic_path
+from ..core.random import check_key
+from .rng import numpy_seed
 
 __all__ = [
     "LAYOUTS",
@@ -184,8 +186,9 @@ def make_sv_mask(shape, sv_rate: float, seed: int) -> np.ndarray:
 def load_lorenz_tutorial() -> dict[str, Any]:
     """The bundled LFADS-tutorial Lorenz dataset (MIT; see ``spikejax/data/lfads/README.md``).
 
-    Returns ``{"train": {...}, "valid": {...}}`` with ``data`` (counts per 10-ms bin, trials × 100 ×
-    60), ``truth`` (spikes/s), ``lowd`` (standardised Lorenz x, y, z), ``inds`` and ``cond``.
+    Returns ``{"train": {...}, "valid": {...}, "dt": 10.0}`` with ``data`` (counts per 10-ms bin,
+    trials × 100 × 60), ``truth`` (spikes/s), ``lowd`` (standardised Lorenz x, y, z), ``inds`` and
+    ``cond``; ``dt`` is the bin width in ms.
     """
     from ..data import path as data_path
 
@@ -199,7 +202,7 @@ def load_lorenz_tutorial() -> dict[str, Any]:
             cond = inds // per
             out[s] = {"data": f[f"{s}_data"][()].astype(np.float32), "truth": ct[cond], "lowd": cl[cond],
                       "inds": inds, "cond": cond}
-    out["bin_ms"] = 10.0
+    out["dt"] = 10.0
     return out
 
 
@@ -226,17 +229,23 @@ def lorenz_trajectories(n: int, steps: int, *, dt: float, rng: np.random.Generat
     return out
 
 
-def generate_lorenz_dataset(*, n_conditions: int = 65, trials_per_condition: int = 24, n_neurons: int = 29,
-                            steps: int = 1000, dt: float = 0.006, bin_ms: int = 20, base_rate_hz: float = 5.0,
-                            valid_fraction: float = 0.2, standard: bool = True, seed: int = 0) -> dict[str, Any]:
+def generate_lorenz_dataset(*, key: Any, n_conditions: int = 65, trials_per_condition: int = 24,
+                            n_neurons: int = 29, steps: int = 1000, lorenz_dt: float = 0.006, dt: int = 20,
+                            base_rate_hz: float = 5.0, valid_fraction: float = 0.2,
+                            standard: bool = True) -> dict[str, Any]:
     """The LFADS "lorenz" demo-data recipe (spec §5.1): 1-ms Poisson spikes thresholded to 0/1, binned.
 
     Latents are centred per condition and divided by their max; rates ``exp(clip(W x + b, -20, 20))``
     spikes/ms with ``|W| ∈ [1, 2]`` and ``b = log(base_rate_hz/1000)``. Returns train/valid splits
-    with ``data`` (counts per bin), ``truth`` (spikes/s, binned mean) and ``latents``.
+    with ``data`` (counts per bin), ``truth`` (spikes/s, binned mean) and ``latents``, and ``dt``.
+
+    ``key``: a JAX PRNG key; the recipe draws with NumPy, seeded from the key
+    (``jax.random.key(s)`` gives the numbers the former ``seed=s`` gave). ``steps`` 1-ms steps are
+    binned into ``dt``-ms bins; ``lorenz_dt`` is the Euler step of the Lorenz equations (dimensionless).
     """
-    rng = np.random.default_rng(seed)
-    lat = lorenz_trajectories(n_conditions, steps, dt=dt, rng=rng, standard=standard)
+    rng = np.random.default_rng(numpy_seed(check_key(key)))
+    bin_ms = int(dt)
+    lat = lorenz_trajectories(n_conditions, steps, dt=lorenz_dt, rng=rng, standard=standard)
     lat = lat - lat.mean(axis=1, keepdims=True)
     lat = lat / np.abs(lat).max(axis=1, keepdims=True)
     w = (rng.random((n_neurons, 3)) + 1.0) * np.sign(rng.normal(size=(n_neurons, 3)))
@@ -252,11 +261,11 @@ def generate_lorenz_dataset(*, n_conditions: int = 65, trials_per_condition: int
                         "cond": cond}, valid_fraction, bin_ms)
 
 
-def _split(rng, arrays, valid_fraction, bin_ms):
+def _split(rng, arrays, valid_fraction, dt):
     n = len(arrays["cond"])
     valid = np.zeros(n, bool)
     valid[np.arange(n) % max(int(round(1 / valid_fraction)), 2) == 0] = True
-    out = {"train": {}, "valid": {}, "bin_ms": float(bin_ms)}
+    out = {"train": {}, "valid": {}, "dt": float(dt)}
     for k, v in arrays.items():
         out["train"][k] = v[~valid]
         out["valid"][k] = v[valid]
@@ -266,16 +275,16 @@ def _split(rng, arrays, valid_fraction, bin_ms):
 
 
 def generate_calcium_dataset(*, n_conditions: int = 16, trials_per_condition: int = 20, n_neurons: int = 60,
-                             n_bins: int = 60, bin_ms: float = 10.0, frame_bins: int = 3, speed: float = 1.0,
+                             n_bins: int = 60, dt: float = 10.0, frame_bins: int = 3, speed: float = 1.0,
                              base_rate_hz: float = 8.0, gain: tuple[float, float] = (1.0, 2.0),
                              tau_rise_ms: float = 30.0, tau_decay_ms: float = 400.0, amplitude: float = 1.0,
                              noise_sd: float = 0.1, s_min: float = 0.1, threshold: float | None = None,
                              deconvolution: str = "nnls", tail_frames: int = 3, valid_fraction: float = 0.2,
-                             seed: int = 0) -> dict[str, Any]:
+                             key: Any) -> dict[str, Any]:
     """Synthetic RADICaL-style 2-photon data with staggered sampling (a spikejax recipe, spec §5.3).
 
     Pipeline: Lorenz latents (standard equations; ``speed`` scales time) → rates
-    ``base·exp(W x)`` (spikes/s, ``|W|`` in ``gain``) → Poisson spike counts per ``bin_ms`` bin →
+    ``base·exp(W x)`` (spikes/s, ``|W|`` in ``gain``) → Poisson spike counts per ``dt``-ms bin →
     calcium ``Σ spikes ⋆ amplitude·(e^{-t/τ_d} − e^{-t/τ_r})`` (peak-normalised, GCaMP6f-like; a
     spike in bin b first shows in bin b + 1 and peaks ≈ 80 ms later for τ_r = 30, τ_d = 400 ms) → ΔF/F
     with Gaussian noise ``noise_sd`` → sampled once per frame of ``frame_bins`` bins at the neuron's
@@ -297,8 +306,11 @@ def generate_calcium_dataset(*, n_conditions: int = 16, trials_per_condition: in
       effect; the rate R² against the true rates drops accordingly).
 
     Returns train/valid splits with ``data`` (events, NaN where not sampled), ``rates`` (true
-    spikes/s per bin), ``spikes``, ``latents``, ``cond``; plus ``s_min``, ``bin_ms``, ``frame_bins``.
+    spikes/s per bin), ``spikes``, ``latents``, ``cond``; plus ``s_min``, ``dt`` (the bin width in ms),
+    ``frame_bins``. ``key``: a JAX PRNG key seeding the NumPy draws (``jax.random.key(s)`` gives the
+    numbers the former ``seed=s`` gave).
     """
+    bin_ms = float(dt)
     if deconvolution not in ("nnls", "ar1"):
         raise ConfigError(f"deconvolution must be 'nnls' or 'ar1', got {deconvolution!r}")
     if tail_frames < 0:
@@ -306,7 +318,7 @@ def generate_calcium_dataset(*, n_conditions: int = 16, trials_per_condition: in
     thr = max(s_min, 3 * noise_sd) if threshold is None else threshold
     if thr < s_min:
         raise ConfigError(f"threshold ({thr}) must be >= s_min ({s_min})")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(numpy_seed(check_key(key)))
     dt_lorenz = 0.01 * speed * bin_ms / 10.0
     sub = 5
     n_sim = n_bins + frame_bins * tail_frames if deconvolution == "nnls" else n_bins

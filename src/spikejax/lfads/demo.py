@@ -19,17 +19,15 @@ def run(out_dir: Path, *, quick: bool, seed: int) -> dict:
     ``lfads_history.csv`` and ``lfads_summary.json``; returns the held-out ridge R² per latent.
     """
     import jax
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the demo never selects a backend
 
     from ..core.io import atomic_open, save_figure, save_json
     from .data import load_lorenz_tutorial
     from .evaluate import ridge_fit, ridge_predict, ridge_r2
-    from .infer import infer
+    from .inference import infer
     from .model import LFADS, HParams, LFADSConfig
-    from .train import TrainConfig, train
+    from .records import plot_factors
+    from .training import TrainConfig, train
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -39,10 +37,11 @@ def run(out_dir: Path, *, quick: bool, seed: int) -> dict:
     tr = {k: v[:n_tr] for k, v in d["train"].items()}
     va = {k: v[: 32 if quick else 160] for k, v in d["valid"].items()}
     cfg = LFADSConfig(data_dim=60, encod_seq_len=100, ic_enc_dim=8 if quick else 24, ci_enc_dim=0, con_dim=0,
-                      co_dim=0, ic_dim=8 if quick else 16, gen_dim=16 if quick else 48, fac_dim=6 if quick else 20)
+                      co_dim=0, ic_dim=8 if quick else 16, gen_dim=16 if quick else 48, fac_dim=6 if quick else 20,
+                      dt=d["dt"])
     hp = HParams.create(dropout_rate=0.05, kl_ic_scale=1e-5, kl_co_scale=0.0, l2_gen_scale=1e-4,
                         kl_increase_epoch=5, l2_increase_epoch=5)
-    tc = TrainConfig(lr_init=1e-2, batch_size=32, max_epochs=2 if quick else 25, lr_scheduler=False)
+    tc = TrainConfig(learning_rate=1e-2, batch_size=32, n_epochs=2 if quick else 25, lr_scheduler=False)
     res = train(LFADS(cfg, key=jax.random.PRNGKey(seed)), {"data": tr["data"]}, {"data": va["data"]}, hp=hp,
                 config=tc, key=jax.random.PRNGKey(seed + 1), progress=False)
     ns = 2 if quick else 10
@@ -52,26 +51,26 @@ def run(out_dir: Path, *, quick: bool, seed: int) -> dict:
     w, b = ridge_fit(o_tr["factors"], tr["lowd"])
     pred = ridge_predict(o_va["factors"], w, b)
 
-    fig = plt.figure(figsize=(9, 4))
-    ax = fig.add_subplot(1, 2, 1, projection="3d")
+    fig = Figure(figsize=(13, 4))
+    ax = fig.add_subplot(1, 3, 1, projection="3d")
     for i in range(3):
         ax.plot(*va["lowd"][i].T, color=f"C{i}", lw=1)
         ax.plot(*pred[i].T, color=f"C{i}", lw=1, ls="--")
     ax.set_title("Lorenz latents: true (—) vs from LFADS factors (--)", fontsize=8)
-    ax2 = fig.add_subplot(1, 2, 2)
-    t = np.arange(va["lowd"].shape[1]) * d["bin_ms"]
+    ax2 = fig.add_subplot(1, 3, 2)
+    t = np.arange(va["lowd"].shape[1]) * d["dt"]
     for j, name in enumerate("xyz"):
         ax2.plot(t, va["lowd"][0, :, j] + 4 * j, color="k", lw=1)
         ax2.plot(t, pred[0, :, j] + 4 * j, color=f"C{j}", lw=1, ls="--", label=f"{name}: R²={r2[j]:.2f}")
     ax2.set_xlabel("time (ms)")
     ax2.legend(fontsize=7)
     ax2.set_title("held-out trial 0", fontsize=8)
+    ax3 = plot_factors(np.swapaxes(o_va["factors"], 0, 1), dt=d["dt"], ax=fig.add_subplot(1, 3, 3))
+    ax3.set_title("LFADS factors, held-out trial 0", fontsize=8)
     save_figure(fig, out_dir / "lfads_latents.png", dpi=100)
     with atomic_open(out_dir / "lfads_history.csv", "w") as f:
         keys = ["epoch", "loss", "train/recon", "valid/recon", "valid/recon_smth"]
-        f.write(",".join(keys) + "\n")
-        for i in range(len(res.history["epoch"])):
-            f.write(",".join(f"{res.history[k][i]:.6g}" for k in keys) + "\n")
+        res.history[keys].to_csv(f, index=False, float_format="%.6g")
     summary = {"ridge_r2_xyz": [round(float(v), 4) for v in r2], "epochs": res.n_epochs,
                "train_seconds": round(res.seconds, 1), "total_seconds": round(time.perf_counter() - t0, 1)}
     save_json(out_dir / "lfads_summary.json", summary)

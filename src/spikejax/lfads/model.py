@@ -10,12 +10,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from ..core.config import Config, option
 from ..core.errors import ConfigError
 from . import rng
 from .gru import ClippedGRUCell, bidirectional_gru
@@ -25,79 +25,66 @@ __all__ = ["LFADSConfig", "HParams", "LFADS", "Linear", "dropout", "kl_ic", "kl_
 
 
 @dataclasses.dataclass(frozen=True)
-class LFADSConfig:
+class LFADSConfig(Config):
     """Static architecture of an LFADS model (sizes and structural switches; never traced).
 
-    Names follow the LFADS/lfads-torch hyperparameter vocabulary (spec §1.1, §1.9).
+    Names follow the LFADS/lfads-torch hyperparameter vocabulary (spec §1.1, §1.9); ``dt`` is the
+    bin width in ms (it sets the time axis and the Hz rates of :func:`~spikejax.lfads.simulate`).
+    ``recon_dim`` and ``recon_seq_len`` default to ``data_dim`` and ``encod_seq_len``.
     """
 
-    data_dim: int
-    encod_seq_len: int
-    recon_dim: int | None = None
-    recon_seq_len: int | None = None
-    ext_input_dim: int = 0
-    ic_enc_dim: int = 64
-    ci_enc_dim: int = 64
-    con_dim: int = 64
-    co_dim: int = 4
-    ic_dim: int = 64
-    gen_dim: int = 200
-    fac_dim: int = 100
-    ci_lag: int = 1
-    cell_clip: float = 5.0
-    ic_post_var_min: float = 1e-4
-    ic_prior_var: float = 0.1
-    co_prior: str = "ar1"  # "ar1" | "gaussian"
-    co_prior_tau: float = 10.0
-    co_prior_nvar: float = 0.1
-    co_prior_var: float = 0.1
-    reconstruction: str = "poisson"  # "poisson" | "zig" (RADICaL) | "zig_torch" (lfads-torch)
-    s_min: float = 0.1
-    gamma_prior: float = 20.0
-    l2_gamma_distance_scale: float = 1e-4
-    recon_reduce_mean: bool = True
+    data_dim: int = option(help="input channels (neurons) per bin", ge=1)
+    encod_seq_len: int = option(help="encoded bins per trial", ge=1)
+    recon_dim: int | None = option(None, ge=1, help="reconstructed channels (default data_dim)")
+    recon_seq_len: int | None = option(None, ge=1, help="reconstructed bins (default encod_seq_len)")
+    ext_input_dim: int = option(0, ge=0, help="external input channels")
+    ic_enc_dim: int = option(64, ge=1, help="IC encoder GRU units (each direction)")
+    ci_enc_dim: int = option(64, ge=0, help="controller-input encoder GRU units (0: no controller)")
+    con_dim: int = option(64, ge=0, help="controller GRU units (0: no controller)")
+    co_dim: int = option(4, ge=0, help="inferred input dimensions (0: no controller)")
+    ic_dim: int = option(64, ge=1, help="initial-condition dimensions")
+    gen_dim: int = option(200, ge=1, help="generator GRU units")
+    fac_dim: int = option(100, ge=1, help="factors")
+    ci_lag: int = option(1, ge=0, help="controller-input lag", unit="bins")
+    cell_clip: float = option(5.0, gt=0, help="GRU state clip")
+    ic_post_var_min: float = option(1e-4, ge=0, help="floor of the IC posterior variance")
+    ic_prior_var: float = option(0.1, gt=0, help="IC prior variance")
+    co_prior: str = option("ar1", choices=("ar1", "gaussian"), help="prior of the inferred inputs")
+    co_prior_tau: float = option(10.0, gt=0, help="AR(1) prior time constant", unit="bins")
+    co_prior_nvar: float = option(0.1, gt=0, help="AR(1) prior innovation variance")
+    co_prior_var: float = option(0.1, gt=0, help="Gaussian prior variance")
+    reconstruction: str = option("poisson", choices=("poisson", "zig", "zig_torch"),
+                                 help="observation model: Poisson, ZIG (RADICaL) or ZIG (lfads-torch)")
+    s_min: float = option(0.1, ge=0, help="ZIG event offset")
+    gamma_prior: float = option(20.0, gt=0, help="ZIG scale prior")
+    l2_gamma_distance_scale: float = option(1e-4, ge=0, help="ZIG scale penalty")
+    recon_reduce_mean: bool = option(True, help="mean (lfads-torch) or sum over time and neurons (ELBO)")
+    dt: float = option(10.0, gt=0, unit="ms", help="bin width")
 
     def __post_init__(self):
-        for name in ("data_dim", "encod_seq_len", "ic_enc_dim", "ic_dim", "gen_dim", "fac_dim"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
-                raise ConfigError(f"LFADSConfig.{name} must be a positive integer, got {v!r}")
-        for name in ("ci_enc_dim", "con_dim", "co_dim", "ext_input_dim", "ci_lag"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 0:
-                raise ConfigError(f"LFADSConfig.{name} must be a non-negative integer, got {v!r}")
-        if self.recon_dim is None:
+        # the two size defaults are resolved at construction (before validation), never later
+        if self.recon_dim is None and isinstance(self.data_dim, int):
             object.__setattr__(self, "recon_dim", self.data_dim)
-        if self.recon_seq_len is None:
+        if self.recon_seq_len is None and isinstance(self.encod_seq_len, int):
             object.__setattr__(self, "recon_seq_len", self.encod_seq_len)
+        super().__post_init__()
+
+    def validate(self) -> None:
         if self.recon_dim < self.data_dim:
-            raise ConfigError(f"recon_dim ({self.recon_dim}) must be >= data_dim ({self.data_dim})")
+            raise self.error("recon_dim", f"({self.recon_dim}) must be >= data_dim ({self.data_dim})")
         if self.recon_seq_len < self.encod_seq_len:
-            raise ConfigError(f"recon_seq_len ({self.recon_seq_len}) must be >= encod_seq_len ({self.encod_seq_len})")
+            raise self.error("recon_seq_len", f"({self.recon_seq_len}) must be >= encod_seq_len ({self.encod_seq_len})")
         use = [self.ci_enc_dim > 0, self.con_dim > 0, self.co_dim > 0]
         if any(use) and not all(use):
-            raise ConfigError(
-                "the controller needs ci_enc_dim, con_dim and co_dim all > 0 (or all 0 for no inferred inputs); "
-                f"got ci_enc_dim={self.ci_enc_dim}, con_dim={self.con_dim}, co_dim={self.co_dim}"
-            )
+            raise self.error(
+                "co_dim", "the controller needs ci_enc_dim, con_dim and co_dim all > 0 (or all 0 for no inferred "
+                f"inputs); got ci_enc_dim={self.ci_enc_dim}, con_dim={self.con_dim}, co_dim={self.co_dim}")
         if self.ci_lag >= self.encod_seq_len:
-            raise ConfigError(f"ci_lag ({self.ci_lag}) must be < encod_seq_len ({self.encod_seq_len})")
-        if self.co_prior not in ("ar1", "gaussian"):
-            raise ConfigError(f"co_prior must be 'ar1' or 'gaussian', got {self.co_prior!r}")
-        if self.reconstruction not in ("poisson", "zig", "zig_torch"):
-            raise ConfigError(f"reconstruction must be 'poisson', 'zig' or 'zig_torch', got {self.reconstruction!r}")
-        for name in ("cell_clip", "ic_prior_var", "co_prior_tau", "co_prior_nvar", "co_prior_var", "gamma_prior"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"LFADSConfig.{name} must be > 0, got {getattr(self, name)!r}")
-        if not self.ic_post_var_min >= 0 or not self.s_min >= 0:
-            raise ConfigError("ic_post_var_min and s_min must be >= 0")
+            raise self.error("ci_lag", f"({self.ci_lag}) must be < encod_seq_len ({self.encod_seq_len})")
 
     @property
     def use_con(self) -> bool:
         return self.co_dim > 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 class HParams(eqx.Module):

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["key_words", "split", "fold_in", "uniform", "normal", "init_normal", "is_exact"]
+__all__ = ["key_words", "split", "fold_in", "uniform", "normal", "init_normal", "is_exact", "numpy_seed"]
 
 _ROT = ((13, 15, 26, 6), (17, 29, 16, 24))
 
@@ -146,3 +146,17 @@ def init_normal(key, shape, *, mul=None, div=None) -> jax.Array:
         raise TypeError("init_normal needs exactly one of mul= and div=")
     z = _normal_jit(key, shape=tuple(shape), dtype=jnp.zeros(()).dtype)
     return mul * z if div is None else z / div
+
+
+def numpy_seed(key) -> int:
+    """A NumPy seed from a JAX key: its two words as one 64-bit integer.
+
+    ``jax.random.key(s)`` and ``jax.random.PRNGKey(s)`` (``0 <= s < 2**32``) give ``s`` itself, so a
+    function that took ``seed=s`` before and takes ``key`` now draws the same NumPy numbers.
+    """
+    import numpy as _np
+
+    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.key_data(key)
+    words = _np.asarray(key, dtype=_np.uint64).ravel()
+    return int((int(words[0]) << 32) | int(words[1]))

@@ -34,52 +34,55 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..core.config import Config, option
 from ..core.errors import ConfigError
 from ..core.population import fit_population
+from ..core.random import check_key
 from ..core.sweep import stack
 from .data import check_dataset
-from .loss import lfads_loss
 from .model import LFADS, HParams, LFADSConfig
-from .train import TrainConfig, _compiled, _fit_loss, device_splits
+from .objective import loss_terms
+from .records import LFADSPBTResult, _stop
+from .rng import numpy_seed
+from .training import TrainConfig, _compiled, _fit_loss, device_splits, sv_seed
 
-__all__ = ["SearchParam", "PBTConfig", "PBTResult", "DEFAULT_SEARCH_SPACE", "pbt", "perturb", "explore_value", "exploit_binary_tournament",
+__all__ = ["SearchParam", "PBTConfig", "DEFAULT_SEARCH_SPACE", "pbt", "perturb", "explore_value", "exploit_binary_tournament",
            "improvement_ratio_stop"]
 
 
 @dataclasses.dataclass(frozen=True)
-class SearchParam:
+class SearchParam(Config):
     """One searched hyperparameter (pbt_opt ``add_hp`` vocabulary).
 
-    ``name``: ``lr_init`` or an :class:`HParams` field. ``low``/``high``: range. ``sampling``:
+    ``name``: ``learning_rate`` or an :class:`HParams` field. ``low``/``high``: range. ``sampling``:
     ``"logrand"`` or ``"rand"`` (initial distribution). ``init``: fixed initial value (else sampled).
     ``explore_param``: perturbation width p (``None``: the PBT config's). ``enforce_limits``: clip
     explored values to the range. ``explore_method``: ``None`` (the config's), ``"perturb"`` or
     ``"resample"``.
     """
 
-    name: str
-    low: float
-    high: float
-    sampling: str = "logrand"
-    init: float | None = None
-    explore_param: float | None = None
-    enforce_limits: bool = True
-    explore_method: str | None = None
+    name: str = option(help="learning_rate or an HParams field")
+    low: float = option(help="lower end of the range")
+    high: float = option(help="upper end of the range")
+    sampling: str = option("logrand", choices=("logrand", "rand"), help="initial distribution")
+    init: float | None = option(None, help="fixed initial value (else sampled)")
+    explore_param: float | None = option(None, gt=0, lt=1, help="perturbation width (None: the PBT config's)")
+    enforce_limits: bool = option(True, help="clip explored values to the range")
+    explore_method: str | None = option(None, choices=(None, "perturb", "resample"),
+                                        help="None (the PBT config's), perturb or resample")
 
-    def __post_init__(self):
+    def validate(self) -> None:
+        if self.name == "lr_init":
+            raise self.error("name", "'lr_init' was renamed: use 'learning_rate'")
+        if self.name != "learning_rate" and self.name not in HParams.__dataclass_fields__:
+            raise self.error("name", f"{self.name!r} is an unknown searched hyperparameter; use learning_rate or one "
+                             f"of {sorted(HParams.__dataclass_fields__)}")
         if not (self.low <= self.high):
-            raise ConfigError(f"search range of {self.name!r}: need low <= high, got [{self.low}, {self.high}]")
-        if self.sampling not in ("logrand", "rand"):
-            raise ConfigError(f"sampling of {self.name!r} must be 'logrand' or 'rand', got {self.sampling!r}")
+            raise self.error("low", f"search range of {self.name!r}: need low <= high, got [{self.low}, {self.high}]")
         if self.sampling == "logrand" and self.low <= 0:
-            raise ConfigError(f"log-uniform sampling of {self.name!r} needs low > 0, got {self.low}")
+            raise self.error("low", f"log-uniform sampling of {self.name!r} needs low > 0, got {self.low}")
         if self.init is not None and not (self.low <= self.init <= self.high):
-            raise ConfigError(f"init of {self.name!r} ({self.init}) lies outside [{self.low}, {self.high}]")
-        if self.explore_method not in (None, "perturb", "resample"):
-            raise ConfigError(f"explore_method of {self.name!r} must be 'perturb' or 'resample'")
-        if self.name != "lr_init" and self.name not in HParams.__dataclass_fields__:
-            raise ConfigError(f"unknown searched hyperparameter {self.name!r}; use lr_init or one of "
-                              f"{sorted(HParams.__dataclass_fields__)}")
+            raise self.error("init", f"of {self.name!r} ({self.init}) lies outside [{self.low}, {self.high}]")
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         if self.sampling == "logrand":
@@ -89,7 +92,7 @@ class SearchParam:
 
 #: The AutoLFADS search space (lfads-torch / autolfads-tf2 / NLB'21, spec §4.1).
 DEFAULT_SEARCH_SPACE = (
-    SearchParam("lr_init", 1e-5, 5e-3, "logrand", init=4e-3, explore_param=0.3, enforce_limits=True),
+    SearchParam("learning_rate", 1e-5, 5e-3, "logrand", init=4e-3, explore_param=0.3, enforce_limits=True),
     SearchParam("dropout_rate", 0.0, 0.6, "rand", explore_param=0.3, enforce_limits=True),
     SearchParam("cd_rate", 0.01, 0.7, "rand", init=0.5, explore_param=0.3, enforce_limits=True),
     SearchParam("kl_co_scale", 1e-6, 1e-4, "logrand", explore_param=0.8, enforce_limits=False),
@@ -100,54 +103,25 @@ DEFAULT_SEARCH_SPACE = (
 
 
 @dataclasses.dataclass(frozen=True)
-class PBTConfig:
-    """PBT settings in the pbt_opt / lfads-torch vocabulary (spec §4)."""
+class PBTConfig(Config):
+    """PBT settings in the pbt_opt / lfads-torch vocabulary (spec §4). The host-side random numbers
+    (initial values, pairings, perturbations) come from the ``key`` of :func:`pbt`."""
 
-    num_workers: int = 20
-    epochs_per_generation: int = 25
-    max_generations: int = 40
-    burn_in_epochs: int | None = None  # default: end of the KL/L2 ramps + one generation
-    num_no_best_to_stop: int = 4
-    percent_change_to_stop: float = 5e-4
-    exploit_method: str = "binarytournament"
-    explore_method: str = "perturb"
-    explore_param: float = 0.8
-    resample_prob: float = 1.0
-    metric: str = "valid/recon_smth"  # or "valid/recon_heldout" (sample validation, RADICaL era)
-    smoothing: float = 0.7
-    shard: bool = True
-    seed: int = 0
-
-    def __post_init__(self):
-        if self.num_workers < 2:
-            raise ConfigError(f"num_workers must be >= 2, got {self.num_workers}")
-        if self.epochs_per_generation < 1 or self.max_generations < 1 or self.num_no_best_to_stop < 1:
-            raise ConfigError("epochs_per_generation, max_generations and num_no_best_to_stop must be >= 1")
-        if self.exploit_method != "binarytournament":
-            raise ConfigError(f"exploit_method must be 'binarytournament', got {self.exploit_method!r}")
-        if self.explore_method not in ("perturb", "resample"):
-            raise ConfigError(f"explore_method must be 'perturb' or 'resample', got {self.explore_method!r}")
-        if not 0 < self.explore_param < 1:
-            raise ConfigError(f"explore_param must be in (0, 1), got {self.explore_param}")
-        if self.metric not in ("valid/recon_smth", "valid/recon_heldout"):
-            raise ConfigError(f"metric must be 'valid/recon_smth' or 'valid/recon_heldout', got {self.metric!r}")
-        if self.percent_change_to_stop < 0:
-            raise ConfigError("percent_change_to_stop must be >= 0")
-
-
-@dataclasses.dataclass
-class PBTResult:
-    """Outcome of :func:`pbt`: best model, its hyperparameters, per-generation records, the population."""
-
-    model: LFADS
-    hp: HParams
-    lr: float
-    best_worker: int
-    history: dict[str, np.ndarray]
-    n_generations: int
-    stop_reason: str
-    seconds: float
-    population: Any = None
+    num_workers: int = option(20, ge=2, help="population size")
+    epochs_per_generation: int = option(25, ge=1, help="epochs between exploit/explore steps", unit="epochs")
+    max_generations: int = option(40, ge=1, help="generations at most")
+    burn_in_epochs: int | None = option(None, ge=0, unit="epochs",
+                                        help="epochs before the stopper counts (default: end of the ramps + one generation)")
+    num_no_best_to_stop: int = option(4, ge=1, help="generations in the improvement-ratio window")
+    percent_change_to_stop: float = option(5e-4, ge=0, help="stop below this relative improvement (a fraction)")
+    exploit_method: str = option("binarytournament", choices=("binarytournament",), help="exploit rule")
+    explore_method: str = option("perturb", choices=("perturb", "resample"), help="explore rule")
+    explore_param: float = option(0.8, gt=0, lt=1, help="perturbation width p")
+    resample_prob: float = option(1.0, ge=0, le=1, help="probability of a resample (explore_method='resample')")
+    metric: str = option("valid/recon_smth", choices=("valid/recon_smth", "valid/recon_heldout"),
+                         help="the metric that ranks workers")
+    smoothing: float = option(0.7, gt=0, le=1, help="weight of the newest validation recon in its smoothing")
+    shard: bool = option(True, help="shard the population over the local devices")
 
 
 def perturb(value: float, p: float, rng: np.random.Generator, *, low: float | None = None, high: float | None = None,
@@ -202,13 +176,13 @@ def improvement_ratio_stop(bests: list[float], patience: int, threshold: float) 
 
 
 def _hp_get(hp_stack: HParams, lr, name):
-    return np.asarray(lr if name == "lr_init" else getattr(hp_stack, name), dtype=float)
+    return np.asarray(lr if name == "learning_rate" else getattr(hp_stack, name), dtype=float)
 
 
 def pbt(model_config: LFADSConfig, train_data: dict[str, Any], valid_data: dict[str, Any], *,
         hp: HParams | None = None, train_config: TrainConfig | None = None, pbt_config: PBTConfig | None = None,
         search_space=DEFAULT_SEARCH_SPACE, key: jax.Array, sbtt: bool = False, callback=None,
-        progress: bool = False) -> PBTResult:
+        progress: bool = False) -> LFADSPBTResult:
     """Run synchronous PBT of ``num_workers`` LFADS models in one vmapped (and sharded) program.
 
     The population trains on :func:`spikejax.core.fit_population` (one chunk of epochs = one
@@ -220,17 +194,19 @@ def pbt(model_config: LFADSConfig, train_data: dict[str, Any], valid_data: dict[
     model_config : LFADSConfig shared by all workers (sizes cannot be searched).
     train_data, valid_data : split dicts (see :func:`spikejax.lfads.train`).
     hp : base HParams (searched fields are overwritten per worker).
-    train_config : optimiser settings; ``lr_init`` is searched when in the search space, the plateau
+    train_config : optimiser settings; ``learning_rate`` is searched when in the search space, the plateau
         LR scheduler is off under PBT (PBT owns the learning rate).
     pbt_config : PBTConfig.
     search_space : sequence of :class:`SearchParam`.
-    key : PRNG key (model inits, minibatches, posterior samples).
+    key : PRNG key (model inits, minibatches, posterior samples, and the host-side initial values,
+        pairings and perturbations).
     callback : ``callback(generation, record) -> stop?``.
 
     Returns
     -------
-    PBTResult (best worker by the final metric).
+    LFADSPBTResult (best worker by the final metric).
     """
+    key = check_key(key)
     tc = train_config or TrainConfig()
     pc = pbt_config or PBTConfig()
     base = hp if hp is not None else HParams.create()
@@ -241,7 +217,7 @@ def pbt(model_config: LFADSConfig, train_data: dict[str, Any], valid_data: dict[
     check_dataset(valid_data, model_config, sbtt=sbtt, name="valid_data")
     if pc.metric == "valid/recon_heldout" and tc.sv_rate <= 0:
         raise ConfigError("metric 'valid/recon_heldout' needs sample validation: set TrainConfig.sv_rate > 0")
-    rng = np.random.default_rng(pc.seed)
+    rng = np.random.default_rng(numpy_seed(key))
     W = pc.num_workers
     E = pc.epochs_per_generation
     k_init, k_run = jax.random.split(key)
@@ -255,16 +231,16 @@ def pbt(model_config: LFADSConfig, train_data: dict[str, Any], valid_data: dict[
         init_vals[s.name] = np.full(W, s.init, float) if s.init is not None else s.sample(rng, W)
     hp_stack = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (W,)), base)
     for n_, v in init_vals.items():
-        if n_ != "lr_init":
+        if n_ != "learning_rate":
             hp_stack = eqx.tree_at(lambda h: getattr(h, n_), hp_stack, jnp.asarray(v, dtype))
-    lr = init_vals.get("lr_init", np.full(W, tc.lr_init))
+    lr = init_vals.get("learning_rate", np.full(W, tc.learning_rate))
     optimizer, _ = _compiled(model_config, (tc.max_grad_norm, tc.adam_beta1, tc.adam_beta2, tc.adam_epsilon))
 
-    tr, va = device_splits(train_data, valid_data, dtype, tc)
+    tr, va = device_splits(train_data, valid_data, dtype, tc, seed=sv_seed(key))
     n_train = tr["data"].shape[0]
     bs = min(tc.batch_size, n_train)
     n_batches = max(n_train // bs, 1)
-    hp_keys = [n_ for n_ in names if n_ != "lr_init"]
+    hp_keys = [n_ for n_ in names if n_ != "learning_rate"]
     ramp_end = float(max(float(base.kl_start_epoch) + float(base.kl_increase_epoch),
                          float(base.l2_start_epoch) + float(base.l2_increase_epoch)))
     burn_in = pc.burn_in_epochs if pc.burn_in_epochs is not None else int(ramp_end) + E
@@ -313,8 +289,8 @@ def pbt(model_config: LFADSConfig, train_data: dict[str, Any], valid_data: dict[
         # explore the losers' hyperparameters
         for w in np.flatnonzero(src != np.arange(W)):
             for s in search_space:
-                new = explore_value(s, lr_new[w] if s.name == "lr_init" else hp_new[s.name][w], pc, rng)
-                if s.name == "lr_init":
+                new = explore_value(s, lr_new[w] if s.name == "learning_rate" else hp_new[s.name][w], pc, rng)
+                if s.name == "learning_rate":
                     lr_new[w] = new
                 else:
                     hp_new[s.name][w] = new
@@ -339,15 +315,33 @@ def pbt(model_config: LFADSConfig, train_data: dict[str, Any], valid_data: dict[
     lr_final = np.asarray(res.state.hyperparam("learning_rate"), float)
     best_params = jax.tree_util.tree_map(lambda a: a[best_w], params)
     best_hp = jax.tree_util.tree_map(lambda a: a[best_w], hp_final)
-    hist = {k: np.asarray(v) for k, v in records.items()}
-    return PBTResult(eqx.combine(best_params, static), best_hp, float(lr_final[best_w]), best_w,
-                     hist, len(records["generation"]), stop_reason[0], time.perf_counter() - t0,
-                     population={"params": params, "opt_state": res.state.opt_state, "hp": hp_final, "static": static})
+    history, workers = pbt_tables(records, names)
+    return LFADSPBTResult(model=eqx.combine(best_params, static), history=history, stop_reason=_stop(stop_reason[0]),
+                          seconds=max(time.perf_counter() - t0, 1e-9), workers=workers, hp=best_hp,
+                          learning_rate=float(lr_final[best_w]), best_worker=best_w,
+                          n_generations=len(records["generation"]), population=eqx.combine(params, static),
+                          model_config=model_config, pbt_config=pc)
+
+
+def pbt_tables(records: dict[str, list], names) -> tuple[Any, Any]:
+    """(history: one row per generation, workers: one row per generation and worker) from the records."""
+    import pandas as pd
+
+    history = pd.DataFrame({k: np.asarray(records[k]) for k in ("generation", "epoch", "best")})
+    rows = []
+    for i, gen in enumerate(records["generation"]):
+        for w, m in enumerate(records["metric"][i]):
+            row = {"generation": gen, "worker": w, "metric": m, "train_loss": records["train_loss"][i][w],
+                   "source": records["source"][i][w]}
+            row.update({f"hp/{n_}": records[f"hp/{n_}"][i][w] for n_ in names})
+            rows.append(row)
+    cols = ["generation", "worker", "metric", "train_loss", "source"] + [f"hp/{n_}" for n_ in names]
+    return history, pd.DataFrame(rows, columns=cols)
 
 
 def _pbt_val(model, data, key, *, step, args):
     """Validation of one worker after an epoch (posterior samples, no dropout): recon and held-out recon."""
     hp, steps_per_epoch = args
     epoch = (step // steps_per_epoch - 1).astype(model.ic_prior_mean.dtype)
-    _, aux = lfads_loss(model, data, hp, epoch, key=jax.random.fold_in(key, 7), training=False)
+    _, aux = loss_terms(model, data, hp, epoch, key=jax.random.fold_in(key, 7), training=False)
     return {"val": aux["recon"], "recon_heldout": aux["recon_heldout"]}

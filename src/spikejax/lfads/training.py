@@ -6,7 +6,7 @@ hyperparameters as traced ``args``; the validation recon is exponentially smooth
 (``val_smoothing``), early stopping and the plateau learning-rate decay
 (:class:`spikejax.core.PlateauDecay` on the injected learning rate) count only after the ramps,
 and checkpoints resume exactly. :func:`make_epoch_fn` is the same step scanned over one epoch
-as a pure function, which :mod:`spikejax.lfads.pbt` vmaps over a worker population.
+as a pure function, which :func:`spikejax.lfads.pbt` vmaps over a worker population.
 """
 
 from __future__ import annotations
@@ -23,65 +23,47 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ..core.errors import ConfigError
+from ..core.config import Config, option
+from ..core.random import check_key
+from ..core.results import StopReason, history_frame
 from ..core.training import EarlyStopping, PlateauDecay, fit, get_hyperparam, make_train_step, set_hyperparam
 from . import rng
 from .data import check_dataset, make_sv_mask
-from .loss import lfads_loss
 from .model import LFADS, HParams
+from .objective import loss_terms
+from .records import LFADSTrainResult
+from .rng import numpy_seed
 
-__all__ = ["TrainConfig", "TrainResult", "make_optimizer", "make_epoch_fn", "make_eval_fn", "train", "set_lr", "get_lr"]
+__all__ = ["TrainConfig", "make_optimizer", "make_epoch_fn", "make_eval_fn", "train", "set_lr", "get_lr"]
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation settings (lfads-torch names; spec §1.6)."""
+class TrainConfig(Config):
+    """Optimisation settings (lfads-torch names, spec §1.6; ``learning_rate`` is lfads-torch's ``lr_init``
+    and ``n_epochs`` its ``max_epochs``)."""
 
-    lr_init: float = 4e-3
-    lr_stop: float = 1e-5
-    lr_decay: float = 0.95
-    lr_patience: int = 6
-    lr_scheduler: bool = True
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    adam_epsilon: float = 1e-8
-    weight_decay: float = 0.0
-    max_grad_norm: float = 200.0
-    batch_size: int = 256
-    max_epochs: int = 1000
-    early_stopping_patience: int = 200
-    smoothing: float = 0.7
-    sv_rate: float = 0.0
-    sv_seed: int = 0
-    checkpoint_every: int = 25
+    learning_rate: float = option(4e-3, gt=0, help="initial Adam step size")
+    lr_stop: float = option(1e-5, gt=0, help="the plateau decay stops at this learning rate")
+    lr_decay: float = option(0.95, gt=0, le=1, help="plateau decay factor")
+    lr_patience: int = option(6, ge=1, help="epochs without improvement before a decay", unit="epochs")
+    lr_scheduler: bool = option(True, help="plateau decay of the learning rate")
+    adam_beta1: float = option(0.9, ge=0, lt=1, help="Adam first-moment decay")
+    adam_beta2: float = option(0.999, ge=0, lt=1, help="Adam second-moment decay")
+    adam_epsilon: float = option(1e-8, gt=0, help="Adam epsilon")
+    weight_decay: float = option(0.0, ge=0, help="AdamW weight decay")
+    max_grad_norm: float = option(200.0, gt=0, help="global gradient-norm clip")
+    batch_size: int = option(256, ge=1, help="trials per minibatch", unit="trials")
+    n_epochs: int = option(1000, ge=0, help="training length", unit="epochs")
+    early_stopping_patience: int = option(200, ge=1, help="epochs without improvement before stopping",
+                                          unit="epochs")
+    smoothing: float = option(0.7, gt=0, le=1, help="weight of the newest validation recon in its smoothing")
+    sv_rate: float = option(0.0, ge=0, lt=1, help="fraction of entries held out for sample validation")
+    checkpoint_every: int = option(25, ge=1, help="checkpoint interval", unit="epochs")
 
-    def __post_init__(self):
-        if not (0 < self.lr_init and 0 < self.lr_stop <= self.lr_init):
-            raise ConfigError(f"need 0 < lr_stop <= lr_init, got lr_init={self.lr_init}, lr_stop={self.lr_stop}")
-        if not 0 < self.lr_decay <= 1:
-            raise ConfigError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
-        if self.batch_size < 1 or self.max_epochs < 0 or self.lr_patience < 1 or self.early_stopping_patience < 1:
-            raise ConfigError("batch_size, lr_patience, early_stopping_patience must be >= 1 and max_epochs >= 0")
-        if not 0 <= self.sv_rate < 1:
-            raise ConfigError(f"sv_rate must be in [0, 1), got {self.sv_rate}")
-        if not 0 < self.smoothing <= 1:
-            raise ConfigError(f"smoothing must be in (0, 1], got {self.smoothing}")
-        if self.max_grad_norm <= 0:
-            raise ConfigError(f"max_grad_norm must be > 0, got {self.max_grad_norm}")
-
-
-@dataclasses.dataclass
-class TrainResult:
-    """What :func:`train` returns: best model, last optimiser state, per-epoch history (numpy arrays)."""
-
-    model: LFADS
-    hp: HParams
-    opt_state: Any
-    history: dict[str, np.ndarray]
-    n_epochs: int
-    best_epoch: int | None
-    stop_reason: str
-    seconds: float
+    def validate(self) -> None:
+        if self.lr_stop > self.learning_rate:
+            raise self.error("lr_stop", f"must be <= learning_rate, got lr_stop={self.lr_stop}, "
+                             f"learning_rate={self.learning_rate}")
 
 
 def make_optimizer(tc: TrainConfig) -> optax.GradientTransformation:
@@ -100,7 +82,7 @@ def make_optimizer(tc: TrainConfig) -> optax.GradientTransformation:
                         weight_decay=weight_decay),
         ))
 
-    return optax.inject_hyperparams(build)(learning_rate=tc.lr_init, weight_decay=tc.weight_decay)
+    return optax.inject_hyperparams(build)(learning_rate=tc.learning_rate, weight_decay=tc.weight_decay)
 
 
 def get_lr(opt_state) -> jax.Array:
@@ -114,7 +96,7 @@ def set_lr(opt_state, lr):
 
 def _loss_for_step(model, batch, key):
     data, hp, epoch = batch
-    return lfads_loss(model, data, hp, epoch, key=key, training=True)
+    return loss_terms(model, data, hp, epoch, key=key, training=True)
 
 
 def make_epoch_fn(static, optimizer, n_train: int, batch_size: int):
@@ -151,7 +133,7 @@ def make_eval_fn(static):
 
     def eval_fn(params, hp, data, epoch, key):
         model = eqx.combine(params, static)
-        loss, aux = lfads_loss(model, data, hp, epoch, key=jax.random.fold_in(key, epoch), training=False)
+        loss, aux = loss_terms(model, data, hp, epoch, key=jax.random.fold_in(key, epoch), training=False)
         return {**aux, "loss": loss}
 
     return eval_fn
@@ -161,7 +143,7 @@ def _fit_loss(model, batch, key, *, step, args):
     """The LFADS training loss as :func:`spikejax.core.fit` calls it (epoch from the traced step)."""
     hp, steps_per_epoch = args
     epoch = (step // steps_per_epoch).astype(model.ic_prior_mean.dtype)
-    return lfads_loss(model, batch, hp, epoch, key=key, training=True)
+    return loss_terms(model, batch, hp, epoch, key=key, training=True)
 
 
 @functools.lru_cache(maxsize=16)
@@ -178,13 +160,19 @@ def _compiled(config, opt_key: tuple):
     return optimizer, jax.jit(make_eval_fn(static))
 
 
-def device_splits(train_data, valid_data, dtype, tc: TrainConfig):
-    """Both splits on the device, with the fixed sample-validation masks when ``tc.sv_rate > 0``."""
+def sv_seed(key) -> int:
+    """The NumPy seed of the sample-validation masks, from the caller's key (``fold_in(key, 3)``)."""
+    return numpy_seed(jax.random.fold_in(key, 3))
+
+
+def device_splits(train_data, valid_data, dtype, tc: TrainConfig, *, seed: int = 0):
+    """Both splits on the device, with the fixed sample-validation masks (NumPy ``seed`` for the
+    train split, ``seed + 1`` for the valid split) when ``tc.sv_rate > 0``."""
     tr = _to_device(train_data, dtype)
     va = _to_device(valid_data, dtype)
     if tc.sv_rate > 0:
-        tr["sv_mask"] = jnp.asarray(make_sv_mask(tr["data"].shape, tc.sv_rate, tc.sv_seed))
-        va["sv_mask"] = jnp.asarray(make_sv_mask(va["data"].shape, tc.sv_rate, tc.sv_seed + 1))
+        tr["sv_mask"] = jnp.asarray(make_sv_mask(tr["data"].shape, tc.sv_rate, seed))
+        va["sv_mask"] = jnp.asarray(make_sv_mask(va["data"].shape, tc.sv_rate, seed + 1))
     return tr, va
 
 
@@ -199,14 +187,14 @@ def _to_device(data: dict[str, Any], dtype) -> dict[str, jax.Array]:
 def train(model: LFADS, train_data: dict[str, Any], valid_data: dict[str, Any], *, hp: HParams | None = None,
           config: TrainConfig | None = None, key: jax.Array, sbtt: bool = False,
           checkpoint_dir: str | Path | None = None, resume: bool = True, progress: bool | None = None,
-          callback=None) -> TrainResult:
+          callback=None) -> LFADSTrainResult:
     """Train one LFADS model (through :func:`spikejax.core.fit`).
 
     Parameters
     ----------
     model : LFADS (its ``config`` fixes the sizes and the observation model).
     train_data, valid_data : dicts with ``data`` (trials × time × neurons; NaN = missing, needs
-        ``sbtt=True``), optional ``recon`` and ``ext`` (see :func:`spikejax.lfads.lfads_loss`).
+        ``sbtt=True``), optional ``recon`` and ``ext`` (see :func:`spikejax.lfads.loss`).
     hp : HParams (default ``HParams.create()``).
     config : TrainConfig.
     key : PRNG key (minibatch order, posterior samples, dropout).
@@ -217,22 +205,23 @@ def train(model: LFADS, train_data: dict[str, Any], valid_data: dict[str, Any], 
 
     Returns
     -------
-    TrainResult with the model of the best smoothed validation recon or the last; ``history``
-    per epoch: ``epoch``, ``loss``, ``lr``, ``train/<term>``, ``valid/<term>``, ``valid/recon_smth``.
+    LFADSTrainResult with the model of the best smoothed validation recon or the last; ``history``
+    per epoch: ``epoch``, ``loss``, ``learning_rate``, ``train/<term>``, ``valid/<term>``, ``valid/recon_smth``.
     """
+    key = check_key(key)
     tc = config or TrainConfig()
-    hp = hp if hp is not None else HParams.create()
     c = model.config
+    hp = hp if hp is not None else HParams.create(dtype=model.ic_prior_mean.dtype)
     check_dataset(train_data, c, sbtt=sbtt, name="train_data")
     check_dataset(valid_data, c, sbtt=sbtt, name="valid_data")
     dtype = model.ic_prior_mean.dtype
-    tr, va = device_splits(train_data, valid_data, dtype, tc)
+    tr, va = device_splits(train_data, valid_data, dtype, tc, seed=sv_seed(key))
     n_train = tr["data"].shape[0]
     bs = min(tc.batch_size, n_train)
     n_batches = n_train // bs
     params = eqx.filter(model, eqx.is_inexact_array)
     optimizer, eval_fn = _compiled(c, (tc.max_grad_norm, tc.adam_beta1, tc.adam_beta2, tc.adam_epsilon))
-    opt_state = set_lr(optimizer.init(params), tc.lr_init)
+    opt_state = set_lr(optimizer.init(params), tc.learning_rate)
     opt_state = set_hyperparam(opt_state, "weight_decay", tc.weight_decay)
     k_train, k_val = jax.random.split(key)
     ramp_end = int(max(float(hp.kl_start_epoch) + float(hp.kl_increase_epoch),
@@ -244,7 +233,7 @@ def train(model: LFADS, train_data: dict[str, Any], valid_data: dict[str, Any], 
         return {"val": out["recon"], **out}
 
     def to_logs(step, logs):
-        out = {"epoch": step // n_batches - 1, "loss": logs["loss"], "lr": logs.get("learning_rate", tc.lr_init)}
+        out = {"epoch": step // n_batches - 1, "loss": logs["loss"], "learning_rate": logs.get("learning_rate", tc.learning_rate)}
         out.update({f"train/{k}": v for k, v in logs.items() if k not in ("loss", "val", "val_smth", "learning_rate")
                     and not k.startswith("val/")})
         out.update({f"valid/{k[4:]}": v for k, v in logs.items() if k.startswith("val/")})
@@ -254,7 +243,7 @@ def train(model: LFADS, train_data: dict[str, Any], valid_data: dict[str, Any], 
     fit_cb = None if callback is None else (lambda step, m, logs: callback(step // n_batches, to_logs(step, logs)))
     ramp_steps = ramp_end * n_batches
     t0 = time.perf_counter()
-    res = fit(model, _fit_loss, tr, optimizer=optimizer, key=k_train, n_epochs=tc.max_epochs, batch_size=bs,
+    res = fit(model, _fit_loss, tr, optimizer=optimizer, key=k_train, n_epochs=tc.n_epochs, batch_size=bs,
               has_aux=True, with_step=True, args=(hp, jnp.asarray(n_batches)), opt_state=opt_state,
               val_fn=val_fn, val_smoothing=tc.smoothing,
               early_stopping=EarlyStopping(patience=tc.early_stopping_patience, monitor="val_smth",
@@ -265,9 +254,11 @@ def train(model: LFADS, train_data: dict[str, Any], valid_data: dict[str, Any], 
               resume=resume, progress=progress, callback=fit_cb, desc="lfads")
     h = res.curves
     if "learning_rate" not in h:  # no scheduler: constant
-        h["learning_rate"] = np.full(len(h["step"]), tc.lr_init)
+        h["learning_rate"] = np.full(len(h["step"]), tc.learning_rate)
     per_epoch = [to_logs(int(s), {k: v[i] for k, v in h.items()}) for i, s in enumerate(h["step"])]
-    history = {k: np.asarray([row[k] for row in per_epoch]) for k in (per_epoch[0] if per_epoch else {})}
-    best_epoch = None if res.best_step is None else res.best_step // n_batches
-    return TrainResult(res.model, hp, res.opt_state, history, res.n_steps // n_batches, best_epoch, res.stop_reason,
-                       time.perf_counter() - t0)
+    history = history_frame({k: np.asarray([row[k] for row in per_epoch]) for k in (per_epoch[0] if per_epoch else {})},
+                            index="epoch")
+    best_epoch = None if res.best_step is None else int(res.best_step // n_batches)
+    return LFADSTrainResult(model=res.model, history=history, stop_reason=StopReason.of(res.stop_reason),
+                            seconds=max(time.perf_counter() - t0, 1e-9), hp=hp, opt_state=res.opt_state,
+                            n_epochs=int(res.n_steps // n_batches), best_epoch=best_epoch, model_config=c, config=tc)

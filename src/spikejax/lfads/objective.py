@@ -1,4 +1,4 @@
-"""The LFADS objective as implemented by lfads-torch / autolfads-tf2 (spec §1.6-1.8, §3).
+"""The LFADS objective as implemented by lfads-torch / autolfads-tf2 (spec §1.6-1.8, §3): :func:`loss`.
 
 ``total = loss_scale · [R + ρ_L2·L2 + ρ_KL·(kl_ic_scale·KL_ic + kl_co_scale·KL_co)] + penalty``
 
@@ -19,10 +19,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from ..core.random import check_key
 from . import rng
 from .model import LFADS, HParams
 
-__all__ = ["ramp", "prepare_inputs", "recon_cost", "lfads_loss"]
+__all__ = ["ramp", "prepare_inputs", "recon_cost", "loss_terms", "loss"]
 
 
 def ramp(epoch, start, increase):
@@ -97,9 +98,10 @@ def recon_cost(readout, params: jax.Array, target: jax.Array, observed: jax.Arra
     return recon, recon_heldout
 
 
-def lfads_loss(model: LFADS, batch: dict[str, Any], hp: HParams, epoch: jax.Array, *, key: jax.Array,
+def loss_terms(model: LFADS, batch: dict[str, Any], hp: HParams, epoch: jax.Array, *, key: jax.Array,
                training: bool = True, sample_posteriors: bool = True) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """Scalar LFADS loss and an aux dict of its terms for a minibatch.
+    """Scalar LFADS loss and an aux dict of its terms for a minibatch (what :func:`train` minimises;
+    :func:`loss` is its scalar with the ramps at full weight).
 
     Parameters
     ----------
@@ -140,3 +142,37 @@ def lfads_loss(model: LFADS, batch: dict[str, Any], hp: HParams, epoch: jax.Arra
            "kl_ic": jax.lax.stop_gradient(kl_ic), "kl_co": jax.lax.stop_gradient(kl_co),
            "l2": jax.lax.stop_gradient(l2), "kl_ramp": rho_kl, "l2_ramp": rho_l2}
     return loss, aux
+
+
+def loss(model: LFADS, data: Any, *, key: jax.Array | None = None, hp: HParams | None = None,
+         epoch: Any = None) -> jax.Array:
+    """The LFADS training objective (the scalar :func:`spikejax.lfads.train` minimises), differentiable.
+
+    Parameters
+    ----------
+    model : LFADS
+    data : a batch as :func:`train` uses it: a dict with ``data`` (trials × encod_seq_len ×
+        data_dim; NaN = missing) and optionally ``recon``, ``ext``, ``sv_mask`` (see
+        :func:`loss_terms`); a bare array is taken as ``{"data": array}``.
+    key : PRNG key of the training-mode objective: posterior samples of z0 and u_t, dropout and
+        coordinated dropout, as in a training step. ``None``: the deterministic evaluation of the
+        objective (posterior means, no dropout).
+    hp : HParams (default ``HParams.create()`` in the model's dtype).
+    epoch : (0-based) epoch of the KL/L2 ramps; ``None`` (default): the ramps at full weight.
+
+    Returns
+    -------
+    Scalar ``loss_scale · [recon + ρ_L2·L2 + ρ_KL·(kl_ic_scale·KL_ic + kl_co_scale·KL_co)] + penalty``
+    (usable inside ``jax.grad``, ``jit`` and ``vmap``).
+    """
+    batch = dict(data) if isinstance(data, dict) else {"data": data}
+    dtype = model.ic_prior_mean.dtype
+    batch = {k: (jnp.asarray(v, bool) if k == "sv_mask" else jnp.asarray(v, dtype)) for k, v in batch.items()}
+    hp = hp if hp is not None else HParams.create(dtype=dtype)
+    e = jnp.asarray(1e9 if epoch is None else epoch, dtype)
+    if key is None:
+        value, _ = loss_terms(model, batch, hp, e, key=jnp.zeros(2, jnp.uint32), training=False,
+                              sample_posteriors=False)
+    else:
+        value, _ = loss_terms(model, batch, hp, e, key=check_key(key), training=True)
+    return value

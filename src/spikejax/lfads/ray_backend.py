@@ -15,9 +15,9 @@ generation):
 * exploit: binary tournament (random pairs of live trials; each loser restores its own winner's
   checkpoint and hyperparameters), as lfads-torch's ``BinaryTournamentPBT``. Unlike the vmapped
   :func:`pbt`, trials whose metric is NaN sit out the tournament (Ray drops them).
-* explore: the pbt_opt perturbation / resampling of :func:`spikejax.lfads.pbt.explore_value` applied
+* explore: the pbt_opt perturbation / resampling of :func:`spikejax.lfads.explore_value` applied
   to the winner's values (a ``custom_explore_fn``; Ray's own mutations are not used).
-* stop: the improvement-ratio stopper of :func:`spikejax.lfads.pbt.improvement_ratio_stop` on the
+* stop: the improvement-ratio stopper of :func:`spikejax.lfads.improvement_ratio_stop` on the
   population best per generation after the burn-in, or ``max_generations``.
 
 Randomness in Ray's scheduling (pairing, trial order) is not seeded, so runs are not bit-for-bit
@@ -27,7 +27,6 @@ the population does not fit on one.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import math
@@ -41,14 +40,18 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 
 from ..core.errors import ConfigError
+from ..core.random import check_key
 from ..core.training import fit
 from .data import check_dataset
-from .loss import lfads_loss
 from .model import LFADS, HParams, LFADSConfig
-from .pbt import DEFAULT_SEARCH_SPACE, PBTConfig, PBTResult, explore_value, improvement_ratio_stop
-from .train import TrainConfig, device_splits, make_eval_fn, make_optimizer, set_lr
+from .objective import loss_terms
+from .population import DEFAULT_SEARCH_SPACE, PBTConfig, explore_value, improvement_ratio_stop
+from .records import LFADSPBTResult, _stop
+from .rng import numpy_seed
+from .training import TrainConfig, device_splits, make_eval_fn, make_optimizer, set_lr, sv_seed
 
 __all__ = ["pbt_ray"]
 
@@ -62,19 +65,19 @@ def _import_ray():
     return ray, tune
 
 
-def _initial_values(search_space, pc: PBTConfig, tc: TrainConfig) -> list[dict[str, float]]:
-    rng = np.random.default_rng(pc.seed)
+def _initial_values(search_space, pc: PBTConfig, tc: TrainConfig, seed: int) -> list[dict[str, float]]:
+    rng = np.random.default_rng(seed)
     cols = {s.name: (np.full(pc.num_workers, s.init, float) if s.init is not None else s.sample(rng, pc.num_workers))
             for s in search_space}
     rows = [{k: float(v[w]) for k, v in cols.items()} for w in range(pc.num_workers)]
     for w, r in enumerate(rows):
-        r.setdefault("lr_init", tc.lr_init)
+        r.setdefault("learning_rate", tc.learning_rate)
         r["_worker"] = w
     return rows
 
 
-def _explore_fn(search_space, pc: PBTConfig):
-    rng = np.random.default_rng(pc.seed + 1)
+def _explore_fn(search_space, pc: PBTConfig, seed: int):
+    rng = np.random.default_rng(seed + 1)
 
     def explore(config: dict) -> dict:
         hp = dict(config["hp"])
@@ -97,7 +100,7 @@ def _trial_loss(model, batch, key, *, step, args):
     """The LFADS training loss of a trial's generation; ``args`` = (hp, steps per epoch, first epoch)."""
     hp, steps_per_epoch, epoch0 = args
     epoch = (epoch0 + step // steps_per_epoch).astype(model.ic_prior_mean.dtype)
-    return lfads_loss(model, batch, hp, epoch, key=key, training=True)
+    return loss_terms(model, batch, hp, epoch, key=key, training=True)
 
 
 def _train_generation(model, opt_state, hp, tr, va, epoch0: int, smth, key, tc: TrainConfig, pc: PBTConfig):
@@ -128,10 +131,11 @@ def _worker(config: dict, payload: dict) -> None:
     _, tune = _import_ray()
     cfg, tc, pc = payload["model_config"], payload["train_config"], payload["pbt_config"]
     vals = config["hp"]
-    model = LFADS(cfg, key=jax.random.PRNGKey(pc.seed * 100_003 + int(vals["_worker"])))
+    root = jnp.asarray(payload.get("key", (0, 0)), jnp.uint32)  # the caller's key (raw words)
+    model = LFADS(cfg, key=jax.random.fold_in(root, int(vals["_worker"])))
     dtype = model.ic_prior_mean.dtype
     params, static = eqx.partition(model, eqx.is_inexact_array)
-    tr, va = device_splits(payload["train"], payload["valid"], dtype, tc)
+    tr, va = device_splits(payload["train"], payload["valid"], dtype, tc, seed=payload.get("sv_seed", 0))
     optimizer, _ = _worker_fns(cfg, tc)
     opt_state = optimizer.init(params)
     epoch, smth = 0, None
@@ -141,11 +145,11 @@ def _worker(config: dict, payload: dict) -> None:
             params, opt_state = eqx.tree_deserialise_leaves(Path(d) / "state.eqx", (params, opt_state))
             meta = json.loads((Path(d) / "meta.json").read_text())
         epoch, smth = meta["epoch"], meta["smth"]
-    opt_state = set_lr(opt_state, vals["lr_init"])
+    opt_state = set_lr(opt_state, vals["learning_rate"])
     hp = HParams.create(**{**payload["base_hp"], **{k: v for k, v in vals.items() if k in payload["base_hp"]}},
                         dtype=dtype)
     trial_id = tune.get_context().get_trial_id() or str(vals["_worker"])
-    key = jax.random.fold_in(jax.random.PRNGKey(pc.seed), zlib.crc32(trial_id.encode()) & 0x7FFFFFFF)
+    key = jax.random.fold_in(jax.random.fold_in(root, 1_000_003), zlib.crc32(trial_id.encode()) & 0x7FFFFFFF)
     model = eqx.combine(params, static)
     while True:
         model, opt_state, loss, smth = _train_generation(model, opt_state, hp, tr, va, epoch, smth, key, tc, pc)
@@ -221,15 +225,18 @@ def _make_stopper(tune, pc: PBTConfig, burn_in_generations: int):
 
 def pbt_ray(model_config: LFADSConfig, train_data: dict[str, Any], valid_data: dict[str, Any], *,
             hp: HParams | None = None, train_config: TrainConfig | None = None, pbt_config: PBTConfig | None = None,
-            search_space=DEFAULT_SEARCH_SPACE, sbtt: bool = False, cpus_per_worker: float = 1.0,
+            search_space=DEFAULT_SEARCH_SPACE, key: jax.Array, sbtt: bool = False, cpus_per_worker: float = 1.0,
             gpus_per_worker: float = 0.0, storage_path: str | Path | None = None, address: str | None = None,
-            verbose: int = 0) -> PBTResult:
+            verbose: int = 0) -> LFADSPBTResult:
     """Run LFADS PBT with Ray Tune, one trial per worker (see the module docstring).
 
     Parameters
     ----------
     model_config, train_data, valid_data, hp, train_config, pbt_config, search_space, sbtt
         As for :func:`spikejax.lfads.pbt` (``pbt_config.metric`` must be ``"valid/recon_smth"``).
+    key
+        PRNG key (model inits, minibatches, posterior samples, initial values and perturbations;
+        Ray's own pairing order is not seeded).
     cpus_per_worker, gpus_per_worker
         Ray resources per trial (lfads-torch: 3 CPUs, 0.5 GPU).
     storage_path
@@ -239,11 +246,14 @@ def pbt_ray(model_config: LFADSConfig, train_data: dict[str, Any], valid_data: d
 
     Returns
     -------
-    PBTResult with the best trial's model (restored from its last checkpoint), its hyperparameters
-    and learning rate, ``history`` (``generation``, ``best``: population best per generation) and
-    ``stop_reason``; ``population`` holds the final per-trial metrics and hyperparameters.
+    LFADSPBTResult with the best trial's model (restored from its last checkpoint), its
+    hyperparameters and learning rate, ``history`` (``generation``, ``best``: population best per
+    generation) and ``stop_reason``; ``workers`` holds the final per-trial metrics and
+    hyperparameters (one row per trial); ``population`` is None.
     """
+    key = check_key(key)
     ray, tune = _import_ray()
+    seed = numpy_seed(key)
     tc = train_config or TrainConfig()
     pc = pbt_config or PBTConfig()
     base = hp if hp is not None else HParams.create()
@@ -254,7 +264,7 @@ def pbt_ray(model_config: LFADSConfig, train_data: dict[str, Any], valid_data: d
         raise ConfigError(f"search_space names must be unique, got {names}")
     check_dataset(train_data, model_config, sbtt=sbtt, name="train_data")
     check_dataset(valid_data, model_config, sbtt=sbtt, name="valid_data")
-    tc = dataclasses.replace(tc, lr_scheduler=False)  # PBT owns the learning rate
+    tc = tc.replace(lr_scheduler=False)  # PBT owns the learning rate
     ramp_end = max(float(base.kl_start_epoch) + float(base.kl_increase_epoch),
                    float(base.l2_start_epoch) + float(base.l2_increase_epoch))
     burn_in_epochs = pc.burn_in_epochs if pc.burn_in_epochs is not None else int(ramp_end) + pc.epochs_per_generation
@@ -262,11 +272,14 @@ def pbt_ray(model_config: LFADSConfig, train_data: dict[str, Any], valid_data: d
     payload = {"model_config": model_config, "train_config": tc, "pbt_config": pc,
                "base_hp": {f: float(getattr(base, f)) for f in HParams.__dataclass_fields__},
                "train": {k: np.asarray(v) for k, v in train_data.items()},
-               "valid": {k: np.asarray(v) for k, v in valid_data.items()}}
+               "valid": {k: np.asarray(v) for k, v in valid_data.items()},
+               "key": tuple(int(w) for w in np.asarray(jax.random.key_data(key) if jax.dtypes.issubdtype(
+                   key.dtype, jax.dtypes.prng_key) else key).ravel()),
+               "sv_seed": sv_seed(key)}
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=verbose > 0, configure_logging=verbose > 0)
     stopper = _make_stopper(tune, pc, burn_in_gen)
-    scheduler = _binary_tournament_scheduler(tune, custom_explore_fn=_explore_fn(search_space, pc),
+    scheduler = _binary_tournament_scheduler(tune, custom_explore_fn=_explore_fn(search_space, pc, seed),
                                              burn_in_period=burn_in_gen)
     trainable = tune.with_resources(tune.with_parameters(_worker, payload=payload),
                                     {"cpu": cpus_per_worker, "gpu": gpus_per_worker})
@@ -278,7 +291,7 @@ def pbt_ray(model_config: LFADSConfig, train_data: dict[str, Any], valid_data: d
     try:
         tuner = tune.Tuner(
             trainable,
-            param_space={"hp": tune.grid_search(_initial_values(search_space, pc, tc))},
+            param_space={"hp": tune.grid_search(_initial_values(search_space, pc, tc, seed))},
             tune_config=tune.TuneConfig(scheduler=scheduler, num_samples=1, reuse_actors=False),
             run_config=tune.RunConfig(name="lfads_pbt", storage_path=str(Path(storage_path).resolve()),
                                       stop=stopper, verbose=verbose),
@@ -293,12 +306,17 @@ def pbt_ray(model_config: LFADSConfig, train_data: dict[str, Any], valid_data: d
         vals = best.config["hp"]
         best_hp = HParams.create(**{**payload["base_hp"], **{k: v for k, v in vals.items() if k in payload["base_hp"]}},
                                  dtype=model.ic_prior_mean.dtype)
-        population = [{"metric": float(r.metrics.get("metric", np.nan)), "hp": r.config["hp"]} for r in results]
+        workers = pd.DataFrame([{"worker": int(r.config["hp"]["_worker"]), "metric": float(r.metrics.get("metric", np.nan)),
+                                 **{f"hp/{k}": v for k, v in r.config["hp"].items() if k != "_worker"}} for r in results])
     finally:
         if tmp is not None:
             tmp.cleanup()
     recs = sorted(stopper.records)
-    hist = {"generation": np.asarray([g for g, _ in recs]), "best": np.asarray([b for _, b in recs])}
-    n_gen = int(hist["generation"][-1]) if len(recs) else 0
-    return PBTResult(eqx.combine(params, static), best_hp, float(vals["lr_init"]), int(vals["_worker"]), hist, n_gen,
-                     stopper.reason, time.perf_counter() - t0, population=population)
+    hist = pd.DataFrame({"generation": np.asarray([g for g, _ in recs], int),
+                         "epoch": np.asarray([g * pc.epochs_per_generation for g, _ in recs], int),
+                         "best": np.asarray([b for _, b in recs], float)})
+    n_gen = int(hist["generation"].iloc[-1]) if len(recs) else 0
+    return LFADSPBTResult(model=eqx.combine(params, static), history=hist, stop_reason=_stop(stopper.reason),
+                          seconds=max(time.perf_counter() - t0, 1e-9), workers=workers, hp=best_hp,
+                          learning_rate=float(vals["learning_rate"]), best_worker=int(vals["_worker"]),
+                          n_generations=n_gen, population=None, model_config=model_config, pbt_config=pc)
