@@ -48,7 +48,7 @@ def _tune(args) -> int:
     import jax
 
     from ..core.io import save_json
-    from .tune import check_tuned, tune
+    from .tuning import check_tuned, tune
 
     cfg = _cfg(args)
     # --seed (the config's seed) becomes the key here, explicitly: the library never reads cfg.seed

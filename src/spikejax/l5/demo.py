@@ -40,7 +40,7 @@ def run(out_dir: Path, *, quick: bool = False, seed: int = 0) -> dict:
     from .config import debug_config
     from .outputs import run as run_config
     from .plots import plot_all
-    from .tune import check_tuned, tune
+    from .tuning import check_tuned, tune
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

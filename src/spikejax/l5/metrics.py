@@ -138,7 +138,7 @@ def relative_index(x_cs, x_cc):
     return (x_cs - x_cc) / (x_cs + x_cc)
 
 
-def before_blocks(n_before: int, delta_t: float, tau: float, block: int, eval_blocks: int, variant: str):
+def before_blocks(n_before: int, dt: float, tau: float, block: int, eval_blocks: int, variant: str):
     """Block slice of the 'before learning' window.
 
     Faithful: the original's units bug (the onset step converted to tau units, then divided by the
@@ -146,7 +146,7 @@ def before_blocks(n_before: int, delta_t: float, tau: float, block: int, eval_bl
     transient. Corrected: the last ``eval_blocks`` blocks before the learning onset.
     """
     if variant == "faithful":
-        nb = max(1, int(int(n_before * delta_t / tau) / block))
+        nb = max(1, int(int(n_before * dt / tau) / block))
         return slice(0, nb)
     end = max(1, n_before // block)
     return slice(max(0, end - eval_blocks), end)
