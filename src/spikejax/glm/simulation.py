@@ -633,6 +633,10 @@ def conditional_intensity(model: GLMModel, network: Network, raster, *, stimulus
     ``initial_window`` ``(N, T)`` is the history before the first step (``window[:, k]`` = ``k + 1`` steps
     ago; zeros by default). Deterministic backgrounds only (not ThresholdSAM).
     """
+    from .models import ThresholdSAM
+
+    if isinstance(model, ThresholdSAM):
+        raise ConfigError("conditional intensities need a deterministic input; ThresholdSAM's background is random")
     if isinstance(raster, GLMTrajectory):
         raster = raster.raster
     x = jnp.asarray(raster, jnp.result_type(float))
