@@ -30,7 +30,7 @@ def test_nan_weights_injected_after_construction_raise_in_simulate():
     net = glm.from_dense(glm.mexican_hat(20))
     bad = glm.Network(net.src, net.dst, net.weight.at[3].set(np.nan), net.num_nodes)
     with pytest.raises(ValueError, match="finite"):
-        glm.simulate(glm.RectifiedLNP(), bad, n_steps=10, key=jax.random.key(0)).raster
+        glm.simulate(glm.RectifiedLNP(), bad, n_steps=10, key=jax.random.key(0))
 
 
 @pytest.mark.parametrize(
@@ -60,15 +60,15 @@ def test_simulate_argument_errors():
     m = glm.RectifiedLNP()
     key = jax.random.key(0)
     with pytest.raises(ValueError, match="n_steps"):
-        glm.simulate(m, net, n_steps=0, key=key).raster
+        glm.simulate(m, net, n_steps=0, key=key)
     with pytest.raises(ValueError, match="equilibration_steps"):
-        glm.simulate(m, net, n_steps=10, key=key, equilibration_steps=-1).raster
+        glm.simulate(m, net, n_steps=10, key=key, equilibration_steps=-1)
     with pytest.raises(ValueError, match="backend"):
-        glm.simulate(m, net, n_steps=10, key=key, backend="gpu-magic").raster
+        glm.simulate(m, net, n_steps=10, key=key, backend="gpu-magic")
     with pytest.raises(TypeError, match="model"):
-        glm.simulate("RectifiedLNP", net, n_steps=10, key=key).raster
+        glm.simulate("RectifiedLNP", net, n_steps=10, key=key)
     with pytest.raises(TypeError, match="network"):
-        glm.simulate(m, np.ones((3, 3)), n_steps=10, key=key).raster
+        glm.simulate(m, np.ones((3, 3)), n_steps=10, key=key)
 
 
 def test_mean_field_errors():

@@ -93,7 +93,7 @@ def test_store_as_dtype_is_output_only_and_int_storage_dt_below_one_is_not_silen
         np.testing.assert_array_equal(np.asarray(outs[d], np.float64), np.asarray(outs["int"], np.float64))
     np.testing.assert_array_equal(np.asarray(outs["bool"]), np.asarray(outs["int"]) > 0)
     with pytest.raises(ValueError, match="store_as_dtype"):
-        glm.simulate(m, net, n_steps=10, key=key, store_as_dtype="complex").raster
+        glm.simulate(m, net, n_steps=10, key=key, store_as_dtype="complex")
 
 
 def test_rectified_lnp_matches_mean_field_tutorial_text():

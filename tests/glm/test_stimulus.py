@@ -90,6 +90,6 @@ def test_stimulus_argument_errors(make, match):
 def test_mismatched_mask_shape_raises_in_simulate(ring20):
     s = glm.RegularStimulus(1.0, 10, 5, 100, stimulus_masks=[np.ones(30, bool)])
     with pytest.raises(ValueError, match="30"):
-        glm.simulate(glm.RectifiedLNP(), ring20, n_steps=10, key=jax.random.key(0), stimulus=s).raster
+        glm.simulate(glm.RectifiedLNP(), ring20, n_steps=10, key=jax.random.key(0), stimulus=s)
     with pytest.raises(TypeError, match="callable"):
-        glm.simulate(glm.RectifiedLNP(), ring20, n_steps=10, key=jax.random.key(0), stimulus=3.0).raster
+        glm.simulate(glm.RectifiedLNP(), ring20, n_steps=10, key=jax.random.key(0), stimulus=3.0)

@@ -73,6 +73,10 @@ def test_vmap_over_keys_equals_one_by_one(ring20):
     assert isinstance(batched, glm.GLMTrajectory) and batched.spikes.shape == (3, 25, 20)
     for i in range(3):
         np.testing.assert_array_equal(np.asarray(batched.spikes[i]), np.asarray(glm.simulate(m, ring20, n_steps=25, key=keys[i]).spikes))
+    # a traced network (jit over the network): the event kernel gives way to the segment sum, same numbers
+    eager = glm.simulate(m, ring20, n_steps=25, key=keys[0], backend="event")
+    jitted = eqx.filter_jit(lambda net, k: glm.simulate(m, net, n_steps=25, key=k, backend="event"))(ring20, keys[0])
+    np.testing.assert_array_equal(np.asarray(jitted.spikes), np.asarray(eager.spikes))
 
 
 def test_tune_result_save_load_and_stimulus(ring20, tmp_path):

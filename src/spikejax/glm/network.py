@@ -208,7 +208,8 @@ def batch_networks(networks: Sequence[Network]) -> Network:
 
 
 def unbatch_raster(raster, network: Network) -> list:
-    """Split a ``(sum N_b, T)`` raster of a block-diagonal batch into the per-network rasters."""
+    """Split a ``(sum N_b, T)`` raster (or a ``GLMTrajectory``) of a block-diagonal batch into per-network rasters."""
+    raster = getattr(raster, "raster", raster)
     sizes = network.block_sizes or (network.num_nodes,)
     cuts = np.cumsum(sizes)[:-1]
     return list(jnp.split(raster, cuts, axis=0))

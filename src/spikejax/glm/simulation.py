@@ -30,7 +30,7 @@ import numpy as np
 from ..core.errors import ConfigError, ShapeError, check_scalar, is_traced
 from ..core.random import check_key
 from ..core.scan import step_keys
-from .kernels import Coupler, LagKernel, make_coupler
+from .kernels import Coupler, LagKernel, choose_backend, make_coupler
 from .models import GLMModel, fast_poisson
 from .network import Network
 from .trajectory import GLMTrajectory
@@ -481,6 +481,10 @@ def simulate(
                                           chunk_size, exact)
         return GLMTrajectory(jnp.moveaxis(raster, 0, 1), state if record_state else None, dt=dt)
     _validate_stimulus(stimulus, network.num_nodes, dtype)
+    if _any_traced(network) and backend in ("auto", "event"):
+        # the event kernel's adjacency is built on the host: a traced network takes the edge segment sum
+        if backend == "event" or choose_backend(network, spiking=type(model).spiking_trace) == "event":
+            backend = "sparse"
     engine = make_engine(network, model, backend, capacity=capacity)
     nb = len(engine.block_sizes)
     block_keys = jnp.asarray(key)[None] if network.block_sizes is None else _batch_keys(key, nb)
@@ -633,6 +637,10 @@ def conditional_intensity(model: GLMModel, network: Network, raster, *, stimulus
     ``initial_window`` ``(N, T)`` is the history before the first step (``window[:, k]`` = ``k + 1`` steps
     ago; zeros by default). Deterministic backgrounds only (not ThresholdSAM).
     """
+    from .models import ThresholdSAM
+
+    if isinstance(model, ThresholdSAM):
+        raise ConfigError("conditional intensities need a deterministic input; ThresholdSAM's background is random")
     if isinstance(raster, GLMTrajectory):
         raster = raster.raster
     x = jnp.asarray(raster, jnp.result_type(float))
