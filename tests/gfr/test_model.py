@@ -289,3 +289,14 @@ def test_layer_trajectory_table_has_neuron_column():
     ax = plot_rates(traj)
     assert ax is traj.plot(ax=ax)
     plt.close("all")
+
+
+def test_trajectory_save_load(tmp_path):
+    from spikejax.gfr import GFRTrajectory
+
+    model = model_from_dataset(load_dataset(), 566517779)
+    traj = simulate(model, jnp.full((2, 10), 200.0))
+    back = GFRTrajectory.load(traj.save(tmp_path / "traj.h5"))
+    assert back.axes == ("trial",) and back.dt == traj.dt
+    np.testing.assert_array_equal(back.rate, traj.rate)
+    assert back.to_pandas().equals(traj.to_pandas())

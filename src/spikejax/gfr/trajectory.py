@@ -41,7 +41,7 @@ class GFRTrajectory(Trajectory):
     rate: jax.Array
     current: jax.Array
     state: Any = None
-    axes: tuple[str, ...] = eqx.field(static=True, default=(), kw_only=True)
+    axes: tuple[str, ...] = eqx.field(static=True, default=(), kw_only=True, converter=tuple)
 
     @property
     def n_steps(self) -> int:
