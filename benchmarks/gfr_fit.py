@@ -220,7 +220,7 @@ def _write_report(args, rows: list[dict], stage2: dict | None, config, n_distinc
             f"- Command: `python benchmarks/gfr_fit.py{' --quick' if args.quick else ''}{' --shared_padding' if args.shared_padding else ''}` (sizes {args.sizes})",
             f"- Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, JAX {jax.__version__} on {dev.platform} ({dev.device_kind}); "
             "shared with other jobs while measured, so absolute times are inflated, ratios within the run are comparable",
-            f"- Schedule per cell: stage 1 {config.activation_epochs} epochs x {config.activation_repeats} restarts; stage 2: "
+            f"- Schedule per cell: stage 1 {config.activation_n_epochs} epochs x {config.activation_repeats} restarts; stage 2: "
             f"{len(config.learning_rates)} learning rates x {args.epochs} epochs (3 type-batches per epoch), 20 ms bins",
             f"- `fit_cells(shared_padding={args.shared_padding}, chunk_size={args.chunk_size})`: "
             + ("all type-batches padded to one shape and scanned" if args.shared_padding else "each type-batch padded only to its own largest shape (unrolled)")

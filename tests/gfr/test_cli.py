@@ -22,7 +22,7 @@ def test_cli_preprocess_fit_simulate(tmp_path, capsys):
     assert json.loads((out / "config.json").read_text())["C"] == 0.5
     assert main(["gfr", "simulate", "--cell_id", "566517779", "--current", "200", "--duration", "100", "--out", str(tmp_path / "r.csv")]) == 0
     rates = pd.read_csv(tmp_path / "r.csv")
-    assert len(rates) == 5 and abs(rates["rate_Hz"].iloc[0] - 52.7) < 0.1
+    assert len(rates) == 5 and abs(rates["rate_hz"].iloc[0] - 52.7) < 0.1
     # bad input: unknown (dt, dt') and a missing folder give exit code 2 with a message
     assert main(["gfr", "fit", "--data", str(data), "--save_path", str(out), "--bin_size", "30"]) == 2
     assert "FitConfig.dt" in capsys.readouterr().err

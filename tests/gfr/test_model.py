@@ -124,7 +124,7 @@ def test_decay_grid_and_default_neuron():
     np.testing.assert_allclose(decay_rates(20), [1, 0.6321, 0.3297, 0.1813, 0.0952, 0.0392, 0.0198, 0.0100], atol=1e-4)
     assert [len(decay_rates(b)) for b in (10, 20, 50, 100)] == [9, 8, 7, 6]
     np.testing.assert_allclose(decay_rates(1, taus=(1, 2, 5)), [1, 0.6321, 0.3935, 0.1813], atol=1e-4)
-    with pytest.raises(ConfigError, match="bin_size"):
+    with pytest.raises(ConfigError, match="dt must be one of"):
         decay_rates(30)
     nrn = default_neuron()
     assert nrn.kappa == 1.0
@@ -270,3 +270,33 @@ def test_simulate_returns_trajectory():
     np.testing.assert_allclose(jitted.rate, traj.rate, rtol=1e-6)
     vm = eqx.filter_vmap(lambda c: simulate(model, c))(cur)
     assert isinstance(vm, GFRTrajectory) and vm.rate.shape == (2, 30)
+
+
+def test_layer_trajectory_table_has_neuron_column():
+    """A GFRLayer's trajectory: (T, N) rates, a `neuron` column, plot returns the Axes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from spikejax.gfr import plot_rates
+
+    layer = default_layer(3)
+    traj = simulate(layer, jnp.ones((3, 7)))
+    assert traj.rate.shape == (7, 3) and traj.axes == ("neuron",) and traj.dt == 1.0
+    df = traj.to_pandas()
+    assert list(df.columns) == ["time_ms", "neuron", "rate_hz", "current_pa"] and len(df) == 21
+    ax = plot_rates(traj)
+    assert ax is traj.plot(ax=ax)
+    plt.close("all")
+
+
+def test_trajectory_save_load(tmp_path):
+    from spikejax.gfr import GFRTrajectory
+
+    model = model_from_dataset(load_dataset(), 566517779)
+    traj = simulate(model, jnp.full((2, 10), 200.0))
+    back = GFRTrajectory.load(traj.save(tmp_path / "traj.h5"))
+    assert back.axes == ("trial",) and back.dt == traj.dt
+    np.testing.assert_array_equal(back.rate, traj.rate)
+    assert back.to_pandas().equals(traj.to_pandas())

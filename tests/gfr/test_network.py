@@ -290,7 +290,7 @@ def test_vanilla_rnn_trains_with_the_same_protocol(tiny_data):
 
 def test_biological_layer_draws_good_cells_with_replacement():
     layer, ids = biological_layer(40, key=jax.random.PRNGKey(0))
-    assert layer.n_neurons == 40 and layer.kappa == 1000.0 and layer.bin_size == 20 and layer.n_traces == 8
+    assert layer.n_neurons == 40 and layer.kappa == 1000.0 and layer.dt == 20 and layer.n_traces == 8
     assert all(EXCERPT_IDS[i] > 0.7 for i in ids)
     assert len(set(ids.tolist())) < 40  # with replacement
     assert set(ids.tolist()) <= {i for i, evr in EXCERPT_IDS.items() if evr > 0.7}

@@ -45,7 +45,7 @@ def test_dataset_frames_like_df_from_json():
         assert float(model.g.b) == pytest.approx(row["g_b"], rel=1e-6)
         assert float(model.g.max_current) == pytest.approx(row["max_current"], rel=1e-6)
         assert float(model.g.max_firing_rate) == pytest.approx(row["max_firing_rate"], rel=1e-6)
-        assert model.kappa == 1000.0 and model.bin_size == 20 and model.g.bin_size == 20
+        assert model.kappa == 1000.0 and model.dt == 20 and model.g.dt == 20
 
 
 @pytest.mark.requires_x64

@@ -90,8 +90,6 @@ def _fit(args: argparse.Namespace) -> int:
 
 def _simulate(args: argparse.Namespace) -> int:
     import jax.numpy as jnp
-    import numpy as np
-    import pandas as pd
 
     from ..core.io import atomic_open
     from .model import simulate
@@ -99,11 +97,10 @@ def _simulate(args: argparse.Namespace) -> int:
 
     ds = load_dataset(args.dataset)
     model = model_from_dataset(ds, args.cell_id, args.dt, args.activation_dt)
-    n = int(round(args.duration / model.bin_size))
+    n = int(round(args.duration / model.dt))
     if n < 1:
-        raise ConfigError(f"--duration must cover at least one {model.bin_size} ms bin, got {args.duration}")
-    rates = np.asarray(simulate(model, jnp.full(n, float(args.current))).rate)
-    frame = pd.DataFrame({"time_ms": (np.arange(n) + 1) * model.bin_size, "current_pA": args.current, "rate_per_ms": rates, "rate_Hz": rates * 1000})
+        raise ConfigError(f"--duration must cover at least one {model.dt} ms bin, got {args.duration}")
+    frame = simulate(model, jnp.full(n, float(args.current))).to_pandas()  # time_ms (bin start), rate_hz, current_pa
     if args.out:
         with atomic_open(args.out, "w", newline="") as fh:
             frame.to_csv(fh, index=False)

@@ -110,13 +110,13 @@ def _vec(value: Any, name: str, n: int | None = None) -> np.ndarray:
     return arr
 
 
-def decay_rates(bin_size: float, taus: Sequence[float] | None = None) -> np.ndarray:
-    """The fixed decay grid ``lambda`` for bins of ``bin_size`` ms.
+def decay_rates(dt: float, taus: Sequence[float] | None = None) -> np.ndarray:
+    """The fixed decay grid ``lambda`` for bins of ``dt`` ms.
 
-    ``lambda = [1] + [1 - exp(-bin_size / tau) for tau in taus if tau >= bin_size]`` with the
+    ``lambda = [1] + [1 - exp(-dt / tau) for tau in taus if tau >= dt]`` with the
     default ``taus`` :data:`TAUS_MS` = (10, 20, 50, 100, 200, 500, 1000, 2000) ms, which gives
-    n = 9, 8, 7, 6 traces for bin sizes 10, 20, 50, 100 ms. With the default grid ``bin_size`` must
-    be one of :data:`BIN_SIZES`; pass ``taus`` (same unit as ``bin_size``) for other grids, e.g.
+    n = 9, 8, 7, 6 traces for bin sizes 10, 20, 50, 100 ms. With the default grid ``dt`` must
+    be one of :data:`BIN_SIZES`; pass ``taus`` (same unit as ``dt``) for other grids, e.g.
     ``decay_rates(1, taus=(1, 2, 5))`` for the default MNIST neuron.
 
     Returns
@@ -124,34 +124,34 @@ def decay_rates(bin_size: float, taus: Sequence[float] | None = None) -> np.ndar
     numpy float64 array of shape (n,).
     """
     if taus is None:
-        if bin_size not in BIN_SIZES:
+        if dt not in BIN_SIZES:
             raise ConfigError(
-                f"bin_size must be one of {BIN_SIZES} ms for the default decay grid, got {bin_size!r}; "
+                f"dt must be one of {BIN_SIZES} ms for the default decay grid, got {dt!r}; "
                 "pass taus= for another grid"
             )
         taus = TAUS_MS
-    if not (isinstance(bin_size, (int, float, np.integer, np.floating)) and bin_size > 0):
-        raise ConfigError(f"bin_size must be a positive number of ms, got {bin_size!r}")
-    kept = [float(t) for t in taus if t >= bin_size]
-    return np.asarray([1.0] + [1.0 - math.exp(-float(bin_size) / t) for t in kept], dtype=np.float64)
+    if not (isinstance(dt, (int, float, np.integer, np.floating)) and dt > 0):
+        raise ConfigError(f"dt must be a positive number of ms, got {dt!r}")
+    kept = [float(t) for t in taus if t >= dt]
+    return np.asarray([1.0] + [1.0 - math.exp(-float(dt) / t) for t in kept], dtype=np.float64)
 
 
-def check_config(bin_size: Any, activation_bin_size: Any, *, released_only: bool = False) -> tuple[int, int]:
-    """Validate a (bin_size, activation_bin_size) pair in ms; returns it as ints.
+def check_config(dt: Any, activation_dt: Any, *, released_only: bool = False) -> tuple[int, int]:
+    """Validate a (dt, activation_dt) pair in ms (GRNN's (bin_size, activation_bin_size)); returns it as ints.
 
     Both must be among :data:`BIN_SIZES`; with ``released_only`` the pair must be one of the six
     released :data:`CONFIGS`.
     """
-    pair = (bin_size, activation_bin_size)
+    pair = (dt, activation_dt)
     ok = all(isinstance(v, (int, float, np.integer, np.floating)) and float(v) in BIN_SIZES for v in pair)
     if ok and released_only:
-        ok = (int(bin_size), int(activation_bin_size)) in CONFIGS
+        ok = (int(dt), int(activation_dt)) in CONFIGS
     if not ok:
         allowed = CONFIGS if released_only else f"bin sizes in {BIN_SIZES}"
         raise ConfigError(
-            f"unknown (bin_size, activation_bin_size) = {pair!r}; expected {allowed}"
+            f"unknown (dt, activation_dt) = {pair!r}; expected {allowed}"
         )
-    return int(bin_size), int(activation_bin_size)
+    return int(dt), int(activation_dt)
 
 
 class PolynomialActivation(eqx.Module):
@@ -167,8 +167,8 @@ class PolynomialActivation(eqx.Module):
         ``sigma``, the largest |I| of the activation-fitting data, pA. Fixed (gradient stopped).
     max_firing_rate : array (...)
         ``gamma``, the cell's maximum instantaneous rate, spikes/ms. Fixed (gradient stopped).
-    bin_size : int or float (static)
-        ``Delta t'``, the bin width (ms) the activation was fitted with (a label only).
+    dt : int or float (static)
+        ``Delta t'``, the bin width (ms) the activation was fitted with (GRNN's ``g.bin_size``; a label only).
 
     Leading axes ``(...)`` are neuron axes (a :class:`GFRLayer` holds shape ``(N, d+1)`` etc.).
     """
@@ -177,14 +177,14 @@ class PolynomialActivation(eqx.Module):
     b: jax.Array
     max_current: jax.Array
     max_firing_rate: jax.Array
-    bin_size: Any = eqx.field(static=True, default=20)
+    dt: Any = eqx.field(static=True, default=20)
 
-    def __init__(self, poly_coeff, b, max_current, max_firing_rate, bin_size=20):
+    def __init__(self, poly_coeff, b, max_current, max_firing_rate, dt=20):
         self.poly_coeff = _as_float(poly_coeff)
         self.b = _as_float(b)
         self.max_current = _as_float(max_current)
         self.max_firing_rate = _as_float(max_firing_rate)
-        self.bin_size = bin_size
+        self.dt = dt
 
     @property
     def degree(self) -> int:
@@ -206,13 +206,13 @@ class PolynomialActivation(eqx.Module):
         return gamma * jax.nn.relu(jnp.tanh(self.polynomial(z)))
 
 
-def _set_fields(obj, alpha, beta, decay, g, bin_size, kappa):
+def _set_fields(obj, alpha, beta, decay, g, dt, kappa):
     """Shared field conversion of :class:`GFR` and :class:`GFRLayer` (called from their ``__init__``)."""
     obj.alpha = _as_float(alpha)
     obj.beta = _as_float(beta)
     obj.decay = _as_float(decay)
     obj.g = g
-    obj.bin_size = bin_size
+    obj.dt = dt
     obj.kappa = float(kappa)
 
 
@@ -237,8 +237,8 @@ class GFR(eqx.Module):
     decay : array (n,)
         ``lambda`` (the stored ``ds``); fixed, gradient stopped.
     g : PolynomialActivation
-    bin_size : int or float (static)
-        ``Delta t`` in ms.
+    dt : int or float (static)
+        ``Delta t``, the time step in ms (GRNN's ``bin_size``).
     kappa : float (static)
         Feedback scale: 1000 (``bio_units=True``, default) or 1.
     """
@@ -247,11 +247,11 @@ class GFR(eqx.Module):
     beta: jax.Array
     decay: jax.Array
     g: PolynomialActivation
-    bin_size: Any = eqx.field(static=True, default=20)
+    dt: Any = eqx.field(static=True, default=20)
     kappa: float = eqx.field(static=True, default=KAPPA_BIO)
 
-    def __init__(self, alpha, beta, decay, g, bin_size=20, kappa=KAPPA_BIO):
-        _set_fields(self, alpha, beta, decay, g, bin_size, kappa)
+    def __init__(self, alpha, beta, decay, g, dt=20, kappa=KAPPA_BIO):
+        _set_fields(self, alpha, beta, decay, g, dt, kappa)
         if not is_traced((self.alpha, self.beta, self.decay)):
             n = self.decay.shape[-1:]
             if self.alpha.shape[-1:] != n or self.beta.shape[-1:] != n:
@@ -268,18 +268,18 @@ class GFR(eqx.Module):
     def init(
         cls,
         g: PolynomialActivation,
-        bin_size: int = 20,
+        dt: int = 20,
         *,
         kappa: float = KAPPA_BIO,
         decay: Sequence[float] | None = None,
     ) -> GFR:
         """The pre-fitting initialisation: ``alpha = [n, 0, ..., 0]``, ``beta = 0`` (so ``f_t = g(I_t)``)."""
-        lam = np.asarray(decay if decay is not None else decay_rates(bin_size), dtype=np.float64)
+        lam = np.asarray(decay if decay is not None else decay_rates(dt), dtype=np.float64)
         n = lam.shape[0]
         alpha = np.zeros(n)
         alpha[0] = n
-        dt = _float_dtype()
-        return cls(jnp.asarray(alpha, dt), jnp.zeros(n, dt), jnp.asarray(lam, dt), g, bin_size, kappa)
+        ft = _float_dtype()
+        return cls(jnp.asarray(alpha, ft), jnp.zeros(n, ft), jnp.asarray(lam, ft), g, dt, kappa)
 
     def init_state(self, batch_shape: Sequence[int] = ()) -> tuple[jax.Array, jax.Array]:
         """Zero state ``(h, f_prev)`` with shapes ``(*batch_shape, n)`` and ``batch_shape``."""
@@ -300,12 +300,12 @@ class GFR(eqx.Module):
             "a": [[float(v) for v in a]],
             "b": [[float(v) for v in np.asarray(self.beta)]],
             "ds": [float(v) for v in np.asarray(self.decay)],
-            "bin_size": self.bin_size,
+            "bin_size": self.dt,
             "g.max_current": [float(np.asarray(self.g.max_current))],
             "g.max_firing_rate": [float(np.asarray(self.g.max_firing_rate))],
             "g.poly_coeff": [[float(v) for v in np.asarray(self.g.poly_coeff)]],
             "g.b": [float(np.asarray(self.g.b))],
-            "g.bin_size": self.g.bin_size,
+            "g.bin_size": self.g.dt,
         }
 
     @classmethod
@@ -339,7 +339,7 @@ class GFRLayer(eqx.Module):
     alpha, beta : arrays (N, n)
     decay : array (n,), shared, fixed.
     g : PolynomialActivation with leaves of shape (N, d+1) and (N,).
-    bin_size : static, ms.
+    dt : static, ms.
     kappa : static feedback scale (1000 or 1).
 
     Use :meth:`step` inside an RNN: ``state = layer.init_state(batch_shape)``, then
@@ -350,11 +350,11 @@ class GFRLayer(eqx.Module):
     beta: jax.Array
     decay: jax.Array
     g: PolynomialActivation
-    bin_size: Any = eqx.field(static=True, default=20)
+    dt: Any = eqx.field(static=True, default=20)
     kappa: float = eqx.field(static=True, default=KAPPA_BIO)
 
-    def __init__(self, alpha, beta, decay, g, bin_size=20, kappa=KAPPA_BIO):
-        _set_fields(self, alpha, beta, decay, g, bin_size, kappa)
+    def __init__(self, alpha, beta, decay, g, dt=20, kappa=KAPPA_BIO):
+        _set_fields(self, alpha, beta, decay, g, dt, kappa)
         if not is_traced((self.alpha, self.beta, self.decay)):
             if self.alpha.ndim != 2 or self.alpha.shape != self.beta.shape or self.decay.shape != self.alpha.shape[-1:]:
                 raise ShapeError(
@@ -376,16 +376,16 @@ class GFRLayer(eqx.Module):
 
     @classmethod
     def from_neurons(cls, neurons: Sequence[GFR]) -> GFRLayer:
-        """Build a layer from single neurons of one configuration (same ``decay``, ``bin_size``, degree)."""
+        """Build a layer from single neurons of one configuration (same ``decay``, ``dt``, degree)."""
         if not neurons:
             raise ConfigError("from_neurons needs at least one GFR")
         first = neurons[0]
         for i, nrn in enumerate(neurons):
-            if nrn.bin_size != first.bin_size or nrn.g.bin_size != first.g.bin_size or nrn.kappa != first.kappa:
+            if nrn.dt != first.dt or nrn.g.dt != first.g.dt or nrn.kappa != first.kappa:
                 raise ConfigError(
-                    f"neuron {i} has (bin_size, activation_bin_size, kappa) = "
-                    f"({nrn.bin_size}, {nrn.g.bin_size}, {nrn.kappa}), expected "
-                    f"({first.bin_size}, {first.g.bin_size}, {first.kappa}): a layer shares one configuration"
+                    f"neuron {i} has (dt, activation dt, kappa) = "
+                    f"({nrn.dt}, {nrn.g.dt}, {nrn.kappa}), expected "
+                    f"({first.dt}, {first.g.dt}, {first.kappa}): a layer shares one configuration"
                 )
             if nrn.decay.shape != first.decay.shape or not np.allclose(np.asarray(nrn.decay), np.asarray(first.decay)):
                 raise ConfigError(f"neuron {i} has a different decay grid (ds) from neuron 0; a layer shares lambda")
@@ -396,23 +396,23 @@ class GFRLayer(eqx.Module):
             jnp.stack([n.g.b for n in neurons]),
             jnp.stack([n.g.max_current for n in neurons]),
             jnp.stack([n.g.max_firing_rate for n in neurons]),
-            first.g.bin_size,
+            first.g.dt,
         )
         return cls(
             jnp.stack([n.alpha for n in neurons]),
             jnp.stack([n.beta for n in neurons]),
             first.decay,
             g,
-            first.bin_size,
+            first.dt,
             first.kappa,
         )
 
     def neuron(self, i: int) -> GFR:
         """Neuron ``i`` as a standalone :class:`GFR`."""
         g = PolynomialActivation(
-            self.g.poly_coeff[i], self.g.b[i], self.g.max_current[i], self.g.max_firing_rate[i], self.g.bin_size
+            self.g.poly_coeff[i], self.g.b[i], self.g.max_current[i], self.g.max_firing_rate[i], self.g.dt
         )
-        return GFR(self.alpha[i], self.beta[i], self.decay, g, self.bin_size, self.kappa)
+        return GFR(self.alpha[i], self.beta[i], self.decay, g, self.dt, self.kappa)
 
     def init_state(self, batch_shape: Sequence[int] = ()) -> tuple[jax.Array, jax.Array]:
         """Zero state ``(h, f_prev)`` of shapes ``(*batch_shape, N, n)`` and ``(*batch_shape, N)``."""
@@ -462,7 +462,7 @@ def simulate(
     ----------
     model
         A :class:`GFR` (``current`` of shape ``(..., T)``) or a :class:`GFRLayer` (``current`` of
-        shape ``(..., N, T)``, one current per neuron). Time (bins of ``model.bin_size`` ms) is the
+        shape ``(..., N, T)``, one current per neuron). Time (bins of ``model.dt`` ms) is the
         last axis of ``current``.
     current
         Mean injected current per bin, pA. Must be finite.
@@ -477,7 +477,7 @@ def simulate(
     Returns
     -------
     :class:`~spikejax.gfr.GFRTrajectory`, time-major: ``rate`` (spikes/ms) and ``current`` (pA) of
-    shape ``(T, ...)`` (``current``'s shape with time moved first), ``dt = model.bin_size`` ms.
+    shape ``(T, ...)`` (``current``'s shape with time moved first), ``dt = model.dt`` ms.
     ``simulate(...).rate`` is deterministic; ``jit`` and ``vmap`` of ``simulate`` return a trajectory.
     """
     from .trajectory import GFRTrajectory, _unit_axes
@@ -487,7 +487,7 @@ def simulate(
     layer = isinstance(model, GFRLayer)
     axes = _unit_axes(cur.ndim - (2 if layer else 1), layer)
     return GFRTrajectory(jnp.moveaxis(rates, -1, 0), jnp.moveaxis(cur, -1, 0), final if return_state else None,
-                         dt=float(model.bin_size), axes=axes)
+                         dt=float(model.dt), axes=axes)
 
 
 def simulate_rates(model: GFR | GFRLayer, current: jax.Array, *, checkpoint: bool | int = False) -> jax.Array:

@@ -285,8 +285,8 @@ def biological_layer(
     key: jax.Array,
     records: Any = None,
     min_test_evr: float = 0.7,
-    bin_size: int = 20,
-    activation_bin_size: int = 20,
+    dt: int = 20,
+    activation_dt: int = 20,
     kappa: float = 1000.0,
 ) -> tuple[GFRLayer, np.ndarray]:
     """``n_nodes`` fitted GFR cells drawn with replacement (the GFR-RNN's biological neurons).
@@ -303,8 +303,9 @@ def biological_layer(
         (20, 20); 5 of them have Noise-2 EVR > 0.7).
     min_test_evr
         Keep cells with ``test_evr`` (Noise-2 EVR) strictly above this (0.7 as in GRNN).
-    bin_size, activation_bin_size
-        The (Delta t, Delta t') configuration to draw from (GRNN uses (20, 20): n = 8 traces).
+    dt, activation_dt
+        The (Delta t, Delta t') configuration in ms to draw from (GRNN's (bin_size, activation_bin_size);
+        GRNN uses (20, 20): n = 8 traces).
     kappa
         Feedback scale of the neurons (1000, ``bio_units=True``, needed by the released parameters).
 
@@ -319,14 +320,14 @@ def biological_layer(
     pool = [
         r
         for r in recs
-        if int(r["bin_size"]) == int(bin_size)
-        and int(r["actv_bin_size"]) == int(activation_bin_size)
+        if int(r["bin_size"]) == int(dt)
+        and int(r["actv_bin_size"]) == int(activation_dt)
         and r["test_evr"] is not None
         and float(r["test_evr"]) > float(min_test_evr)
     ]
     if not pool:
         raise ConfigError(
-            f"no record at (bin_size, activation_bin_size) = ({bin_size}, {activation_bin_size}) has test_evr > "
+            f"no record at (dt, activation_dt) = ({dt}, {activation_dt}) ms has test_evr > "
             f"{min_test_evr} among {len(recs)} record(s); lower min_test_evr or give more records"
         )
     cells = [gfr_from_params(r["params"], kappa=kappa) for r in pool]

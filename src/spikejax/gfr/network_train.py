@@ -316,8 +316,8 @@ def _network_metadata(model: Any) -> dict[str, Any]:
             "input_mode": model.input_mode,
             "n_traces": nrn.n_traces,
             "degree": int(nrn.g.poly_coeff.shape[-1]) - 1,
-            "bin_size": nrn.bin_size,
-            "activation_bin_size": nrn.g.bin_size,
+            "bin_size": nrn.dt,
+            "activation_bin_size": nrn.g.dt,
             "kappa": nrn.kappa,
         }
     raise TypeError(f"model must be a GFRNetwork or VanillaRNN, got {type(model).__name__}")

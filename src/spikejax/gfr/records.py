@@ -208,8 +208,8 @@ def make_record(
     rec = {
         "cell_id": int(cell_id),
         "cre-line": cre_line,
-        "bin_size": model.bin_size,
-        "actv_bin_size": model.g.bin_size,
+        "bin_size": model.dt,
+        "actv_bin_size": model.g.dt,
         "val_evr": _plain(val_evr),
         "test_evr": _plain(test_evr),
         "train_loss": _plain(train_loss),

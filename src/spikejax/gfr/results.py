@@ -34,15 +34,15 @@ def stop_reason_of(statuses: Any) -> StopReason:
     return StopReason.of(names.pop())
 
 
-def _gfr_template(n_traces: int, degree: int, bin_size: Any, activation_bin_size: Any, kappa: float, lead: tuple[int, ...]):
+def _gfr_template(n_traces: int, degree: int, dt_ms: Any, activation_dt_ms: Any, kappa: float, lead: tuple[int, ...]):
     from .model import GFR, PolynomialActivation
 
     def build():
         dt = jnp.result_type(float)
         g = PolynomialActivation(jnp.zeros((*lead, degree + 1), dt), jnp.zeros(lead, dt), jnp.ones(lead, dt),
-                                 jnp.ones(lead, dt), activation_bin_size)
+                                 jnp.ones(lead, dt), activation_dt_ms)
         return GFR(jnp.zeros((*lead, n_traces), dt), jnp.zeros((*lead, n_traces), dt),
-                   jnp.full((*lead, n_traces), 0.5, dt), g, bin_size, kappa)
+                   jnp.full((*lead, n_traces), 0.5, dt), g, dt_ms, kappa)
 
     return eqx.filter_eval_shape(build)
 
@@ -147,7 +147,7 @@ class GFRFitAlphaBetaResult(Result):
         ``step`` then ``loss`` and ``per_bin`` (per-bin Poisson NLL).
     stop_reason, seconds : see :class:`spikejax.core.Result`.
     structure : dict
-        ``n_traces``, ``degree``, ``bin_size``, ``activation_bin_size``, ``kappa`` (rebuilds the model on load).
+        ``n_traces``, ``degree``, ``dt``, ``activation_dt``, ``kappa`` (rebuilds the model on load).
     """
 
     structure: dict
@@ -157,7 +157,7 @@ class GFRFitAlphaBetaResult(Result):
         if field != "model":
             return super()._template(field, header)
         s = header["structure"]
-        return _gfr_template(int(s["n_traces"]), int(s["degree"]), s["bin_size"], s["activation_bin_size"], float(s["kappa"]), ())
+        return _gfr_template(int(s["n_traces"]), int(s["degree"]), s["dt"], s["activation_dt"], float(s["kappa"]), ())
 
     def plot(self, *, ax: Any = None) -> Any:
         """Per-bin loss against the optimiser step."""
@@ -171,8 +171,8 @@ class GFRFitAlphaBetaResult(Result):
 
 def gfr_structure(model: Any) -> dict[str, Any]:
     """The structure of a single :class:`~spikejax.gfr.GFR` (what :class:`GFRFitAlphaBetaResult` stores)."""
-    return {"n_traces": int(model.n_traces), "degree": int(model.g.degree), "bin_size": model.bin_size,
-            "activation_bin_size": model.g.bin_size, "kappa": float(model.kappa)}
+    return {"n_traces": int(model.n_traces), "degree": int(model.g.degree), "dt": model.dt,
+            "activation_dt": model.g.dt, "kappa": float(model.kappa)}
 
 
 class GFRNetworkResult(Result):

@@ -70,7 +70,7 @@ def evaluate_grid(models: GFR, ev: dict[str, Any], eps: jax.Array) -> dict[str, 
 
 def evaluate(model: GFR, cell: CellData, config: FitConfig | None = None) -> dict[str, float]:
     """Noise-1 / Noise-2 EVR and per-bin Poisson NLL of a model on one cell."""
-    config = config or FitConfig(bin_size=model.bin_size, activation_bin_size=model.g.bin_size)
+    config = config or FitConfig(dt=model.dt, activation_dt=model.g.dt)
     data = stack_cells([prepare_cell(cell, config)], config)
     ev = eval_member(model, jax.tree_util.tree_map(lambda a: a[0], data["ev"]), config.eps)
     return {k: float(v) for k, v in ev.items()}

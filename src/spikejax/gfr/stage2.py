@@ -90,7 +90,7 @@ def loss(model: GFR, data: dict[str, Any], *, key: jax.Array | None = None) -> j
         The cell's training sweeps as :func:`loss_data` builds them: ``current`` (pA) and ``rate``
         (spikes/ms) of shape ``(G, S, T)`` (type-batches, sweeps, bins; zero-padded) or ``(S, T)``
         (one batch); optional ``n_sweeps``/``n_bins`` ``(G,)`` (each batch's own padded shape; bins
-        and sweeps beyond it are masked), ``dt`` (ms, default ``model.bin_size``) and ``eps`` (1e-8).
+        and sweeps beyond it are masked), ``dt`` (ms, default ``model.dt``) and ``eps`` (1e-8).
     key
         Unused (the objective draws no random numbers); accepted for the common signature.
 
@@ -104,7 +104,7 @@ def loss(model: GFR, data: dict[str, Any], *, key: jax.Array | None = None) -> j
     g_, s, t = cur.shape
     n_sweeps = jnp.broadcast_to(jnp.asarray(data.get("n_sweeps", s)), (g_,))
     n_bins = jnp.broadcast_to(jnp.asarray(data.get("n_bins", t)), (g_,))
-    dt = jnp.asarray(data.get("dt", float(model.bin_size)), cur.dtype)
+    dt = jnp.asarray(data.get("dt", float(model.dt)), cur.dtype)
     eps = data.get("eps", 1e-8)
     total = jnp.zeros((), cur.dtype)
     for j in range(g_):
@@ -266,7 +266,7 @@ def fit_alpha_beta(
     cur = check_array(current, "current", ndim=2)
     r = check_array(rate, "rate", shape=cur.shape, low=0.0)
     batch = {"current": cur, "rate": r, "n_sweeps": jnp.asarray(cur.shape[0]), "n_bins": jnp.asarray(cur.shape[1]),
-             "dt": jnp.asarray(float(model.bin_size), cur.dtype)}
+             "dt": jnp.asarray(float(model.dt), cur.dtype)}
 
     def loss(m, _batch, key):
         return stage2_loss(m, batch, eps=eps, checkpoint=bptt_checkpoint)

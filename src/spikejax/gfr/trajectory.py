@@ -32,7 +32,7 @@ class GFRTrajectory(Trajectory):
         The final state (traces ``h`` (..., n) and last rate ``f`` (...)) when ``simulate`` was called
         with ``return_state=True``; ``None`` otherwise.
     dt : float (static)
-        Bin width, ms (the model's ``bin_size``).
+        Bin width, ms (the model's ``dt``).
     axes : tuple of str (static)
         Names of the axes after time: ``trial`` (or ``batch<k>``) for batch axes of the current, then
         ``neuron`` for a :class:`~spikejax.gfr.GFRLayer`.
@@ -41,7 +41,7 @@ class GFRTrajectory(Trajectory):
     rate: jax.Array
     current: jax.Array
     state: Any = None
-    axes: tuple[str, ...] = eqx.field(static=True, default=(), kw_only=True)
+    axes: tuple[str, ...] = eqx.field(static=True, default=(), kw_only=True, converter=tuple)
 
     @property
     def n_steps(self) -> int:
