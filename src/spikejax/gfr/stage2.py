@@ -228,7 +228,8 @@ def fit_alpha_beta(
         steps = int(sol.stats["num_steps"])
         reason = "completed" if sol.result == optx.RESULTS.successful else "max_steps"
         curves = {"step": np.asarray([steps]), "per_bin": np.asarray([final])}
-        return FitResult(model=fitted, history=history_frame(curves), stop_reason=StopReason.COMPLETED if reason == "completed" else StopReason.EPOCH_LIMIT, seconds=0.0, curves=curves, n_steps=steps)
+        return FitResult(model=fitted, history=history_frame(curves), stop_reason=StopReason.of(reason), seconds=0.0,
+                         curves=curves, n_steps=steps)
     if method != "adam":
         raise ConfigError(f"method must be 'adam' or 'bfgs', got {method!r}")
     return core_fit(
