@@ -164,3 +164,25 @@ def test_fit_result_save_load_with_a_model_template(tmp_path):
     assert back.stop_reason == "completed" and back.n_steps == 4 and back.opt_state is None
     pd.testing.assert_frame_equal(back.history, res.history)
     np.testing.assert_array_equal(back.curves["loss"], res.curves["loss"])
+
+
+def test_population_result_save_load_with_templates(tmp_path):
+    pop = stack([_model(), _model(0.5)])
+    res = fit_population(pop, _loss, _data(), optimizer=optax.adam(0.05), key=jax.random.PRNGKey(0), n_epochs=3,
+                         validation=Validation(_val, data=_data(12)))
+    assert "val/b" in res.curves
+    res.save(tmp_path / "p.h5")
+    back = PopulationResult.load(tmp_path / "p.h5", like={"model": pop})
+    np.testing.assert_array_equal(np.asarray(back.model.w), np.asarray(res.model.w))
+    np.testing.assert_array_equal(back.curves["val/b"], res.curves["val/b"])
+    pd.testing.assert_frame_equal(back.history, res.history)
+    assert list(back.status) == list(res.status) and back.state is None and back.stop_reason == "completed"
+
+
+def test_zero_epochs_give_empty_results():
+    res = fit(_model(), _loss, _data(), optimizer=optax.adam(0.05), key=jax.random.PRNGKey(0), n_epochs=0, batch_size=8,
+              val_fn=lambda m: 0.0)
+    assert res.n_steps == 0 and len(res.history) == 0 and res.stop_reason == "completed"
+    pop = fit_population(stack([_model()] * 2), _loss, _data(), optimizer=optax.adam(0.05), key=jax.random.PRNGKey(0),
+                         n_epochs=0)
+    assert len(pop.history) == 0 and pop.curves["loss"].shape == (0, 2) and "mae" in pop.curves

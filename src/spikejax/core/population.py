@@ -203,7 +203,7 @@ def population_frame(curves: dict[str, np.ndarray], n_rounds: int, epoch0: int =
     cols: dict[str, Any] = {"epoch": e, "member": np.tile(np.arange(m), n_rounds)}
     for k, v in curves.items():
         a = np.asarray(v)[:n_rounds]
-        flat = a.reshape(n_rounds * m, -1)
+        flat = a.reshape(n_rounds * m, int(np.prod(a.shape[2:], dtype=int)))
         if flat.shape[1] == 1 and a.ndim == 2:
             cols[k] = flat[:, 0]
         else:

@@ -169,7 +169,7 @@ def _write(group: Any, name: str, value: Any) -> dict[str, Any]:
         return {"kind": "config", "cls": f"{type(value).__module__}:{type(value).__qualname__}", "value": value.to_dict()}
     if kind == "array":
         arr = np.asarray(value)
-        if arr.dtype == object:
+        if arr.dtype.kind in "OU":
             arr = arr.astype(str).astype("S")
             group.create_dataset(name, data=arr)
             return {"kind": "array", "strings": True, "jax": False}
@@ -186,7 +186,9 @@ def _write(group: Any, name: str, value: Any) -> dict[str, Any]:
         return {"kind": "frame", "columns": cols}
     if kind == "dict":
         sub = group.create_group(name)
-        return {"kind": "dict", "items": {k: _write(sub, k, v) for k, v in value.items()}}
+        # keys may hold "/" (e.g. "val/loss"): the HDF5 names are positions, the keys live in the header
+        names = {k: str(i) for i, k in enumerate(value)}
+        return {"kind": "dict", "items": {k: _write(sub, names[k], v) for k, v in value.items()}, "names": names}
     if kind == "record":
         sub = group.create_group(name)
         return {"kind": "record", "header": value._write_into(sub)}
@@ -236,7 +238,8 @@ def _read(group: Any, name: str, desc: dict[str, Any], template: Any = None) -> 
         return pd.DataFrame(cols, columns=[c["name"] for c in desc["columns"]])
     if kind == "dict":
         sub = group[name]
-        return {k: _read(sub, k, d, None if template is None else template.get(k)) for k, d in desc["items"].items()}
+        names = desc.get("names", {})
+        return {k: _read(sub, names.get(k, k), d, None if template is None else template.get(k)) for k, d in desc["items"].items()}
     if kind == "record":
         return Record._read_from(group[name], desc["header"])
     if template is None:
