@@ -112,6 +112,8 @@ def test_ray_trial_generations_run_on_core_fit(monkeypatch):
     import importlib
     import types
 
+    import jax
+
     from spikejax.lfads import HParams, LFADSConfig, PBTConfig, TrainConfig, generate_lorenz_dataset
 
     pr = importlib.import_module("spikejax.lfads.ray_backend")
