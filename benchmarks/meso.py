@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from spikejax import meso  # noqa: E402
+from spikejax.core import save_figure  # noqa: E402
 from spikejax.meso import model as M  # noqa: E402
 from tests.meso.numpy_ref import neulvm_loss  # noqa: E402
 
@@ -79,47 +80,56 @@ print(json.dumps({"seconds": dt, "rates": [m.num_spikes / n / (T + 0.2) for m, n
 '''
 
 
+DT_S = meso.DT_MS / 1000.0  # the 4-ms bin in s (this script reports seconds)
+MICRO_DT_S = meso.MICRO_DT_MS / 1000.0
+
+
+def _dur_s(A, **kw):
+    """Dominance durations in s (``meso.dominance_durations`` returns ms)."""
+    return meso.dominance_durations(A, **kw) / 1000.0
+
+
 def machine() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, jax {jax.__version__}"
 
 
 def bench_fit(quick: bool) -> dict:
     data = meso.load_bundled()
-    em = meso.EMConfig(max_em=2, m_maxiter=10, e_maxiter=10) if quick else meso.EMConfig(max_em=8, m_maxiter=100, e_maxiter=100)
+    em = meso.EMConfig(n_iter=2, m_maxiter=10, e_maxiter=10) if quick else meso.EMConfig(n_iter=8, m_maxiter=100, e_maxiter=100)
     sem = meso.SEMConfig(n_iter=2, m_maxiter=5, n_particles=32) if quick else meso.SEMConfig()
     t0 = time.perf_counter()
-    refined = meso.fit_em(data, key=jax.random.PRNGKey(0), em=em, sem=sem)
+    refined = meso.fit_em(data, key=jax.random.PRNGKey(0), config=meso.MesoFitConfig(method="sem", em=em, sem=sem))
     wall_total = time.perf_counter() - t0
     res = refined.hard_em
     wall = res.seconds
-    Zs, _ = refined.simulate(int(200.0 / meso.DT), key=jax.random.PRNGKey(1))
-    dur_s = meso.dominance_durations(np.asarray(Zs) / meso.DT)
+    Zs = refined.simulate(int(200.0 / DT_S), key=jax.random.PRNGKey(1)).Z
+    dur_s = _dur_s(np.asarray(Zs) / DT_S)
     sem_out = {"sem": str(sem), "wall_total_s": wall_total, "table": refined.to_pandas(),
                "restarts": refined.restarts_table().assign(log_lik=refined.runs["log_lik"]),
-               "median_rel_error": refined.median_rel_error(), "pearson_r": refined.z_correlation().tolist(),
-               "free_rates": meso.winner_loser_rates(np.asarray(Zs) / meso.DT), "n_periods": len(dur_s),
+               "median_rel_error": refined.median_rel_error(), "pearson_r": refined.z_correlation(data.Z).tolist(),
+               "free_rates": meso.winner_loser_rates(np.asarray(Zs) / DT_S), "n_periods": len(dur_s),
                "free_dominance_median_s": float(np.median(dur_s)) if len(dur_s) else float("nan")}
-    Z, _ = res.simulate(int(200.0 / meso.DT), key=jax.random.PRNGKey(1))
-    A = np.asarray(Z) / meso.DT
-    dur = meso.dominance_durations(A)
-    ref = meso.dominance_durations(meso.load_activity(meso.bundled_path("T200s")))
+    Z = res.simulate(int(200.0 / DT_S), key=jax.random.PRNGKey(1)).Z
+    A = np.asarray(Z) / DT_S
+    dur = _dur_s(A)
+    ref = _dur_s(meso.load_activity(meso.bundled_path("T200s")))
     hist = [res.objective_history(r) for r in range(res.runs["loss"].shape[0])]
     mono = all(np.all(np.diff(h) <= 1e-6 * np.abs(h[:-1])) for h in hist)
     # where hard EM goes when it *starts* at the ground truth (is the truth a fixed point of the objective?)
     gt = np.asarray(meso.to_vector(meso.ground_truth(theta=meso.THETA_REF)))
-    res_gt = meso.fit_em(data, key=jax.random.PRNGKey(0), method="hard", em=dataclasses.replace(em, n_restarts=1),
-                         x0=gt[None])
-    at_truth = meso.objective(meso.ground_truth(theta=meso.THETA_REF), data)
+    res_gt = meso.fit_em(data, key=jax.random.PRNGKey(0),
+                         config=meso.MesoFitConfig(method="hard", em=dataclasses.replace(em, n_restarts=1)), x0=gt[None])
+    at_truth = meso.loss(meso.ground_truth(theta=meso.THETA_REF), data)
     # ceiling of r(inferred Z, true Z) at 4 ms: the one-step prediction Z̄ given the *true* past at the truth
     zbar_oracle = meso.predict(meso.ground_truth(), data.Z, data.A0, None, meso.MesoConfig())
     r_oracle = _r_per_pop(zbar_oracle, data.Z)
     return {
         "gt_start": {"median_rel_error": res_gt.median_rel_error(), "ratio_to_truth": (res_gt.runs["x"][0] / gt).tolist(),
                      "objective_history": res_gt.objective_history(0).tolist(),
-                     "objective_truth_trueZ": float(at_truth.total)},
+                     "objective_truth_trueZ": float(at_truth)},
         "sem_refined": sem_out, "r_oracle": r_oracle,
         "em": str(em), "wall_s": wall, "table": res.to_pandas(), "restarts": res.restarts_table(),
-        "median_rel_error": res.median_rel_error(), "pearson_r": res.z_correlation().tolist(),
+        "median_rel_error": res.median_rel_error(), "pearson_r": res.z_correlation(data.Z).tolist(),
         "free_dominance_median_s": float(np.median(dur)) if len(dur) else float("nan"), "n_periods": len(dur),
         "surrogate_dominance_median_s": float(np.median(ref)), "monotone": mono,
         "free_rates": meso.winner_loser_rates(A),
@@ -140,8 +150,8 @@ def _cpu_s() -> float:
 
 
 def _free_run_stats(Z) -> dict:
-    A = np.asarray(Z) / meso.DT
-    dur = meso.dominance_durations(A)
+    A = np.asarray(Z) / DT_S
+    dur = _dur_s(A)
     return {"rates_winner_loser_inh_Hz": list(meso.winner_loser_rates(A)), "mean_rates_Hz": A.mean(0).tolist(),
             "n_periods": int(len(dur)), "dominance_median_s": float(np.median(dur)) if len(dur) else float("nan")}
 
@@ -152,26 +162,26 @@ def bench_marginal(quick: bool, out_dir: Path) -> dict:
     kw = {}
     if quick:
         data = data.window(0, 500)
-        kw = {"em": meso.EMConfig(n_restarts=2, max_em=2, m_maxiter=10, e_maxiter=10),
+        kw = {"em": meso.EMConfig(n_restarts=2, n_iter=2, m_maxiter=10, e_maxiter=10),
               "marginal": meso.MarginalConfig(n_iter=4, n_burn=2, info_every=2, n_particles=16, n_final=2,
                                               final_particles=32)}
     load0, cpu0, t0 = os.getloadavg(), _cpu_s(), time.perf_counter()
-    res = meso.fit_em(data, key=jax.random.PRNGKey(0), **kw)
+    res = meso.fit_em(data, key=jax.random.PRNGKey(0), config=meso.MesoFitConfig(**kw))
     wall, cpu = time.perf_counter() - t0, _cpu_s() - cpu0
-    post = res.posterior()
+    post = meso.posterior_Z(res.model, data, key=jax.random.fold_in(jax.random.PRNGKey(0), 7))
     r_post = _r_per_pop(post.mean, data.Z)
-    n_free = int((20.0 if quick else 200.0) / meso.DT)
-    fit_free = _free_run_stats(res.simulate(n_free, key=jax.random.PRNGKey(1))[0])
+    n_free = int((20.0 if quick else 200.0) / DT_S)
+    fit_free = _free_run_stats(res.simulate(n_free, key=jax.random.PRNGKey(1)).Z)
     out_dir.mkdir(parents=True, exist_ok=True)
-    meso.plot_convergence(res, path=out_dir / "meso_convergence.png")
-    meso.plot_posterior_Z(res, path=out_dir / "meso_posterior_Z.png", smooth=5)
-    tv = np.asarray(meso.to_vector(res.truth))
+    save_figure(meso.plot_convergence(res).figure, out_dir / "meso_convergence.png", dpi=110)
+    save_figure(meso.plot_posterior_Z(post, data.Z, smooth=5).figure, out_dir / "meso_posterior_Z.png", dpi=110)
+    tv = np.asarray(res.truth_x)
     return {"wall_s": wall, "cpu_s": cpu, "load_before": load0, "load_after": os.getloadavg(),
-            "stage_seconds": res.stage_seconds, "em": str(res.hard_em.em), "marginal": str(res.marginal),
+            "stage_seconds": res.stage_seconds, "em": str(res.config.em_settings), "marginal": str(res.config.marginal),
             "table": res.to_pandas(), "restarts": res.restarts_table(), "median_rel_error": res.median_rel_error(),
             "hard_em_median_rel_error": res.hard_em.median_rel_error(),
             "restart_errors": np.median(np.abs(res.runs["x"] - tv) / tv, axis=1).tolist(),
-            "convergence": res.convergence(), "r_posterior_mean": r_post, "r_mean_of_runs": res.z_correlation().tolist(),
+            "convergence": res.convergence(), "r_posterior_mean": r_post, "r_mean_of_runs": res.z_correlation(data.Z).tolist(),
             "free": fit_free, "x": res.runs["x"][res.best].tolist()}
 
 
@@ -183,21 +193,21 @@ def bench_synthetic(quick: bool) -> dict:
     data = meso.simulate_observed(gt, n_bins, key=jax.random.PRNGKey(100), n_obs=3)
     kw = {}
     if quick:
-        kw = {"em": meso.EMConfig(n_restarts=2, max_em=2, m_maxiter=10, e_maxiter=10),
+        kw = {"em": meso.EMConfig(n_restarts=2, n_iter=2, m_maxiter=10, e_maxiter=10),
               "marginal": meso.MarginalConfig(n_iter=4, n_burn=2, info_every=2, n_particles=16, n_final=2,
                                               final_particles=32)}
     post_gt = meso.posterior_Z(gt, data, key=jax.random.PRNGKey(11), n_particles=256, n_runs=2 if quick else 8)
     r_gt = _r_per_pop(post_gt.mean, data.Z)
     load0, t0 = os.getloadavg(), time.perf_counter()
-    res = meso.fit_em(data, key=jax.random.PRNGKey(0), truth=gt, **kw)
+    res = meso.fit_em(data, key=jax.random.PRNGKey(0), truth=gt, config=meso.MesoFitConfig(**kw))
     wall = time.perf_counter() - t0
-    post = res.posterior()
+    post = meso.posterior_Z(res.model, data, key=jax.random.fold_in(jax.random.PRNGKey(0), 7))
     r_fit = _r_per_pop(post.mean, data.Z)
     tv = np.asarray(meso.to_vector(gt))
-    n_free = int((20.0 if quick else 200.0) / meso.DT)
+    n_free = int((20.0 if quick else 200.0) / DT_S)
     keys = (1, 2, 3)
-    fit_free = [_free_run_stats(res.simulate(n_free, key=jax.random.PRNGKey(k))[0]) for k in keys]
-    gt_free = [_free_run_stats(meso.simulate(gt, n_free, key=jax.random.PRNGKey(k))[0]) for k in keys]
+    fit_free = [_free_run_stats(res.simulate(n_free, key=jax.random.PRNGKey(k)).Z) for k in keys]
+    gt_free = [_free_run_stats(meso.simulate(gt, n_steps=n_free, key=jax.random.PRNGKey(k)).Z) for k in keys]
     return {"wall_s": wall, "load_before": load0, "load_after": os.getloadavg(), "stage_seconds": res.stage_seconds,
             "median_rel_error": res.median_rel_error(), "hard_em_median_rel_error": res.hard_em.median_rel_error(),
             "restart_errors": np.median(np.abs(res.runs["x"] - tv) / tv, axis=1).tolist(),
@@ -218,20 +228,20 @@ def bench_ceilings(quick: bool) -> dict:
     r_gt = _r_per_pop(post.mean, data.Z)
     t_post = time.perf_counter() - t0
     t0 = time.perf_counter()
-    ms = meso.fit_params_given_Z(data, key=jax.random.PRNGKey(0), n_starts=5, maxiter=20 if quick else 300)
+    ms = meso.fit_params_given_Z(data, key=jax.random.PRNGKey(0), n_starts=5, n_iter=20 if quick else 300)
     tv = np.asarray(meso.to_vector(gt))
-    errs = np.median(np.abs(ms["xs"] - tv) / tv, axis=1)
+    errs = np.median(np.abs(ms.runs["x"] - tv) / tv, axis=1)
     t_ms = time.perf_counter() - t0
-    n_free = int((20.0 if quick else 200.0) / meso.DT)
-    gt_free = _free_run_stats(meso.simulate(gt, n_free, key=jax.random.PRNGKey(1))[0])
+    n_free = int((20.0 if quick else 200.0) / DT_S)
+    gt_free = _free_run_stats(meso.simulate(gt, n_steps=n_free, key=jax.random.PRNGKey(1)).Z)
     sur = meso.load_activity(meso.bundled_path("T200s"))
     return {"r_posterior_mean_at_truth": r_gt, "log_lik_truth": float(post.log_lik),
             "log_lik_truth_runs": np.asarray(post.log_lik_runs).tolist(), "posterior_s": t_post,
-            "mstep_trueZ_median_rel_error": float(errs[int(np.argmin(ms["losses"]))]),
-            "mstep_trueZ_errors": errs.tolist(), "mstep_trueZ_losses": np.asarray(ms["losses"]).tolist(),
+            "mstep_trueZ_median_rel_error": float(errs[ms.best]),
+            "mstep_trueZ_errors": errs.tolist(), "mstep_trueZ_losses": np.asarray(ms.runs["loss"]).tolist(),
             "mstep_s": t_ms, "gt_free": gt_free,
             "surrogate_free": {"rates_winner_loser_inh_Hz": list(meso.winner_loser_rates(sur)),
-                               "dominance_median_s": float(np.median(meso.dominance_durations(sur)))}}
+                               "dominance_median_s": float(np.median(_dur_s(sur)))}}
 
 
 def bench_loss(quick: bool) -> dict:
@@ -241,7 +251,7 @@ def bench_loss(quick: bool) -> dict:
     cfg = meso.MesoConfig()
 
     def f(v, Z):
-        return M.loss(meso.from_vector(gt, v), Z, data.y, data.A0, data.age0, None, cfg).total
+        return M._loss_parts(meso.from_vector(gt, v), Z, data.y, data.A0, data.age0, None, cfg).total
 
     out = {}
     fj = jax.jit(f)
@@ -276,7 +286,7 @@ def bench_loss(quick: bool) -> dict:
 def bench_micro(quick: bool, brian2_python: str | None) -> dict:
     gt = meso.ground_truth()
     T = 2.0 if quick else 20.0
-    n = int(round(T / meso.MICRO_DT))
+    n = int(round(T / MICRO_DT_S))
     r = meso.simulate_micro(gt, 1000, key=jax.random.PRNGKey(0), record_every=20)  # compile
     jax.block_until_ready(r.counts)
     t0 = time.perf_counter()
@@ -305,18 +315,18 @@ def bench_micro(quick: bool, brian2_python: str | None) -> dict:
 def bench_long(quick: bool) -> dict:
     gt = meso.ground_truth()
     T = 20.0 if quick else 110.0
-    n = int(round(T / meso.MICRO_DT))
+    n = int(round(T / MICRO_DT_S))
     r = meso.simulate_micro(gt, n, key=jax.random.PRNGKey(11), record_every=20, n_record=3)
     d = meso.MesoData.from_micro(r, n_obs=3)
-    out = {"micro_seconds": T, "fitted_window_s": d.T * meso.DT}
+    out = {"micro_seconds": T, "fitted_window_s": d.T * DT_S}
     for integ in ("exact", "euler"):
         zbar = meso.predict(gt, d.Z, d.A0, None, meso.MesoConfig(integrator=integ))
         out[f"ratio_{integ}"] = np.asarray(zbar.mean(0) / d.Z.mean(0)).tolist()
-    Z, _ = meso.simulate(gt, d.T + 250, key=jax.random.PRNGKey(12), A0=jnp.array([5.0, 20.0, 25.0]))
-    out["free_meso_rates"] = meso.winner_loser_rates(np.asarray(Z) / meso.DT)
+    Z = meso.simulate(gt, n_steps=d.T + 250, key=jax.random.PRNGKey(12), A0=jnp.array([5.0, 20.0, 25.0])).Z
+    out["free_meso_rates"] = meso.winner_loser_rates(np.asarray(Z) / DT_S)
     out["micro_rates"] = meso.winner_loser_rates(r.A)
-    out["free_meso_dominance_median_s"] = float(np.median(meso.dominance_durations(np.asarray(Z) / meso.DT)))
-    out["micro_dominance_median_s"] = float(np.median(meso.dominance_durations(r.A)))
+    out["free_meso_dominance_median_s"] = float(np.median(_dur_s(np.asarray(Z) / DT_S)))
+    out["micro_dominance_median_s"] = float(np.median(_dur_s(r.A)))
     return out
 
 

@@ -39,6 +39,10 @@ from spikejax.core.io import atomic_open  # noqa: E402
 A0 = (5.0, 20.0, 25.0)  # the generator's start (E2 wins first)
 
 
+DT_S = meso.DT_MS / 1000.0  # this script works in s
+MICRO_DT_S = meso.MICRO_DT_MS / 1000.0
+
+
 def stable_loser(A: np.ndarray, dt: float, *, smooth_s: float = 0.2, guard_s: float = 0.5) -> float:
     """Mean rate (Hz) of the losing excitatory population away from switches: bins within ``guard_s``
     of a change of the (smoothed) winner are left out, so frequent switching does not raise it."""
@@ -57,8 +61,8 @@ def stats(A: np.ndarray, dt: float, *, skip_s: float = 0.0) -> dict:
     """(winner, loser, inhibitory) rates in Hz and dominance durations of activity ``A`` (T, M) in Hz
     (the first ``skip_s`` seconds left out)."""
     A = np.asarray(A, float)[int(round(skip_s / dt)):]
-    dur = meso.dominance_durations(A, dt=dt)
-    w, lo, i = meso.winner_loser_rates(A, dt=dt)
+    dur = meso.dominance_durations(A, dt=1000.0 * dt) / 1000.0  # the library works in ms; this script in s
+    w, lo, i = meso.winner_loser_rates(A, dt=1000.0 * dt)
     return {"winner": w, "loser": lo, "loser_stable": stable_loser(A, dt), "inh": i, "n_periods": int(len(dur)),
             "dominance_median_s": float(np.median(dur)) if len(dur) > 1 else None, "seconds": A.shape[0] * dt}
 
@@ -68,9 +72,9 @@ def scaled(p: meso.MesoParams, s: float) -> meso.MesoParams:
 
 
 def run_meso(p, seconds: float, *, noise: str, dt: float, key, skip_s: float) -> dict:
-    cfg = meso.MesoConfig(dt=dt, n_age=int(round(0.256 / dt)))
+    cfg = meso.MesoConfig(dt=1000.0 * dt, n_age=int(round(0.256 / dt)))
     n = int(round(seconds / dt))
-    Z, _ = meso.simulate(p, n, key=key, A0=jnp.asarray(A0), noise=noise, cfg=cfg)
+    Z = meso.simulate(p, n_steps=n, key=key, A0=jnp.asarray(A0), noise=noise, config=cfg).Z
     return stats(np.asarray(Z) / dt, dt, skip_s=skip_s)
 
 
@@ -89,17 +93,17 @@ def main(argv=None) -> dict:
     rows = {}
     # microscopic network: 1x N = the bundled 200-s surrogate (neuLVM's generator), 10x N simulated here
     sur = meso.load_activity(meso.bundled_path("T200s"))
-    rows["micro, N = 1000 (bundled 200-s surrogate)"] = stats(sur, meso.DT)
+    rows["micro, N = 1000 (bundled 200-s surrogate)"] = stats(sur, DT_S)
     t0 = time.perf_counter()
-    r = meso.simulate_micro(scaled(gt, 10), int(round(micro_s / meso.MICRO_DT)), key=jax.random.PRNGKey(3), A0=A0,
+    r = meso.simulate_micro(scaled(gt, 10), int(round(micro_s / MICRO_DT_S)), key=jax.random.PRNGKey(3), A0=A0,
                             n_record=0, record_every=20)
-    rows[f"micro, N = 10 000 ({micro_s:g} s)"] = {**stats(np.asarray(r.A), meso.DT, skip_s=1.0),
+    rows[f"micro, N = 10 000 ({micro_s:g} s)"] = {**stats(np.asarray(r.A), DT_S, skip_s=1.0),
                                                    "wall_s": round(time.perf_counter() - t0, 1)}
     t0 = time.perf_counter()
     big_s = 2.0 if a.quick else a.micro_seconds / 4
-    r = meso.simulate_micro(scaled(gt, 100), int(round(big_s / meso.MICRO_DT)), key=jax.random.PRNGKey(4), A0=A0,
+    r = meso.simulate_micro(scaled(gt, 100), int(round(big_s / MICRO_DT_S)), key=jax.random.PRNGKey(4), A0=A0,
                             n_record=0, record_every=20)
-    rows[f"micro, N = 100 000 ({big_s:g} s)"] = {**stats(np.asarray(r.A), meso.DT, skip_s=1.0),
+    rows[f"micro, N = 100 000 ({big_s:g} s)"] = {**stats(np.asarray(r.A), DT_S, skip_s=1.0),
                                                  "wall_s": round(time.perf_counter() - t0, 1)}
     # mesoscopic model: sizes, count noise, bin
     for s, label in ((1, "N = 1000"), (10, "N = 10 000"), (1e4, "N → ∞ (N x 10⁴)")):

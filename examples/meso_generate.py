@@ -16,9 +16,9 @@ def main():
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     seconds = 2.0 if args.quick else 30.0
-    n = int(round(seconds / meso.MICRO_DT))
+    n = int(round(1000.0 * seconds / meso.MICRO_DT_MS))
     gt = meso.ground_truth()
-    pulse = meso.pulse_input(n, meso.MICRO_DT, 3, [(0, seconds / 2, 0.5, 300.0)])
+    pulse = meso.pulse_input(n, meso.MICRO_DT_MS, 3, [(0, 500.0 * seconds, 500.0, 300.0)])  # start, duration in ms
     for label, I in (("no input", None), ("pulse to E1", pulse)):
         r = meso.simulate_micro(gt, n, key=jax.random.PRNGKey(0), I_ext=I, record_every=20)
         print(f"micro, {label}: mean rates {np.round(r.A.mean(0), 2)} Hz")

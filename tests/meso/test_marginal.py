@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from spikejax import meso
+from spikejax.core import save_figure
 from spikejax.meso import marginal as G
 from spikejax.meso import model as M
 
@@ -17,7 +18,7 @@ def _tiny():
     """One population of 400 neurons, 3 observed, 3 fitted bins after a 40-bin history (float64)."""
     f = lambda v: jnp.asarray(v, jnp.float64)  # noqa: E731
     p = meso.MesoParams(amem=f([50.0]), J=f([2.0]), mu=f([7.5]), theta=f([3.7]), asyn=f([1000.0 / 3]),
-                        conmat=f([[1.0]]), eps=f(1.0), N=(400,), t_ref=0.004)
+                        conmat=f([[1.0]]), eps=f(1.0), N=(400,), t_ref=4.0)
     rng = np.random.default_rng(0)
     y_hist = (rng.random((40, 1, 3)) < 0.06).astype(float)
     y = np.array([[[0, 1, 0]], [[1, 0, 0]], [[0, 0, 1]]], float)
@@ -28,7 +29,7 @@ def _exact_log_lik(u, p, d, lo, hi, cfg, n0=161, n1=201):
     """log p(y | Θ) by quadrature over (Z(0), Z(1)); Z(2) affects no observation and integrates to 1."""
     par = meso.from_vector(p, lo + (hi - lo) * u)
     N = 400.0
-    var = lambda zb: zb / N + 0.1 * cfg.dt / N  # noqa: E731
+    var = lambda zb: zb / N + 0.1 * cfg.dt_s / N  # noqa: E731
     zb0 = M._predict(par, jnp.full((3, 1), 0.05), d.A0, None, cfg)[0][0, 0]  # Z̄(0) depends on the history only
     sd0 = jnp.sqrt(var(zb0))
     g0 = jax.lax.stop_gradient(jnp.linspace(jnp.maximum(zb0 - 9 * sd0, 1e-5), zb0 + 9 * sd0, n0))
@@ -39,7 +40,7 @@ def _exact_log_lik(u, p, d, lo, hi, cfg, n0=161, n1=201):
         Z = jnp.stack([z0, z1, z1])[:, None]
         zbar, U = M._predict(par, Z, d.A0, None, cfg)
         lg = M.observed_logits(par, Z, d.A0, d.y, d.age0, None, cfg, U=U)
-        ly = -M.observed_nll(d.y, lg)
+        ly = -M._observed_nll(d.y, lg)
         v = var(zbar[:2, 0])
         lz = -0.5 * jnp.sum((Z[:2, 0] - zbar[:2, 0]) ** 2 / v + jnp.log(2 * jnp.pi * v))
         return ly + lz
@@ -71,7 +72,7 @@ def test_score_and_likelihood_estimates_unbiased_on_tiny_model():
                                      4 * se + 1e-3 * np.abs(np.asarray(exact_grad)))
 
 
-EM_TINY = meso.EMConfig(n_restarts=2, max_em=1, m_maxiter=2, e_maxiter=2)
+EM_TINY = meso.EMConfig(n_restarts=2, n_iter=1, m_maxiter=2, e_maxiter=2)
 MC_TINY = meso.MarginalConfig(n_iter=2, n_burn=1, info_every=1, n_particles=8, n_paths=2, n_final=1, final_particles=8)
 
 
@@ -88,8 +89,11 @@ def x0_tiny():
 
 @pytest.fixture(scope="module")
 def fit_tiny(short, x0_tiny):
-    return meso.fit_em(short, key=jax.random.PRNGKey(3), em=EM_TINY, marginal=MC_TINY, x0=x0_tiny,
-                       init_hard_em=False)
+    return meso.fit_em(short, key=jax.random.PRNGKey(3), config=_cfg(MC_TINY), x0=x0_tiny)
+
+
+def _cfg(mc, em=EM_TINY, init_hard_em=False):
+    return meso.MesoFitConfig(em=em, marginal=mc, init_hard_em=init_hard_em)
 
 
 def test_default_fit_is_marginal_pure_and_vmapped_equals_sequential(short, x0_tiny, fit_tiny, tmp_path):
@@ -100,34 +104,32 @@ def test_default_fit_is_marginal_pure_and_vmapped_equals_sequential(short, x0_ti
     assert r.best == int(np.argmax(r.runs["log_lik"]))
     np.testing.assert_allclose(r.runs["loss"], -r.runs["log_lik"] / (3 * short.T), rtol=1e-6)
     assert r.runs["x_trace"].shape == (2, 2, 12) and r.runs["log_lik_trace"].shape == (2, 2)
-    again = meso.fit_em(short, key=jax.random.PRNGKey(3), em=EM_TINY, marginal=MC_TINY, x0=x0_tiny,
-                        init_hard_em=False)
+    again = meso.fit_em(short, key=jax.random.PRNGKey(3), config=_cfg(MC_TINY), x0=x0_tiny)
     for k in ("x", "Z", "log_lik", "x_trace"):
         np.testing.assert_array_equal(again.runs[k], r.runs[k])
-    seq = meso.fit_em_sequential(short, x0=x0_tiny, key=jax.random.PRNGKey(3), method="marginal", em=EM_TINY,
-                                 marginal=MC_TINY, init_hard_em=False)
+    seq = meso.fit_em_sequential(short, x0=x0_tiny, key=jax.random.PRNGKey(3), config=_cfg(MC_TINY))
     for i in range(2):
         np.testing.assert_allclose(seq[i].runs["x"][0], r.runs["x"][i], rtol=2e-3)
         np.testing.assert_allclose(seq[i].runs["log_lik"][0], r.runs["log_lik"][i], rtol=1e-3)
     df = r.to_pandas()
     assert np.all(df["estimate"] >= df["low"] - 1e-4) and np.all(df["estimate"] <= df["high"] + 1e-4)
-    conv = r.to_pandas("convergence")
+    conv = r.convergence()
     assert list(conv.columns[:3]) == ["log_lik", "median_rel_error", "median_rel_error_avg"] and len(conv) == 2
-    meso.plot_convergence(r, path=tmp_path / "conv.png")
+    assert list(r.history.columns[:2]) == ["iteration", "log_lik_nats"] and len(r.history) == 2
+    save_figure(meso.plot_convergence(r).figure, tmp_path / "conv.png")
     assert (tmp_path / "conv.png").is_file()
 
 
-def test_posterior_of_Z_table_and_plot(fit_tiny, tmp_path):
+def test_posterior_of_Z_table_and_plot(short, fit_tiny, tmp_path):
     r = fit_tiny
-    r.posterior(n_particles=32, n_runs=2)  # cached; the same compiled smoother as the test below
-    zt = r.to_pandas("Z")
-    assert zt.shape == (100, 12) and zt.index.name == "t_s"
+    zt = meso.posterior_table(r, short, key=jax.random.PRNGKey(0), n_particles=32, n_runs=2)
+    assert zt.shape == (300, 6) and list(zt.columns[:2]) == ["time_ms", "population"]
     for nm in ("E1", "E2", "I"):
-        assert np.all(zt[f"lower_{nm}"] <= zt[f"mean_{nm}"] + 1e-3) and np.all(zt[f"mean_{nm}"] <= zt[f"upper_{nm}"] + 1e-3)
-    meso.plot_posterior_Z(r, path=tmp_path / "post.png")
+        z = zt[zt["population"] == nm]
+        assert np.all(z["lower_rate_hz"] <= z["rate_hz"] + 1e-3) and np.all(z["rate_hz"] <= z["upper_rate_hz"] + 1e-3)
+    post = meso.posterior_Z(r.model, short, key=jax.random.PRNGKey(0), n_particles=32, n_runs=2)
+    save_figure(meso.plot_posterior_Z(post, short.Z).figure, tmp_path / "post.png")
     assert (tmp_path / "post.png").is_file()
-    with pytest.raises(ValueError, match="table"):
-        r.to_pandas("nope")
 
 
 def test_posterior_Z_at_ground_truth_is_a_pure_function_of_the_key(short, gt):
@@ -135,8 +137,8 @@ def test_posterior_Z_at_ground_truth_is_a_pure_function_of_the_key(short, gt):
     again = meso.posterior_Z(gt, short, key=jax.random.PRNGKey(0), n_particles=32, n_runs=2)
     np.testing.assert_array_equal(np.asarray(post.mean), np.asarray(again.mean))
     assert post.mean.shape == (100, 3) and np.all(np.asarray(post.lower) <= np.asarray(post.upper))
-    rates = np.asarray(post.mean).mean(0) / meso.DT
-    np.testing.assert_allclose(rates, np.asarray(short.Z).mean(0) / meso.DT, rtol=0.5)
+    rates = np.asarray(post.mean).mean(0) / (meso.DT_MS / 1000.0)
+    np.testing.assert_allclose(rates, np.asarray(short.Z).mean(0) / (meso.DT_MS / 1000.0), rtol=0.5)
     with pytest.raises(ValueError, match="level"):
         meso.posterior_Z(gt, short, key=jax.random.PRNGKey(0), level=1.0)
     with pytest.raises(ValueError, match="n_runs"):
@@ -147,9 +149,10 @@ def test_posterior_Z_at_ground_truth_is_a_pure_function_of_the_key(short, gt):
 def test_m_step_given_true_Z(short, gt):
     """The M-step ceiling: started at the truth it stays close (the truth is near the minimum)."""
     x0 = np.asarray(meso.to_vector(gt))[None]
-    r = meso.fit_params_given_Z(short, key=jax.random.PRNGKey(0), x0=x0, maxiter=5)
-    assert r["xs"].shape == (1, 12) and np.isfinite(r["loss"])
-    assert r["loss"] <= float(meso.objective(gt, short).total) + 1e-6
+    r = meso.fit_params_given_Z(short, key=jax.random.PRNGKey(0), x0=x0, n_iter=5)
+    assert isinstance(r, meso.MesoFitResult)
+    assert r.runs["x"].shape == (1, 12) and np.isfinite(r.runs["loss"][r.best])
+    assert r.runs["loss"][r.best] <= float(meso.loss(gt, short)) + 1e-6
     with pytest.raises(ValueError, match="Z"):
         meso.fit_params_given_Z(short, np.full((5, 3), 0.1), key=jax.random.PRNGKey(0))
 
@@ -160,7 +163,7 @@ def test_marginal_config_errors():
     with pytest.raises(ValueError, match="gain_decay"):
         meso.MarginalConfig(gain_decay=0.4)
     with pytest.raises(ValueError, match="method"):
-        meso.fit_em(meso.load_bundled().window(0, 50), key=jax.random.PRNGKey(0), method="bogus")
+        meso.MesoFitConfig(method="bogus")
     with pytest.raises(ValueError, match="momentum"):
         meso.MarginalConfig(momentum=1.0)
     with pytest.raises(ValueError, match="n_continue"):
@@ -196,7 +199,7 @@ def test_cut_keeps_the_best_restarts_and_they_equal_the_same_restarts_alone(x0_t
     of another batch size flips resampling decisions within a few iterations."""
     short = meso.load_bundled().window(0, 100)
     assert short.y.dtype == jnp.float64
-    r = meso.fit_em(short, key=jax.random.PRNGKey(5), em=EM_TINY, marginal=MC_CUT, x0=x0_tiny, init_hard_em=False)
+    r = meso.fit_em(short, key=jax.random.PRNGKey(5), config=_cfg(MC_CUT), x0=x0_tiny)
     cut = r.hard_em.runs["cut_score"]
     assert cut.shape == (2,) and np.all(np.isfinite(cut))
     (i,) = r.runs["restart"]
@@ -210,27 +213,31 @@ def test_cut_keeps_the_best_restarts_and_they_equal_the_same_restarts_alone(x0_t
     assert first.shape == (2, 2) and np.all(np.isfinite(first))
     np.testing.assert_array_equal(first[i], r.runs["log_lik_trace"][0, :2])
     np.testing.assert_allclose(cut, first.mean(1), rtol=1e-12)
-    meso.plot_convergence(r, path=tmp_path / "conv.png")
-    seq = meso.fit_em_sequential(short, x0=x0_tiny, key=jax.random.PRNGKey(5), method="marginal", em=EM_TINY,
-                                 marginal=MC_CUT, init_hard_em=False)
+    save_figure(meso.plot_convergence(r).figure, tmp_path / "conv.png")
+    back = meso.MesoFitResult.load(r.save(tmp_path / "fit.h5"))
+    np.testing.assert_array_equal(back.hard_em.runs["cut_score"], cut)
+    assert back.config == r.config
+    seq = meso.fit_em_sequential(short, x0=x0_tiny, key=jax.random.PRNGKey(5), config=_cfg(MC_CUT))
     for k in ("x_trace", "log_lik_trace", "x", "log_lik"):
         np.testing.assert_allclose(seq[i].runs[k][0], r.runs[k][0], rtol=1e-6, err_msg=k)
     lo, hi = meso.box_bounds()
     stage_key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(5), 2), i)
     arrays = {"y": short.y, "A0": short.A0, "age0": short.age0, "I_ext": short.I_ext}
-    one = jax.jit(lambda x0, Z0: G.marginal_single(x0, Z0, stage_key, r.base, arrays, lo, hi, cfg=r.cfg, mc=MC_CUT))(
+    one = jax.jit(lambda x0, Z0: G.marginal_single(x0, Z0, stage_key, r.model, arrays, lo, hi, cfg=r.config.model,
+                                                   mc=MC_CUT))(
         jnp.asarray(x0_tiny[i]), jnp.asarray(r.hard_em.Z0))
     np.testing.assert_allclose(np.asarray(one["x_trace"]), r.runs["x_trace"][0], rtol=1e-6)
     np.testing.assert_allclose(float(one["log_lik"]), r.runs["log_lik"][0], rtol=1e-6)
 
 
 def _screen_fits(short, *, with_full: bool):
-    em = meso.EMConfig(n_restarts=3, max_em=1, m_maxiter=2, e_maxiter=2)
+    em = meso.EMConfig(n_restarts=3, n_iter=1, m_maxiter=2, e_maxiter=2)
     mc = dataclasses.replace(MC_TINY, momentum=0.5)
     lo, hi = meso.box_bounds()
     x0 = np.asarray(lo + (hi - lo) * jnp.array([[0.35] * 12, [0.45] * 12, [0.6] * 12]))
-    part = meso.fit_em(short, key=jax.random.PRNGKey(4), em=em, marginal=dataclasses.replace(mc, n_continue=2), x0=x0)
-    full = meso.fit_em(short, key=jax.random.PRNGKey(4), em=em, marginal=mc, x0=x0) if with_full else None
+    part = meso.fit_em(short, key=jax.random.PRNGKey(4), config=_cfg(dataclasses.replace(mc, n_continue=2), em, True),
+                       x0=x0)
+    full = meso.fit_em(short, key=jax.random.PRNGKey(4), config=_cfg(mc, em, True), x0=x0) if with_full else None
     return part, full, lo, hi
 
 

@@ -13,13 +13,14 @@ SHARED = "/work/shared/data/neulvm"
 
 def test_micro_regenerates_surrogate_statistics(micro11, data11):
     """The microscopic generator reproduces the surrogate's winner / loser / inhibitory rates (±10 %)."""
-    A_micro = micro11.counts / (np.asarray(micro11.N)[None, :] * micro11.dt)
-    A_sur = np.concatenate([np.asarray(data11.Z_hist), np.asarray(data11.Z)], 0) / meso.DT
+    assert micro11.dt == meso.DT_MS  # ms
+    A_micro = micro11.counts / (np.asarray(micro11.N)[None, :] * micro11.dt / 1000.0)
+    A_sur = np.concatenate([np.asarray(data11.Z_hist), np.asarray(data11.Z)], 0) / (meso.DT_MS / 1000.0)
     got = np.array(meso.winner_loser_rates(A_micro[250:]))
     ref = np.array(meso.winner_loser_rates(A_sur[250:]))
     np.testing.assert_allclose(got, ref, rtol=0.10)
     # recorded neurons fire like their population
-    rec = micro11.spikes.mean(axis=(0, 2)) / micro11.dt
+    rec = micro11.spikes.mean(axis=(0, 2)) / (micro11.dt / 1000.0)
     np.testing.assert_allclose(rec, A_micro.mean(0), rtol=0.15)
     assert micro11.spikes.max() <= 1  # at most one spike per 4-ms bin (t_ref = 4 ms)
 
@@ -41,7 +42,7 @@ def test_micro_pulse_and_general_network():
                         theta=jnp.array([3.7, 3.7]), asyn=jnp.array([300.0, 200.0]),
                         conmat=jnp.array([[1.0, 1.0], [-1.0, -1.0]]), eps=jnp.asarray(1.0), N=(150, 50))
     n = 10000
-    I = meso.pulse_input(n, meso.MICRO_DT, 2, [(0, 1.0, 0.5, 400.0)])
+    I = meso.pulse_input(n, meso.MICRO_DT_MS, 2, [(0, 1000.0, 500.0, 400.0)])
     r0 = meso.simulate_micro(p, n, key=jax.random.PRNGKey(0), A0=(10.0, 10.0), record_every=20, n_record=5)
     r1 = meso.simulate_micro(p, n, key=jax.random.PRNGKey(0), A0=(10.0, 10.0), I_ext=I, record_every=20, n_record=5)
     on = slice(250, 375)
@@ -52,7 +53,7 @@ def test_micro_pulse_and_general_network():
 
 def test_stationary_ages_follow_survival(gt):
     ages = np.asarray(meso.stationary_ages(gt, jnp.array([5.0, 20.0, 25.0]), 4000, key=jax.random.PRNGKey(0)))
-    mean_age_s = ages.mean(1) * meso.MICRO_DT
+    mean_age_s = ages.mean(1) * meso.MICRO_DT_MS / 1000.0
     # the mean age of a stationary renewal population is about 1/(2A) * (1 + CV^2): longer for the slower population
     assert mean_age_s[0] > mean_age_s[1] > 0.01
     assert ages.min() >= 0 and ages.max() <= 2500
@@ -97,7 +98,7 @@ def test_error_Z_outside_unit_interval(data11, gt):
     Z = np.asarray(data11.Z).copy()
     Z[3, 0] = 1.5
     with pytest.raises(SpikejaxError, match="Z must be <= 1"):
-        meso.objective(gt, data11, Z)
+        meso.loss(gt, data11.with_Z(Z))
     with pytest.raises(SpikejaxError, match="Z must be >= 0"):
         meso.MesoData(np.zeros((10, 3, 3)), np.zeros((5, 3, 3)), N=(400, 400, 200), Z=-np.ones((10, 3)))
 
@@ -115,17 +116,17 @@ def test_error_params_outside_box(data11, gt):
     lo, hi = meso.box_bounds()
     bad = meso.from_vector(gt, meso.to_vector(gt).at[4].set(100.0))
     with pytest.raises(SpikejaxError, match=r"J\[1\] = 100 lies outside the fitting box"):
-        meso.objective(bad, data11, box=(lo, hi))
+        meso.check_in_box(bad, lo, hi)
 
 
 def test_error_nan(data11, gt):
     Z = np.asarray(data11.Z).copy()
     Z[0, 0] = np.nan
     with pytest.raises(NonFiniteError, match="Z must be finite"):
-        meso.objective(gt, data11, Z)
+        meso.loss(gt, data11.with_Z(Z))
     bad = meso.from_vector(gt, meso.to_vector(gt).at[0].set(jnp.nan))
     with pytest.raises(NonFiniteError, match="amem"):
-        meso.objective(bad, data11)
+        meso.loss(bad, data11)
 
 
 def test_error_bad_files(tmp_path):

@@ -21,14 +21,14 @@ def test_sequential_observed_neurons_equal_closed_form(data11):
     zbar, U = jax.jit(M._predict, static_argnums=4)(p, Z, A0, None, cfg)
     lg = jax.jit(M.observed_logits, static_argnums=6)(p, Z, A0, y, d.age0, None, cfg, U=U)
     ref = float(jnp.sum(y * jax.nn.log_sigmoid(lg) + (1 - y) * jax.nn.log_sigmoid(-lg)))
-    a = jnp.exp(-p.amem * cfg.dt)
+    a = jnp.exp(-p.amem * cfg.dt_s)
     c = (U - a * jnp.concatenate([jnp.zeros((1, 3)), U[:-1]])) / (1 - a)  # target potential per bin
 
     def body(carry, xs):
-        ll, V, k = smc.observed_step(p, *carry, *xs, cfg.dt)
+        ll, V, k = smc.observed_step(p, *carry, *xs, cfg.dt_s)
         return (V, k), ll
 
-    _, lls = jax.jit(lambda c, y: jax.lax.scan(body, smc.observed_init(p, A0, d.age0, cfg.dt), (c, y)))(c, y)
+    _, lls = jax.jit(lambda c, y: jax.lax.scan(body, smc.observed_init(p, A0, d.age0, cfg.dt_s), (c, y)))(c, y)
     np.testing.assert_allclose(float(lls.sum()), ref, rtol=1e-12)
 
 
@@ -41,8 +41,8 @@ def test_particle_filter_samples_and_likelihood(data11):
     Z2, ll2 = meso.sample_posterior(gt, d, key=key, n_particles=64, n_samples=3)
     np.testing.assert_array_equal(np.asarray(Z), np.asarray(Z2))  # a pure function of the key
     # the draws follow the activity level of each population (truth: ~17, 8, 25 Hz over the window)
-    rates = np.asarray(Z).mean(axis=(0, 1)) / meso.DT
-    true_rates = np.asarray(d.Z).mean(0) / meso.DT
+    rates = np.asarray(Z).mean(axis=(0, 1)) / (meso.DT_MS / 1000.0)
+    true_rates = np.asarray(d.Z).mean(0) / (meso.DT_MS / 1000.0)
     np.testing.assert_allclose(rates, true_rates, rtol=0.35)
     # the marginal likelihood prefers the generating parameters to clearly wrong ones
     wrong = meso.from_vector(gt, meso.to_vector(gt) * jnp.array([1.0] * 9 + [1.25] * 3))
@@ -73,7 +73,7 @@ def test_gradient_finite_everywhere_in_the_box(data11):
     xs = jnp.concatenate([xs, lo[None], hi[None]])
 
     def f(x):
-        return M.loss(meso.from_vector(gt, x), d.Z, d.y, d.A0, d.age0, None, meso.MesoConfig()).total
+        return meso.loss(meso.from_vector(gt, x), d, config=meso.MesoConfig())
 
     vals, grads = jax.jit(jax.vmap(jax.value_and_grad(f)))(xs)
     assert np.all(np.isfinite(np.asarray(vals))) and np.all(np.isfinite(np.asarray(grads)))

@@ -31,8 +31,8 @@ def test_observed_neurons_follow_their_population(trial):
     rate matches their population's (4 neurons x 4 s per population; binomial s.d. ~ 1.6-2.5 Hz),
     and no neuron fires in two consecutive 4-ms bins (the 4-ms refractory period)."""
     y, Z = np.asarray(trial.y), np.asarray(trial.Z)
-    obs_rate = y.mean(axis=(0, 2)) / trial.dt
-    pop_rate = Z.mean(axis=0) / trial.dt
+    obs_rate = y.mean(axis=(0, 2)) / (trial.dt / 1000.0)
+    pop_rate = Z.mean(axis=0) / (trial.dt / 1000.0)
     np.testing.assert_allclose(obs_rate, pop_rate, atol=8.0)
     assert not np.any(y[1:] * y[:-1])
     # the particle filter at the generating parameters follows Z far above chance (the s.d. of r for
@@ -44,7 +44,7 @@ def test_observed_neurons_follow_their_population(trial):
 
 def test_errors():
     gt = meso.ground_truth()
-    with pytest.raises(ValueError, match="n_bins"):
+    with pytest.raises(ValueError, match="n_steps"):
         simulate_observed(gt, 1, key=jax.random.PRNGKey(0))
     with pytest.raises(ValueError, match="n_obs"):
         simulate_observed(gt, 10, key=jax.random.PRNGKey(0), n_obs=0)

@@ -21,15 +21,14 @@ def _generate(args: argparse.Namespace) -> int:
     import jax
 
     from ..core.io import atomic_path
-    from .micro import pulse_input, simulate_micro
+    from .micro import MICRO_DT_MS, pulse_input, simulate_micro
 
     params = _params_from(args)
-    n_steps = int(round(args.seconds / 2e-4))
+    n_steps = int(round(args.seconds * 1000.0 / MICRO_DT_MS))
     n_steps -= n_steps % 20
     I_ext = None
     if args.pulse:
-        pulses = [tuple(float(v) for v in p.split(":")) for p in args.pulse]
-        I_ext = pulse_input(n_steps, 2e-4, params.M, [(int(p[0]), p[1], p[2], p[3]) for p in pulses])
+        I_ext = pulse_input(n_steps, MICRO_DT_MS, params.M, _pulses(args.pulse))
     r = simulate_micro(params, n_steps, key=jax.random.PRNGKey(args.seed), A0=tuple(args.A0), I_ext=I_ext,
                        n_record=args.n_record, record_every=20)
     out = Path(args.out)
@@ -37,7 +36,7 @@ def _generate(args: argparse.Namespace) -> int:
         with open(tmp, "wb") as fh:
             np.savez_compressed(fh, counts_4ms=np.asarray(r.counts).astype(np.uint16),
                                 spikes_4ms=np.asarray(r.spikes).astype(np.uint8),
-                                N=np.asarray(params.N), dt=np.float64(r.dt))
+                                N=np.asarray(params.N), dt_ms=np.float64(r.dt))
     A = r.A
     print(f"wrote {out}: {A.shape[0]} bins of 4 ms, mean rates {np.round(A.mean(0), 2).tolist()} Hz")
     return 0
@@ -46,15 +45,18 @@ def _generate(args: argparse.Namespace) -> int:
 def _fit(args: argparse.Namespace) -> int:
     import jax
 
-    from ..core.io import save_model
+    from ..core.io import atomic_open, save_figure, save_json, save_model
     from .data import load_bundled, load_npz
-    import dataclasses
     import math
 
-    from .fit import INIT_EM, EMConfig, SEMConfig, fit_em
+    from .fit import MesoFitConfig, fit_em
+    from .hard_em import INIT_EM, EMConfig
     from .marginal import MarginalConfig
     from .model import MesoConfig
-    from .results import plot_activity, plot_convergence, plot_loss_curves, plot_posterior_Z
+    from .plots import plot_activity, plot_convergence, plot_loss_curves, plot_posterior_Z
+    from .results import posterior_table
+    from .sem import SEMConfig
+    from .smc import posterior_Z
 
     data = load_bundled(n_obs=args.n_obs) if args.data == "bundled" else load_npz(args.data, n_obs=args.n_obs)
     if args.bins:
@@ -62,43 +64,64 @@ def _fit(args: argparse.Namespace) -> int:
     method = "sem" if args.sem_iter > 0 else args.method
     base_em = EMConfig() if method == "hard" else INIT_EM
     em = EMConfig(n_restarts=args.restarts,
-                  max_em=args.max_em if args.max_em is not None else base_em.max_em,
+                  n_iter=args.max_em if args.max_em is not None else base_em.n_iter,
                   m_maxiter=args.m_maxiter if args.m_maxiter is not None else base_em.m_maxiter,
                   e_maxiter=args.e_maxiter if args.e_maxiter is not None else base_em.e_maxiter)
-    cfg = MesoConfig(integrator=args.integrator)
-    sem = SEMConfig(n_iter=args.sem_iter, n_particles=args.particles) if args.sem_iter > 0 else None
-    mc = MarginalConfig() if args.iter is None else dataclasses.replace(
-        MarginalConfig(), n_iter=args.iter, n_burn=min(MarginalConfig().n_burn, args.iter - 1),
+    sem = SEMConfig(n_iter=args.sem_iter, n_particles=args.particles) if args.sem_iter > 0 else SEMConfig()
+    mc = MarginalConfig() if args.iter is None else MarginalConfig().replace(
+        n_iter=args.iter, n_burn=min(MarginalConfig().n_burn, args.iter - 1),
         info_every=math.gcd(args.iter, MarginalConfig().info_every))
-    res = fit_em(data, key=jax.random.PRNGKey(args.seed), method=method, em=em, marginal=mc, cfg=cfg, sem=sem)
+    config = MesoFitConfig(method=method, em=em, marginal=mc, sem=sem, model=MesoConfig(integrator=args.integrator))
+    key = jax.random.PRNGKey(args.seed)
+    res = fit_em(data, key=key, config=config)
     out = Path(args.out)
-    res.save(out)
-    save_model(out / "params.eqx", res.params, metadata={"N": list(res.params.N), "t_ref": res.params.t_ref})
-    plot_activity(res.Z, data.Z, Z_init=res.Z0, path=out / "inferred_Z.png", smooth=5)
-    plot_loss_curves(res, path=out / "loss_curves.png")
+    out.mkdir(parents=True, exist_ok=True)
+    res.save(out / "fit.h5")
+    with atomic_open(out / "params.csv") as fh:
+        res.to_pandas().to_csv(fh)
+    with atomic_open(out / "history.csv") as fh:
+        res.history.to_csv(fh, index=False)
+    save_json(out / "fit_summary.json", {**res.summary(), "x": res.runs["x"][res.best]})
+    save_model(out / "params.eqx", res.model, metadata={"N": list(res.model.N), "t_ref_ms": res.model.t_ref})
+    save_figure(plot_activity(res.Z, data.Z, Z_init=res.Z0, smooth=5).figure, out / "inferred_Z.png", dpi=110)
+    save_figure(plot_loss_curves(res).figure, out / "loss_curves.png", dpi=110)
     if method == "marginal":
-        from ..core.io import atomic_open
-
-        plot_convergence(res, path=out / "convergence.png")
-        plot_posterior_Z(res, path=out / "posterior_Z.png", smooth=5)
+        save_figure(plot_convergence(res).figure, out / "convergence.png", dpi=110)
+        pkey = jax.random.fold_in(key, 7)
+        post = posterior_Z(res.model, data, key=pkey, config=config.model)
+        save_figure(plot_posterior_Z(post, data.Z, smooth=5).figure, out / "posterior_Z.png", dpi=110)
         with atomic_open(out / "posterior_Z.csv") as fh:
-            res.to_pandas("Z").to_csv(fh)
+            posterior_table(res, data, key=pkey).to_csv(fh, index=False)
         with atomic_open(out / "convergence.csv") as fh:
-            res.to_pandas("convergence").to_csv(fh)
+            res.convergence().to_csv(fh)
     print(res.to_pandas().to_string())
     print(res.summary())
     return 0
+
+
+def _pulses(specs) -> list:
+    """``pop:start_s:duration_s:amplitude`` flags as ``(pop, start_ms, duration_ms, amplitude)``."""
+    out = []
+    for spec in specs:
+        try:
+            pop, start, dur, amp = (float(v) for v in spec.split(":"))
+        except ValueError:
+            raise SystemExit(f"spikejax: error: --pulse {spec!r} must be pop:start_s:duration_s:amplitude") from None
+        out.append((int(pop), 1000.0 * start, 1000.0 * dur, amp))
+    return out
 
 
 def _simulate(args: argparse.Namespace) -> int:
     import jax
     import jax.numpy as jnp
 
-    from ..core.io import atomic_open, load_json, load_model
+    from ..core.io import atomic_open, load_json, load_model, save_figure
+    from .data import dominance_durations, winner_loser_rates
     from .micro import pulse_input
-    from .model import DT, MesoConfig, simulate
+    from .model import DT_MS, MesoConfig
     from .params import ground_truth
-    from .results import plot_free_run
+    from .plots import plot_free_run
+    from .simulation import simulate
 
     params = ground_truth()
     if args.model:
@@ -106,22 +129,19 @@ def _simulate(args: argparse.Namespace) -> int:
         if meta.get("N") and tuple(meta["N"]) != tuple(params.N):
             raise SystemExit("only 3-population models saved by 'spikejax meso fit' are supported here")
         params = load_model(args.model, params)
-    n = int(round(args.seconds / DT))
+    n = int(round(args.seconds * 1000.0 / DT_MS))
     I_ext = None
     if args.pulse:
-        pulses = [tuple(float(v) for v in p.split(":")) for p in args.pulse]
-        I_ext = pulse_input(n, DT, params.M, [(int(p[0]), p[1], p[2], p[3]) for p in pulses])
-    Z, zbar = simulate(params, n, key=jax.random.PRNGKey(args.seed), A0=jnp.asarray(args.A0), I_ext=I_ext,
-                       noise=args.noise, cfg=MesoConfig(integrator=args.integrator))
+        I_ext = pulse_input(n, DT_MS, params.M, _pulses(args.pulse))
+    traj = simulate(params, I_ext, n_steps=n, key=jax.random.PRNGKey(args.seed), A0=jnp.asarray(args.A0),
+                    noise=args.noise, config=MesoConfig(integrator=args.integrator))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    with atomic_open(out / "free_run_Z.csv") as fh:
-        np.savetxt(fh, np.asarray(Z), delimiter=",", header="Z_E1,Z_E2,Z_I")
-    plot_free_run(Z, path=out / "free_run.png")
-    from .data import dominance_durations, winner_loser_rates
-
-    A = np.asarray(Z) / DT
-    dur = dominance_durations(A)
+    with atomic_open(out / "free_run.csv") as fh:
+        traj.to_pandas().to_csv(fh, index=False)
+    save_figure(plot_free_run(traj).figure, out / "free_run.png", dpi=110)
+    A = np.asarray(traj.rate_hz)
+    dur = dominance_durations(A) / 1000.0
     print(f"rates (winner, loser, I) = {np.round(winner_loser_rates(A), 2).tolist()} Hz; "
           f"{len(dur)} dominance periods, median {np.median(dur) if len(dur) else float('nan'):.2f} s")
     return 0

@@ -19,6 +19,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -30,10 +32,13 @@ from ..core.errors import (
     check_array,
     check_binary,
     check_scalar,
+    is_traced,
 )
 from ..core.io import load_json
-from .micro import MICRO_DT, MicroResult
-from .model import DT, HIST_BINS, initial_age
+from .micro import MICRO_DT_MS, MicroResult
+from .model import DT_MS, HIST_BINS, initial_age
+
+_DT_S = DT_MS / 1000.0
 from .params import MesoParams
 
 __all__ = [
@@ -61,8 +66,8 @@ def _validate_N(N, M: int) -> tuple:
     return tuple(int(n) for n in N)
 
 
-class MesoData:
-    """One trial for the mesoscopic model at bin size ``dt`` (4 ms).
+class MesoData(eqx.Module):
+    """One trial for the mesoscopic model at bin size ``dt`` (4 ms); a pytree (passes through ``jit``/``vmap``).
 
     Attributes
     ----------
@@ -71,13 +76,14 @@ class MesoData:
     y_hist : (K, M, n) array
         Their spikes in the history window before it (1 s = 250 bins in neuLVM).
     Z : (T, M) array or None
-        True fraction of each population firing per bin (evaluation only).
+        True fraction of each population firing per bin (evaluation only; :func:`~spikejax.meso.loss`
+        scores it, :func:`~spikejax.meso.fit_em` never uses it).
     Z_hist : (K, M) array or None
         True fraction in the history window (plots only).
-    N : tuple of int
+    N : tuple of int (static)
         Population sizes.
-    dt : float
-        Bin size in s.
+    dt : float (static)
+        Bin size in ms.
     I_ext : (T, M) array or None
         External input in Δu/s during the fitted window.
     A0 : (M,) array
@@ -86,7 +92,17 @@ class MesoData:
         Bins since each observed neuron's last history spike (0 when none, as neuLVM).
     """
 
-    def __init__(self, y, y_hist, *, N, Z=None, Z_hist=None, dt: float = DT, I_ext=None):
+    y: jax.Array
+    y_hist: jax.Array
+    Z: jax.Array | None
+    Z_hist: jax.Array | None
+    I_ext: jax.Array | None
+    A0: jax.Array
+    age0: jax.Array
+    N: tuple = eqx.field(static=True)
+    dt: float = eqx.field(static=True)
+
+    def __init__(self, y, y_hist, *, N, Z=None, Z_hist=None, dt: float = DT_MS, I_ext=None):
         dims: dict[str, int] = {}
         y = check_array(y, "y (observed spikes)", ("T", "M", "n"), dims=dims, binary=True)
         y_hist = check_array(y_hist, "y_hist (history spikes)", (None, "M", "n"), dims=dims, binary=True)
@@ -94,7 +110,7 @@ class MesoData:
         if dims["T"] < 2:
             raise ShapeError(f"y needs at least 2 bins, got shape {tuple(y.shape)}")
         self.N = _validate_N(N, M)
-        self.dt = float(check_scalar(dt, "dt", low=0.0, low_inclusive=False))
+        self.dt = float(check_scalar(dt, "dt (ms)", low=0.0, low_inclusive=False))
         dtype = jnp.result_type(float)
         self.y = y.astype(dtype)
         self.y_hist = y_hist.astype(dtype)
@@ -104,10 +120,18 @@ class MesoData:
         )
         self.I_ext = None if I_ext is None else check_array(I_ext, "I_ext", (dims["T"], M)).astype(dtype)
         if y_hist.shape[0] > 0:
-            self.A0 = self.y_hist.mean(axis=(0, 2)) / self.dt
+            self.A0 = self.y_hist.mean(axis=(0, 2)) / (self.dt / 1000.0)
         else:
             self.A0 = jnp.zeros((M,), dtype)
         self.age0 = initial_age(self.y_hist)
+
+    def with_Z(self, Z) -> "MesoData":
+        """The same trial with the population activity ``Z`` (T, M) in [0, 1] (e.g. an inferred one),
+        to score with :func:`~spikejax.meso.loss`; validated unless traced."""
+        if is_traced(Z):
+            return eqx.tree_at(lambda d: d.Z, self, jnp.asarray(Z, self.y.dtype), is_leaf=lambda x: x is None)
+        Z = check_array(Z, "Z", (self.T, self.M), low=0.0, high=1.0).astype(self.y.dtype)
+        return eqx.tree_at(lambda d: d.Z, self, Z, is_leaf=lambda x: x is None)
 
     @property
     def T(self) -> int:
@@ -126,13 +150,13 @@ class MesoData:
 
     def __repr__(self) -> str:
         return (
-            f"MesoData(T={self.T} bins of {self.dt * 1e3:g} ms, M={self.M}, n_obs={self.n_obs}, "
+            f"MesoData(T={self.T} bins of {self.dt:g} ms, M={self.M}, n_obs={self.n_obs}, "
             f"history={self.y_hist.shape[0]} bins, N={self.N}, Z={'known' if self.Z is not None else 'hidden'})"
         )
 
     @classmethod
     def from_full(
-        cls, spikes, *, N, Z=None, hist_bins: int = HIST_BINS, n_obs: int | None = None, dt: float = DT, I_ext=None
+        cls, spikes, *, N, Z=None, hist_bins: int = HIST_BINS, n_obs: int | None = None, dt: float = DT_MS, I_ext=None
     ) -> "MesoData":
         """Split a whole recording (T_total, M, n) into history and fitted window.
 
@@ -161,7 +185,7 @@ class MesoData:
 
     @classmethod
     def from_micro(
-        cls, result: MicroResult, *, n_obs: int = 3, hist_bins: int = HIST_BINS, dt: float = DT, I_ext=None
+        cls, result: MicroResult, *, n_obs: int = 3, hist_bins: int = HIST_BINS, dt: float = DT_MS, I_ext=None
     ) -> "MesoData":
         """Re-bin a :class:`MicroResult` to ``dt`` and split it (first ``n_obs`` recorded neurons)."""
         f = int(round(dt / result.dt))
@@ -262,7 +286,7 @@ def _generic_4ms(d, path, N):
                               f"neuron), got {ids.shape}")
     if not np.issubdtype(ids.dtype, np.integer) or np.any(ids < 0) or np.any(ids >= Nv[:, None]):
         raise DataFormatError(f"{path}: sampled_ids must be neuron indices in [0, N) per population, N={tuple(N)}")
-    c = A * Nv[None, :] * DT
+    c = A * Nv[None, :] * _DT_S
     counts = np.rint(c)
     bad = np.abs(c - counts) > 1e-3 * np.maximum(1.0, counts)
     if np.any(bad):
@@ -277,10 +301,16 @@ def _generic_4ms(d, path, N):
 
 def _arrays_from_npz(path, N) -> dict:
     """Counts (T, M) and recorded spikes (T, M, n) at 4 ms from any of the supported files."""
-    f = int(round(DT / MICRO_DT))
+    f = int(round(DT_MS / MICRO_DT_MS))
     with _open_npz(path) as d:
         keys = set(d.files)
         try:
+            if "counts_4ms" in keys:  # bundled excerpts / 'spikejax meso generate': the bin is stored in s or ms
+                bin_ms = (1000.0 * float(d["dt"]) if "dt" in keys else float(d["dt_ms"]) if "dt_ms" in keys
+                          else DT_MS)
+                if not np.isclose(bin_ms, DT_MS):
+                    raise DataFormatError(f"{path}: counts_4ms must be in bins of {DT_MS:g} ms, the file says "
+                                          f"{bin_ms:g} ms")
             if {"counts_4ms", "spikes_4ms"} <= keys:  # bundled excerpt
                 counts = d["counts_4ms"].astype(np.int64)
                 spikes = d["spikes_4ms"]
@@ -294,7 +324,7 @@ def _arrays_from_npz(path, N) -> dict:
                     counts = rebin_counts(d["counts"].astype(np.int64), f)
                 else:
                     A = d["A_t_pop"]
-                    counts = rebin_counts(np.rint(A * np.asarray(N)[None, :] * MICRO_DT).astype(np.int64), f)
+                    counts = rebin_counts(np.rint(A * np.asarray(N)[None, :] * (MICRO_DT_MS / 1000.0)).astype(np.int64), f)
                 if "sampled_spikes_4ms" in keys:
                     spikes = d["sampled_spikes_4ms"].transpose(1, 0, 2)
                 else:
@@ -362,7 +392,7 @@ def load_npz(
 def load_activity(path: str | os.PathLike, *, N=(400, 400, 200)) -> np.ndarray:
     """Population activity in Hz at 4 ms (T, M) from any supported file (e.g. the 200-s surrogate)."""
     counts = _arrays_from_npz(path, N)["counts"]
-    return counts / (np.asarray(N, dtype=float)[None, :] * DT)
+    return counts / (np.asarray(N, dtype=float)[None, :] * _DT_S)
 
 
 __all__.append("load_activity")
@@ -408,7 +438,8 @@ def load_params_json(path: str | os.PathLike | None = None, *, dtype=None) -> Me
         conmat=f(d["conmat_pre_by_post"]),
         eps=f(d["eps_input_gain"]),
         N=tuple(int(n) for n in d["N"]),
-        t_ref=float(d["t_ref_s"]),
+        t_ref=1000.0 * float(d["t_ref_s"]),
+        names=("E1", "E2", "I") if M == 3 else None,
     ).validate()
 
 
@@ -425,22 +456,22 @@ def _smooth(A: np.ndarray, width: int) -> np.ndarray:
 
 
 def dominance_durations(
-    A: np.ndarray, *, dt: float = DT, smooth_s: float = 0.2, min_s: float = 0.2, pops=(0, 1)
+    A: np.ndarray, *, dt: float = DT_MS, smooth: float = 200.0, min_duration: float = 200.0, pops=(0, 1)
 ) -> np.ndarray:
-    """Durations (s) of the periods in which one excitatory population dominates the other.
+    """Durations (ms) of the periods in which one excitatory population dominates the other.
 
-    ``A`` (T, M) in Hz is smoothed with a ``smooth_s`` boxcar; the winner is the larger of the two
-    populations ``pops``; runs shorter than ``min_s`` are merged into their neighbours. The first
-    and last (censored) periods are dropped when there are more than two.
+    ``A`` (T, M) in Hz at bins of ``dt`` ms is smoothed with a ``smooth``-ms boxcar; the winner is
+    the larger of the two populations ``pops``; runs shorter than ``min_duration`` ms are merged into
+    their neighbours. The first and last (censored) periods are dropped when there are more than two.
     """
     A = np.asarray(A, float)
-    As = _smooth(A, int(round(smooth_s / dt)))
+    As = _smooth(A, int(round(smooth / dt)))
     w = (As[:, pops[1]] > As[:, pops[0]]).astype(int)
     # run-length encode, merging short runs
     changes = np.flatnonzero(np.diff(w)) + 1
     bounds = np.concatenate([[0], changes, [len(w)]])
     runs = [(bounds[i], bounds[i + 1], w[bounds[i]]) for i in range(len(bounds) - 1)]
-    min_bins = int(round(min_s / dt))
+    min_bins = int(round(min_duration / dt))
     merged: list[list[int]] = []
     for s, e, lab in runs:
         if merged and (e - s < min_bins or merged[-1][2] == lab):
@@ -453,10 +484,11 @@ def dominance_durations(
     return dur
 
 
-def winner_loser_rates(A: np.ndarray, *, dt: float = DT, smooth_s: float = 0.2, pops=(0, 1), inh: int = 2):
-    """Mean (winner, loser, inhibitory) rates in Hz, the winner chosen per bin on smoothed activity."""
+def winner_loser_rates(A: np.ndarray, *, dt: float = DT_MS, smooth: float = 200.0, pops=(0, 1), inh: int = 2):
+    """Mean (winner, loser, inhibitory) rates in Hz, the winner chosen per bin on activity smoothed
+    with a ``smooth``-ms boxcar (``A`` (T, M) in Hz at bins of ``dt`` ms)."""
     A = np.asarray(A, float)
-    As = _smooth(A, int(round(smooth_s / dt)))
+    As = _smooth(A, int(round(smooth / dt)))
     first = As[:, pops[0]] >= As[:, pops[1]]
     win = np.where(first, A[:, pops[0]], A[:, pops[1]])
     lose = np.where(first, A[:, pops[1]], A[:, pops[0]])

@@ -23,13 +23,16 @@ def run(out_dir: Path, *, quick: bool, seed: int) -> dict:
     """
     import jax
 
-    from ..core.io import atomic_open, save_json
-    from .data import dominance_durations, load_activity, load_bundled, bundled_path, winner_loser_rates
-    from .fit import EMConfig, fit_em
+    from ..core.io import atomic_open, save_figure, save_json
+    from .data import bundled_path, dominance_durations, load_activity, load_bundled, winner_loser_rates
+    from .fit import MesoFitConfig, fit_em
+    from .hard_em import EMConfig
     from .marginal import MarginalConfig
-    from .model import DT
-    from .results import (plot_activity, plot_convergence, plot_dominance, plot_free_run, plot_loss_curves,
-                          plot_posterior_Z)
+    from .model import DT_MS
+    from .plots import (plot_activity, plot_convergence, plot_dominance, plot_free_run, plot_loss_curves,
+                        plot_posterior_Z)
+    from .results import posterior_table
+    from .smc import posterior_Z
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -37,37 +40,46 @@ def run(out_dir: Path, *, quick: bool, seed: int) -> dict:
     data = load_bundled()
     if quick:
         data = data.window(0, 500)
-        kw = {"em": EMConfig(n_restarts=2, max_em=2, m_maxiter=15, e_maxiter=15),
-              "marginal": MarginalConfig(n_iter=4, n_burn=2, info_every=2, n_particles=16, n_final=2,
-                                         final_particles=32)}
-        n_free = int(20.0 / DT)
+        config = MesoFitConfig(em=EMConfig(n_restarts=2, n_iter=2, m_maxiter=15, e_maxiter=15),
+                               marginal=MarginalConfig(n_iter=4, n_burn=2, info_every=2, n_particles=16, n_final=2,
+                                                       final_particles=32))
+        n_free = int(20_000.0 / DT_MS)
     else:
-        kw = {}
-        n_free = int(100.0 / DT)
-    res = fit_em(data, key=jax.random.PRNGKey(seed), **kw)
+        config = MesoFitConfig()
+        n_free = int(100_000.0 / DT_MS)
+    key = jax.random.PRNGKey(seed)
+    res = fit_em(data, key=key, config=config)
     t_fit = time.perf_counter() - t0
-    Z, _ = res.simulate(n_free, key=jax.random.PRNGKey(seed + 1))
-    A_free = np.asarray(Z) / DT
+    traj = res.simulate(n_free, key=jax.random.PRNGKey(seed + 1))
+    A_free = np.asarray(traj.rate_hz)
     A_sur = load_activity(bundled_path("T200s"))
     dur_free = dominance_durations(A_free)
     dur_sur = dominance_durations(A_sur)
     with atomic_open(out_dir / "params.csv") as fh:
         res.to_pandas().to_csv(fh)
-    plot_activity(res.Z, data.Z, Z_init=res.Z0, path=out_dir / "inferred_vs_true_Z.png", smooth=5)
-    plot_free_run(Z, path=out_dir / "free_run.png", title="free run of the fitted model")
-    plot_dominance({"fitted model": dur_free, "200-s surrogate": dur_sur}, path=out_dir / "dominance_durations.png")
-    plot_loss_curves(res, path=out_dir / "loss_curves.png")
-    plot_convergence(res, path=out_dir / "convergence.png")
-    plot_posterior_Z(res, path=out_dir / "posterior_Z.png", smooth=5)
+    res.save(out_dir / "fit.h5")
+    pkey = jax.random.fold_in(key, 7)
+    post = posterior_Z(res.model, data, key=pkey, config=config.model)
+    figures = {
+        "inferred_vs_true_Z.png": plot_activity(res.Z, data.Z, Z_init=res.Z0, smooth=5),
+        "free_run.png": plot_free_run(traj, title="free run of the fitted model"),
+        "dominance_durations.png": plot_dominance({"fitted model": dur_free, "200-s surrogate": dur_sur}),
+        "loss_curves.png": plot_loss_curves(res),
+        "convergence.png": plot_convergence(res),
+        "posterior_Z.png": plot_posterior_Z(post, data.Z, smooth=5),
+    }
+    for name, ax in figures.items():
+        save_figure(ax.figure, out_dir / name, dpi=110)
     with atomic_open(out_dir / "posterior_Z.csv") as fh:
-        res.to_pandas("Z").to_csv(fh)
+        posterior_table(res, data, key=pkey).to_csv(fh, index=False)
     summary = {
         **res.summary(),
-        "free_run_s": n_free * DT,
+        "pearson_r": [float(v) for v in res.z_correlation(data.Z)],
+        "free_run_ms": n_free * DT_MS,
         "free_rates_winner_loser_inh_Hz": [round(v, 2) for v in winner_loser_rates(A_free)],
         "surrogate_rates_winner_loser_inh_Hz": [round(v, 2) for v in winner_loser_rates(A_sur)],
-        "free_dominance_median_s": float(np.median(dur_free)) if len(dur_free) else None,
-        "surrogate_dominance_median_s": float(np.median(dur_sur)),
+        "free_dominance_median_ms": float(np.median(dur_free)) if len(dur_free) else None,
+        "surrogate_dominance_median_ms": float(np.median(dur_sur)),
         "n_dominance_periods_free": int(len(dur_free)),
         "fit_seconds": round(t_fit, 1),
     }

@@ -44,8 +44,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..core.errors import check_scalar
-from .model import _VAR_FLOOR_HZ, MesoConfig, _predict, loss, observed_logits, observed_nll, population_nll
+from ..core.config import Config, option
+from .model import _VAR_FLOOR_HZ, MesoConfig, _loss_parts, _observed_nll, _population_nll, _predict, observed_logits
 from .params import MesoParams, from_vector
 from .smc import _filter, _posterior, trace_path
 
@@ -53,7 +53,7 @@ __all__ = ["MarginalConfig", "complete_data_terms", "complete_data_hessian", "ma
 
 
 @dataclasses.dataclass(frozen=True)
-class MarginalConfig:
+class MarginalConfig(Config):
     """Settings of the marginal-likelihood stage of :func:`spikejax.meso.fit_em` (the default method).
 
     Attributes
@@ -134,62 +134,40 @@ class MarginalConfig:
         survivors at 4 runs each the second phase costs about what 4 restarts at one run did.
     """
 
-    n_iter: int = 96
-    n_burn: int = 72
-    average_from: int | None = None
-    burn_gain: float = 1.0
-    gain_decay: float = 0.6
-    n_particles: int = 64
-    n_paths: int = 4
-    min_info_fraction: float = 1.0
-    info_memory: float = 0.3
-    max_step: float = 0.1
-    n_final: int = 4
-    final_particles: int = 256
-    info_every: int = 4
-    reject_nats: float = 25.0
-    momentum: float = 0.7
-    n_continue: int = 4
-    radius_growth: float = 1.0
-    cut_at: int = 32
-    n_keep: int = 2
-    late_particles: int = 64
-    late_paths: int = 2
-    late_runs: int = 4
+    n_iter: int = option(96, ge=1, help="stochastic-approximation iterations per restart")
+    n_burn: int = option(72, ge=0, help="iterations with gain burn_gain before the gains decrease")
+    average_from: int | None = option(None, ge=0, help="first iteration of the Polyak average (None: n_burn)")
+    burn_gain: float = option(1.0, gt=0.0, le=2.0, help="gain during the burn-in")
+    gain_decay: float = option(0.6, gt=0.5, le=1.0, help="exponent of the decreasing gains")
+    n_particles: int = option(64, ge=2, help="particles of the filter before cut_at")
+    n_paths: int = option(4, ge=1, help="posterior trajectories per iteration before cut_at")
+    min_info_fraction: float = option(1.0, gt=0.0, le=1.0, help="lower bound of the observed-information fraction")
+    info_memory: float = option(0.3, gt=0.0, le=1.0, help="weight of the newest iteration in the running averages")
+    max_step: float = option(0.1, gt=0.0, help="trust region (box widths per iteration)")
+    n_final: int = option(4, ge=1, help="filter runs at the final estimate")
+    final_particles: int = option(256, ge=2, help="particles of the final filter runs")
+    info_every: int = option(4, ge=1, help="iterations between two estimates of the information")
+    reject_nats: float = option(25.0, gt=0.0, unit="nats", help="drop of log p that undoes an iterate")
+    momentum: float = option(0.7, ge=0.0, lt=1.0, help="heavy-ball momentum of the steps")
+    n_continue: int = option(4, ge=0, help="hard-EM restarts continued (0: all)")
+    radius_growth: float = option(1.0, ge=1.0, help="growth of the trust region per accepted iteration")
+    cut_at: int = option(32, ge=0, help="iteration of the switch to the late score (successive halving)")
+    n_keep: int = option(2, ge=1, help="restarts kept at cut_at")
+    late_particles: int = option(64, ge=2, help="particles per filter run from cut_at on")
+    late_paths: int = option(2, ge=1, help="trajectories per filter run from cut_at on")
+    late_runs: int = option(4, ge=1, help="independent filter runs of the score from cut_at on")
 
-    def __post_init__(self):
-        for name in ("n_iter", "n_paths", "n_final", "info_every"):
-            check_scalar(getattr(self, name), name, low=1, integer=True)
+    def validate(self):
         if self.n_iter % self.info_every:
-            from ..core.errors import ConfigError
-
-            raise ConfigError(f"n_iter ({self.n_iter}) must be a multiple of info_every ({self.info_every})")
-        check_scalar(self.n_burn, "n_burn", low=0, high=self.n_iter - 1, integer=True)
-        check_scalar(self.n_continue, "n_continue", low=0, integer=True)
-        if self.average_from is not None:
-            check_scalar(self.average_from, "average_from", low=0, high=self.n_iter - 1, integer=True)
-        for name in ("n_particles", "final_particles"):
-            check_scalar(getattr(self, name), name, low=2, integer=True)
-        check_scalar(self.gain_decay, "gain_decay", low=0.5, high=1.0, low_inclusive=False)
-        check_scalar(self.burn_gain, "burn_gain", low=0.0, high=2.0, low_inclusive=False)
-        check_scalar(self.min_info_fraction, "min_info_fraction", low=0.0, high=1.0, low_inclusive=False)
-        check_scalar(self.info_memory, "info_memory", low=0.0, high=1.0, low_inclusive=False)
-        check_scalar(self.max_step, "max_step", low=0.0, low_inclusive=False)
-        check_scalar(self.reject_nats, "reject_nats", low=0.0, low_inclusive=False)
-        check_scalar(self.momentum, "momentum", low=0.0, high=1.0, high_inclusive=False)
-        check_scalar(self.radius_growth, "radius_growth", low=1.0)
-        check_scalar(self.cut_at, "cut_at", low=0, integer=True)
-        check_scalar(self.n_keep, "n_keep", low=1, integer=True)
-        check_scalar(self.late_particles, "late_particles", low=2, integer=True)
-        check_scalar(self.late_paths, "late_paths", low=1, integer=True)
-        check_scalar(self.late_runs, "late_runs", low=1, integer=True)
-        if self.switches:
-            from ..core.errors import ConfigError
-
-            if self.cut_at % self.info_every or self.cut_at > self.average_start:
-                raise ConfigError(f"cut_at ({self.cut_at}) must be a multiple of info_every ({self.info_every}) "
-                                  f"and at most the start of the average ({self.average_start}: average_from, or "
-                                  f"n_burn if it is None), or >= n_iter ({self.n_iter}) to switch nothing")
+            raise self.error("n_iter", f"({self.n_iter}) must be a multiple of info_every ({self.info_every})")
+        if self.n_burn > self.n_iter - 1:
+            raise self.error("n_burn", f"must be <= n_iter - 1 = {self.n_iter - 1}, got {self.n_burn}")
+        if self.average_from is not None and self.average_from > self.n_iter - 1:
+            raise self.error("average_from", f"must be <= n_iter - 1 = {self.n_iter - 1}, got {self.average_from}")
+        if self.switches and (self.cut_at % self.info_every or self.cut_at > self.average_start):
+            raise self.error("cut_at", f"({self.cut_at}) must be a multiple of info_every ({self.info_every}) "
+                                       f"and at most the start of the average ({self.average_start}: average_from, or "
+                                       f"n_burn if it is None), or >= n_iter ({self.n_iter}) to switch nothing")
 
     @property
     def average_start(self) -> int:
@@ -225,7 +203,7 @@ def complete_data_terms(u, Z, base: MesoParams, arrays: dict, lo, hi, cfg: MesoC
     because it compiles much faster.)
     """
     y, A0, age0, I_ext = arrays["y"], arrays["A0"], arrays["age0"], arrays["I_ext"]
-    dt = cfg.dt
+    dt = cfg.dt_s
 
     def outputs(u_):
         p = _params_of(base, u_, lo, hi)
@@ -235,7 +213,7 @@ def complete_data_terms(u, Z, base: MesoParams, arrays: dict, lo, hi, cfg: MesoC
     (Jz, Jl), (zbar, logits) = jax.jacfwd(lambda u_: (outputs(u_), outputs(u_)), has_aux=True)(u)
 
     def nll_of(zb, lg):
-        return population_nll(base, Z, zb, dt=dt) + observed_nll(y, lg)
+        return _population_nll(base, Z, zb, dt=dt) + _observed_nll(y, lg)
 
     nll, (rz, rl) = jax.value_and_grad(nll_of, argnums=(0, 1))(zbar, logits)
     # Jacobians come out with the parameter axis last: (T, M, P) and (T, M, n, P)
@@ -274,7 +252,7 @@ def complete_data_grad(u, Z, base: MesoParams, arrays: dict, lo, hi, cfg: MesoCo
     T, M = Z.shape
 
     def nll(u_):
-        return loss(_params_of(base, u_, lo, hi), Z, y, A0, age0, I_ext, cfg).total * (M * T)
+        return _loss_parts(_params_of(base, u_, lo, hi), Z, y, A0, age0, I_ext, cfg).total * (M * T)
 
     return jax.value_and_grad(nll)(u)
 

@@ -29,11 +29,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..core.errors import check_array, check_scalar
+from ..core.random import check_key
 from .params import MesoParams
 
-__all__ = ["MicroResult", "simulate_micro", "stationary_ages", "pulse_input", "MICRO_DT"]
+__all__ = ["MicroResult", "simulate_micro", "stationary_ages", "pulse_input", "MICRO_DT_MS"]
 
-MICRO_DT = 2e-4  # s
+MICRO_DT_MS = 0.2  # ms
 
 
 class MicroResult(NamedTuple):
@@ -42,11 +43,11 @@ class MicroResult(NamedTuple):
     Attributes
     ----------
     counts : (T, M) int32
-        Spikes of each population per recorded bin of ``dt`` seconds.
+        Spikes of each population per recorded bin of ``dt`` ms.
     spikes : (T, M, n_record) uint8
         Spike counts of the recorded neurons per bin (0/1 when ``record_every == 1``).
     dt : float
-        Bin width in s (``record_every * micro_dt``).
+        Bin width in ms (``record_every * 0.2``).
     N : tuple of int
         Population sizes.
     """
@@ -59,7 +60,7 @@ class MicroResult(NamedTuple):
     @property
     def A(self) -> np.ndarray:
         """Population activity in Hz per bin (T, M)."""
-        return np.asarray(self.counts) / (np.asarray(self.N)[None, :] * self.dt)
+        return np.asarray(self.counts) / (np.asarray(self.N)[None, :] * (self.dt / 1000.0))
 
     @property
     def Z(self) -> np.ndarray:
@@ -72,18 +73,24 @@ def _stationary_survival(params: MesoParams, A0, dt: float, n: int):
     h = params.mu + (A0 @ params.J_eff) / params.amem
     a = jnp.arange(n, dtype=params.amem.dtype)[None, :] * dt
     V = h[:, None] * (1.0 - jnp.exp(-params.amem[:, None] * a))
-    lam = jnp.where(a < params.t_ref - 1e-12, 0.0, jnp.exp(V - params.theta[:, None]))
+    lam = jnp.where(a < params.t_ref_s - 1e-12, 0.0, jnp.exp(V - params.theta[:, None]))
     cum = jnp.concatenate([jnp.zeros_like(lam[:, :1]), jnp.cumsum(0.5 * (lam[:, 1:] + lam[:, :-1]) * dt, 1)], 1)
     return -cum, h
 
 
 def stationary_ages(
-    params: MesoParams, A0, n_per_pop: int, *, key: jax.Array, dt: float = MICRO_DT, max_age: float = 0.5
+    params: MesoParams, A0, n_per_pop: int, *, key: jax.Array, dt: float = MICRO_DT_MS, max_age: float = 500.0
 ) -> jax.Array:
-    """Ages (in micro steps) drawn from the stationary density ∝ S0(a) on [0, ``max_age``] s.
+    """Ages (in steps of ``dt`` ms) drawn from the stationary density ∝ S0(a) on [0, ``max_age``] ms.
 
     Returns an int32 array (M, n_per_pop).
     """
+    key = check_key(key)
+    return _stationary_ages(params, A0, n_per_pop, key=key, dt=float(dt) / 1000.0, max_age=float(max_age) / 1000.0)
+
+
+def _stationary_ages(params, A0, n_per_pop, *, key, dt, max_age):
+    """:func:`stationary_ages` in s (``dt``, ``max_age``)."""
     n = int(round(max_age / dt)) + 1
     logS, _ = _stationary_survival(params, jnp.asarray(A0, params.amem.dtype), dt, n)
     return jax.random.categorical(key, logS[:, None, :], axis=-1, shape=(params.M, n_per_pop)).astype(jnp.int32)
@@ -95,11 +102,11 @@ def pulse_input(n_steps: int, dt: float, M: int, pulses) -> np.ndarray:
     Parameters
     ----------
     n_steps, dt
-        Number of bins and bin width in s (micro: 2e-4, meso: 4e-3).
+        Number of bins and bin width in ms (micro: 0.2, meso: 4).
     M
         Number of populations.
     pulses
-        Iterable of ``(population, start_s, duration_s, amplitude)``; amplitude in Δu/s
+        Iterable of ``(population, start, duration, amplitude)``: start and duration in ms, amplitude in Δu/s
         (a constant input I shifts the stationary potential by ``I/α_m``, e.g. 100/s → +2 Δu).
     """
     n_steps = int(check_scalar(n_steps, "n_steps", low=1, integer=True))
@@ -108,7 +115,7 @@ def pulse_input(n_steps: int, dt: float, M: int, pulses) -> np.ndarray:
     t = np.arange(n_steps) * dt
     for i, pulse in enumerate(pulses):
         if len(pulse) != 4:
-            raise ValueError(f"pulses[{i}] must be (population, start_s, duration_s, amplitude), got {pulse!r}")
+            raise ValueError(f"pulses[{i}] must be (population, start_ms, duration_ms, amplitude), got {pulse!r}")
         pop, start, dur, amp = pulse
         if not 0 <= int(pop) < M:
             raise ValueError(f"pulses[{i}]: population must be in [0, {M}), got {pop!r}")
@@ -127,8 +134,8 @@ def simulate_micro(
     I_ext=None,
     n_record: int = 30,
     record_every: int = 1,
-    dt: float = MICRO_DT,
-    max_age: float = 0.5,
+    dt: float = MICRO_DT_MS,
+    max_age: float = 500.0,
 ) -> MicroResult:
     """Simulate the microscopic LIF escape-noise network.
 
@@ -150,10 +157,16 @@ def simulate_micro(
         Micro steps per output bin: 1 keeps the 0.2-ms resolution, 20 gives 4-ms bins
         (counts summed, recorded spikes counted per bin).
     dt
-        Micro time step in s (0.2 ms).
+        Micro time step in ms (0.2 ms).
     max_age
-        Support of the initial age distribution in s.
+        Support of the initial age distribution in ms.
+
+    Returns
+    -------
+    MicroResult
+        Counts and recorded spikes per bin of ``dt * record_every`` ms.
     """
+    key = check_key(key)
     params = params.validate()
     M = params.M
     n_steps = int(check_scalar(n_steps, "n_steps", low=1, integer=True))
@@ -167,7 +180,7 @@ def simulate_micro(
         I_ext = check_array(I_ext, "I_ext", (n_steps, M)).astype(dtype)
         I_ext = I_ext.reshape(n_steps // record_every, record_every, M)
     return _run(params, key, A0, I_ext, n_steps=n_steps, n_record=n_record, record_every=record_every,
-                dt=float(dt), max_age=float(max_age))
+                dt=float(dt) / 1000.0, max_age=float(max_age) / 1000.0)
 
 
 @functools.partial(jax.jit, static_argnames=("n_steps", "n_record", "record_every", "dt", "max_age"))
@@ -176,12 +189,12 @@ def _run(params, key, A0, I_ext, *, n_steps, n_record, record_every, dt, max_age
     Nmax = max(N)
     dtype = params.amem.dtype
     mask = jnp.arange(Nmax)[None, :] < jnp.asarray(N)[:, None]
-    ref_steps = int(round(params.t_ref / dt))
+    ref_steps = int(round(params.t_ref_s / dt))
     k_age, k_run = jax.random.split(key)
-    ages = stationary_ages(params, A0, Nmax, key=k_age, dt=dt, max_age=max_age)
+    ages = _stationary_ages(params, A0, Nmax, key=k_age, dt=dt, max_age=max_age)
     _, h = _stationary_survival(params, A0, dt, 1)
     a_s = ages.astype(dtype) * dt
-    u0 = jnp.where(a_s < params.t_ref - 1e-12, 0.0, h[:, None] * (1.0 - jnp.exp(-params.amem[:, None] * a_s)))
+    u0 = jnp.where(a_s < params.t_ref_s - 1e-12, 0.0, h[:, None] * (1.0 - jnp.exp(-params.amem[:, None] * a_s)))
     refr0 = jnp.maximum(ref_steps - 1 - ages, 0).astype(jnp.int32)
     em = jnp.exp(-params.amem * dt)[:, None]
     es = jnp.exp(-params.asyn * dt)
@@ -217,4 +230,4 @@ def _run(params, key, A0, I_ext, *, n_steps, n_record, record_every, dt, max_age
     init = (u0, refr0, zeros, zeros)
     n_bins = n_steps // record_every
     _, (counts, spikes) = jax.lax.scan(macro, init, (jnp.arange(n_bins), I_ext))
-    return MicroResult(counts=counts, spikes=spikes, dt=dt * record_every, N=tuple(N))
+    return MicroResult(counts=counts, spikes=spikes, dt=1000.0 * dt * record_every, N=tuple(N))

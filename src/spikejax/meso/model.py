@@ -40,12 +40,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..core.errors import ConfigError, check_array, check_choice, check_finite, check_range, check_scalar
+from ..core.config import Config, option
+from ..core.errors import ConfigError, check_array, check_choice, check_finite, check_range
 from ..core.likelihoods import bernoulli_nll, gaussian_nll
 from .params import MesoParams
 
 __all__ = [
-    "DT",
+    "DT_MS",
     "N_AGE",
     "HIST_BINS",
     "MesoConfig",
@@ -56,19 +57,15 @@ __all__ = [
     "stationary_state",
     "predict",
     "observed_logits",
-    "population_nll",
-    "observed_nll",
-    "loss",
-    "LossParts",
     "step",
     "step_parts",
     "advance",
     "StepParts",
-    "simulate",
     "initial_age",
 ]
 
-DT = 0.004  # s, meso bin
+DT_MS = 4.0  # ms, meso bin
+_DT_S = DT_MS / 1000.0  # s, the internal unit
 N_AGE = 64  # age bins of the model (256 ms; older neurons sit in the free bin)
 HIST_BINS = 250  # history window of the data (1 s)
 Integrator = Literal["exact", "euler"]
@@ -94,13 +91,13 @@ def _safe_div(num: jax.Array, den: jax.Array, fallback: jax.Array | float = 0.0)
 
 
 @dataclasses.dataclass(frozen=True)
-class MesoConfig:
+class MesoConfig(Config):
     """Static options of the mesoscopic model (hashable; changing them recompiles).
 
     Attributes
     ----------
     dt : float
-        Bin size Δ in s (default 0.004 = 4 ms).
+        Bin size Δ in ms (default 4 ms; the model computes in s internally, :attr:`dt_s`).
     n_age : int
         Age bins of the refractory-density buffer (default 64 = 256 ms).
     free_bin : bool
@@ -113,24 +110,21 @@ class MesoConfig:
         ``lax.scan`` unroll factor of the time loop (speed only).
     """
 
-    dt: float = DT
-    n_age: int = N_AGE
-    free_bin: bool = True
-    integrator: str = "exact"
-    unroll: int = 1
+    dt: float = option(DT_MS, gt=0.0, unit="ms", help="bin size Δ of the mesoscopic model")
+    n_age: int = option(N_AGE, ge=2, help="age bins of the refractory-density buffer")
+    free_bin: bool = option(True, help="keep neurons older than n_age bins in a free bin")
+    integrator: str = option("exact", choices=("exact", "euler"), help="membrane update: exact or forward Euler")
+    unroll: int = option(1, ge=1, help="lax.scan unroll factor (speed only)")
 
-    def __post_init__(self):
-        check_scalar(self.dt, "dt", low=0.0, low_inclusive=False)
-        check_scalar(self.n_age, "n_age", low=2, integer=True)
-        check_choice(self.integrator, "integrator", ("exact", "euler"))
-        check_scalar(self.unroll, "unroll", low=1, integer=True)
-        if not isinstance(self.free_bin, bool):
-            raise ConfigError(f"free_bin must be True or False, got {self.free_bin!r}")
+    @property
+    def dt_s(self) -> float:
+        """Bin size in s (the unit of the internal computation)."""
+        return float(self.dt) / 1000.0
 
 
 def ref_bins(params: MesoParams, dt: float) -> int:
     """Number of refractory age bins: ``#{k : kΔ < t_ref}`` (1 for t_ref = Δ = 4 ms)."""
-    return max(int(math.ceil(params.t_ref / dt - 1e-9)), 0)
+    return max(int(math.ceil(params.t_ref_s / dt - 1e-9)), 0)
 
 
 def _decay(params: MesoParams, dt: float, integrator: str) -> jax.Array:
@@ -189,22 +183,27 @@ def _free_potential(params: MesoParams, A0: jax.Array) -> jax.Array:
 
 
 def stationary_state(
-    params: MesoParams, A0: jax.Array, *, n_age: int = N_AGE, dt: float = DT, sub: int = 4
+    params: MesoParams, A0: jax.Array, *, n_age: int = N_AGE, dt: float = DT_MS, sub: int = 4
 ) -> tuple[jax.Array, jax.Array]:
-    """Stationary potentials and log-survival per age bin for constant rates ``A0`` (Hz).
+    """Stationary potentials and log-survival per age bin for constant rates ``A0`` (Hz), bins of ``dt`` ms.
 
     ``V(k) = h (1 − e^{−α_m kΔ})`` (0 for ``kΔ < t_ref``) and
     ``log S(k) = −∫_0^{kΔ} λ(V(r)) dr``, integrated with the trapezoid rule on a grid of Δ/``sub``
     (1 ms by default, as neuLVM). Returns ``(V, logS)``, each of shape (M, n_age).
     """
+    return _stationary_state(params, A0, n_age=n_age, dt=float(dt) / 1000.0, sub=sub)
+
+
+def _stationary_state(params, A0, *, n_age: int, dt: float, sub: int = 4):
+    """:func:`stationary_state` with ``dt`` in s."""
     h = _free_potential(params, A0)[:, None]  # (M, 1)
     amem, theta = params.amem[:, None], params.theta[:, None]
     k = jnp.arange(n_age, dtype=h.dtype)[None, :]
-    V = jnp.where(k * dt < params.t_ref - 1e-12, 0.0, h * (1.0 - jnp.exp(-amem * k * dt)))
+    V = jnp.where(k * dt < params.t_ref_s - 1e-12, 0.0, h * (1.0 - jnp.exp(-amem * k * dt)))
     dr = dt / sub
     r = jnp.arange((n_age - 1) * sub + 1, dtype=h.dtype)[None, :] * dr
     Vr = h * (1.0 - jnp.exp(-amem * r))
-    lam = jnp.where(r < params.t_ref - 1e-12, 0.0, _hazard(Vr, theta))
+    lam = jnp.where(r < params.t_ref_s - 1e-12, 0.0, _hazard(Vr, theta))
     cum = jnp.concatenate([jnp.zeros_like(lam[:, :1]), jnp.cumsum(0.5 * (lam[:, 1:] + lam[:, :-1]) * dr, axis=1)], 1)
     logS = -cum[:, ::sub]
     return V, logS
@@ -264,15 +263,15 @@ def _clipped_rows(X: jax.Array, idx: np.ndarray) -> jax.Array:
 
 
 class LossParts(NamedTuple):
-    """The neuLVM objective ``total = L_y + L_Z`` (per population and bin, see :func:`loss`)."""
+    """The neuLVM objective ``total = L_y + L_Z`` (per population and bin, see :func:`_loss_parts`)."""
 
     total: jax.Array
     L_y: jax.Array
     L_Z: jax.Array
 
 
-def population_nll(
-    params: MesoParams, Z: jax.Array, zbar: jax.Array, *, dt: float = DT, reduction: str = "sum"
+def _population_nll(
+    params: MesoParams, Z: jax.Array, zbar: jax.Array, *, dt: float = _DT_S, reduction: str = "sum"
 ) -> jax.Array:
     """Gaussian NLL of Z given Z̄, variance ``Z̄/N + 0.1Δ/N`` (core :func:`gaussian_nll`)."""
     N = params.N_array
@@ -280,12 +279,12 @@ def population_nll(
     return gaussian_nll(Z, zbar, var=var, reduction=reduction)
 
 
-def observed_nll(y: jax.Array, logits: jax.Array, *, reduction: str = "sum") -> jax.Array:
+def _observed_nll(y: jax.Array, logits: jax.Array, *, reduction: str = "sum") -> jax.Array:
     """Bernoulli NLL of the observed spikes (core :func:`bernoulli_nll`)."""
     return bernoulli_nll(y, logits=logits, reduction=reduction)
 
 
-def loss(
+def _loss_parts(
     params: MesoParams,
     Z: jax.Array,
     y: jax.Array,
@@ -294,18 +293,20 @@ def loss(
     I_ext: jax.Array | None = None,
     cfg: MesoConfig = MesoConfig(),
 ) -> LossParts:
-    """The neuLVM objective ``L = L_y + L_Z`` (pure, differentiable in ``params`` and ``Z``).
+    """The neuLVM objective ``L = L_y + L_Z`` and its parts (pure, differentiable in ``params`` and ``Z``).
+
+    The public form is :func:`spikejax.meso.loss` (``loss(model, data)``).
 
     ``L_Z`` is the Gaussian NLL of the population activity and ``L_y`` the Bernoulli NLL of the
     observed spikes (summed over neurons), both averaged over populations and bins:
     ``L = −log p(y, Z | Θ) / (M·T)`` up to a constant. Shapes: Z (T, M), y (T, M, n),
-    A0 (M,) Hz, age0 (M, n) bins. No validation (use :func:`spikejax.meso.MesoData`).
+    A0 (M,) Hz, age0 (M, n) bins. No validation.
     """
     T, M = Z.shape
     zbar, U = _predict(params, Z, A0, I_ext, cfg)
     logits = observed_logits(params, Z, A0, y, age0, I_ext, cfg, U=U)
-    L_Z = population_nll(params, Z, zbar, dt=cfg.dt) / (M * T)
-    L_y = observed_nll(y, logits) / (M * T)
+    L_Z = _population_nll(params, Z, zbar, dt=cfg.dt_s) / (M * T)
+    L_y = _observed_nll(y, logits) / (M * T)
     return LossParts(L_y + L_Z, L_y, L_Z)
 
 
@@ -314,15 +315,16 @@ def loss(
 # ----------------------------------------------------------------------------------------------
 
 
-def init_state(params: MesoParams, A0: jax.Array, cfg: MesoConfig = MesoConfig()) -> MesoState:
+def init_state(params: MesoParams, A0: jax.Array, config: MesoConfig = MesoConfig()) -> MesoState:
     """Stationary start for constant rates ``A0`` (Hz): history ``Z = A0·Δ``, synaptic trace ``s = A0``.
 
     Age bins take V and log S from :func:`stationary_state`; with ``free_bin`` the stationary mass of
     the ages ``n_age … 249`` (the rest of neuLVM's 1-s window) starts in the free bin.
     """
-    dt, K = cfg.dt, cfg.n_age
+    cfg = config
+    dt, K = cfg.dt_s, cfg.n_age
     H = max(K + 1, HIST_BINS)
-    V, logS = stationary_state(params, A0, n_age=H, dt=dt)
+    V, logS = _stationary_state(params, A0, n_age=H, dt=dt)
     z0 = (A0 * dt)[:, None]
     Zhist = jnp.broadcast_to(z0, (params.M, K)).astype(V.dtype)
     if cfg.free_bin:
@@ -355,7 +357,7 @@ def step_parts(params: MesoParams, state: MesoState, I_ext_t: jax.Array | None =
     :class:`StepParts` that :func:`advance` needs once ``Z(t)`` is drawn (arrays only, so a particle
     filter can resample them)."""
     K = state.V.shape[1]
-    dt, free_bin = cfg.dt, cfg.free_bin
+    dt, free_bin = cfg.dt_s, cfg.free_bin
     ref = ref_bins(params, dt)
     e = jnp.exp(-params.asyn * dt)
     syn = jnp.where(state.t > 0, e * state.syn + (1.0 - e) * state.Zhist[:, 0] / dt, state.syn)
@@ -388,7 +390,7 @@ def advance(state: MesoState, parts: StepParts, Z_t: jax.Array, cfg: MesoConfig 
     """Second half of :func:`step`: append ``Z(t)`` and move the age axis by one bin."""
     V, lam, Vf, Pf = parts.V, parts.lam, parts.Vf, parts.Pf
     zero = jnp.zeros_like(V[:, :1])
-    logS_new = state.logS - lam * cfg.dt
+    logS_new = state.logS - lam * cfg.dt_s
     if cfg.free_bin:
         S_e = jnp.exp(logS_new[:, -1])
         m_e = S_e * state.Zhist[:, -1]
@@ -410,7 +412,7 @@ def step(
     params: MesoParams,
     state: MesoState,
     I_ext_t: jax.Array | None = None,
-    cfg: MesoConfig = MesoConfig(),
+    config: MesoConfig = MesoConfig(),
 ):
     """One bin of the mesoscopic model (:func:`step_parts` then :func:`advance`).
 
@@ -418,6 +420,7 @@ def step(
     ``advance(Z_t) -> MesoState`` that appends the realised (or latent) ``Z(t)`` and moves the
     age axis by one bin (``advance.syn`` is the bin's synaptic trace).
     """
+    cfg = config
     zbar, parts = step_parts(params, state, I_ext_t, cfg)
 
     def adv(Z_t):
@@ -432,7 +435,7 @@ def predict(
     Z: jax.Array,
     A0: jax.Array,
     I_ext: jax.Array | None = None,
-    cfg: MesoConfig = MesoConfig(),
+    config: MesoConfig = MesoConfig(),
 ) -> jax.Array:
     """Expected activity ``Z̄(t)`` (T, M) given the latent trajectory Z (teacher forcing).
 
@@ -447,10 +450,10 @@ def predict(
         (M,) initial rates in Hz (stationary state, synaptic trace).
     I_ext
         Optional (T, M) external input in Δu/s.
-    cfg
+    config
         Static options (:class:`MesoConfig`: bin size, age bins, free bin, integrator).
     """
-    return _predict_jit(params, Z, A0, I_ext, cfg=cfg)[0]
+    return _predict_jit(params, Z, A0, I_ext, cfg=config)[0]
 
 
 @functools.partial(jax.jit, static_argnames=("cfg",))
@@ -468,7 +471,7 @@ def _predict(params, Z, A0, I_ext, cfg):
     to evaluate and differentiate.
     """
     T, M = Z.shape
-    K, dt = cfg.n_age, cfg.dt
+    K, dt = cfg.n_age, cfg.dt_s
     dtype = Z.dtype
     ref = ref_bins(params, dt)
     U, a, c = _drive(params, Z, A0, I_ext, dt, cfg.integrator)
@@ -553,7 +556,7 @@ def _predict(params, Z, A0, I_ext, cfg):
 def _predict_sequential(params, Z, A0, I_ext, cfg):
     """Reference for :func:`_predict`: the bin-by-bin :func:`step` in a ``lax.scan``."""
     state = init_state(params, A0, cfg)
-    a = _decay(params, cfg.dt, cfg.integrator)
+    a = _decay(params, cfg.dt_s, cfg.integrator)
 
     def body(carry, x):
         st, U = carry
@@ -577,7 +580,7 @@ def observed_logits(
     y: jax.Array,
     age0: jax.Array,
     I_ext: jax.Array | None = None,
-    cfg: MesoConfig = MesoConfig(),
+    config: MesoConfig = MesoConfig(),
     *,
     U: jax.Array | None = None,
 ) -> jax.Array:
@@ -590,8 +593,9 @@ def observed_logits(
     ``V(t) = U(t) − a^{k−r+1} U(t−k+r−1)`` for a neuron of age k (r refractory bins), with the
     free potential ``U(t) = a U(t−1) + (1 − a)(μ + I(t)/α_m)``.
     """
+    cfg = config
     T, M = Z.shape
-    dt = cfg.dt
+    dt = cfg.dt_s
     ref = ref_bins(params, dt)
     dtype = Z.dtype
     if U is None:
@@ -613,7 +617,7 @@ def observed_logits(
     Ut = U[:, :, None]
     V_in = Ut - jnp.exp((k - ref + 1).astype(dtype) * loga) * Ud
     j0 = jnp.maximum(-d, 0).astype(dtype)  # initial age (only used where d <= 0; clamped so the unused branch stays finite)
-    V0 = jnp.where(j0 * dt < params.t_ref - 1e-12, 0.0, h * (1.0 - jnp.exp(-params.amem[None, :, None] * j0 * dt)))
+    V0 = jnp.where(j0 * dt < params.t_ref_s - 1e-12, 0.0, h * (1.0 - jnp.exp(-params.amem[None, :, None] * j0 * dt)))
     V_old = Ut + jnp.exp((t + 1).astype(dtype) * loga) * V0
     V = jnp.where(d >= 1 - ref, V_in, V_old)
     log_p1, log_p0 = spike_log_probs(V, k < ref, params.theta[None, :, None], dt)
@@ -630,72 +634,6 @@ def spike_log_probs(V: jax.Array, refractory: jax.Array, theta: jax.Array, dt: f
     x = jnp.exp(log_x)
     log_p1 = jnp.where(x < 1e-4, log_x - 0.5 * x, jnp.log(-jnp.expm1(-jnp.maximum(x, 1e-4))))
     return log_p1, -x
-
-
-def simulate(
-    params: MesoParams,
-    n_bins: int,
-    *,
-    key: jax.Array,
-    A0: jax.Array | None = None,
-    I_ext: jax.Array | None = None,
-    noise: Literal["gaussian", "binomial"] = "gaussian",
-    cfg: MesoConfig = MesoConfig(),
-) -> tuple[jax.Array, jax.Array]:
-    """Free simulation of the mesoscopic model for ``n_bins`` bins of Δ.
-
-    At each bin ``Z ~ N(Z̄, Z̄/N)`` truncated at 0 (neuLVM, ``noise="gaussian"``) or
-    ``Z = Binomial(N, Z̄)/N`` (``noise="binomial"``), and Z is fed back as history. Binomial counts
-    are the documented choice for comparisons with a spiking network (closer dominance durations
-    and loser rates; measured in docs/meso.md); Gaussian stays the default, as in neuLVM.
-
-    Parameters
-    ----------
-    params
-        Model parameters.
-    n_bins
-        Number of bins of Δ (4 ms) to simulate (any length; only Z and Z̄ are kept).
-    key
-        PRNG key (``fold_in(key, t)`` per bin, so runs of different length share their start).
-    A0
-        (M,) initial rates in Hz for the stationary start (default 1 Hz everywhere, as neuLVM).
-    I_ext
-        Optional (n_bins, M) external input in Δu/s (e.g. from :func:`spikejax.meso.pulse_input`).
-    cfg
-        Static model options (:class:`MesoConfig`).
-
-    Returns
-    -------
-    (Z, zbar)
-        Sampled and expected fractions, each (n_bins, M); rates in Hz are ``Z / dt``.
-    """
-    n_bins = int(check_scalar(n_bins, "n_bins", low=1, integer=True))
-    check_choice(noise, "noise", ("gaussian", "binomial"))
-    M = params.M
-    dtype = params.amem.dtype
-    A0 = jnp.ones((M,), dtype) if A0 is None else check_array(A0, "A0", (M,), low=0.0).astype(dtype)
-    if I_ext is not None:
-        I_ext = check_array(I_ext, "I_ext", (n_bins, M)).astype(dtype)
-    return _simulate(params, key, A0, I_ext, n_bins=n_bins, noise=noise, cfg=cfg)
-
-
-@functools.partial(jax.jit, static_argnames=("n_bins", "noise", "cfg"))
-def _simulate(params, key, A0, I_ext, *, n_bins, noise, cfg):
-    N = params.N_array
-    state = init_state(params, A0, cfg)
-
-    def body(st, x):
-        t, It = x
-        zbar, adv = step(params, st, It, cfg)
-        k = jax.random.fold_in(key, t)
-        if noise == "gaussian":
-            Zt = jnp.maximum(zbar + jnp.sqrt(zbar / N) * jax.random.normal(k, zbar.shape, zbar.dtype), 0.0)
-        else:
-            Zt = jax.random.binomial(k, N, zbar).astype(zbar.dtype) / N
-        return adv(Zt), (Zt, zbar)
-
-    _, (Z, zbar) = jax.lax.scan(body, state, (jnp.arange(n_bins), I_ext), unroll=cfg.unroll)
-    return Z, zbar
 
 
 def validate_Z(Z, name: str = "Z", M: int | None = None) -> jax.Array:

@@ -67,7 +67,9 @@ class MesoParams(eqx.Module):
     N : tuple of int (static)
         Population sizes (number of neurons).
     t_ref : float (static)
-        Absolute refractory period in s (4 ms).
+        Absolute refractory period in ms (4 ms).
+    names : tuple of str or None (static)
+        Population names (``("E1", "E2", "I")`` for the ground truth); used in tables and plots.
     """
 
     amem: jax.Array
@@ -78,12 +80,23 @@ class MesoParams(eqx.Module):
     conmat: jax.Array
     eps: jax.Array
     N: tuple = eqx.field(static=True)
-    t_ref: float = eqx.field(static=True, default=0.004)
+    t_ref: float = eqx.field(static=True, default=4.0)
+    names: tuple | None = eqx.field(static=True, default=None)
 
     @property
     def M(self) -> int:
         """Number of populations."""
         return len(self.N)
+
+    @property
+    def t_ref_s(self) -> float:
+        """Refractory period in s (the unit of the internal computation)."""
+        return float(self.t_ref) / 1000.0
+
+    @property
+    def population_names(self) -> tuple:
+        """``names`` if given, else ``("0", "1", …)``."""
+        return tuple(self.names) if self.names is not None else tuple(str(i) for i in range(len(self.N)))
 
     @property
     def J_eff(self) -> jax.Array:
@@ -104,6 +117,8 @@ class MesoParams(eqx.Module):
             if int(n) != n or n < 1:
                 raise ConfigError(f"N must hold population sizes >= 1, got {self.N!r}")
         check_scalar_like(self.t_ref, "t_ref")
+        if self.names is not None and len(self.names) != M:
+            raise ConfigError(f"names must give one name per population ({M}), got {self.names!r}")
         for name in ("amem", "J", "mu", "theta", "asyn"):
             check_array(getattr(self, name), name, (M,))
         check_array(self.conmat, "conmat", (M, M))
@@ -118,7 +133,7 @@ class MesoParams(eqx.Module):
 
 def check_scalar_like(value, name):
     if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ConfigError(f"{name} must be a finite number >= 0 (seconds), got {value!r}")
+        raise ConfigError(f"{name} must be a finite number >= 0 (ms), got {value!r}")
 
 
 def ground_truth(*, theta: float | None = None, dtype=None) -> MesoParams:
@@ -144,7 +159,8 @@ def ground_truth(*, theta: float | None = None, dtype=None) -> MesoParams:
         conmat=f(GT_CONMAT),
         eps=f(1.0),
         N=(400, 400, 200),
-        t_ref=0.004,
+        t_ref=4.0,
+        names=("E1", "E2", "I"),
     )
 
 

@@ -1,164 +1,149 @@
-"""Results of an EM fit: parameter table, inferred activity, loss curves, free runs and plots."""
+"""The result of a fit (:class:`MesoFitResult`): parameter table, history, restarts, free runs, save/load.
+
+Tables that need the data or random numbers (the posterior of Z) are explicit functions:
+:func:`posterior_table` (a particle smoother at the fitted parameters).
+"""
 
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
 from typing import Any
 
+import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from ..core.io import save_figure, save_json
+from ..core.errors import ConfigError
 from ..core.metrics import pearson_r
-from .data import MesoData, dominance_durations
-from .model import MesoConfig, simulate
-from .params import MesoParams, from_vector, param_names, to_vector
+from ..core.random import check_key
+from ..core.results import Result, StopReason
+from .params import MesoParams, from_vector, param_names
 
-__all__ = ["FitResults", "plot_activity", "plot_free_run", "plot_dominance", "plot_loss_curves"]
+__all__ = ["MesoFitResult", "posterior_table"]
+
+#: Units of the fitted parameters (Δu: the escape-noise softness, 2.5 mV).
+PARAM_UNITS = {"amem": "1/s", "J": "Δu·s", "mu": "Δu", "theta": "Δu"}
 
 
-@dataclasses.dataclass
-class FitResults:
-    """Everything :func:`spikejax.meso.fit_em` produces.
+def _template_params(N: tuple, t_ref: float, names, dtype) -> MesoParams:
+    M = len(N)
+    z = lambda *shape: jnp.zeros(shape, dtype)  # noqa: E731
+    return MesoParams(amem=z(M), J=z(M), mu=z(M), theta=z(M), asyn=z(M), conmat=z(M, M), eps=z(), N=tuple(N),
+                      t_ref=float(t_ref), names=None if names is None else tuple(names))
+
+
+class MesoFitResult(Result):
+    """What :func:`spikejax.meso.fit_em` (and :func:`~spikejax.meso.fit_params_given_Z`) return.
 
     Attributes
     ----------
+    model : MesoParams
+        Fitted parameters of the best restart.
+    history : DataFrame
+        One row per iteration of the last stage (``iteration`` first): the particle estimate
+        ``log_lik_nats`` of ``log p(y | Θ)`` for the marginal and SEM methods, the hard-EM
+        ``objective`` after the start and after each M and E step for hard EM.
+    stop_reason : StopReason
+        ``converged`` when hard EM stopped before ``n_iter`` iterations, else ``completed``.
+    seconds : float
+        Wall time of the compiled programs (including compilation), s.
     runs : dict of numpy arrays
-        Per restart (leading axis): ``x`` (fitted 12-vector), ``Z`` (inferred activity, T × M),
-        ``loss`` (final objective), ``L_y``, ``L_Z``, ``n_em``, ``objective`` (after the start and
-        after each M and E step; NaN where unused), ``m_steps``, ``e_steps``, ``e_curves``
-        (E-step loss curves: total, L_y, L_Z per Adam step).
+        Per restart (leading axis): ``x`` (fitted 12-vector), ``Z`` (inferred activity, T × M;
+        posterior mean for the marginal and SEM methods, the joint mode for hard EM), ``loss``
+        (``−log p̂(y | Θ)/(M·T)`` for the marginal and SEM methods, the hard-EM objective otherwise),
+        ``log_lik``, ``n_em`` and the traces (``objective``, ``e_curves``, ``x_trace``,
+        ``log_lik_trace``, …); for the marginal method ``restart`` (the hard-EM restart each run continues).
     x0, Z0
         Starting points and the data-driven Z start.
-    best : int
-        Index of the restart with the lowest final objective (with stochastic-EM refinement:
-        the highest estimated ``log p(y | Θ)``).
-    sem, hard_em
-        The :class:`~spikejax.meso.SEMConfig` of a refined fit and the hard-EM stage it started
-        from (``None`` for plain hard EM).
+    lo, hi
+        The fitting box.
     method : str
-        ``"marginal"`` (default of :func:`~spikejax.meso.fit_em`), ``"hard"`` or ``"sem"``.
-    marginal : MarginalConfig or None
-        Settings of the marginal-likelihood stage.
-    seconds : float
-        Wall time of the compiled programs (including compilation); ``stage_seconds`` per stage.
+        ``"marginal"``, ``"hard"``, ``"sem"`` (or ``"given_Z"`` for :func:`fit_params_given_Z`).
+    config : MesoFitConfig
+        The settings of the fit.
+    N, t_ref, populations, dtype
+        The model's structure (sizes, refractory period in ms, names, float dtype), for loading.
+    truth_x : array or None
+        The ground truth's 12-vector (for the relative errors).
+    hard_em : MesoFitResult or None
+        The hard-EM stage of a marginal or SEM fit.
+    stage_seconds : dict
+        Wall time per stage, s.
     """
 
     runs: dict
     x0: np.ndarray
     Z0: np.ndarray
-    base: MesoParams
-    data: MesoData
-    truth: MesoParams | None
-    cfg: MesoConfig
-    em: Any
-    seconds: float
     lo: np.ndarray
     hi: np.ndarray
-    sem: Any = None
-    hard_em: "FitResults | None" = None
-    method: str = "hard"
-    marginal: Any = None
-    stage_seconds: dict = dataclasses.field(default_factory=dict)
-    key: Any = None
-    _posterior: Any = dataclasses.field(default=None, repr=False)
+    method: str
+    config: Any
+    N: tuple
+    t_ref: float
+    populations: Any
+    dtype: str
+    truth_x: Any = None
+    hard_em: Any = None
+    stage_seconds: dict = eqx.field(default_factory=dict)
 
+    @classmethod
+    def _template(cls, field: str, header):
+        if field != "model":
+            return super()._template(field, header)
+        names = header.get("populations")
+        return eqx.filter_eval_shape(_template_params, tuple(int(n) for n in header["N"]), float(header["t_ref"]),
+                                     None if names is None else tuple(names), jnp.dtype(header["dtype"]))
+
+    # ---- the best restart ----------------------------------------------------------------------
     @property
     def best(self) -> int:
-        """Restart with the lowest final objective."""
+        """Restart with the lowest final objective (the highest ``log p̂`` for the marginal/SEM methods)."""
         return int(np.argmin(self.runs["loss"]))
 
     @property
     def params(self) -> MesoParams:
-        """Fitted parameters of the best restart."""
-        return from_vector(self.base, jax.numpy.asarray(self.runs["x"][self.best]))
+        """Fitted parameters of the best restart (= ``model``)."""
+        return self.model
 
     @property
     def Z(self) -> np.ndarray:
         """Inferred activity of the best restart (T, M), fraction per bin."""
         return self.runs["Z"][self.best]
 
-    def to_pandas(self, table: str = "params"):
-        """A table of the fit.
+    def restart_params(self, run: int) -> MesoParams:
+        """Fitted parameters of restart ``run``."""
+        return from_vector(self.model, jnp.asarray(self.runs["x"][int(run)], self.model.amem.dtype))
 
-        * ``"params"`` (default): truth, estimate (best restart), relative error and box bounds;
-        * ``"Z"``: per bin (index ``t_s`` in s) and population, the smoothed posterior mean of the
-          activity and its 90 % credible band in Hz (columns ``mean_E1``, ``lower_E1``,
-          ``upper_E1``, …, and ``true_E1`` when known; :meth:`posterior`);
-        * ``"convergence"``: per iteration of the marginal stage (best restart), the particle
-          estimate of ``log p(y | Θ)``, the median relative error of the iterate and of the running
-          average (when the truth is known), the step size and the fitted parameters.
-        """
+    # ---- tables ----------------------------------------------------------------------------------
+    def to_pandas(self):
+        """The parameter table: per fitted parameter (index ``parameter``) its ``unit``, the ``truth``
+        (when known), the ``estimate`` (best restart), the box ``low``/``high`` and the ``rel_error``."""
         import pandas as pd
 
-        if table == "Z":
-            return self._z_table()
-        if table == "convergence":
-            return self.convergence()
-        if table != "params":
-            from ..core.errors import ConfigError
-
-            raise ConfigError(f"table must be 'params', 'Z' or 'convergence', got {table!r}")
-
-        M = self.data.M
-        est = self.runs["x"][self.best]
-        df = pd.DataFrame({"parameter": param_names(M), "estimate": est, "low": self.lo, "high": self.hi})
-        if self.truth is not None:
-            tv = np.asarray(to_vector(self.truth))
-            df.insert(1, "truth", tv)
+        M = len(self.N)
+        names = param_names(M)
+        est = np.asarray(self.runs["x"][self.best])
+        df = pd.DataFrame({"parameter": names, "unit": [PARAM_UNITS[n.split("[")[0]] for n in names],
+                           "estimate": est, "low": np.asarray(self.lo), "high": np.asarray(self.hi)})
+        if self.truth_x is not None:
+            tv = np.asarray(self.truth_x)
+            df.insert(2, "truth", tv)
             df["rel_error"] = np.abs(est - tv) / np.abs(tv)
         return df.set_index("parameter")
 
-    def posterior(self, *, key=None, n_particles: int = 256, n_runs: int = 8, level: float = 0.9):
-        """Smoothed posterior of Z at the fitted parameters (:func:`spikejax.meso.posterior_Z`), cached.
-
-        The default key derives from the fit's key, so the result is reproducible.
-        """
-        from .smc import posterior_Z
-
-        if key is None and self._posterior is not None:
-            return self._posterior
-        k = key if key is not None else jax.random.fold_in(
-            self.key if self.key is not None else jax.random.PRNGKey(0), 7)
-        post = jax.device_get(posterior_Z(self.params, self.data, key=k, n_particles=n_particles, n_runs=n_runs,
-                                          level=level, cfg=self.cfg))
-        if key is None:
-            self._posterior = post
-        return post
-
-    def _z_table(self):
-        import pandas as pd
-
-        post = self.posterior()
-        dt = self.data.dt
-        T, M = np.asarray(post.mean).shape
-        cols = {}
-        for i in range(M):
-            nm = NAMES[i] if i < len(NAMES) and M == 3 else str(i)
-            cols[f"mean_{nm}"] = np.asarray(post.mean)[:, i] / dt
-            cols[f"lower_{nm}"] = np.asarray(post.lower)[:, i] / dt
-            cols[f"upper_{nm}"] = np.asarray(post.upper)[:, i] / dt
-            if self.data.Z is not None:
-                cols[f"true_{nm}"] = np.asarray(self.data.Z)[:, i] / dt
-        df = pd.DataFrame(cols)
-        df.index = pd.Index(np.arange(T) * dt, name="t_s")
-        return df
-
     def convergence(self, run: int | None = None):
-        """Traces of the marginal-likelihood stage for restart ``run`` (default the best) as a DataFrame."""
+        """Traces of the marginal-likelihood (or SEM) stage for restart ``run`` (default the best), one
+        row per iteration: ``log_lik`` (nats), the median relative error of the iterate and of the
+        running average (when the truth is known), the step and the fitted parameters."""
         import pandas as pd
 
         if "log_lik_trace" not in self.runs:
-            from ..core.errors import ConfigError
-
             raise ConfigError("convergence traces exist only for method='marginal' or 'sem' fits")
         r = self.best if run is None else int(run)
-        ll = self.runs["log_lik_trace"][r]
         x = self.runs["x_trace"][r]
-        rows = {"log_lik": ll}
-        if self.truth is not None:
-            tv = np.asarray(to_vector(self.truth))
+        rows = {"log_lik": self.runs["log_lik_trace"][r]}
+        if self.truth_x is not None:
+            tv = np.asarray(self.truth_x)
             rows["median_rel_error"] = np.median(np.abs(x - tv) / np.abs(tv), axis=1)
             if "x_avg_trace" in self.runs:
                 rows["median_rel_error_avg"] = np.median(np.abs(self.runs["x_avg_trace"][r] - tv) / np.abs(tv), axis=1)
@@ -166,7 +151,7 @@ class FitResults:
             rows["step"] = self.runs["step_trace"][r]
             rows["info_fraction"] = self.runs["info_fraction"][r]
         df = pd.DataFrame(rows)
-        for j, nm in enumerate(param_names(self.data.M)):
+        for j, nm in enumerate(param_names(len(self.N))):
             df[nm] = x[:, j]
         df.index.name = "iteration"
         return df
@@ -175,264 +160,130 @@ class FitResults:
         """One row per restart: final objective, L_y, L_Z, EM iterations and median relative error."""
         import pandas as pd
 
-        rows = {"loss": self.runs["loss"], "n_em": self.runs["n_em"]}
-        for k in ("L_y", "L_Z", "log_lik"):
+        rows = {"loss": self.runs["loss"]}
+        for k in ("n_em", "L_y", "L_Z", "log_lik"):
             if k in self.runs:
                 rows[k] = self.runs[k]
-        if self.truth is not None:
-            tv = np.asarray(to_vector(self.truth))
+        if self.truth_x is not None:
+            tv = np.asarray(self.truth_x)
             rows["median_rel_error"] = np.median(np.abs(self.runs["x"] - tv) / np.abs(tv), axis=1)
         return pd.DataFrame(rows, index=pd.Index(_restart_ids(self), name="restart"))
 
     def median_rel_error(self) -> float:
         """Median relative error of the fitted parameters of the best restart."""
+        if self.truth_x is None:
+            raise ConfigError("the fit has no ground truth (pass truth= to fit_em)")
         return float(self.to_pandas()["rel_error"].median())
 
-    def z_correlation(self) -> np.ndarray:
-        """Pearson r per population between inferred and true Z (4-ms bins)."""
-        if self.data.Z is None:
-            raise ValueError("the data hold no true Z")
-        return np.asarray(pearson_r(jax.numpy.asarray(self.Z), self.data.Z, axis=0))
+    def z_correlation(self, Z_true) -> np.ndarray:
+        """Pearson r per population between the inferred Z and ``Z_true`` (T, M) (e.g. ``data.Z``)."""
+        if Z_true is None:
+            raise ConfigError("Z_true is None: the data hold no true activity")
+        return np.asarray(pearson_r(jnp.asarray(self.Z), jnp.asarray(Z_true), axis=0))
 
     def objective_history(self, run: int | None = None) -> np.ndarray:
         """Hard-EM objective after the start and after each M and E step (NaN entries dropped)."""
         if self.hard_em is not None:
             r = self.best if run is None else int(run)
             return self.hard_em.objective_history(int(self.runs["restart"][r]) if "restart" in self.runs else r)
+        if "objective" not in self.runs:
+            raise ConfigError(f"a method={self.method!r} fit has no hard-EM objective history")
         o = self.runs["objective"][self.best if run is None else run]
         return o[np.isfinite(o)]
 
-    def simulate(self, n_bins: int, *, key, A0=None, I_ext=None, noise: str = "gaussian"):
-        """Free simulation of the fitted model (see :func:`spikejax.meso.simulate`); returns (Z, zbar)."""
-        return simulate(self.params, n_bins, key=key, A0=A0, I_ext=I_ext, noise=noise, cfg=self.cfg)
+    # ---- using the fit -----------------------------------------------------------------------------
+    def simulate(self, n_steps: int, *, key, A0=None, I_ext=None, noise: str = "gaussian"):
+        """Free run of the fitted model (:func:`spikejax.meso.simulate`); returns a :class:`MesoTrajectory`."""
+        from .simulation import simulate
+
+        return simulate(self.model, I_ext, n_steps=n_steps, key=key, A0=A0, noise=noise, config=self.config.model)
 
     def summary(self) -> dict:
         """Small JSON-able summary."""
         out = {"method": self.method, "best_restart": self.best, "loss": float(self.runs["loss"][self.best]),
-               "n_em": int(self.runs["n_em"][self.best]), "seconds": round(self.seconds, 1),
+               "seconds": round(float(self.seconds), 1), "stop_reason": str(self.stop_reason),
                "losses": [float(v) for v in self.runs["loss"]],
                "stage_seconds": {k: round(float(v), 1) for k, v in self.stage_seconds.items()}}
+        if "n_em" in self.runs:
+            out["n_em"] = int(self.runs["n_em"][self.best])
         if "log_lik" in self.runs:
             out["log_lik"] = [float(v) for v in self.runs["log_lik"]]
-        if self.truth is not None:
+        if self.truth_x is not None:
             out["median_rel_error"] = self.median_rel_error()
-        if self.data.Z is not None:
-            out["pearson_r"] = [float(v) for v in self.z_correlation()]
         return out
 
-    def save(self, out_dir: str | Path) -> Path:
-        """Write the parameter table (CSV), summary (JSON) and inferred Z (CSV) into ``out_dir``."""
-        from ..core.io import atomic_open
+    def plot(self, *, ax: Any = None) -> Any:
+        """The convergence of ``log p̂(y | Θ)`` (marginal/SEM) or the hard-EM loss curves."""
+        from .plots import plot_convergence, plot_loss_curves
 
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with atomic_open(out_dir / "params.csv") as fh:
-            self.to_pandas().to_csv(fh)
-        with atomic_open(out_dir / "inferred_Z.csv") as fh:
-            np.savetxt(fh, self.Z, delimiter=",", header="Z_" + ",Z_".join(map(str, range(self.data.M))))
-        save_json(out_dir / "fit_summary.json", {**self.summary(), "x": self.runs["x"][self.best]})
-        return out_dir
+        if "log_lik_trace" in self.runs:
+            return plot_convergence(self, ax=ax)
+        if "e_curves" in self.runs:
+            return plot_loss_curves(self, ax=ax)
+        return super().plot(ax=ax)
 
 
-def _smooth(x, w):
-    if w <= 1:
-        return x
-    k = np.ones(w) / w
-    return np.stack([np.convolve(x[:, i], k, mode="same") for i in range(x.shape[1])], 1)
-
-
-NAMES = ("E1", "E2", "I")
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _finish(fig, path):
-    fig.tight_layout()
-    if path is not None:
-        save_figure(fig, path, dpi=110)
-    return fig
-
-
-def plot_activity(Z_inferred, Z_true=None, *, dt: float = 0.004, Z_init=None, path=None, smooth: int = 1):
-    """Inferred vs true activity (Hz) per population."""
-    plt = _pyplot()
-    Zi = np.asarray(Z_inferred)
-    M = Zi.shape[1]
-    t = np.arange(Zi.shape[0]) * dt
-    fig, axes = plt.subplots(M, 1, figsize=(8, 1.8 * M), sharex=True)
-    axes = np.atleast_1d(axes)
-    for i in range(M):
-        ax = axes[i]
-        if Z_true is not None:
-            ax.plot(t, _smooth(np.asarray(Z_true), smooth)[:, i] / dt, color="0.6", lw=0.6, label="true")
-        if Z_init is not None:
-            ax.plot(t, np.asarray(Z_init)[:, i] / dt, color="C2", lw=1, ls="--", label="init")
-        ax.plot(t, _smooth(Zi, smooth)[:, i] / dt, color="C0", lw=1, label="inferred")
-        ax.set_ylabel(f"{NAMES[i] if i < len(NAMES) else i} (Hz)")
-    axes[0].legend(loc="upper right", fontsize=7, ncol=3)
-    axes[-1].set_xlabel("time (s)")
-    return _finish(fig, path)
-
-
-def plot_free_run(Z, *, dt: float = 0.004, smooth_s: float = 0.08, path=None, title="free run"):
-    """Free-run activity (Hz), smoothed with a ``smooth_s`` moving average."""
-    plt = _pyplot()
-    Z = np.asarray(Z)
-    t = np.arange(Z.shape[0]) * dt
-    fig, ax = plt.subplots(figsize=(8, 2.5))
-    Zs = _smooth(Z, int(round(smooth_s / dt)))
-    for i in range(Z.shape[1]):
-        ax.plot(t, Zs[:, i] / dt, lw=0.8, label=NAMES[i] if i < len(NAMES) else str(i))
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("rate (Hz)")
-    ax.set_title(title)
-    ax.legend(fontsize=7)
-    return _finish(fig, path)
-
-
-def plot_dominance(durations: dict, *, path=None):
-    """Histograms of dominance durations (s), one per labelled set (e.g. model vs surrogate)."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5, 3))
-    allv = np.concatenate([np.asarray(v) for v in durations.values()] + [np.array([1.0])])
-    bins = np.logspace(np.log10(max(allv.min(), 0.1)), np.log10(allv.max() + 1e-9), 15)
-    for label, d in durations.items():
-        d = np.asarray(d)
-        ax.hist(d, bins=bins, alpha=0.5, density=True, label=f"{label} (n={len(d)}, median {np.median(d) if len(d) else np.nan:.1f} s)")
-    ax.set_xscale("log")
-    ax.set_xlabel("dominance duration (s)")
-    ax.set_ylabel("density")
-    ax.legend(fontsize=7)
-    return _finish(fig, path)
-
-
-def _restart_ids(results: FitResults) -> np.ndarray:
+def _restart_ids(results: MesoFitResult) -> np.ndarray:
     """Hard-EM restart index of each run (the marginal stage may continue a screened subset)."""
     return np.asarray(results.runs.get("restart", np.arange(results.runs["loss"].shape[0])))
 
 
-def plot_loss_curves(results: FitResults, *, path=None):
-    """E-step loss curves (total objective) of every restart, EM iterations concatenated; for a fit
-    refined by stochastic EM, a second panel with the particle estimate of ``−log p(y | Θ)`` per bin
-    at each stochastic-EM iteration."""
-    plt = _pyplot()
-    hard = results.hard_em if results.hard_em is not None else results
-    refined = results.hard_em is not None
-    fig, axes = plt.subplots(1, 2 if refined else 1, figsize=(9 if refined else 5, 3), squeeze=False)
-    ax = axes[0, 0]
-    ids = _restart_ids(results)
-    best_hard = int(ids[results.best]) if refined else results.best
-    for r in range(hard.runs["loss"].shape[0]):
-        c = hard.runs["e_curves"][r][..., 0].ravel()
-        c = c[np.isfinite(c)]
-        ax.plot(c, lw=0.8, label=f"restart {r}" + (" (best)" if r == best_hard else ""))
-    ax.set_xlabel("E-step Adam step (all EM iterations)")
-    ax.set_ylabel("objective")
-    ax.legend(fontsize=7)
-    if refined:
-        ax = axes[0, 1]
-        T, M = results.Z.shape
-        for r in range(results.runs["loss"].shape[0]):
-            ax.plot(-results.runs["log_lik_trace"][r] / (M * T), lw=0.8, marker=".", label=f"restart {ids[r]}")
-        ax.set_xlabel("stochastic-EM iteration")
-        ax.set_ylabel("−log p(y | Θ) per bin (particle est.)")
-    return _finish(fig, path)
+def _history(method: str, runs: dict, best: int):
+    import pandas as pd
+
+    if "log_lik_trace" in runs:
+        ll = np.asarray(runs["log_lik_trace"][best], float)
+        cols = {"iteration": np.arange(ll.shape[0]), "log_lik_nats": ll}
+        if "step_trace" in runs:
+            cols["step"] = np.asarray(runs["step_trace"][best], float)
+        return pd.DataFrame(cols)
+    if "objective" in runs:
+        o = np.asarray(runs["objective"][best], float)
+        o = o[np.isfinite(o)]
+        return pd.DataFrame({"iteration": np.arange(o.shape[0]), "objective": o})
+    return pd.DataFrame({"iteration": np.arange(1), "objective": np.asarray([runs["loss"][best]], float)})
 
 
-__all__ += ["dominance_durations"]
+def _make_result(method: str, runs: dict, *, seconds: float, x0, Z0, base: MesoParams, lo, hi, config, truth_x,
+                 hard_em=None, stage_seconds=None) -> MesoFitResult:
+    """Assemble a :class:`MesoFitResult` from a stage's per-restart arrays."""
+    runs = {k: np.asarray(v) for k, v in runs.items()}
+    best = int(np.argmin(runs["loss"]))
+    model = from_vector(base, jnp.asarray(runs["x"][best], base.amem.dtype))
+    stop = StopReason.COMPLETED
+    if method == "hard" and "n_em" in runs and int(runs["n_em"][best]) < config.em_settings.n_iter:
+        stop = StopReason.CONVERGED
+    return MesoFitResult(
+        model=model, history=_history(method, runs, best), stop_reason=stop, seconds=max(float(seconds), 1e-9),
+        runs=runs, x0=np.asarray(x0), Z0=np.asarray(Z0), lo=np.asarray(lo), hi=np.asarray(hi), method=method,
+        config=config, N=tuple(int(n) for n in base.N), t_ref=float(base.t_ref),
+        populations=None if base.names is None else tuple(base.names), dtype=str(np.dtype(base.amem.dtype)),
+        truth_x=None if truth_x is None else np.asarray(truth_x), hard_em=hard_em,
+        stage_seconds=dict(stage_seconds or {}))
 
 
-def plot_convergence(results: FitResults, *, path=None):
-    """Convergence of the marginal-likelihood fit: the particle estimate of ``log p(y | Θ)`` per
-    iteration for every restart (left; restarts stopped at the cut in grey) and the parameter trace
-    of the best restart (right; relative to the truth when known, else in box coordinates), with the
-    cut (dashed; the filter grows there, so log p̂ jumps up) and the end of the burn-in (dotted) marked."""
-    plt = _pyplot()
-    if "log_lik_trace" not in results.runs:
-        from ..core.errors import ConfigError
+def posterior_table(result: MesoFitResult, data, *, key, n_particles: int = 256, n_runs: int = 8,
+                    level: float = 0.9):
+    """The smoothed posterior of the population activity at the fitted parameters, as a long table.
 
-        raise ConfigError("plot_convergence needs a method='marginal' (or 'sem') fit")
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
-    ax = axes[0]
-    ids = _restart_ids(results)
-    dropped = None if results.hard_em is None else results.hard_em.runs.get("cut_log_lik_trace")
-    if dropped is not None:  # restarts that stopped at the cut (marginal.cut_at), first phase only
-        for i in np.flatnonzero(np.isfinite(dropped).any(1)):
-            if i not in ids:
-                ax.plot(dropped[i], lw=0.6, color="0.6", label=f"restart {i} (stopped)")
-    for r in range(results.runs["log_lik_trace"].shape[0]):
-        ax.plot(results.runs["log_lik_trace"][r], lw=0.9, marker=".",
-                label=f"restart {ids[r]}" + (" (best)" if r == results.best else ""))
-    ll = np.asarray(results.runs["log_lik_trace"], float)
-    ll = ll[np.isfinite(ll)]
-    if ll.size:  # rejected iterates (a collapsed filter) would flatten the traces: keep them off the axis
-        lo_, hi_ = np.percentile(ll, 5), ll.max()
-        pad = max(hi_ - lo_, 1.0)
-        ax.set_ylim(lo_ - 0.3 * pad, hi_ + 0.1 * pad)
-        if ll.min() < lo_ - 0.3 * pad:
-            ax.set_title("rejected iterates below the axis", fontsize=7)
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("log p̂(y | Θ) (nats)")
-    ax.legend(fontsize=7)
-    ax = axes[1]
-    b = results.best
-    x = results.runs["x_trace"][b]
-    names = param_names(results.data.M)
-    if results.truth is not None:
-        tv = np.asarray(to_vector(results.truth))
-        vals, ylab = x / tv, "estimate / truth"
-        ax.axhline(1.0, color="0.5", lw=0.6)
-    else:
-        vals, ylab = (x - results.lo) / (results.hi - results.lo), "box coordinate"
-    cmap = plt.get_cmap("tab20")
-    for j in range(vals.shape[1]):
-        ax.plot(vals[:, j], lw=0.8, color=cmap(j % 20), label=names[j])
-    if results.marginal is not None:
-        for a in axes:
-            a.axvline(results.marginal.n_burn - 0.5, color="0.7", ls=":", lw=0.8)
-            if results.marginal.switches:
-                a.axvline(results.marginal.cut_at - 0.5, color="0.4", ls="--", lw=0.8)
-    ax.set_xlabel("iteration")
-    ax.set_ylabel(ylab)
-    ax.legend(fontsize=6, ncol=3)
-    return _finish(fig, path)
-
-
-def plot_posterior_Z(posterior, Z_true=None, *, dt: float = 0.004, path=None, smooth: int = 1):
-    """Posterior mean of Z (Hz) with its credible band per population, and the true activity when given.
-
-    ``posterior`` is a :class:`~spikejax.meso.PosteriorZ` (or a :class:`FitResults`, whose
-    :meth:`FitResults.posterior` is used; then ``Z_true`` defaults to the data's).
+    Runs :func:`spikejax.meso.posterior_Z` (``n_runs`` particle-filter runs of ``n_particles``) at
+    ``result.model`` on ``data`` and returns one row per bin and population: ``time_ms``,
+    ``population``, the posterior mean ``rate_hz`` and the bounds ``lower_rate_hz`` /
+    ``upper_rate_hz`` of the central credible band of ``level`` (and ``true_rate_hz`` when
+    ``data.Z`` is known), all in Hz.
     """
-    plt = _pyplot()
-    if isinstance(posterior, FitResults):
-        if Z_true is None:
-            Z_true = posterior.data.Z
-        dt = posterior.data.dt
-        posterior = posterior.posterior()
-    mean, lo_, hi_ = (np.asarray(a) for a in (posterior.mean, posterior.lower, posterior.upper))
-    T, M = mean.shape
-    t = np.arange(T) * dt
-    fig, axes = plt.subplots(M, 1, figsize=(8, 1.8 * M), sharex=True)
-    axes = np.atleast_1d(axes)
-    for i in range(M):
-        ax = axes[i]
-        if Z_true is not None:
-            ax.plot(t, _smooth(np.asarray(Z_true), smooth)[:, i] / dt, color="0.6", lw=0.5, label="true")
-        ax.fill_between(t, _smooth(lo_, smooth)[:, i] / dt, _smooth(hi_, smooth)[:, i] / dt, color="C0", alpha=0.25,
-                        lw=0, label="credible band")
-        ax.plot(t, _smooth(mean, smooth)[:, i] / dt, color="C0", lw=0.9, label="posterior mean")
-        ax.set_ylabel(f"{NAMES[i] if i < len(NAMES) else i} (Hz)")
-    axes[0].legend(loc="upper right", fontsize=7, ncol=3)
-    axes[-1].set_xlabel("time (s)")
-    return _finish(fig, path)
+    from ..core.results import tidy
+    from .smc import posterior_Z
 
-
-__all__ += ["plot_convergence", "plot_posterior_Z"]
+    key = check_key(key)
+    post = jax.device_get(posterior_Z(result.model, data, key=key, n_particles=n_particles, n_runs=n_runs,
+                                      level=level, config=result.config.model))
+    dt_s = float(data.dt) / 1000.0
+    values = {"rate_hz": np.asarray(post.mean) / dt_s, "lower_rate_hz": np.asarray(post.lower) / dt_s,
+              "upper_rate_hz": np.asarray(post.upper) / dt_s}
+    if data.Z is not None:
+        values["true_rate_hz"] = np.asarray(data.Z) / dt_s
+    T, M = values["rate_hz"].shape
+    names = result.populations if result.populations is not None and len(result.populations) == M else None
+    return tidy(np.arange(T) * float(data.dt), values, axes=("population",),
+                labels={"population": list(names)} if names else None)

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
 from ..core.errors import check_scalar
+from ..core.random import check_key
 from .data import MesoData, check_params_data
 from .model import (_VAR_FLOOR_HZ, MesoConfig, _decay, _free_potential, advance, init_state, ref_bins, spike_log_probs,
                     step_parts)
@@ -48,7 +49,7 @@ def observed_init(params: MesoParams, A0: jax.Array, age0: jax.Array, dt: float)
     """
     h = _free_potential(params, A0)[:, None]
     j0 = age0.astype(h.dtype)
-    V0 = jnp.where(j0 * dt < params.t_ref - 1e-12, 0.0, h * (1.0 - jnp.exp(-params.amem[:, None] * j0 * dt)))
+    V0 = jnp.where(j0 * dt < params.t_ref_s - 1e-12, 0.0, h * (1.0 - jnp.exp(-params.amem[:, None] * j0 * dt)))
     return V0, age0.astype(jnp.int32)
 
 
@@ -106,7 +107,7 @@ def _filter(params: MesoParams, y, A0, age0, I_ext, key, *, n_particles: int, cf
     """
     P = int(n_particles)
     T, M, _ = y.shape
-    dt = cfg.dt
+    dt = cfg.dt_s
     dtype = A0.dtype
     N = params.N_array.astype(dtype)
     st0 = init_state(params, A0, cfg)
@@ -147,7 +148,7 @@ def _filter(params: MesoParams, y, A0, age0, I_ext, key, *, n_particles: int, cf
 
 
 def particle_filter(params: MesoParams, y, A0, age0, I_ext, key, *, n_particles: int = 256, n_paths: int = 1,
-                    cfg: MesoConfig = MesoConfig()):
+                    config: MesoConfig = MesoConfig()):
     """Bootstrap particle filter (pure; no validation — see :func:`sample_posterior`).
 
     Shapes: ``y`` (T, M, n) observed spikes, ``A0`` (M,) Hz, ``age0`` (M, n) bins, ``I_ext``
@@ -156,7 +157,7 @@ def particle_filter(params: MesoParams, y, A0, age0, I_ext, key, *, n_particles:
     marginal-likelihood estimate ``log p̂(y | Θ)`` (nats) and the effective sample size per bin.
     """
     T = y.shape[0]
-    Zs, ancs, logw, loglik, ess = _filter(params, y, A0, age0, I_ext, key, n_particles=n_particles, cfg=cfg)
+    Zs, ancs, logw, loglik, ess = _filter(params, y, A0, age0, I_ext, key, n_particles=n_particles, cfg=config)
     ends = jax.random.categorical(jax.random.fold_in(key, T), logw, shape=(n_paths,))
     return jax.vmap(lambda i: trace_path(Zs, ancs, i))(ends), loglik, ess
 
@@ -202,7 +203,7 @@ def weighted_quantiles(x, w, qs):
 
 
 def sample_posterior(params: MesoParams, data: MesoData, *, key: jax.Array, n_particles: int = 256,
-                     n_samples: int = 1, cfg: MesoConfig = MesoConfig()):
+                     n_samples: int = 1, config: MesoConfig = MesoConfig()):
     """Draw latent trajectories ``Z ~ p(Z | y, Θ)`` and estimate ``log p(y | Θ)`` with a particle filter.
 
     Parameters
@@ -217,7 +218,7 @@ def sample_posterior(params: MesoParams, data: MesoData, *, key: jax.Array, n_pa
         Particles of the filter (256 by default; more give less path degeneracy).
     n_samples
         Trajectories traced back from the final weights (they share their early history).
-    cfg
+    config
         Model options.
 
     Returns
@@ -233,14 +234,15 @@ def sample_posterior(params: MesoParams, data: MesoData, *, key: jax.Array, n_pa
         raise TypeError(f"data must be a MesoData, got {type(data).__name__}")
     n_particles = int(check_scalar(n_particles, "n_particles", low=2, integer=True))
     n_samples = int(check_scalar(n_samples, "n_samples", low=1, integer=True))
+    key = check_key(key)
     paths, loglik, _ = _pf_jit(params, data.y, data.A0, data.age0, data.I_ext, key, n_particles=n_particles,
-                               n_paths=n_samples, cfg=cfg)
+                               n_paths=n_samples, cfg=config)
     return paths, loglik
 
 
 @functools.partial(jax.jit, static_argnames=("n_particles", "n_paths", "cfg"))
 def _pf_jit(params, y, A0, age0, I_ext, key, *, n_particles, n_paths, cfg):
-    return particle_filter(params, y, A0, age0, I_ext, key, n_particles=n_particles, n_paths=n_paths, cfg=cfg)
+    return particle_filter(params, y, A0, age0, I_ext, key, n_particles=n_particles, n_paths=n_paths, config=cfg)
 
 
 class PosteriorZ(NamedTuple):
@@ -286,7 +288,7 @@ def _posterior_jit(params, y, A0, age0, I_ext, key, *, n_particles, n_runs, leve
 
 
 def posterior_Z(params: MesoParams, data: MesoData, *, key: jax.Array, n_particles: int = 256, n_runs: int = 8,
-                level: float = 0.9, cfg: MesoConfig = MesoConfig()) -> PosteriorZ:
+                level: float = 0.9, config: MesoConfig = MesoConfig()) -> PosteriorZ:
     """Smoothed posterior mean and credible band of Z at the parameters ``params``.
 
     The particle filter's genealogy smoother (:func:`smoothing_weights`: every bin's particles
@@ -313,18 +315,19 @@ def posterior_Z(params: MesoParams, data: MesoData, *, key: jax.Array, n_particl
         Particles per filter run and independent runs (256 and 8 by default).
     level
         Probability of the central credible band (0.9 by default).
-    cfg
+    config
         Model options.
 
     Returns
     -------
     PosteriorZ
-        ``mean``, ``lower``, ``upper`` (T, M) fractions per bin (rates in Hz are ``/ data.dt``),
+        ``mean``, ``lower``, ``upper`` (T, M) fractions per bin (rates in Hz are ``/ (data.dt / 1000)``, ``dt`` in ms),
         ``log_lik`` and ``log_lik_runs`` in nats.
     """
+    key = check_key(key)
     check_params_data(params, data)
     n_particles = int(check_scalar(n_particles, "n_particles", low=2, integer=True))
     n_runs = int(check_scalar(n_runs, "n_runs", low=1, integer=True))
     level = float(check_scalar(level, "level", low=0.0, high=1.0, low_inclusive=False, high_inclusive=False))
     return _posterior_jit(params, data.y, data.A0, data.age0, data.I_ext, key, n_particles=n_particles,
-                          n_runs=n_runs, level=level, band=True, cfg=cfg)
+                          n_runs=n_runs, level=level, band=True, cfg=config)

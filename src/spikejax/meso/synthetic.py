@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..core.errors import check_array, check_scalar
+from ..core.random import check_key
 from .data import MesoData
 from .model import HIST_BINS, MesoConfig, advance, init_state, step_parts
 from .params import MesoParams
@@ -27,17 +28,17 @@ from .smc import observed_potential, observed_reset, transition_draw
 __all__ = ["simulate_observed"]
 
 
-def simulate_observed(params: MesoParams, n_bins: int, *, key: jax.Array, n_obs: int = 3,
+def simulate_observed(params: MesoParams, n_steps: int, *, key: jax.Array, n_obs: int = 3,
                       hist_bins: int = HIST_BINS, burn_bins: int = HIST_BINS, A0=None,
-                      cfg: MesoConfig = MesoConfig()) -> MesoData:
-    """A trial of ``hist_bins`` history and ``n_bins`` fitted bins drawn from the mesoscopic model.
+                      config: MesoConfig = MesoConfig()) -> MesoData:
+    """A trial of ``hist_bins`` history and ``n_steps`` fitted bins drawn from the mesoscopic model.
 
     Parameters
     ----------
     params
         Model parameters (validated).
-    n_bins
-        Bins of Δ (4 ms) in the fitted window (at least 2).
+    n_steps
+        Bins of Δ (``config.dt``, 4 ms) in the fitted window (at least 2).
     key
         PRNG key (the trial is a pure function of it).
     n_obs
@@ -48,8 +49,8 @@ def simulate_observed(params: MesoParams, n_bins: int, *, key: jax.Array, n_obs:
         Bins simulated and discarded first, from the stationary start at ``A0``.
     A0
         (M,) rates in Hz of the stationary start (default 1 Hz, as :func:`~spikejax.meso.simulate`).
-    cfg
-        Model options.
+    config
+        Model options (``config.dt`` in ms).
 
     Returns
     -------
@@ -59,22 +60,23 @@ def simulate_observed(params: MesoParams, n_bins: int, *, key: jax.Array, n_obs:
     if not isinstance(params, MesoParams):
         raise TypeError(f"params must be a MesoParams, got {type(params).__name__}")
     params.validate()
-    n_bins = int(check_scalar(n_bins, "n_bins", low=2, integer=True))
+    key = check_key(key)
+    n_steps = int(check_scalar(n_steps, "n_steps", low=2, integer=True))
     n_obs = int(check_scalar(n_obs, "n_obs", low=1, integer=True))
     hist_bins = int(check_scalar(hist_bins, "hist_bins", low=0, integer=True))
     burn_bins = int(check_scalar(burn_bins, "burn_bins", low=0, integer=True))
     M = params.M
     dtype = params.amem.dtype
     A0 = jnp.ones((M,), dtype) if A0 is None else check_array(A0, "A0", (M,), low=0.0).astype(dtype)
-    total = burn_bins + hist_bins + n_bins
-    Z, y = _draw(params, key, A0, n_total=total, n_obs=n_obs, cfg=cfg)
+    total = burn_bins + hist_bins + n_steps
+    Z, y = _draw(params, key, A0, n_total=total, n_obs=n_obs, cfg=config)
     Z, y = np.asarray(Z)[burn_bins:], np.asarray(y)[burn_bins:]
-    return MesoData.from_full(y, N=params.N, Z=Z, hist_bins=hist_bins, dt=cfg.dt)
+    return MesoData.from_full(y, N=params.N, Z=Z, hist_bins=hist_bins, dt=config.dt)
 
 
 @functools.partial(jax.jit, static_argnames=("n_total", "n_obs", "cfg"))
 def _draw(params, key, A0, *, n_total, n_obs, cfg):
-    dt = cfg.dt
+    dt = cfg.dt_s
     N = params.N_array.astype(A0.dtype)
     M = A0.shape[0]
     V0 = jnp.zeros((M, n_obs), A0.dtype)
