@@ -39,7 +39,7 @@ def _timed(f, *a, reps=3):
 
 def main(quick: bool, workers: int, out: str | None) -> dict:
     n_cond, per = (8, 8) if quick else (20, 16)
-    d = generate_lorenz_dataset(n_conditions=n_cond, trials_per_condition=per, n_neurons=29, steps=1000,
+    d = generate_lorenz_dataset(n_conditions=n_cond, trials_per_condition=per, n_neurons=29, n_steps=1000,
                                 dt=20, key=jax.random.key(0))
     data = {"data": jnp.asarray(d["train"]["data"])}
     n = data["data"].shape[0]

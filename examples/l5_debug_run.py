@@ -7,7 +7,7 @@ import argparse
 
 import jax
 
-from spikejax.l5 import debug_config, plot_all, run
+from spikejax.l5 import debug_config, save_figures, run
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--quick", action="store_true", help="small network, short run")
@@ -16,6 +16,6 @@ args = ap.parse_args()
 cfg = debug_config(N=[9, 55, 9, 7], sim_number=2, Ttau=80, number_steps_before_learning=200) if args.quick else debug_config()
 res = run(cfg, key=jax.random.PRNGKey(42))
 res.save(args.out)
-plot_all(res, args.out)
+save_figures(res, args.out)
 print(res.selectivity_df.loc["after"].round(3).to_string())
 print(res.summary_info, "HEAD loss", round(res.head_loss, 4))

@@ -147,3 +147,84 @@ def test_fit_result_table_save_load_plot(case, tmp_path):
     plt.close("all")
     again = case.fit(model, data, jax.random.key(11))
     _leaves_close(res.model, again.model, rtol=1e-5, atol=1e-6)
+
+
+# ---- the public surface: verbs, explicit __all__, docs, CLI (replaces tests/test_families_api.py) ---------
+
+import inspect  # noqa: E402
+import types  # noqa: E402
+
+#: the fitting verbs the originals' users know (docs/design.md, "Verbs")
+FIT_VERBS = {"gfr": ("fit_cells", "train_network"), "glm": ("tune",), "meso": ("fit_em",), "l5": ("tune", "tune_constrained"),
+             "lfads": ("train", "pbt")}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_public_surface(family):
+    mod = importlib.import_module(f"spikejax.{family}")
+    assert mod.__doc__, f"spikejax.{family} needs a module docstring"
+    names = mod.__dict__.get("__all__")
+    assert isinstance(names, (list, tuple)) and names, f"spikejax.{family} must declare an explicit __all__"
+    assert len(set(names)) == len(names), "duplicate names in __all__"
+    missing = [n for n in names if not hasattr(mod, n)]
+    assert not missing, missing
+    modules = [n for n in names if isinstance(getattr(mod, n), types.ModuleType)]
+    assert not modules, f"modules are not public names: {modules}"
+    undocumented = [n for n in names if callable(getattr(mod, n)) and not inspect.getdoc(getattr(mod, n))]
+    assert not undocumented, f"public callables without docstrings: {undocumented}"
+    for verb in ("simulate", "loss") + FIT_VERBS[family]:
+        assert verb in names and inspect.isfunction(getattr(mod, verb)), f"spikejax.{family}.{verb} is part of the contract"
+    loss_key = inspect.signature(mod.loss).parameters.get("key")
+    assert loss_key is not None and loss_key.kind is inspect.Parameter.KEYWORD_ONLY and loss_key.default is None
+    for name in names:
+        obj = getattr(mod, name)
+        if name.startswith("plot_") and inspect.isfunction(obj):
+            ax = inspect.signature(obj).parameters.get("ax")
+            assert ax is not None and ax.kind is inspect.Parameter.KEYWORD_ONLY and ax.default is None, name
+    results = [n for n in names if inspect.isclass(getattr(mod, n)) and issubclass(getattr(mod, n), Result)]
+    trajectories = [n for n in names if inspect.isclass(getattr(mod, n)) and issubclass(getattr(mod, n), Trajectory)]
+    assert results and trajectories, (results, trajectories)
+
+
+#: Functions that several packages define on purpose: one verb, the same meaning, each family's own version.
+SHARED_VERBS = {
+    "simulate": "the contract's verb", "loss": "the contract's verb",
+    "tune": "glm and l5: the originals' verb (tune parameters to targets)",
+    "evaluate": "gfr and l5: score a model with the family's metrics",
+    "load_config": "l5 and lfads: read the family's config file",
+    "plot_rates": "gfr and lfads: rates against time", "plot_activity": "meso and l5: activity against time",
+    "mean_isi": "glm's takes a GLMTrajectory (its dt) besides a raster; same quantity as core's",
+    "bits_per_spike": "lfads's is nlb_tools' float64 host computation; same quantity as core's",
+}
+
+
+def test_no_two_public_classes_or_functions_share_a_name():
+    seen: dict[str, str] = {}
+    clashes = []
+    for where in ["core"] + FAMILIES:
+        mod = importlib.import_module(f"spikejax.{where}")
+        for name in mod.__all__:
+            obj = getattr(mod, name)
+            if not (inspect.isclass(obj) or inspect.isfunction(obj)):
+                continue
+            origin = f"{obj.__module__}.{obj.__qualname__}"
+            if name in seen and seen[name] != origin and not (inspect.isfunction(obj) and name in SHARED_VERBS):
+                clashes.append(f"{name}: {seen[name]} vs {origin}")
+            seen.setdefault(name, origin)
+    assert not clashes, clashes
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_cli_and_demo_entry_points(family, capsys):
+    from spikejax import cli
+
+    parser = cli.build_parser()
+    with pytest.raises(SystemExit) as exc:
+        parser.parse_args([family, "--help"])
+    assert exc.value.code == 0
+    assert family in capsys.readouterr().out
+    demo = importlib.import_module(f"spikejax.{family}.demo")
+    params = inspect.signature(demo.run).parameters
+    assert list(params)[0] in ("out_dir", "out")
+    assert params["quick"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert params["seed"].kind is inspect.Parameter.KEYWORD_ONLY

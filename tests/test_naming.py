@@ -101,14 +101,12 @@ def test_core_names():
     assert _problems(["spikejax.core"]) == []
 
 
-@pytest.mark.xfail(strict=False, reason="the families adopt the contract's names this round; the lead turns this on after merging")
 @pytest.mark.parametrize("family", FAMILIES)
 def test_family_names(family):
     problems = _problems(["spikejax.core", f"spikejax.{family}"])
     assert problems == [], "\n".join(problems)
 
 
-@pytest.mark.xfail(strict=False, reason="the families adopt the contract's names this round; the lead turns this on after merging")
 def test_names_across_the_library():
     problems = _problems(["spikejax.core"] + [f"spikejax.{f}" for f in FAMILIES])
     assert problems == [], "\n".join(problems)

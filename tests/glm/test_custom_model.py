@@ -49,7 +49,7 @@ class FilRectLNP(glm.GLMModel):
         return self.lambda_0 * self.dt / 1000.0 * jax.nn.relu(g - self.theta)
 
     def emit_spikes(self, mu, *, key, u=None):
-        return glm.sample_poisson(key, mu, u)
+        return glm.sample_poisson(mu, u, key=key)
 
     def stimulus_filter(self, stimulus):
         # (N, C) multi-channel plan -> one input per neuron

@@ -124,7 +124,7 @@ def test_emission_statistics():
     key = jax.random.key(1)
     mu = jnp.asarray([0.001, 0.05, 0.5, 0.99])
     n = 200_000
-    xs = glm.sample_poisson(key, jnp.broadcast_to(mu, (n, 4)))
+    xs = glm.sample_poisson(jnp.broadcast_to(mu, (n, 4)), key=key)
     mean, var = np.asarray(xs.mean(0), np.float64), np.asarray(xs.var(0), np.float64)
     m64 = np.asarray(mu, np.float64)
     # 4 standard errors of the mean and of the variance (Poisson: var(x) = mu, var(s^2) ~ (mu + 2 mu^2) / n)
@@ -132,12 +132,12 @@ def test_emission_statistics():
     assert np.all(np.abs(var - m64) < 4 * np.sqrt((m64 + 2 * m64**2) / n)), (var, m64)
     # the pieces path (mean > 1) and the normal tail (mean > 1024)
     big = jnp.asarray([3.0, 25.0, 5000.0])
-    xb = glm.sample_poisson(key, jnp.broadcast_to(big, (20_000, 3)))
+    xb = glm.sample_poisson(jnp.broadcast_to(big, (20_000, 3)), key=key)
     np.testing.assert_allclose(np.asarray(xb.mean(0)), np.asarray(big), rtol=0.02)
     np.testing.assert_allclose(np.asarray(xb.var(0)), np.asarray(big), rtol=0.06)
     assert bool(jnp.all(xb == jnp.round(xb)))
     # NaN means stay NaN (never a silent count)
-    assert bool(jnp.isnan(glm.sample_poisson(key, jnp.asarray([jnp.nan, 0.1]))[0]))
+    assert bool(jnp.isnan(glm.sample_poisson(jnp.asarray([jnp.nan, 0.1]), key=key)[0]))
     # Bernoulli emission
     b = glm.BernoulliGLM()
     p = jnp.full((100_000,), 0.2)

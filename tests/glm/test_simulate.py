@@ -54,7 +54,7 @@ def test_block_diagonal_batch_equals_one_by_one(ring20, glorot20):
     m = glm.BernoulliGLM()
     key = jax.random.key(11)
     xb = glm.simulate(m, batch, n_steps=200, key=key).raster
-    keys = glm.batch_keys(key, 3)
+    keys = glm.batch_keys(3, key=key)
     for b, (part, net) in enumerate(zip(glm.unbatch_raster(xb, batch), nets)):
         xs = glm.simulate(m, net, n_steps=200, key=keys[b]).raster
         np.testing.assert_array_equal(np.asarray(part), np.asarray(xs))

@@ -30,7 +30,7 @@ n_epochs: 2
 
 
 def test_cli_train_infer_evaluate(tmp_path, capsys):
-    d = generate_lorenz_dataset(n_conditions=4, trials_per_condition=5, n_neurons=6, steps=200, dt=20, key=jax.random.key(1))
+    d = generate_lorenz_dataset(n_conditions=4, trials_per_condition=5, n_neurons=6, n_steps=200, dt=20, key=jax.random.key(1))
     h5 = save_lfads_h5(tmp_path / "d.h5", {"data": d["train"]["data"], "truth": d["train"]["truth"]},
                        {"data": d["valid"]["data"], "truth": d["valid"]["truth"]},
                        {"train_latents": d["train"]["latents"], "valid_latents": d["valid"]["latents"],

@@ -59,7 +59,7 @@ PBT_SCRIPT = textwrap.dedent(
     """
     import json, sys, jax, numpy as np
     from spikejax.lfads import HParams, LFADSConfig, PBTConfig, TrainConfig, generate_lorenz_dataset, pbt
-    d = generate_lorenz_dataset(n_conditions=8, trials_per_condition=6, n_neurons=10, steps=400, dt=20, key=jax.random.key(0))
+    d = generate_lorenz_dataset(n_conditions=8, trials_per_condition=6, n_neurons=10, n_steps=400, dt=20, key=jax.random.key(0))
     cfg = LFADSConfig(data_dim=10, encod_seq_len=20, ic_enc_dim=6, ci_enc_dim=0, con_dim=0, co_dim=0, ic_dim=4,
                       gen_dim=12, fac_dim=4)
     hp = HParams.create(kl_increase_epoch=2, l2_increase_epoch=2)
@@ -131,7 +131,7 @@ def test_ray_trial_generations_run_on_core_fit(monkeypatch):
                                  get_context=lambda: types.SimpleNamespace(get_trial_id=lambda: "t0"),
                                  Checkpoint=types.SimpleNamespace(from_directory=lambda d: d))
     monkeypatch.setattr(pr, "_import_ray", lambda: (None, fake))
-    d = generate_lorenz_dataset(n_conditions=4, trials_per_condition=5, n_neurons=6, steps=200, dt=20, key=jax.random.key(1))
+    d = generate_lorenz_dataset(n_conditions=4, trials_per_condition=5, n_neurons=6, n_steps=200, dt=20, key=jax.random.key(1))
     cfg = LFADSConfig(data_dim=6, encod_seq_len=10, ic_enc_dim=4, ci_enc_dim=0, con_dim=0, co_dim=0, ic_dim=3,
                       gen_dim=8, fac_dim=3)
     base = HParams.create(kl_increase_epoch=1, l2_increase_epoch=1, kl_co_scale=0.0)

@@ -31,7 +31,7 @@ def test_ray_explore_and_initial_values_use_the_pbt_vocabulary():
 def test_pbt_ray_local_instance(tmp_path):
     """Two Ray Tune trials, three 1-epoch generations with binary-tournament exploit (about 3 min on
     2 cores: every restarted trial is a fresh process that re-imports JAX and recompiles)."""
-    d = generate_lorenz_dataset(n_conditions=4, trials_per_condition=5, n_neurons=6, steps=200, dt=20, key=jax.random.key(1))
+    d = generate_lorenz_dataset(n_conditions=4, trials_per_condition=5, n_neurons=6, n_steps=200, dt=20, key=jax.random.key(1))
     cfg = LFADSConfig(data_dim=6, encod_seq_len=10, ic_enc_dim=4, ci_enc_dim=0, con_dim=0, co_dim=0, ic_dim=3,
                       gen_dim=8, fac_dim=3)
     space = (SearchParam("learning_rate", 1e-3, 3e-2, init=1e-2, explore_param=0.3),

@@ -77,7 +77,7 @@ def test_loss_without_key_is_deterministic_and_epoch_ramps():
 
 
 def test_pbt_result_table_save_load(tmp_path):
-    d = generate_lorenz_dataset(n_conditions=2, trials_per_condition=4, n_neurons=4, steps=120, dt=20,
+    d = generate_lorenz_dataset(n_conditions=2, trials_per_condition=4, n_neurons=4, n_steps=120, dt=20,
                                 key=jax.random.key(1))
     cfg = LFADSConfig(**SMALL)
     space = (SearchParam("learning_rate", 1e-3, 1e-2, init=5e-3, explore_param=0.3),

@@ -28,7 +28,7 @@ CFG = LFADSConfig(data_dim=6, encod_seq_len=10, ic_enc_dim=4, ci_enc_dim=3, con_
 
 @pytest.fixture(scope="module")
 def tiny():
-    d = generate_lorenz_dataset(n_conditions=4, trials_per_condition=5, n_neurons=6, steps=200, dt=20, key=jax.random.key(1))
+    d = generate_lorenz_dataset(n_conditions=4, trials_per_condition=5, n_neurons=6, n_steps=200, dt=20, key=jax.random.key(1))
     return d
 
 

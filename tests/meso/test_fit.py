@@ -17,7 +17,7 @@ def short(data11):
 @pytest.fixture(scope="session")
 def x0(short):
     lo, hi = meso.box_bounds()
-    return np.asarray(meso.sample_in_box(jax.random.PRNGKey(7), lo, hi, 2))
+    return np.asarray(meso.sample_in_box(lo, hi, 2, key=jax.random.PRNGKey(7)))
 
 
 @pytest.fixture(scope="session")

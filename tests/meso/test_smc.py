@@ -69,7 +69,7 @@ def test_gradient_finite_everywhere_in_the_box(data11):
     d = data11.window(0, 250)
     gt = meso.ground_truth()
     lo, hi = meso.box_bounds()
-    xs = meso.sample_in_box(jax.random.PRNGKey(1), lo, hi, 8)
+    xs = meso.sample_in_box(lo, hi, 8, key=jax.random.PRNGKey(1))
     xs = jnp.concatenate([xs, lo[None], hi[None]])
 
     def f(x):

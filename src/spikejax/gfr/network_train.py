@@ -94,7 +94,7 @@ def forward(model: GFRNetwork | VanillaRNN, images: Any, *, n_readout: int = N_R
     return _forward_jit(model, x, int(n_readout))
 
 
-def network_loss(model: Any, batch: tuple[jax.Array, jax.Array], key: jax.Array | None = None):
+def network_loss(model: Any, batch: tuple[jax.Array, jax.Array], *, key: jax.Array | None = None):
     """Mean cross-entropy of the first readout step's logits; ``(loss, {"accuracy": ...})``.
 
     ``batch = (images (B, T, n_inputs), labels (B,))``; the signature fits
@@ -115,6 +115,11 @@ def _eval_batch(model, x, y, valid, n_readout: int):
     correct_vote = jnp.sum((jnp.argmax(votes, axis=-1) == y) & valid)
     loss = jnp.sum(jnp.where(valid, optax.softmax_cross_entropy_with_integer_labels(logits[0], y), 0.0))
     return correct_steps, correct_vote, loss
+
+
+def _network_loss_step(model: Any, batch: tuple[jax.Array, jax.Array], key: jax.Array):
+    """:func:`network_loss` in the trainer's loss signature (the key comes positionally there)."""
+    return network_loss(model, batch, key=key)
 
 
 def evaluate_network(
@@ -258,7 +263,7 @@ def train_network(
     t0 = time.perf_counter()
     res = fit(
         model,
-        network_loss,
+        _network_loss_step,
         (x, y),
         optimizer=optimizer,
         key=key,

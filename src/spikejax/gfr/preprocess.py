@@ -230,14 +230,14 @@ def sweep_window(sweep: RawSweep) -> tuple[int, int]:
     return start, stop
 
 
-def bin_sweep(sweep: RawSweep, bin_size: float, window: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Bin one sweep at ``bin_size`` ms: (mean current per bin (pA), spike count / bin_size (spikes/ms))."""
-    if bin_size not in BIN_SIZES:
-        raise ConfigError(f"bin_size must be one of {BIN_SIZES} ms, got {bin_size!r}")
+def bin_sweep(sweep: RawSweep, dt: float, window: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Bin one sweep at ``dt`` ms: (mean current per bin (pA), spike count / dt (spikes/ms))."""
+    if dt not in BIN_SIZES:
+        raise ConfigError(f"dt must be one of {BIN_SIZES} ms, got {dt!r}")
     start, stop = window if window is not None else sweep_window(sweep)
-    per_bin = int(round(bin_size * sweep.sampling_rate / 1000.0))
+    per_bin = int(round(dt * sweep.sampling_rate / 1000.0))
     if per_bin < 1:
-        raise ConfigError(f"sampling rate {sweep.sampling_rate} Hz is too low for {bin_size} ms bins")
+        raise ConfigError(f"sampling rate {sweep.sampling_rate} Hz is too low for {dt} ms bins")
     n_bins = (stop - start) // per_bin
     end = start + n_bins * per_bin
     cur = sweep.current[start:end].reshape(n_bins, per_bin).mean(axis=1)
@@ -247,7 +247,7 @@ def bin_sweep(sweep: RawSweep, bin_size: float, window: tuple[int, int] | None =
     np.add.at(ind, idx, 1)
     ind = np.minimum(ind, 1)  # 0/1 indicator at sample resolution
     counts = ind[start:end].reshape(n_bins, per_bin).sum(axis=1)
-    return cur, counts / float(bin_size)
+    return cur, counts / float(dt)
 
 
 def max_firing_rate(sweeps: Sequence[RawSweep]) -> float:

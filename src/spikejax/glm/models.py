@@ -100,7 +100,7 @@ def fast_poisson(enabled: bool = True):
         _POISSON_FAST.reset(token)
 
 
-def sample_poisson(key: jax.Array, mu: jax.Array, u: jax.Array | None = None) -> jax.Array:
+def sample_poisson(mu: jax.Array, u: jax.Array | None = None, *, key: jax.Array) -> jax.Array:
     """Exact Poisson counts with means ``mu`` (float array, same dtype as ``mu``; NaN stays NaN).
 
     A Poisson(mu) count is the sum of ``m = ceil(max mu)`` independent Poisson(mu / m) counts, each
@@ -341,7 +341,7 @@ class _LinearPoissonMixin:
         return self.r * synaptic + self.b + stimulus
 
     def emit_spikes(self, mu, *, key, u=None):
-        return sample_poisson(key, mu, u)
+        return sample_poisson(mu, u, key=key)
 
 
 class _RectifierMixin:

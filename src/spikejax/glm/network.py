@@ -11,7 +11,7 @@ Batches
 * :func:`batch_networks` joins k networks into one block-diagonal graph (node indices of network b
   are offset by the sizes of networks 0..b-1), like PyG's ``DataLoader``. The raster of the batch
   has shape ``(sum N_b, n_steps)``. The network remembers its block sizes so that random numbers
-  are drawn per network (network b uses ``batch_keys(key, k)[b]``): a batch equals one-by-one
+  are drawn per network (network b uses ``batch_keys(k, key=key)[b]``): a batch equals one-by-one
   simulation.
 * :func:`stack_networks` gives the same networks with a leading axis (edges padded with zero
   weights to a common length) for ``jax.vmap``.
@@ -239,9 +239,9 @@ def stack_networks(networks: Sequence[Network]) -> Network:
     return Network(jnp.asarray(src, jnp.int32), jnp.asarray(dst, jnp.int32), w, n, None, deg)
 
 
-def batch_keys(key: jax.Array, n_networks: int) -> jax.Array:
+def batch_keys(n_networks: int, *, key: jax.Array) -> jax.Array:
     """Keys of the networks of a batch: network ``b`` uses ``fold_in(key, b)``.
 
-    Simulating network b alone with ``batch_keys(key, k)[b]`` reproduces its block of the batch.
+    Simulating network b alone with ``batch_keys(k, key=key)[b]`` reproduces its block of the batch.
     """
     return jax.vmap(lambda b: jax.random.fold_in(key, b))(jnp.arange(n_networks))

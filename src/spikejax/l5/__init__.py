@@ -36,11 +36,11 @@ from .constrained import (
 )
 from .engine import apply_gain, simulate
 from .model import L5Model, L5Params, Spec, build_model, make_spec, replace_params
-from .network import Network, build_network, head_type_weights, sample_connectivity, spectral_normalize
+from .network import L5Network, build_network, head_type_weights, sample_connectivity, spectral_normalize
 from .objective import L5Target, loss, soft_relative_indices
 from .outputs import L5RunResult, evaluate, head_loss, meta_data, run, selectivity_df, summary_info, weight_df
 from .params import indegree, load_input_table, load_params, w_compare
-from .plots import plot_activity, plot_all, plot_selectivity, plot_weight_traces, plot_weights_vs_target
+from .plots import plot_activity, save_figures, plot_selectivity, plot_weight_traces, plot_weights_vs_target
 from .search import SPACE, tpe_search
 from .sweep import random_settings, sweep_settings
 from .trajectory import L5Trajectory
@@ -48,7 +48,7 @@ from .tuning import L5TuneResult, TuneParams, check_tuned, tune
 
 __all__ = [
     # the contract: model, simulate, loss, fitting verbs, their results, configs
-    "L5Config", "L5Model", "L5Params", "Spec", "Network", "L5Target", "L5Trajectory", "L5RunResult", "L5TuneResult",
+    "L5Config", "L5Model", "L5Params", "Spec", "L5Network", "L5Target", "L5Trajectory", "L5RunResult", "L5TuneResult",
     "L5ConstrainedResult", "Constraints", "TuneParams",
     "build_model", "simulate", "loss", "run", "tune", "tune_constrained", "tpe_constrained", "tpe_search",
     "sweep_settings", "random_settings", "check_tuned", "validate_tuned",
@@ -62,5 +62,5 @@ __all__ = [
     "evaluate", "head_loss", "meta_data", "selectivity_df", "summary_info", "weight_df",
     "indegree", "load_input_table", "load_params", "w_compare",
     # plots
-    "plot_activity", "plot_selectivity", "plot_weight_traces", "plot_weights_vs_target", "plot_validation", "plot_all",
+    "plot_activity", "plot_selectivity", "plot_weight_traces", "plot_weights_vs_target", "plot_validation", "save_figures",
 ]

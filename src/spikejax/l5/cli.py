@@ -31,14 +31,14 @@ def _run(args) -> int:
     import jax
 
     from .outputs import run
-    from .plots import plot_all
+    from .plots import save_figures
 
     cfg = _cfg(args)
     res = run(cfg, key=jax.random.PRNGKey(cfg.seed))
     out = Path(args.out)
     res.save(out)
     if not args.no_plots:
-        plot_all(res, out)
+        save_figures(res, out)
     print(res.selectivity_df.loc["after"].round(4).to_string())
     print(json.dumps({**res.summary_info, "loss": res.head_loss}))
     return 0

@@ -49,7 +49,7 @@ from . import metrics as M
 from .config import TYPES, L5Config
 from .engine import _run
 from .model import L5Params, make_spec, replace_params
-from .network import Network, build_network, type_index
+from .network import L5Network, build_network, type_index
 from .objective import soft_relative_indices
 from .tuning import TuneParams, _frozen_spec, _params_template
 
@@ -156,7 +156,7 @@ def make_objective(config: L5Config, spec, p0: L5Params, cons: Constraints, *, m
     eval_blocks = cfg.eval_steps // cfg.block
     tp0 = TuneParams.from_params(p0)
 
-    def objective(tp: TuneParams, net: Network):
+    def objective(tp: TuneParams, net: L5Network):
         p = tp.apply(p0, spec.dt)
         out = _run(p, net, spec, jit=False)
         os_rel, ds_rel, _ = soft_relative_indices(out.rates, cfg.N, eval_blocks, soft_beta)
@@ -264,7 +264,7 @@ def tune_constrained(
     c_reg: float = 1e-3,
     w_ds: float = 1.0,
     train: tuple[str, ...] = ("amplitude", "tau", "w_gain"),
-    net: Network | None = None,
+    net: L5Network | None = None,
     params: L5Params | None = None,
     checkpoint: bool = True,
     verbose: bool = False,
@@ -352,7 +352,7 @@ def tpe_constrained(
     c_reg: float = 1e-3,
     w_ds: float = 1.0,
     train: tuple[str, ...] = ("amplitude", "tau", "w_gain"),
-    net: Network | None = None,
+    net: L5Network | None = None,
     params: L5Params | None = None,
 ) -> L5ConstrainedResult:
     """Optuna TPE on the same objective as :func:`tune_constrained` (forward runs only), for

@@ -39,7 +39,7 @@ def run(out_dir: Path, *, quick: bool = False, seed: int = 0) -> dict:
     """Run the L5 demo into ``out_dir`` and return a JSON-able summary."""
     from .config import debug_config
     from .outputs import run as run_config
-    from .plots import plot_all
+    from .plots import save_figures
     from .tuning import check_tuned, tune
 
     out_dir = Path(out_dir)
@@ -54,7 +54,7 @@ def run(out_dir: Path, *, quick: bool = False, seed: int = 0) -> dict:
         n_tune, n_check = 25, 5
     res = run_config(cfg, key=jax.random.PRNGKey(seed))  # the demo's seed made a key explicitly
     res.save(out_dir / "debug_config")
-    plot_all(res, out_dir / "debug_config")
+    save_figures(res, out_dir / "debug_config")
     after = res.selectivity_df.loc["after"]
 
     tuned = tune(tcfg, key=jax.random.PRNGKey(seed + 1), n_epochs=n_tune, learning_rate=0.05, margin=0.35)

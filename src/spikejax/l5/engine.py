@@ -33,7 +33,7 @@ import numpy as np
 from ..core.errors import ShapeError
 from .dynamics import PHASE_MODES, neuron_mask, phase_row_masks, phi, rule_gradient
 from .model import L5Model, L5Params, Spec, _rank1
-from .network import Network, check_network, type_index
+from .network import L5Network, check_network, type_index
 from .stimulus import spatial_projection, stimulus_at, stimulus_basis, thalamic_gain
 from .trajectory import L5Trajectory
 
@@ -339,7 +339,7 @@ def apply_gain(W, w_gain, N):
     return W * w_gain[tid][:, tid].T
 
 
-def _simulate(p: L5Params, net: Network, spec: Spec) -> L5Trajectory:
+def _simulate(p: L5Params, net: L5Network, spec: Spec) -> L5Trajectory:
     theta = jnp.deg2rad(p.degree)
     theta_pref = theta[spec.thal_degree_index] if spec.stimulus == "thalamic" else theta[0]
     W0 = jax.vmap(lambda W: apply_gain(W, p.w_gain, spec.N))(net.W)
@@ -366,7 +366,7 @@ def _simulate(p: L5Params, net: Network, spec: Spec) -> L5Trajectory:
 _simulate_jit = eqx.filter_jit(_simulate)
 
 
-def _run(params: L5Params, net: Network, spec: Spec, *, jit: bool = True) -> L5Trajectory:
+def _run(params: L5Params, net: L5Network, spec: Spec, *, jit: bool = True) -> L5Trajectory:
     if not isinstance(spec, Spec):
         raise TypeError(f"spec must be a Spec (see make_spec), got {type(spec).__name__}")
     if not isinstance(params, L5Params):

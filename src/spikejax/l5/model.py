@@ -16,7 +16,7 @@ from ..core.errors import ConfigError, check_array
 from ..core.random import check_key
 from .config import L5Config
 from .dynamics import PHASE_MODES, neuron_mask
-from .network import Network, build_network
+from .network import L5Network, build_network
 
 __all__ = ["L5Params", "Spec", "L5Model", "make_spec", "build_model", "replace_params"]
 
@@ -160,7 +160,7 @@ def _rank1(mask: np.ndarray):
 
 
 def make_spec(
-    cfg: L5Config,
+    config: L5Config,
     *,
     record_weights: bool = True,
     record_states: bool = False,
@@ -173,33 +173,33 @@ def make_spec(
     capped at n_steps + 1; pass ``n_steps + 1`` when ``tau_threshold`` will vary (search, tuning).
     ``dense_weights=True`` forces the dense N x N weight carry even where the low-rank form applies
     (for checks; same results up to rounding)."""
-    steps = cfg.n_steps if n_steps is None else int(n_steps)
-    cap = min(cfg.window_length, steps + 1) if capacity is None else int(capacity)
-    if cfg.threshold_filter == "window" and cfg.learning_rule in ("BCM", "Slide_BCM", "Cov") and cfg.window_length < cfg.block:
+    steps = config.n_steps if n_steps is None else int(n_steps)
+    cap = min(config.window_length, steps + 1) if capacity is None else int(capacity)
+    if config.threshold_filter == "window" and config.learning_rule in ("BCM", "Slide_BCM", "Cov") and config.window_length < config.block:
         raise ConfigError(
-            f"the threshold window int(-(tau_threshold/dt) ln 0.1) = {cfg.window_length} steps must be >= block="
-            f"{cfg.block}; raise tau_threshold, lower block or use threshold_filter='ema'"
+            f"the threshold window int(-(tau_threshold/dt) ln 0.1) = {config.window_length} steps must be >= block="
+            f"{config.block}; raise tau_threshold, lower block or use threshold_filter='ema'"
         )
     return Spec(
-        N=tuple(int(n) for n in cfg.N),
-        dt=float(cfg.dt),
+        N=tuple(int(n) for n in config.N),
+        dt=float(config.dt),
         n_steps=steps,
-        block=int(cfg.block),
-        n_before=int(cfg.number_steps_before_learning),
-        rule=cfg.learning_rule,
-        variant=cfg.variant,
-        integrator=cfg.integrator,
-        nonlinearity=cfg.nonlinearity_rule,
-        gamma=float(cfg.gamma),
-        smooth_beta=float(cfg.smooth_beta),
-        neurons=cfg.neurons,
-        phase_modes=tuple(PHASE_MODES.index(m) for m in cfg.phase_list),
-        eval_steps=int(cfg.eval_steps),
+        block=int(config.block),
+        n_before=int(config.number_steps_before_learning),
+        rule=config.learning_rule,
+        variant=config.variant,
+        integrator=config.integrator,
+        nonlinearity=config.nonlinearity_rule,
+        gamma=float(config.gamma),
+        smooth_beta=float(config.smooth_beta),
+        neurons=config.neurons,
+        phase_modes=tuple(PHASE_MODES.index(m) for m in config.phase_list),
+        eval_steps=int(config.eval_steps),
         capacity=max(1, cap),
-        stimulus=cfg.stimulus,
-        thal_fraction=tuple(float(x) for x in cfg.thal_fraction),
-        thal_degree_index=int(cfg.thal_degree_index),
-        threshold_filter=cfg.threshold_filter,
+        stimulus=config.stimulus,
+        thal_fraction=tuple(float(x) for x in config.thal_fraction),
+        thal_degree_index=int(config.thal_degree_index),
+        threshold_filter=config.threshold_filter,
         record_weights=record_weights,
         record_states=record_states,
         remat=remat,
@@ -225,14 +225,14 @@ class L5Model(eqx.Module):
     ----------
     params : L5Params
         Continuous parameters (array leaves: differentiate or sweep them without recompiling).
-    net : Network
+    net : L5Network
         ``sim_number`` sampled networks (leading axis S).
     spec : Spec
         Static structure (step count, rule, integrator, ...); changing it recompiles.
     """
 
     params: L5Params
-    net: Network
+    net: L5Network
     spec: Spec = eqx.field(static=True)
 
 
@@ -240,7 +240,7 @@ def build_model(
     config: L5Config,
     *,
     key: jax.Array,
-    net: Network | None = None,
+    net: L5Network | None = None,
     params: L5Params | None = None,
     record_weights: bool = True,
     record_states: bool = False,

@@ -20,7 +20,7 @@ from .config import L5Config
 from .params import indegree
 
 __all__ = [
-    "Network",
+    "L5Network",
     "type_index",
     "head_type_weights",
     "sample_connectivity",
@@ -35,7 +35,7 @@ def type_index(N) -> np.ndarray:
     return np.repeat(np.arange(len(N)), np.asarray(N, dtype=int))
 
 
-class Network(eqx.Module):
+class L5Network(eqx.Module):
     """``sim_number`` sampled networks (leading axis S) with their stimulus positions.
 
     Attributes
@@ -223,7 +223,7 @@ def _build_many(keys, wt, w_init, w_noise, sd_rel, N, K, neurons, pos_kind):
     return jax.vmap(one)(keys)
 
 
-def build_network(config: L5Config, *, key: jax.Array, sim_number: int | None = None, normalize: bool = True) -> Network:
+def build_network(config: L5Config, *, key: jax.Array, sim_number: int | None = None, normalize: bool = True) -> L5Network:
     """Sample ``sim_number`` (default ``config.sim_number``) networks, positions and initial rates.
 
     Parameters
@@ -264,11 +264,11 @@ def build_network(config: L5Config, *, key: jax.Array, sim_number: int | None = 
             "spectral normalisation failed: max Re(eigenvalue) of a sampled W is <= 0 or not finite; "
             "check w_target/prob (a network without excitatory loops cannot be normalised)"
         )
-    return Network(W=W, struct=st, lambda_max=lam, w_type=w_type, pos_a=a, pos_b=b, r0=r0)
+    return L5Network(W=W, struct=st, lambda_max=lam, w_type=w_type, pos_a=a, pos_b=b, r0=r0)
 
 
-def check_network(net: Network, N) -> None:
-    """Validate the shapes of a user-supplied :class:`Network` against population sizes ``N``."""
+def check_network(net: L5Network, N) -> None:
+    """Validate the shapes of a user-supplied :class:`L5Network` against population sizes ``N``."""
     n = int(sum(N))
     S = net.W.shape[0] if net.W.ndim == 3 else None
     if net.W.ndim != 3 or net.W.shape[1:] != (n, n):

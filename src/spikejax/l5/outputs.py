@@ -20,7 +20,7 @@ from . import metrics as M
 from .config import TYPES, L5Config
 from .engine import simulate
 from .model import L5Model, L5Params, build_model
-from .network import FAST_COMPILE, Network, type_index
+from .network import FAST_COMPILE, L5Network, type_index
 from .params import w_compare
 from .trajectory import L5Trajectory
 
@@ -192,7 +192,7 @@ class L5RunResult:
 
 
 def run(config: L5Config, *, key: jax.Array | None = None, params: L5Params | None = None,
-        net: Network | None = None) -> L5RunResult:
+        net: L5Network | None = None) -> L5RunResult:
     """Build the networks (from ``key``; required unless ``net`` is given), simulate every direction and
     compute the original's outputs."""
     cfg = config

@@ -2,7 +2,7 @@
 
 Every ``plot_*`` draws on ``ax`` (a new figure by default) and returns the Axes (an array of Axes for
 the multi-panel figures); none selects a matplotlib backend and none writes a file, except
-:func:`plot_all`, which writes into the folder its caller names.
+:func:`save_figures`, which writes into the folder its caller names.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from ..core.results import get_ax
 from .config import TYPES
 from .params import w_compare
 
-__all__ = ["plot_selectivity", "plot_weights_vs_target", "plot_activity", "plot_weight_traces", "plot_all", "COLORS"]
+__all__ = ["plot_selectivity", "plot_weights_vs_target", "plot_activity", "plot_weight_traces", "save_figures", "COLORS"]
 
 #: Colours of the types CS, CC, PV, SST (the original's).
 COLORS = ["#7f7fff", "#ffb6ae", "#8fd9d2", "#dba3e6"]
@@ -112,7 +112,7 @@ def plot_weight_traces(w_trace, *, sim: int = 0, direction: int = 0, block_steps
     return grid
 
 
-def plot_all(result, out_dir: str | Path, prefix: str = "") -> list[Path]:
+def save_figures(result, out_dir: str | Path, prefix: str = "") -> list[Path]:
     """Write the four figures of an :class:`~spikejax.l5.L5RunResult` into ``out_dir`` (PNG files)."""
     out_dir = Path(out_dir)
     cfg = result.config

@@ -17,7 +17,7 @@ from . import metrics as M
 from .config import L5Config
 from .engine import _run
 from .model import L5Params, make_spec, replace_params
-from .network import Network, build_network
+from .network import L5Network, build_network
 
 __all__ = ["SWEEPABLE", "sweep_settings", "random_settings", "make_setting_fn"]
 
@@ -59,7 +59,7 @@ def sweep_settings(
     settings: dict,
     *,
     key: jax.Array | None = None,
-    net: Network | None = None,
+    net: L5Network | None = None,
     chunk_size: int | None = None,
 ) -> dict:
     """Simulate every setting and return exact summaries, one row per setting.

@@ -36,7 +36,7 @@ from . import metrics as M
 from .config import L5Config
 from .engine import _run
 from .model import L5Model, L5Params, make_spec, replace_params
-from .network import Network, build_network
+from .network import L5Network, build_network
 from .objective import L5Target, _terms, soft_relative_indices
 
 __all__ = ["TuneParams", "L5TuneResult", "tune", "check_tuned", "soft_relative_indices"]
@@ -134,7 +134,7 @@ def tune(
     min_act: float = 0.05,
     c_reg: float = 1e-3,
     train: tuple[str, ...] = ("amplitude", "tau", "w_gain"),
-    net: Network | None = None,
+    net: L5Network | None = None,
     params: L5Params | None = None,
     checkpoint: bool = True,
     progress: bool | None = False,

@@ -206,15 +206,15 @@ def load_lorenz_tutorial() -> dict[str, Any]:
     return out
 
 
-def lorenz_trajectories(n: int, steps: int, *, dt: float, rng: np.random.Generator, burn_in: int = 500,
+def lorenz_trajectories(n: int, n_steps: int, *, lorenz_dt: float, rng: np.random.Generator, burn_in: int = 500,
                         sigma: float = 10.0, rho: float = 28.0, beta: float = 8.0 / 3.0,
                         standard: bool = True) -> np.ndarray:
-    """Forward-Euler Lorenz trajectories (n, steps, 3) from ``N(0, I) + (0, 0, 25)`` after ``burn_in`` steps.
+    """Forward-Euler Lorenz trajectories (n, n_steps, 3) from ``N(0, I) + (0, 0, 25)`` after ``burn_in`` steps.
 
     ``standard=False`` reproduces the published lfads-run-manager variant without the ``-y`` term.
     """
     s = rng.normal(size=(n, 3)) + np.array([0.0, 0.0, 25.0])
-    out = np.empty((n, steps, 3))
+    out = np.empty((n, n_steps, 3))
 
     def deriv(s):
         x, y, z = s[:, 0], s[:, 1], s[:, 2]
@@ -222,15 +222,15 @@ def lorenz_trajectories(n: int, steps: int, *, dt: float, rng: np.random.Generat
         return np.stack([sigma * (y - x), dy, x * y - beta * z], axis=1)
 
     for _ in range(burn_in):
-        s = s + dt * deriv(s)
-    for t in range(steps):
-        s = s + dt * deriv(s)
+        s = s + lorenz_dt * deriv(s)
+    for t in range(n_steps):
+        s = s + lorenz_dt * deriv(s)
         out[:, t] = s
     return out
 
 
 def generate_lorenz_dataset(*, key: Any, n_conditions: int = 65, trials_per_condition: int = 24,
-                            n_neurons: int = 29, steps: int = 1000, lorenz_dt: float = 0.006, dt: int = 20,
+                            n_neurons: int = 29, n_steps: int = 1000, lorenz_dt: float = 0.006, dt: int = 20,
                             base_rate_hz: float = 5.0, valid_fraction: float = 0.2,
                             standard: bool = True) -> dict[str, Any]:
     """The LFADS "lorenz" demo-data recipe (spec §5.1): 1-ms Poisson spikes thresholded to 0/1, binned.
@@ -240,12 +240,12 @@ def generate_lorenz_dataset(*, key: Any, n_conditions: int = 65, trials_per_cond
     with ``data`` (counts per bin), ``truth`` (spikes/s, binned mean) and ``latents``, and ``dt``.
 
     ``key``: a JAX PRNG key; the recipe draws with NumPy, seeded from the key
-    (``jax.random.key(s)`` gives the numbers the former ``seed=s`` gave). ``steps`` 1-ms steps are
+    (``jax.random.key(s)`` gives the numbers the former ``seed=s`` gave). ``n_steps`` 1-ms steps are
     binned into ``dt``-ms bins; ``lorenz_dt`` is the Euler step of the Lorenz equations (dimensionless).
     """
     rng = np.random.default_rng(numpy_seed(check_key(key)))
     bin_ms = int(dt)
-    lat = lorenz_trajectories(n_conditions, steps, dt=lorenz_dt, rng=rng, standard=standard)
+    lat = lorenz_trajectories(n_conditions, n_steps, lorenz_dt=lorenz_dt, rng=rng, standard=standard)
     lat = lat - lat.mean(axis=1, keepdims=True)
     lat = lat / np.abs(lat).max(axis=1, keepdims=True)
     w = (rng.random((n_neurons, 3)) + 1.0) * np.sign(rng.normal(size=(n_neurons, 3)))
@@ -253,7 +253,7 @@ def generate_lorenz_dataset(*, key: Any, n_conditions: int = 65, trials_per_cond
     rates = np.exp(np.clip(lat @ w.T + b, -20, 20))  # spikes/ms, (cond, steps, neurons)
     cond = np.repeat(np.arange(n_conditions), trials_per_condition)
     spikes = (rng.poisson(rates[cond]) > 0).astype(np.float32)
-    nb = steps // bin_ms
+    nb = n_steps // bin_ms
     counts = spikes[:, : nb * bin_ms].reshape(len(cond), nb, bin_ms, n_neurons).sum(2)
     truth = rates[cond][:, : nb * bin_ms].reshape(len(cond), nb, bin_ms, n_neurons).mean(2) * 1000.0
     latb = lat[cond][:, : nb * bin_ms].reshape(len(cond), nb, bin_ms, 3).mean(2)
@@ -322,7 +322,7 @@ def generate_calcium_dataset(*, n_conditions: int = 16, trials_per_condition: in
     dt_lorenz = 0.01 * speed * bin_ms / 10.0
     sub = 5
     n_sim = n_bins + frame_bins * tail_frames if deconvolution == "nnls" else n_bins
-    lat = lorenz_trajectories(n_conditions, n_sim * sub, dt=dt_lorenz / sub, rng=rng)[:, ::sub]
+    lat = lorenz_trajectories(n_conditions, n_sim * sub, lorenz_dt=dt_lorenz / sub, rng=rng)[:, ::sub]
     mu, sd = lat[:, :n_bins].mean(axis=(0, 1)), lat[:, :n_bins].std(axis=(0, 1))
     lat = (lat - mu) / sd
     w = rng.uniform(*gain, size=(n_neurons, 3)) * np.sign(rng.normal(size=(n_neurons, 3))) / np.sqrt(3)

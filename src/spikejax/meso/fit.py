@@ -140,7 +140,7 @@ def fit_em(
     if lo.shape[0] != 4 * data.M:
         raise ConfigError(f"the box has {lo.shape[0]} entries, expected {4 * data.M}")
     if x0 is None:
-        x0s = sample_in_box(key, lo, hi, em.n_restarts)
+        x0s = sample_in_box(lo, hi, em.n_restarts, key=key)
     else:
         x0s = check_array(x0, "x0", (None, 4 * data.M)).astype(dtype)
         for i in range(x0s.shape[0]):
@@ -292,7 +292,7 @@ def fit_params_given_Z(
     lo, hi = box_bounds(reference)
     lo, hi = lo.astype(dtype), hi.astype(dtype)
     if x0 is None:
-        x0s = sample_in_box(key, lo, hi, n_starts)
+        x0s = sample_in_box(lo, hi, n_starts, key=key)
     else:
         x0s = check_array(x0, "x0", (None, 4 * data.M)).astype(dtype)
         for i in range(x0s.shape[0]):

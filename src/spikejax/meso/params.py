@@ -209,7 +209,7 @@ def check_in_box(params: MesoParams, lo: jax.Array, hi: jax.Array, name: str = "
         )
 
 
-def sample_in_box(key: jax.Array, lo: jax.Array, hi: jax.Array, n: int) -> jax.Array:
+def sample_in_box(lo: jax.Array, hi: jax.Array, n: int, *, key: jax.Array) -> jax.Array:
     """``n`` parameter vectors drawn independently and uniformly from the box (shape (n, 4M))."""
     u = jax.random.uniform(key, (n, lo.shape[-1]), dtype=lo.dtype)
     return lo + (hi - lo) * u

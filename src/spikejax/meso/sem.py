@@ -73,7 +73,7 @@ def sem_single(x0, key, base: MesoParams, arrays: dict, lo, hi, *, cfg: MesoConf
         return from_vector(base, _from_box(u, lo, hi))
 
     def iteration(u, i):
-        Zp, ll, _ = particle_filter(params_of(u), y, A0, age0, I_ext, jax.random.fold_in(key, i),
+        Zp, ll, _ = particle_filter(params_of(u), y, A0, age0, I_ext, key=jax.random.fold_in(key, i),
                                     n_particles=sem.n_particles, n_paths=1, config=cfg)
 
         def fun(u_):
@@ -86,7 +86,7 @@ def sem_single(x0, key, base: MesoParams, arrays: dict, lo, hi, *, cfg: MesoConf
     n_burn = min(int(sem.burn_in * sem.n_iter), sem.n_iter - 1)
     x = xs[n_burn:].mean(0)
     keys = jax.random.split(jax.random.fold_in(key, sem.n_iter + 1), sem.n_final)
-    Zf, llf, _ = jax.vmap(lambda k: particle_filter(params_of(_to_box(x, lo, hi)), y, A0, age0, I_ext, k,
+    Zf, llf, _ = jax.vmap(lambda k: particle_filter(params_of(_to_box(x, lo, hi)), y, A0, age0, I_ext, key=k,
                                                     n_particles=sem.n_particles, n_paths=1, config=cfg))(keys)
     log_lik = jax.scipy.special.logsumexp(llf) - jnp.log(sem.n_final)
     Z = Zf[:, 0].mean(0)

@@ -147,7 +147,7 @@ def _filter(params: MesoParams, y, A0, age0, I_ext, key, *, n_particles: int, cf
     return Zs, ancs, logw, loglik, ess
 
 
-def particle_filter(params: MesoParams, y, A0, age0, I_ext, key, *, n_particles: int = 256, n_paths: int = 1,
+def particle_filter(params: MesoParams, y, A0, age0, I_ext, *, key, n_particles: int = 256, n_paths: int = 1,
                     config: MesoConfig = MesoConfig()):
     """Bootstrap particle filter (pure; no validation — see :func:`sample_posterior`).
 
@@ -242,7 +242,7 @@ def sample_posterior(params: MesoParams, data: MesoData, *, key: jax.Array, n_pa
 
 @functools.partial(jax.jit, static_argnames=("n_particles", "n_paths", "cfg"))
 def _pf_jit(params, y, A0, age0, I_ext, key, *, n_particles, n_paths, cfg):
-    return particle_filter(params, y, A0, age0, I_ext, key, n_particles=n_particles, n_paths=n_paths, config=cfg)
+    return particle_filter(params, y, A0, age0, I_ext, key=key, n_particles=n_particles, n_paths=n_paths, config=cfg)
 
 
 class PosteriorZ(NamedTuple):
