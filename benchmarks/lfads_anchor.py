@@ -57,7 +57,8 @@ import jax.numpy as jnp  # noqa: E402
 
 from spikejax.core.io import atomic_open  # noqa: E402
 from spikejax.lfads import LFADS, HParams, LFADSConfig, TrainConfig, load_lorenz_tutorial  # noqa: E402
-from spikejax.lfads.training import make_epoch_fn, make_optimizer  # noqa: E402
+from spikejax.lfads.training import make_optimizer
+from lfads_epoch import make_epoch_fn  # noqa: E402
 
 NOTES_HEADING = "## Notes (written by hand"
 ANCHOR = Path(__file__).resolve().parents[2] / "shared" / "anchors" / "lfads_torch_anchor.py"

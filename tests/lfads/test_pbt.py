@@ -144,3 +144,57 @@ def test_ray_trial_generations_run_on_core_fit(monkeypatch):
     assert [r["epoch"] for r in reports] == [2, 4]
     assert all(np.isfinite(r["metric"]) and np.isfinite(r["train_loss"]) for r in reports)
     assert reports[1]["metric"] < reports[0]["metric"]
+
+
+@pytest.mark.slow
+def test_ray_trial_resumes_from_its_core_checkpoint(monkeypatch, tmp_path):
+    """The trial's Ray Tune checkpoint is core's checkpoint (save_checkpoint/load_checkpoint): a trial
+    restarted from it continues the epoch clock and the smoothed metric."""
+    import contextlib
+    import importlib
+    import shutil
+    import types
+
+    import jax
+
+    from spikejax.lfads import HParams, LFADSConfig, PBTConfig, TrainConfig, generate_lorenz_dataset
+
+    pr = importlib.import_module("spikejax.lfads.ray_backend")
+    reports, kept = [], tmp_path / "kept"
+
+    class Done(Exception):
+        pass
+
+    def report(metrics, checkpoint=None):
+        reports.append(metrics)
+        if kept.exists():
+            shutil.rmtree(kept)
+        shutil.copytree(checkpoint, kept)
+        raise Done
+
+    class Ckpt:
+        @contextlib.contextmanager
+        def as_directory(self):
+            yield str(kept)
+
+    state = {"ckpt": None}
+    fake = types.SimpleNamespace(get_checkpoint=lambda: state["ckpt"], report=report,
+                                 get_context=lambda: types.SimpleNamespace(get_trial_id=lambda: "t0"),
+                                 Checkpoint=types.SimpleNamespace(from_directory=lambda d: d))
+    monkeypatch.setattr(pr, "_import_ray", lambda: (None, fake))
+    d = generate_lorenz_dataset(n_conditions=4, trials_per_condition=5, n_neurons=6, n_steps=200, dt=20, key=jax.random.key(1))
+    cfg = LFADSConfig(data_dim=6, encod_seq_len=10, ic_enc_dim=4, ci_enc_dim=0, con_dim=0, co_dim=0, ic_dim=3,
+                      gen_dim=8, fac_dim=3)
+    base = HParams.create(kl_increase_epoch=1, l2_increase_epoch=1, kl_co_scale=0.0)
+    payload = {"model_config": cfg, "train_config": TrainConfig(batch_size=8, lr_scheduler=False),
+               "pbt_config": PBTConfig(num_workers=2, epochs_per_generation=2),
+               "base_hp": {f: float(getattr(base, f)) for f in HParams.__dataclass_fields__},
+               "train": {"data": np.asarray(d["train"]["data"])}, "valid": {"data": np.asarray(d["valid"]["data"])}}
+    config = {"hp": {"learning_rate": 1e-2, "kl_ic_scale": 1e-4, "_worker": 0}}
+    with pytest.raises(Done):
+        pr._worker(config, payload)
+    assert (kept / "latest.json").is_file() and reports[0]["epoch"] == 2
+    state["ckpt"] = Ckpt()
+    with pytest.raises(Done):
+        pr._worker(config, payload)
+    assert reports[1]["epoch"] == 4 and np.isfinite(reports[1]["metric"])

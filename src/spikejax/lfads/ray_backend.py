@@ -28,7 +28,6 @@ the population does not fit on one.
 from __future__ import annotations
 
 import functools
-import json
 import math
 import tempfile
 import time
@@ -42,9 +41,9 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, DataFormatError
 from ..core.random import check_key
-from ..core.training import fit
+from ..core.training import fit, load_checkpoint, save_checkpoint
 from .data import check_dataset
 from .model import LFADS, HParams, LFADSConfig
 from .objective import loss_terms
@@ -142,8 +141,10 @@ def _worker(config: dict, payload: dict) -> None:
     ckpt = tune.get_checkpoint()
     if ckpt is not None:  # first start after an exploit: the winner's weights and optimiser state
         with ckpt.as_directory() as d:
-            params, opt_state = eqx.tree_deserialise_leaves(Path(d) / "state.eqx", (params, opt_state))
-            meta = json.loads((Path(d) / "meta.json").read_text())
+            found = load_checkpoint(d, (params, opt_state))
+        if found is None:
+            raise DataFormatError("the Ray Tune checkpoint handed to this trial holds no spikejax checkpoint")
+        _, (params, opt_state), meta = found
         epoch, smth = meta["epoch"], meta["smth"]
     opt_state = set_lr(opt_state, vals["learning_rate"])
     hp = HParams.create(**{**payload["base_hp"], **{k: v for k, v in vals.items() if k in payload["base_hp"]}},
@@ -156,8 +157,8 @@ def _worker(config: dict, payload: dict) -> None:
         epoch += pc.epochs_per_generation
         metric = smth if math.isfinite(smth) else float("nan")
         with tempfile.TemporaryDirectory() as d:
-            eqx.tree_serialise_leaves(Path(d) / "state.eqx", (eqx.filter(model, eqx.is_inexact_array), opt_state))
-            (Path(d) / "meta.json").write_text(json.dumps({"epoch": epoch, "smth": metric}))
+            # core's checkpoint writer (atomic, resumable by load_checkpoint), in the folder Ray Tune keeps
+            save_checkpoint(d, epoch, (eqx.filter(model, eqx.is_inexact_array), opt_state), {"epoch": epoch, "smth": metric})
             tune.report({"metric": metric, "epoch": epoch, "train_loss": loss},
                         checkpoint=tune.Checkpoint.from_directory(d))
 
@@ -298,11 +299,15 @@ def pbt_ray(model_config: LFADSConfig, train_data: dict[str, Any], valid_data: d
         )
         results = tuner.fit()
         best = results.get_best_result(metric="metric", mode="min", scope="last")
+        # a structure template (its random initial values are overwritten by the checkpoint's)
         model = LFADS(model_config, key=jax.random.PRNGKey(0))
         params, static = eqx.partition(model, eqx.is_inexact_array)
         optimizer = make_optimizer(tc)
         with best.checkpoint.as_directory() as d:
-            params, opt_state = eqx.tree_deserialise_leaves(Path(d) / "state.eqx", (params, optimizer.init(params)))
+            found = load_checkpoint(d, (params, optimizer.init(params)))
+        if found is None:
+            raise DataFormatError("the best Ray Tune trial left no spikejax checkpoint")
+        _, (params, opt_state), _ = found
         vals = best.config["hp"]
         best_hp = HParams.create(**{**payload["base_hp"], **{k: v for k, v in vals.items() if k in payload["base_hp"]}},
                                  dtype=model.ic_prior_mean.dtype)

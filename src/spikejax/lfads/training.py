@@ -5,8 +5,7 @@
 hyperparameters as traced ``args``; the validation recon is exponentially smoothed
 (``val_smoothing``), early stopping and the plateau learning-rate decay
 (:class:`spikejax.core.PlateauDecay` on the injected learning rate) count only after the ramps,
-and checkpoints resume exactly. :func:`make_epoch_fn` is the same step scanned over one epoch
-as a pure function, which :func:`spikejax.lfads.pbt` vmaps over a worker population.
+and checkpoints resume exactly. :func:`spikejax.lfads.pbt` trains a worker population on :func:`spikejax.core.fit_population`.
 """
 
 from __future__ import annotations
@@ -26,15 +25,14 @@ import optax
 from ..core.config import Config, option
 from ..core.random import check_key
 from ..core.results import StopReason, history_frame
-from ..core.training import EarlyStopping, PlateauDecay, fit, get_hyperparam, make_train_step, set_hyperparam
-from . import rng
+from ..core.training import EarlyStopping, PlateauDecay, fit, get_hyperparam, set_hyperparam
 from .data import check_dataset, make_sv_mask
 from .model import LFADS, HParams
 from .objective import loss_terms
 from .records import LFADSTrainResult
 from .rng import numpy_seed
 
-__all__ = ["TrainConfig", "make_optimizer", "make_epoch_fn", "make_eval_fn", "train", "set_lr", "get_lr"]
+__all__ = ["TrainConfig", "make_optimizer", "make_eval_fn", "train", "set_lr", "get_lr"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,36 +90,6 @@ def get_lr(opt_state) -> jax.Array:
 def set_lr(opt_state, lr):
     """Return ``opt_state`` with the learning rate replaced (same dtype/shape: no recompilation)."""
     return set_hyperparam(opt_state, "learning_rate", lr)
-
-
-def _loss_for_step(model, batch, key):
-    data, hp, epoch = batch
-    return loss_terms(model, data, hp, epoch, key=key, training=True)
-
-
-def make_epoch_fn(static, optimizer, n_train: int, batch_size: int):
-    """Pure ``(params, opt_state, hp, data, epoch, key) -> (params, opt_state, mean_loss, aux_means)``.
-
-    One epoch = ``n_train // batch_size`` minibatches from the permutation ``fold_in(key, epoch)``.
-    """
-    step = make_train_step(_loss_for_step, optimizer, static, has_aux=True)
-    n_batches = max(n_train // batch_size, 1)
-
-    def epoch_fn(params, opt_state, hp, data, epoch, key):
-        perm = jax.random.permutation(rng.fold_in(key, epoch), n_train)
-        ekey = rng.fold_in(rng.fold_in(key, 1_000_003), epoch)
-
-        def body(carry, i):
-            p, s = carry
-            idx = jax.lax.dynamic_slice_in_dim(perm, i * batch_size, batch_size)
-            mb = jax.tree_util.tree_map(lambda a: jnp.take(a, idx, axis=0), data)
-            p, s, loss, aux = step(p, s, (mb, hp, epoch), rng.fold_in(ekey, i))
-            return (p, s), (loss, aux)
-
-        (params, opt_state), (losses, auxs) = jax.lax.scan(body, (params, opt_state), jnp.arange(n_batches))
-        return params, opt_state, jnp.mean(losses), jax.tree_util.tree_map(jnp.mean, auxs)
-
-    return epoch_fn
 
 
 def make_eval_fn(static):
