@@ -30,7 +30,7 @@ def main(argv=None):
     ]
     for name, model, net in runs:
         traj = glm.simulate(model, net, n_steps=steps, key=key)
-        print(f"{name:38s} N={net.num_nodes:4d}  rate {glm.population_rate(traj):7.2f} Hz")
+        print(f"{name:38s} N={net.n_nodes:4d}  rate {glm.population_rate(traj):7.2f} Hz")
 
     # a regular stimulus on neurons 0, 2, 4, 6, 8 of each 20-neuron network, batched 10 at a time
     masks = np.zeros((10, 20), bool)

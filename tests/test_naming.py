@@ -5,7 +5,8 @@ of every public Result / Trajectory / Config class in ``spikejax.core`` and the 
 ``__all__``), then fails on
 
 (a) a ``key`` parameter that is not keyword-only;
-(b) two spellings of one concept from a known synonym group (e.g. ``lr`` beside ``learning_rate``).
+(b) two spellings of one concept from a known synonym group (e.g. ``lr`` beside ``learning_rate``);
+(c) a ``num_<things>`` count (the library spells counts ``n_<things>``).
 
 As nemos' ``scripts/check_parameter_naming.py`` does. A short allow-list names the exceptions, each
 with its reason.
@@ -86,6 +87,9 @@ def _problems(modnames) -> list[str]:
     for where, name, param in found:
         if name == "key" and param is not None and param.kind != inspect.Parameter.KEYWORD_ONLY and (where, name) not in ALLOW:
             problems.append(f"{where}: parameter 'key' must be keyword-only")
+    for where, name, _ in found:
+        if name.startswith("num_") and (where, name) not in ALLOW:
+            problems.append(f"{where}: {name!r} — counts are spelled n_<things> ({'n_' + name[4:]!r})")
     for group in SYNONYMS:
         used: dict[str, list[str]] = {}
         for where, name, _ in found:
@@ -132,3 +136,7 @@ def test_the_checker_finds_what_it_should(monkeypatch):
     problems = _problems(["fake_api"])
     assert any("'key' must be keyword-only" in p and "simulate" in p for p in problems)
     assert any("learning_rate" in p and "lr" in p for p in problems)
+    mod.count = lambda *, num_neurons: None
+    mod.count.__doc__ = "x"
+    mod.__all__ = ["count"]
+    assert any("'num_neurons'" in p for p in _problems(["fake_api"]))

@@ -14,7 +14,7 @@ def test_network_errors():
         glm.from_dense(W)
     with pytest.raises(ValueError, match="square"):
         glm.from_dense(np.zeros((3, 4)))
-    with pytest.raises(ValueError, match="num_nodes"):
+    with pytest.raises(ValueError, match="n_nodes"):
         glm.from_edges([0, 5], [1, 2], [0.1, 0.2], 3)
     with pytest.raises(ValueError, match="weight"):
         glm.from_edges([0, 1], [1, 2], [0.1, np.inf], 3)
@@ -28,7 +28,7 @@ def test_network_errors():
 
 def test_nan_weights_injected_after_construction_raise_in_simulate():
     net = glm.from_dense(glm.mexican_hat(20))
-    bad = glm.Network(net.src, net.dst, net.weight.at[3].set(np.nan), net.num_nodes)
+    bad = glm.Network(net.src, net.dst, net.weight.at[3].set(np.nan), net.n_nodes)
     with pytest.raises(ValueError, match="finite"):
         glm.simulate(glm.RectifiedLNP(), bad, n_steps=10, key=jax.random.key(0))
 

@@ -75,7 +75,7 @@ def test_folder_io_roundtrip_order_and_combine(tmp_path):
         np.testing.assert_array_equal(np.asarray(net.to_dense()), mats[i])
         assert net.weight.dtype == np.float32 and net.src.dtype == np.int32
     batch = glm.combine_all(tmp_path)
-    assert batch.num_nodes == 240 and batch.num_edges == sum(int((m != 0).sum()) for m in mats)
+    assert batch.n_nodes == 240 and batch.n_edges == sum(int((m != 0).sum()) for m in mats)
     with pytest.raises(FileNotFoundError):
         glm.load_connectivity(tmp_path / "missing")
     (tmp_path / "bad").mkdir()

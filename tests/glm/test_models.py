@@ -38,7 +38,7 @@ def test_bernoulli_glm_input_nonlinearity_kernel(small_matrix):
     np.testing.assert_allclose(np.asarray(p), 1 / (1 + np.exp(-(ref_g - 5.0))) * 1.0, rtol=1e-12)
     # the explicit edge kernel in spikeometric's layout: column T-1 is lag 0, self edges appended
     src, dst, Wk = m.connectivity_filter().edge_kernel_of(net, layout="spikeometric")
-    assert Wk.shape == (net.num_edges + 6, T)
+    assert Wk.shape == (net.n_edges + 6, T)
     np.testing.assert_allclose(np.asarray(Wk[0]), np.asarray(net.weight[0]) * coup[::-1], rtol=1e-12)
     np.testing.assert_allclose(np.asarray(Wk[-1]), ref[::-1], rtol=1e-12)
     assert int(src[-1]) == int(dst[-1]) == 5

@@ -50,7 +50,7 @@ def test_synaptic_input_same_for_all_kernels(small_matrix):
 def test_block_diagonal_batch_equals_one_by_one(ring20, glorot20):
     nets = [ring20, glorot20[0], glorot20[1]]
     batch = glm.batch_networks(nets)
-    assert batch.num_nodes == 60 and batch.block_sizes == (20, 20, 20)
+    assert batch.n_nodes == 60 and batch.block_sizes == (20, 20, 20)
     m = glm.BernoulliGLM()
     key = jax.random.key(11)
     xb = glm.simulate(m, batch, n_steps=200, key=key).raster

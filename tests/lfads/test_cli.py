@@ -60,9 +60,9 @@ def test_parse_config_errors():
         parse_config({"ic_enc_seq_len": 5}, data_shape=(1, 10, 3))
     with pytest.raises(ConfigError, match="search_space"):
         parse_config({"search_space": [{"name": "lr_init"}]}, data_shape=(1, 10, 3))
-    c = parse_config({"num_workers": 8, "explore_method": "resample", "search_space": [
+    c = parse_config({"n_workers": 8, "explore_method": "resample", "search_space": [
         {"name": "cd_rate", "low": 0.1, "high": 0.5, "sampling": "rand"}]}, data_shape=(1, 10, 3))
-    assert c["pbt"].num_workers == 8 and c["search_space"][0].name == "cd_rate" and c["model"].data_dim == 3
+    assert c["pbt"].n_workers == 8 and c["search_space"][0].name == "cd_rate" and c["model"].data_dim == 3
     # renamed keys name their new spelling; numbers are checked once, at construction
     for old, new in (("lr_init", "learning_rate"), ("max_epochs", "n_epochs"), ("bin_ms", "dt")):
         with pytest.raises(ConfigError, match=new):

@@ -65,8 +65,8 @@ PBT_SCRIPT = textwrap.dedent(
     hp = HParams.create(kl_increase_epoch=2, l2_increase_epoch=2)
     r = pbt(cfg, {"data": d["train"]["data"]}, {"data": d["valid"]["data"]}, hp=hp,
             train_config=TrainConfig(batch_size=19),
-            pbt_config=PBTConfig(num_workers=16, epochs_per_generation=4, max_generations=int(sys.argv[1]),
-                                 burn_in_epochs=0, num_no_best_to_stop=3, percent_change_to_stop=0.0),
+            pbt_config=PBTConfig(n_workers=16, epochs_per_generation=4, max_generations=int(sys.argv[1]),
+                                 burn_in_epochs=0, n_no_best_to_stop=3, percent_change_to_stop=0.0),
             key=jax.random.PRNGKey(0))
     w = r.workers
     col = lambda c: w.pivot(index="generation", columns="worker", values=c).to_numpy().tolist()
@@ -136,7 +136,7 @@ def test_ray_trial_generations_run_on_core_fit(monkeypatch):
                       gen_dim=8, fac_dim=3)
     base = HParams.create(kl_increase_epoch=1, l2_increase_epoch=1, kl_co_scale=0.0)
     payload = {"model_config": cfg, "train_config": TrainConfig(batch_size=8, lr_scheduler=False),
-               "pbt_config": PBTConfig(num_workers=2, epochs_per_generation=2),
+               "pbt_config": PBTConfig(n_workers=2, epochs_per_generation=2),
                "base_hp": {f: float(getattr(base, f)) for f in HParams.__dataclass_fields__},
                "train": {"data": np.asarray(d["train"]["data"])}, "valid": {"data": np.asarray(d["valid"]["data"])}}
     with pytest.raises(Done):
@@ -187,7 +187,7 @@ def test_ray_trial_resumes_from_its_core_checkpoint(monkeypatch, tmp_path):
                       gen_dim=8, fac_dim=3)
     base = HParams.create(kl_increase_epoch=1, l2_increase_epoch=1, kl_co_scale=0.0)
     payload = {"model_config": cfg, "train_config": TrainConfig(batch_size=8, lr_scheduler=False),
-               "pbt_config": PBTConfig(num_workers=2, epochs_per_generation=2),
+               "pbt_config": PBTConfig(n_workers=2, epochs_per_generation=2),
                "base_hp": {f: float(getattr(base, f)) for f in HParams.__dataclass_fields__},
                "train": {"data": np.asarray(d["train"]["data"])}, "valid": {"data": np.asarray(d["valid"]["data"])}}
     config = {"hp": {"learning_rate": 1e-2, "kl_ic_scale": 1e-4, "_worker": 0}}

@@ -17,7 +17,7 @@ def test_ray_explore_and_initial_values_use_the_pbt_vocabulary():
     space = (SearchParam("learning_rate", 1e-4, 1e-2, init=1e-3, explore_param=0.3),
              SearchParam("kl_ic_scale", 1e-6, 1e-3, explore_param=0.8, enforce_limits=False),
              SearchParam("dropout_rate", 0.0, 0.6, "rand", explore_method="resample"))
-    pc = PBTConfig(num_workers=4, explore_param=0.8)
+    pc = PBTConfig(n_workers=4, explore_param=0.8)
     rows = _initial_values(space, pc, TrainConfig(), 3)
     assert [r["_worker"] for r in rows] == [0, 1, 2, 3] and all(r["learning_rate"] == 1e-3 for r in rows)
     assert all(1e-6 <= r["kl_ic_scale"] <= 1e-3 for r in rows)
@@ -36,8 +36,8 @@ def test_pbt_ray_local_instance(tmp_path):
                       gen_dim=8, fac_dim=3)
     space = (SearchParam("learning_rate", 1e-3, 3e-2, init=1e-2, explore_param=0.3),
              SearchParam("kl_ic_scale", 1e-6, 1e-3, explore_param=0.8, enforce_limits=False))
-    pc = PBTConfig(num_workers=2, epochs_per_generation=1, max_generations=3, burn_in_epochs=0,
-                   num_no_best_to_stop=2, percent_change_to_stop=0.0)
+    pc = PBTConfig(n_workers=2, epochs_per_generation=1, max_generations=3, burn_in_epochs=0,
+                   n_no_best_to_stop=2, percent_change_to_stop=0.0)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         r = pbt_ray(cfg, {"data": d["train"]["data"]}, {"data": d["valid"]["data"]},

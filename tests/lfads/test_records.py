@@ -84,7 +84,7 @@ def test_pbt_result_table_save_load(tmp_path):
              SearchParam("kl_ic_scale", 1e-6, 1e-3))
     res = pbt(cfg, {"data": d["train"]["data"]}, {"data": d["valid"]["data"]},
               hp=HParams.create(kl_increase_epoch=1, l2_increase_epoch=1), train_config=TrainConfig(batch_size=3),
-              pbt_config=PBTConfig(num_workers=2, epochs_per_generation=1, max_generations=2, burn_in_epochs=0),
+              pbt_config=PBTConfig(n_workers=2, epochs_per_generation=1, max_generations=2, burn_in_epochs=0),
               search_space=space, key=jax.random.key(0))
     assert isinstance(res, LFADSPBTResult) and res.stop_reason == StopReason.COMPLETED
     table = res.to_pandas()

@@ -156,8 +156,8 @@ def test_inconsistent_hyperparameters_errors():
         TrainConfig(n_epochs="3")
     with pytest.raises(ConfigError, match="explore_method"):
         PBTConfig(explore_method="mutate")
-    with pytest.raises(ConfigError, match="num_workers"):
-        PBTConfig(num_workers=1)
+    with pytest.raises(ConfigError, match="n_workers"):
+        PBTConfig(n_workers=1)
     assert issubclass(ConfigError, SpikejaxError)
 
 

@@ -138,7 +138,7 @@ def _linear_response(model, network: Network) -> jax.Array:
     """``v = (Id - lambda_0 dt r G M)^{-1} 1`` with ``M = W0^T``; raises if the fixed point is unstable."""
     if network.is_stacked:
         raise ConfigError("mean-field functions take one network or a block-diagonal batch, not a stacked batch")
-    n = network.num_nodes
+    n = network.n_nodes
     M = network.to_dense().T
     a = model.lambda_0 * model.dt * model.r * mean_field_gain(model)
     A = a * M

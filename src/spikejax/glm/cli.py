@@ -66,8 +66,8 @@ def _cmd_simulate(args) -> int:
     summary = {
         "model": args.model,
         "networks": k,
-        "neurons": int(net.num_nodes),
-        "edges": int(net.num_edges),
+        "neurons": int(net.n_nodes),
+        "edges": int(net.n_edges),
         "steps": args.steps,
         "dt_ms": float(model.dt),
         "rate_hz": float(rates.mean()),

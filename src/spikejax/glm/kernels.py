@@ -109,7 +109,7 @@ class LagKernel(eqx.Module):
             src = src[:0]
             dst = dst[:0]
         if k.self_kernel is not None:
-            n = network.num_nodes
+            n = network.n_nodes
             idx = jnp.arange(n, dtype=src.dtype)
             src = jnp.concatenate([src, idx])
             dst = jnp.concatenate([dst, idx])
@@ -178,7 +178,7 @@ def choose_backend(network: Network, *, spiking: bool = True) -> str:
     otherwise spike-driven gathering when the presynaptic trace is a spike count (GLMs), or the
     edge segment sum when it is a dense activation (SA models).
     """
-    n = network.num_nodes
+    n = network.n_nodes
     if n <= 256 or (network.density >= 0.25 and n <= 4096):
         return "dense"
     return "event" if spiking else "sparse"
@@ -218,7 +218,7 @@ def make_coupler(network: Network, backend: str = "auto", *, spiking: bool = Tru
         raise ConfigError(f"backend must be one of {', '.join(map(repr, BACKENDS))}; got {backend!r}")
     if network.is_stacked:
         raise ShapeError("make_coupler takes a single (or block-diagonal) network; vmap over stacked ones")
-    n = network.num_nodes
+    n = network.n_nodes
     kind = choose_backend(network, spiking=spiking) if backend == "auto" else backend
     cap = int(capacity) if capacity is not None else max(16, n // 64)
     cap = max(1, min(cap, n))

@@ -1,6 +1,6 @@
 """Graph (edge-list) networks: one network, a block-diagonal batch, or a stack for ``vmap``.
 
-A network is ``(src, dst, weight, num_nodes)``. Edge ``e`` carries the weight ``W0[src[e], dst[e]]``
+A network is ``(src, dst, weight, n_nodes)``. Edge ``e`` carries the weight ``W0[src[e], dst[e]]``
 of the square connectivity matrix whose **row is the presynaptic (source)** neuron and whose
 **column is the postsynaptic (target)** neuron, exactly as spikeometric's ``edge_index``/``W0``.
 The input to neuron ``i`` is therefore ``sum_j W0[j, i] * (...)``. A zero weight means "no edge":
@@ -41,7 +41,7 @@ __all__ = [
 
 
 class Network(eqx.Module):
-    """A directed weighted graph of ``num_nodes`` neurons.
+    """A directed weighted graph of ``n_nodes`` neurons.
 
     Attributes
     ----------
@@ -50,7 +50,7 @@ class Network(eqx.Module):
         neuron of each edge.
     weight
         float array ``(E,)`` (or ``(B, E)``): the coupling ``W0`` of each edge (dimensionless).
-    num_nodes
+    n_nodes
         Number of neurons (static).
     block_sizes
         ``None`` for one network, or the sizes of the networks joined block-diagonally by
@@ -62,12 +62,12 @@ class Network(eqx.Module):
     src: jax.Array
     dst: jax.Array
     weight: jax.Array
-    num_nodes: int = eqx.field(static=True)
+    n_nodes: int = eqx.field(static=True)
     block_sizes: tuple[int, ...] | None = eqx.field(static=True, default=None)
     max_out_degree: int = eqx.field(static=True, default=0)
 
     @property
-    def num_edges(self) -> int:
+    def n_edges(self) -> int:
         return int(self.src.shape[-1])
 
     @property
@@ -77,7 +77,7 @@ class Network(eqx.Module):
 
     @property
     def density(self) -> float:
-        return self.num_edges / max(self.num_nodes * self.num_nodes, 1)
+        return self.n_edges / max(self.n_nodes * self.n_nodes, 1)
 
     def to_dense(self) -> jax.Array:
         """The square ``(N, N)`` matrix ``W0[src, dst]`` (duplicate edges are summed)."""
@@ -85,12 +85,12 @@ class Network(eqx.Module):
 
     def in_weight(self) -> jax.Array:
         """Summed incoming weight ``sum_j W0[j, i]`` of each neuron, shape ``(N,)``."""
-        return jax.ops.segment_sum(self.weight, self.dst, num_segments=self.num_nodes)
+        return jax.ops.segment_sum(self.weight, self.dst, num_segments=self.n_nodes)
 
     def __repr__(self) -> str:  # short, readable
         extra = f", blocks={len(self.block_sizes)}" if self.block_sizes else ""
         lead = f"{self.src.shape[0]} x " if self.is_stacked else ""
-        return f"Network({lead}num_nodes={self.num_nodes}, num_edges={self.num_edges}{extra})"
+        return f"Network({lead}n_nodes={self.n_nodes}, n_edges={self.n_edges}{extra})"
 
 
 def _max_out_degree(src: np.ndarray, n: int) -> int:
@@ -99,21 +99,21 @@ def _max_out_degree(src: np.ndarray, n: int) -> int:
     return int(np.bincount(src.reshape(-1), minlength=n).max())
 
 
-def from_edges(src, dst, weight, num_nodes: int, *, check: bool = True) -> Network:
+def from_edges(src, dst, weight, n_nodes: int, *, check: bool = True) -> Network:
     """A network from an edge list.
 
     Parameters
     ----------
     src, dst
-        Integer arrays ``(E,)``: presynaptic and postsynaptic neuron of each edge, in ``[0, num_nodes)``.
+        Integer arrays ``(E,)``: presynaptic and postsynaptic neuron of each edge, in ``[0, n_nodes)``.
     weight
         Array ``(E,)`` of finite weights.
-    num_nodes
+    n_nodes
         Number of neurons ``N``.
     """
-    if isinstance(num_nodes, bool) or int(num_nodes) != num_nodes or num_nodes < 1:
-        raise ConfigError(f"num_nodes must be a positive integer, got {num_nodes!r}")
-    num_nodes = int(num_nodes)
+    if isinstance(n_nodes, bool) or int(n_nodes) != n_nodes or n_nodes < 1:
+        raise ConfigError(f"n_nodes must be a positive integer, got {n_nodes!r}")
+    n_nodes = int(n_nodes)
     src_np = np.asarray(src)
     dst_np = np.asarray(dst)
     if src_np.dtype.kind not in "iu" or dst_np.dtype.kind not in "iu":
@@ -128,18 +128,18 @@ def from_edges(src, dst, weight, num_nodes: int, *, check: bool = True) -> Netwo
     w = check_array(weight, "weight", (src_np.shape[0],), finite=check)
     if not jnp.issubdtype(w.dtype, jnp.floating):
         w = w.astype(jnp.result_type(float))
-    if src_np.size and (src_np.min() < 0 or src_np.max() >= num_nodes or dst_np.min() < 0 or dst_np.max() >= num_nodes):
+    if src_np.size and (src_np.min() < 0 or src_np.max() >= n_nodes or dst_np.min() < 0 or dst_np.max() >= n_nodes):
         raise ConfigError(
-            f"src and dst must lie in [0, num_nodes={num_nodes}), got src in [{src_np.min()}, {src_np.max()}] "
+            f"src and dst must lie in [0, n_nodes={n_nodes}), got src in [{src_np.min()}, {src_np.max()}] "
             f"and dst in [{dst_np.min()}, {dst_np.max()}]"
         )
     return Network(
         jnp.asarray(src_np, jnp.int32),
         jnp.asarray(dst_np, jnp.int32),
         w,
-        num_nodes,
+        n_nodes,
         None,
-        _max_out_degree(src_np, num_nodes),
+        _max_out_degree(src_np, n_nodes),
     )
 
 
@@ -169,7 +169,7 @@ def from_dense(matrix) -> Network:
 
 def to_dense(network: Network) -> jax.Array:
     """Square matrix ``(N, N)`` (or ``(B, N, N)`` for a stacked batch) of a network."""
-    n = network.num_nodes
+    n = network.n_nodes
 
     def one(src, dst, w):
         return jnp.zeros((n, n), w.dtype).at[src, dst].add(w)
@@ -191,12 +191,12 @@ def batch_networks(networks: Sequence[Network]) -> Network:
             raise ShapeError(f"networks[{i}] is a stacked batch; batch_networks takes single networks")
     sizes: list[int] = []
     for net in networks:
-        sizes.extend(net.block_sizes if net.block_sizes else (net.num_nodes,))
-    offsets = np.cumsum([0] + [n.num_nodes for n in networks[:-1]])
+        sizes.extend(net.block_sizes if net.block_sizes else (net.n_nodes,))
+    offsets = np.cumsum([0] + [n.n_nodes for n in networks[:-1]])
     src = np.concatenate([np.asarray(n.src) + o for n, o in zip(networks, offsets)])
     dst = np.concatenate([np.asarray(n.dst) + o for n, o in zip(networks, offsets)])
     w = jnp.concatenate([n.weight for n in networks])
-    total = int(sum(n.num_nodes for n in networks))
+    total = int(sum(n.n_nodes for n in networks))
     return Network(
         jnp.asarray(src, jnp.int32),
         jnp.asarray(dst, jnp.int32),
@@ -210,7 +210,7 @@ def batch_networks(networks: Sequence[Network]) -> Network:
 def unbatch_raster(raster, network: Network) -> list:
     """Split a ``(sum N_b, T)`` raster (or a ``GLMTrajectory``) of a block-diagonal batch into per-network rasters."""
     raster = getattr(raster, "raster", raster)
-    sizes = network.block_sizes or (network.num_nodes,)
+    sizes = network.block_sizes or (network.n_nodes,)
     cuts = np.cumsum(sizes)[:-1]
     return list(jnp.split(raster, cuts, axis=0))
 
@@ -220,13 +220,13 @@ def stack_networks(networks: Sequence[Network]) -> Network:
     networks = list(networks)
     if not networks:
         raise ConfigError("stack_networks needs at least one network, got an empty list")
-    n = networks[0].num_nodes
+    n = networks[0].n_nodes
     for i, net in enumerate(networks):
-        if net.num_nodes != n:
-            raise ShapeError(f"stack_networks needs networks of equal size: networks[0] has {n} neurons, networks[{i}] has {net.num_nodes}")
+        if net.n_nodes != n:
+            raise ShapeError(f"stack_networks needs networks of equal size: networks[0] has {n} neurons, networks[{i}] has {net.n_nodes}")
         if net.is_stacked or net.block_sizes:
             raise ShapeError(f"networks[{i}] is already a batch; stack single networks")
-    e = max(net.num_edges for net in networks)
+    e = max(net.n_edges for net in networks)
 
     def pad(a, fill):
         a = np.asarray(a)
@@ -234,7 +234,7 @@ def stack_networks(networks: Sequence[Network]) -> Network:
 
     src = np.stack([pad(net.src, 0) for net in networks])
     dst = np.stack([pad(net.dst, 0) for net in networks])
-    w = jnp.stack([jnp.concatenate([net.weight, jnp.zeros(e - net.num_edges, net.weight.dtype)]) for net in networks])
+    w = jnp.stack([jnp.concatenate([net.weight, jnp.zeros(e - net.n_edges, net.weight.dtype)]) for net in networks])
     deg = max(net.max_out_degree for net in networks)
     return Network(jnp.asarray(src, jnp.int32), jnp.asarray(dst, jnp.int32), w, n, None, deg)
 

@@ -62,7 +62,7 @@ class Engine(eqx.Module):
 def make_engine(network: Network, model: GLMModel, backend: str = "auto", *, capacity: int | None = None) -> Engine:
     """Precompute the synaptic kernel of ``network`` for ``model`` (outside jit)."""
     coupler = make_coupler(network, backend, spiking=type(model).spiking_trace, capacity=capacity)
-    return Engine(coupler, tuple(network.block_sizes or (network.num_nodes,)))
+    return Engine(coupler, tuple(network.block_sizes or (network.n_nodes,)))
 
 
 def _blockwise(fn: Callable, block_sizes: tuple[int, ...], keys: jax.Array, *arrays):
@@ -480,7 +480,7 @@ def simulate(
         raster, state = _simulate_stacked(model, network, n_steps, key, stimulus, equilibration_steps, out_dtype, backend,
                                           chunk_size, exact)
         return GLMTrajectory(jnp.moveaxis(raster, 0, 1), state if record_state else None, dt=dt)
-    _validate_stimulus(stimulus, network.num_nodes, dtype)
+    _validate_stimulus(stimulus, network.n_nodes, dtype)
     if _any_traced(network) and backend in ("auto", "event"):
         # the event kernel's adjacency is built on the host: a traced network takes the edge segment sum
         if backend == "event" or choose_backend(network, spiking=type(model).spiking_trace) == "event":
@@ -490,7 +490,7 @@ def simulate(
     block_keys = jnp.asarray(key)[None] if network.block_sizes is None else _batch_keys(key, nb)
     # the compiled segment returns float counts (one compile for every output dtype); at most ~64 M
     # entries per chunk keep the float buffer bounded, then each chunk is cast to the requested dtype
-    chunk_size = max(1, min(chunk_size, (1 << 26) // max(network.num_nodes, 1)))
+    chunk_size = max(1, min(chunk_size, (1 << 26) // max(network.n_nodes, 1)))
     length = min(chunk_size, n_steps)
     state, k_eq, k_run = _prologue(model, engine, block_keys)
     state = _equilibrate_run(model, engine, stimulus, state, k_eq, equilibration_steps, length, exact=exact)
@@ -533,7 +533,7 @@ def _check_network_weights(network: Network) -> None:
 def _simulate_stacked(model, network, n_steps, key, stimulus, n_eq, out_dtype, backend, chunk_size, exact=False):
     """vmap over a leading network axis (dense or edge kernel; random numbers per network as in a batch)."""
     B = network.src.shape[0]
-    n = network.num_nodes
+    n = network.n_nodes
     if backend in ("auto", "event"):
         backend = "dense" if n <= 256 else "sparse"
     _validate_stimulus(stimulus, n, jnp.result_type(float))
@@ -567,8 +567,8 @@ def state_from_window(model: GLMModel, network: Network, window, *, layout: str 
     kernel = model.connectivity_filter().padded()
     T = kernel.T
     w = jnp.asarray(window, jnp.result_type(float))
-    if w.ndim != 2 or w.shape[0] != network.num_nodes or w.shape[1] != T:
-        raise ShapeError(f"window must have shape ({network.num_nodes}, T={T}), got {tuple(w.shape)}")
+    if w.ndim != 2 or w.shape[0] != network.n_nodes or w.shape[1] != T:
+        raise ShapeError(f"window must have shape ({network.n_nodes}, T={T}), got {tuple(w.shape)}")
     if layout == "spikeometric":
         w = w[:, ::-1]
     elif layout != "lag":
@@ -644,8 +644,8 @@ def conditional_intensity(model: GLMModel, network: Network, raster, *, stimulus
     if isinstance(raster, GLMTrajectory):
         raster = raster.raster
     x = jnp.asarray(raster, jnp.result_type(float))
-    if x.ndim != 2 or x.shape[0] != network.num_nodes:
-        raise ShapeError(f"raster must be (N={network.num_nodes}, n_steps), got shape {tuple(x.shape)}")
+    if x.ndim != 2 or x.shape[0] != network.n_nodes:
+        raise ShapeError(f"raster must be (N={network.n_nodes}, n_steps), got shape {tuple(x.shape)}")
     kernel_T = model.connectivity_filter().T
     w0 = jnp.zeros((x.shape[0], kernel_T), x.dtype) if initial_window is None else jnp.asarray(initial_window, x.dtype)
     _, engine = state_from_window(model, network, w0, backend="sparse" if backend == "event" else backend)

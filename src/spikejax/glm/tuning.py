@@ -296,7 +296,7 @@ def _tune_backend(network: Network, backend: str) -> str:
         return "sparse"
     if backend != "auto":
         return backend
-    n, e = network.num_nodes, int(network.src.shape[0])
+    n, e = network.n_nodes, int(network.src.shape[0])
     return "dense" if (n <= 256 or n * n <= 16 * e) and n <= 8192 else "sparse"
 
 

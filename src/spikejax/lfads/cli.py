@@ -121,7 +121,7 @@ def register(subparsers) -> None:
     for name, helptext in (("train", "train one LFADS model"), ("pbt", "population-based training (AutoLFADS)")):
         q = sub.add_parser(name, help=helptext, description="CONFIG.yaml holds hyperparameters by their LFADS names "
                            "(ic_enc_dim, gen_dim, co_dim, dropout_rate, cd_rate, kl_ic_scale, learning_rate, batch_size, "
-                           "n_epochs, num_workers, epochs_per_generation, max_generations, explore_method, ...).")
+                           "n_epochs, n_workers, epochs_per_generation, max_generations, explore_method, ...).")
         q.add_argument("config", help="YAML run configuration")
         q.add_argument("data", help="LFADS h5 file (train_data, valid_data, ...)")
         q.add_argument("--out", default=f"out/lfads_{name}", help="output folder (model.eqx, result.h5, history, summary)")

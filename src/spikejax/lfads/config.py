@@ -3,7 +3,7 @@
 A configuration is a flat mapping; each key is routed by name to :class:`LFADSConfig` (sizes,
 observation model), :class:`HParams` (dropout, CD, KL/L2 scales, ramps, loss scale),
 :class:`TrainConfig` (optimiser, batch, epochs, sample validation) or :class:`PBTConfig`
-(``num_workers``, ``epochs_per_generation``, ``max_generations``, ``num_no_best_to_stop``,
+(``n_workers``, ``epochs_per_generation``, ``max_generations``, ``n_no_best_to_stop``,
 ``percent_change_to_stop``, ``explore_method``, ``explore_param``, ...), plus ``sbtt``, ``seed``,
 ``layout``, ``n_samples`` and ``search_space`` (a list of :class:`SearchParam` mappings).
 ``data_dim``/``encod_seq_len`` default to the data's shape. Aliases from the original code:

@@ -17,7 +17,7 @@ Between generations, on the host (spec §4):
   ``explore_param``), clipped to the range when ``enforce_limits``, else kept >= 0;
   ``"resample"`` redraws from the initial distribution with probability ``resample_prob``.
 * **stop** (improvement-ratio stopper): after the burn-in, record the population best each
-  generation; with ``num_no_best_to_stop`` = N records, stop when
+  generation; with ``n_no_best_to_stop`` = N records, stop when
   ``(best N generations ago − best now) / mean(|last N bests|) <= percent_change_to_stop``
   (a fraction, 5e-4 as in lfads-torch), or after ``max_generations``.
 """
@@ -107,12 +107,12 @@ class PBTConfig(Config):
     """PBT settings in the pbt_opt / lfads-torch vocabulary (spec §4). The host-side random numbers
     (initial values, pairings, perturbations) come from the ``key`` of :func:`pbt`."""
 
-    num_workers: int = option(20, ge=2, help="population size")
+    n_workers: int = option(20, ge=2, help="population size")
     epochs_per_generation: int = option(25, ge=1, help="epochs between exploit/explore steps", unit="epochs")
     max_generations: int = option(40, ge=1, help="generations at most")
     burn_in_epochs: int | None = option(None, ge=0, unit="epochs",
                                         help="epochs before the stopper counts (default: end of the ramps + one generation)")
-    num_no_best_to_stop: int = option(4, ge=1, help="generations in the improvement-ratio window")
+    n_no_best_to_stop: int = option(4, ge=1, help="generations in the improvement-ratio window")
     percent_change_to_stop: float = option(5e-4, ge=0, help="stop below this relative improvement (a fraction)")
     exploit_method: str = option("binarytournament", choices=("binarytournament",), help="exploit rule")
     explore_method: str = option("perturb", choices=("perturb", "resample"), help="explore rule")
@@ -183,7 +183,7 @@ def pbt(model_config: LFADSConfig, train_data: dict[str, Any], valid_data: dict[
         hp: HParams | None = None, train_config: TrainConfig | None = None, pbt_config: PBTConfig | None = None,
         search_space=DEFAULT_SEARCH_SPACE, key: jax.Array, sbtt: bool = False, callback=None,
         progress: bool = False) -> LFADSPBTResult:
-    """Run synchronous PBT of ``num_workers`` LFADS models in one vmapped (and sharded) program.
+    """Run synchronous PBT of ``n_workers`` LFADS models in one vmapped (and sharded) program.
 
     The population trains on :func:`spikejax.core.fit_population` (one chunk of epochs = one
     generation; each worker its own minibatch order, learning rate and hyperparameters); exploit,
@@ -218,7 +218,7 @@ def pbt(model_config: LFADSConfig, train_data: dict[str, Any], valid_data: dict[
     if pc.metric == "valid/recon_heldout" and tc.sv_rate <= 0:
         raise ConfigError("metric 'valid/recon_heldout' needs sample validation: set TrainConfig.sv_rate > 0")
     rng = np.random.default_rng(numpy_seed(key))
-    W = pc.num_workers
+    W = pc.n_workers
     E = pc.epochs_per_generation
     k_init, k_run = jax.random.split(key)
     models = [LFADS(model_config, key=k) for k in jax.random.split(k_init, W)]
@@ -272,7 +272,7 @@ def pbt(model_config: LFADSConfig, train_data: dict[str, Any], valid_data: dict[
         stop = False
         if epoch >= burn_in:
             bests.append(best_now)
-            if improvement_ratio_stop(bests, pc.num_no_best_to_stop, pc.percent_change_to_stop):
+            if improvement_ratio_stop(bests, pc.n_no_best_to_stop, pc.percent_change_to_stop):
                 stop, stop_reason[0] = True, "improvement_ratio"
         if callback is not None and callback(gen, {k: v[-1] for k, v in records.items()}):
             stop, stop_reason[0] = True, "callback"

@@ -1,8 +1,8 @@
 """Optional Ray Tune backend for LFADS PBT across processes or hosts (extra ``ray``).
 
 :func:`pbt_ray` runs the same search as :func:`spikejax.lfads.pbt` — same :class:`PBTConfig`
-vocabulary (``num_workers``, ``epochs_per_generation``, ``max_generations``, ``explore_method``,
-``explore_param``, ``num_no_best_to_stop``, ``percent_change_to_stop``, burn-in) and the same
+vocabulary (``n_workers``, ``epochs_per_generation``, ``max_generations``, ``explore_method``,
+``explore_param``, ``n_no_best_to_stop``, ``percent_change_to_stop``, burn-in) and the same
 :class:`SearchParam` search space — but with one Ray Tune trial per worker, so the population can
 span several machines (``ray.init(address=...)`` before the call, or ``address=``). Each trial
 trains one LFADS model on :func:`spikejax.core.fit` with the loss of :func:`spikejax.lfads.train`,
@@ -66,9 +66,9 @@ def _import_ray():
 
 def _initial_values(search_space, pc: PBTConfig, tc: TrainConfig, seed: int) -> list[dict[str, float]]:
     rng = np.random.default_rng(seed)
-    cols = {s.name: (np.full(pc.num_workers, s.init, float) if s.init is not None else s.sample(rng, pc.num_workers))
+    cols = {s.name: (np.full(pc.n_workers, s.init, float) if s.init is not None else s.sample(rng, pc.n_workers))
             for s in search_space}
-    rows = [{k: float(v[w]) for k, v in cols.items()} for w in range(pc.num_workers)]
+    rows = [{k: float(v[w]) for k, v in cols.items()} for w in range(pc.n_workers)]
     for w, r in enumerate(rows):
         r.setdefault("learning_rate", tc.learning_rate)
         r["_worker"] = w
@@ -209,12 +209,12 @@ def _make_stopper(tune, pc: PBTConfig, burn_in_generations: int):
         def __call__(self, trial_id, result) -> bool:
             g = int(result["training_iteration"])
             self.by_gen.setdefault(g, []).append(float(result["metric"]))
-            if len(self.by_gen[g]) == pc.num_workers and all(r[0] != g for r in self.records):
+            if len(self.by_gen[g]) == pc.n_workers and all(r[0] != g for r in self.records):
                 best = float(np.nanmin(self.by_gen[g])) if np.isfinite(self.by_gen[g]).any() else math.inf
                 self.records.append((g, best))
                 if g > burn_in_generations:
                     self.bests.append(best)
-                    if improvement_ratio_stop(self.bests, pc.num_no_best_to_stop, pc.percent_change_to_stop):
+                    if improvement_ratio_stop(self.bests, pc.n_no_best_to_stop, pc.percent_change_to_stop):
                         self._stop, self.reason = True, "improvement_ratio"
             return g >= pc.max_generations
 

@@ -182,7 +182,7 @@ class LFADSPBTResult(Result):
         if field == "population":
             from ..core.sweep import stack
 
-            n = header["pbt_config"].num_workers
+            n = header["pbt_config"].n_workers
             cfg = header["model_config"]
             return eqx.filter_eval_shape(
                 lambda: stack([LFADS(cfg, key=k) for k in jax.random.split(jax.random.PRNGKey(0), n)]))
