@@ -35,6 +35,7 @@ SYNONYMS = [
     {"n_steps", "num_steps", "steps"},
     {"batch_size", "bs"},
     {"n_neurons", "num_neurons"},
+    {"record_state", "return_state"},
     {"n_trials", "num_trials"},
 ]
 

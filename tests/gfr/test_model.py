@@ -264,7 +264,7 @@ def test_simulate_returns_trajectory():
     df = traj.to_pandas()
     assert list(df.columns) == ["time_ms", "trial", "rate_hz", "current_pa"]
     np.testing.assert_allclose(df["rate_hz"].to_numpy(), np.asarray(traj.rate).ravel() * 1000.0, rtol=1e-6)
-    with_state = simulate(model, cur, return_state=True)
+    with_state = simulate(model, cur, record_state=True)
     assert isinstance(with_state, GFRTrajectory) and with_state.state[0].shape == (2, model.n_traces)
     jitted = eqx.filter_jit(simulate)(model, cur)
     np.testing.assert_allclose(jitted.rate, traj.rate, rtol=1e-6)

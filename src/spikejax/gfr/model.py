@@ -453,7 +453,7 @@ def simulate(
     current: jax.Array,
     *,
     checkpoint: bool | int = False,
-    return_state: bool = False,
+    record_state: bool = False,
     state: Any = None,
 ):
     """Firing rates of a GFR driven by ``current`` (pA), from the zero state: a :class:`GFRTrajectory`.
@@ -469,7 +469,7 @@ def simulate(
     checkpoint
         Gradient checkpointing of the time scan (``False``, ``True`` or a block length), see
         :func:`spikejax.core.scan`.
-    return_state
+    record_state
         Fill the trajectory's ``state`` with the final state ``(h, f)`` (``None`` otherwise).
     state
         Initial state (default: zeros, as in the original).
@@ -486,7 +486,7 @@ def simulate(
     rates, final = _simulate_jit(model, cur, state, checkpoint)
     layer = isinstance(model, GFRLayer)
     axes = _unit_axes(cur.ndim - (2 if layer else 1), layer)
-    return GFRTrajectory(jnp.moveaxis(rates, -1, 0), jnp.moveaxis(cur, -1, 0), final if return_state else None,
+    return GFRTrajectory(jnp.moveaxis(rates, -1, 0), jnp.moveaxis(cur, -1, 0), final if record_state else None,
                          dt=float(model.dt), axes=axes)
 
 

@@ -30,7 +30,7 @@ class GFRTrajectory(Trajectory):
         The input current per bin, pA (same shape as ``rate``).
     state : ``(h, f)`` or None
         The final state (traces ``h`` (..., n) and last rate ``f`` (...)) when ``simulate`` was called
-        with ``return_state=True``; ``None`` otherwise.
+        with ``record_state=True``; ``None`` otherwise.
     dt : float (static)
         Bin width, ms (the model's ``dt``).
     axes : tuple of str (static)
