@@ -186,3 +186,25 @@ def test_zero_epochs_give_empty_results():
     pop = fit_population(stack([_model()] * 2), _loss, _data(), optimizer=optax.adam(0.05), key=jax.random.PRNGKey(0),
                          n_epochs=0)
     assert len(pop.history) == 0 and pop.curves["loss"].shape == (0, 2) and "mae" in pop.curves
+
+
+def test_restore_best_on_the_training_loss_returns_the_parameters_it_was_measured_at():
+    """A training loss is measured before the round's update: restore-best returns those parameters, so the
+    loss of the returned model equals the best logged loss (one full-batch step per round)."""
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+
+    from spikejax.core import fit
+
+    def loss_fn(m, batch, key):
+        return jnp.sum((m["w"] - 3.0) ** 2)
+
+    # the loss falls every step: the best logged loss is the last one, measured before the last update
+    res = fit({"w": jnp.zeros(2)}, loss_fn, None, optimizer=optax.sgd(0.9), key=jax.random.key(0), n_steps=12,
+              steps_per_call=1, restore_best=True, nan_guard=False, progress=False)
+    logged = np.asarray(res.curves["loss"], dtype=float)
+    assert float(loss_fn(res.model, None, None)) == pytest.approx(float(np.min(logged)), rel=1e-6)
+    assert not eqx.tree_equal(res.model, {"w": jnp.zeros(2)})

@@ -264,7 +264,10 @@ def program(plan: Plan, loss_fn, optimizer, val_fn, skip_step, static_rest, stat
             out["best_epoch"] = jnp.where(improved, done, dyn["best_epoch"])
             out["bad"] = jnp.where(improved, 0, jnp.where(track & late, dyn["bad"] + 1, dyn["bad"]))
             if p.restore_best:
-                out["best_params"] = where(improved, params, dyn["best_params"])
+                # a training loss is measured at the parameters *before* the round's updates (exactly so
+                # when a round is one step): those are the best; a validation value after the round
+                at = dyn["params"] if e.monitor == "train" or e.monitor.startswith("train/") else params
+                out["best_params"] = where(improved, at, dyn["best_params"])
             if es is not None:
                 if es.rule == "unchanged":
                     recent = dyn["recent"]

@@ -299,8 +299,7 @@ def tune_constrained(
                                w_ds=w_ds)
     tp0 = TuneParams.from_params(p0)
     hist = _new_history()
-    # the loss logged at step i is that of the parameters *before* update i: keep them to return the best
-    track = {"best": np.inf, "best_tp": tp0, "prev": tp0, "stop": StopReason.COMPLETED}
+    track = {"stop": StopReason.COMPLETED}
 
     def loss_fn(tp, batch, k):
         del batch, k
@@ -316,21 +315,22 @@ def tune_constrained(
         if not np.isfinite(loss):
             track["stop"] = StopReason.DIVERGED
             return True
-        if loss < track["best"]:
-            track["best"], track["best_tp"] = loss, track["prev"]
-        track["prev"] = model
         if time_budget is not None and time.perf_counter() - t0 >= time_budget:
             track["stop"] = StopReason.CALLBACK
             return True
         return False
 
+    best, best_tp = np.inf, tp0
     if n_epochs > 0:
         # core's training loop: Adam with global-norm clipping at 1, frozen groups by filter spec, one
-        # optimiser step per host call (the time budget and the best-so-far are checked between steps)
-        fit(tp0, loss_fn, None, optimizer=optax.chain(optax.clip_by_global_norm(1.0), optax.adam(learning_rate)),
-            key=key, n_steps=n_epochs, has_aux=True, filter_spec=_frozen_mask(tp0, train), steps_per_call=1,
-            nan_guard=False, callback=on_step, progress=False, desc="l5 constrained tune")
-    best, best_tp = track["best"], track["best_tp"]
+        # optimiser step per host call (the time budget is checked between steps), and core's
+        # restore-best: the parameters at which the lowest training loss was measured
+        res = fit(tp0, loss_fn, None, optimizer=optax.chain(optax.clip_by_global_norm(1.0), optax.adam(learning_rate)),
+                  key=key, n_steps=n_epochs, has_aux=True, filter_spec=_frozen_mask(tp0, train), steps_per_call=1,
+                  nan_guard=False, callback=on_step, progress=False, restore_best=True, desc="l5 constrained tune")
+        losses = np.asarray(hist["loss"], dtype=float)
+        if res.best_step is not None and np.isfinite(losses).any():
+            best, best_tp = float(np.nanmin(np.where(np.isfinite(losses), losses, np.nan))), res.model
     return _result(best_tp.apply(p0, spec.dt), best, hist, t0, "gradient", cfg, track["stop"])
 
 
