@@ -141,6 +141,9 @@ def tune(
 ) -> GLMTuneResult:
     """Tune parameters so that the network fires at ``firing_rate`` Hz.
 
+    The objective of every epoch is :func:`~spikejax.glm.loss`'s (``(firing_rate - r_hat)^2`` through the
+    simulation); the ``"stationary"`` estimator continues one persistent chain across epochs.
+
     Parameters
     ----------
     model, network
@@ -155,12 +158,9 @@ def tune(
         Optional stimulus whose tunable parameters may be tuned too.
     config
         A :class:`TuneConfig` (default ``TuneConfig()``).
-    **settings
-        Fields of :class:`TuneConfig` given directly (``n_epochs=50, learning_rate=1e-5``); they replace
+    settings
+        (keyword arguments) Fields of :class:`TuneConfig` given directly (``n_epochs=50, learning_rate=1e-5``); they replace
         those of ``config``. Unknown names are refused with the closest valid one.
-
-    The objective of every epoch is :func:`~spikejax.glm.loss`'s (``(firing_rate - r_hat)^2`` through the
-    simulation); the ``"stationary"`` estimator continues one persistent chain across epochs.
 
     Returns
     -------
