@@ -207,10 +207,11 @@ def load_model(path: str | os.PathLike, like: Any) -> Any:
 
 
 def save_figure(fig: Any, path: str | os.PathLike, **kwargs: Any) -> Path:
-    """Save a matplotlib figure atomically and close it."""
+    """Save a matplotlib figure atomically (``bbox_inches="tight"`` unless given) and close it."""
     import matplotlib.pyplot as plt
 
     path = Path(path)
+    kwargs.setdefault("bbox_inches", "tight")  # axis labels are never cut off
     with atomic_path(path, suffix=path.suffix) as tmp:
         fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", **kwargs)
     plt.close(fig)
