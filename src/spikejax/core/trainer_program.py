@@ -27,6 +27,17 @@ ACTIVE, COMPLETED, EARLY_STOPPED, DIVERGED, STOPPED = 0, 1, 2, 3, 4
 #: Names of the per-member status codes (``PopulationState.status`` indexes this tuple).
 STATUS_NAMES = ("active", "completed", "early_stopping", "diverged", "stopped")
 
+def patience_step(improved: jax.Array, n_bad: jax.Array, patience: int, count: Any = True) -> tuple[jax.Array, jax.Array]:
+    """The one patience counter (in the program, any batch shape): ``(n_bad, stop)``.
+
+    ``improved`` resets the count of evaluations without improvement, other evaluations that ``count``
+    add one, and ``stop`` is ``n_bad >= patience``. Early stopping and plateau decay here and the
+    mesoscopic E-step (``meso.hard_em``) all count with it.
+    """
+    n_bad = jnp.where(improved, 0, jnp.where(count, n_bad + 1, n_bad)).astype(jnp.asarray(n_bad).dtype)
+    return n_bad, n_bad >= patience
+
+
 DEVICE_FIELDS = ("params", "frozen", "opt_state", "args", "carry", "member_id", "status", "epochs_done", "budget",
                  "best", "best_epoch", "bad", "recent", "val_smth", "plateau_best", "plateau_bad", "best_params")
 
@@ -262,7 +273,7 @@ def program(plan: Plan, loss_fn, optimizer, val_fn, skip_step, static_rest, stat
             late = steps >= e.min_steps
             out["best"] = jnp.where(improved, signed, best)
             out["best_epoch"] = jnp.where(improved, done, dyn["best_epoch"])
-            out["bad"] = jnp.where(improved, 0, jnp.where(track & late, dyn["bad"] + 1, dyn["bad"]))
+            out["bad"], patience_done = patience_step(improved, dyn["bad"], es.patience if es is not None else 1, track & late)
             if p.restore_best:
                 # a training loss is measured at the parameters *before* the round's updates (exactly so
                 # when a round is one step): those are the best; a validation value after the round
@@ -274,7 +285,7 @@ def program(plan: Plan, loss_fn, optimizer, val_fn, skip_step, static_rest, stat
                     stop = jnp.all(recent == value[:, None], axis=-1) & (done >= es.patience)
                     out["recent"] = jnp.where(track[:, None], jnp.concatenate([recent[:, 1:], value[:, None]], -1), recent)
                 else:
-                    stop = out["bad"] >= es.patience
+                    stop = patience_done
                 status = jnp.where(track & late & stop, EARLY_STOPPED, status)
         if pl is not None:
             value = jnp.asarray(monitored(pl.monitor, loss, aux, val, smth), dtype)
@@ -285,8 +296,8 @@ def program(plan: Plan, loss_fn, optimizer, val_fn, skip_step, static_rest, stat
             pbest, pbad = dyn["plateau_best"], dyn["plateau_bad"]
             imp = jnp.isfinite(signed) & (~jnp.isfinite(pbest) | (signed < pbest - pl.min_delta))
             out["plateau_best"] = jnp.where(considered & imp, signed, pbest)
-            pbad = jnp.where(considered, jnp.where(imp, 0, pbad + 1), pbad)
-            decay = considered & (pbad >= pl.patience)
+            pbad, reached = patience_step(considered & imp, pbad, pl.patience, considered)
+            decay = considered & reached
             new_hp = jnp.where(decay, jnp.maximum(hp * pl.factor, pl.min_value), hp).astype(hp.dtype)
             out["plateau_bad"] = jnp.where(decay, 0, pbad).astype(dyn["plateau_bad"].dtype)
             out["opt_state"] = optax.tree_utils.tree_set(opt_state, **{pl.name: new_hp})

@@ -30,6 +30,7 @@ import numpy as np
 import optax
 
 from ..core.config import Config, option
+from ..core.trainer_program import patience_step
 from .data import MesoData
 from .model import MesoConfig, _loss_parts
 from .params import MesoParams, from_vector
@@ -265,9 +266,9 @@ def em_single(x0, Z0, base: MesoParams, arrays: dict, lo, hi, *, cfg: MesoConfig
         new_best = (lp.L_y <= best_y0) & (lp.L_Z <= best_z0) & f_ok
         upd, opt_new = opt.update(gZ, s["opt"], s["Z"])
         Z_step = jnp.clip(optax.apply_updates(s["Z"], upd), Z_MIN, 1.0)
-        n_bad = jnp.where(new_best, 0, s["n_bad"] + 1)
+        n_bad, e_stall = patience_step(new_best, s["n_bad"], em.e_patience)  # core's patience counter
         e_i = s["e_i"] + 1
-        e_done = (e_i >= em.e_maxiter) | (n_bad >= em.e_patience)
+        e_done = (e_i >= em.e_maxiter) | e_stall
         Z_best = jnp.where(new_best, s["Z"], s["Z_best"])
         f_best = jnp.where(new_best, f, s["f_best"])
         i_best = jnp.where(new_best, s["e_i"], s["i_best"])
