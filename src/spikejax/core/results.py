@@ -19,13 +19,14 @@ Column names: ``<quantity>_<unit>`` with units from :data:`UNITS` (``time_ms``, 
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import enum
 import importlib
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -267,16 +268,13 @@ def _read(group: Any, name: str, desc: dict[str, Any], template: Any = None) -> 
 class Record(eqx.Module):
     """Base of :class:`Trajectory` and :class:`Result`: a table, a plot, a file."""
 
-    #: Written into the file so that another class cannot load it by mistake.
-    _format_name: ClassVar[str] = "spikejax-record"
-
+    @abc.abstractmethod
     def to_pandas(self):
         """The record as a DataFrame (a ``time_ms`` or ``step`` column first, units in the column names)."""
-        raise NotImplementedError(f"{type(self).__name__}.to_pandas")
 
+    @abc.abstractmethod
     def plot(self, *, ax: Any = None) -> Any:
         """Draw the record on ``ax`` (a new Axes by default) and return the Axes."""
-        raise NotImplementedError(f"{type(self).__name__}.plot")
 
     def _repr_html_(self) -> str:
         try:
