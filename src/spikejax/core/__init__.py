@@ -8,8 +8,10 @@ from .errors import (
     DataFormatError,
     NonFiniteError,
     ShapeError,
+    SizeError,
     SpikejaxError,
     TrainingDivergedError,
+    check_allocation,
     check_array,
     check_binary,
     check_choice,
@@ -20,6 +22,7 @@ from .errors import (
     check_scalar,
     check_shape,
     is_traced,
+    memory_limit_bytes,
 )
 from .config import Config, option
 from .io import atomic_open, atomic_path, load_h5, load_json, load_model, save_figure, save_h5, save_json, save_model

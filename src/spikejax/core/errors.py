@@ -9,6 +9,7 @@ compiled function.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -32,6 +33,9 @@ __all__ = [
     "check_scalar",
     "check_choice",
     "check_keys",
+    "SizeError",
+    "memory_limit_bytes",
+    "check_allocation",
 ]
 
 
@@ -53,6 +57,13 @@ class ConfigError(SpikejaxError):
 
 class DataFormatError(SpikejaxError):
     """A file or record is malformed, truncated or misses a required key."""
+
+
+class SizeError(SpikejaxError, MemoryError):
+    """A request would allocate more memory than the device has (or than the documented limit).
+
+    Raised up front, before compiling, with the estimated size and the argument responsible.
+    """
 
 
 class TrainingDivergedError(SpikejaxError, FloatingPointError):
@@ -258,3 +269,71 @@ def check_keys(record: Any, name: str, required: Iterable[str]) -> None:
     missing = [k for k in required if k not in record]
     if missing:
         raise DataFormatError(f"{name} is missing required key(s) {missing}; it has {sorted(record)[:20]}")
+
+
+_LIMIT_ENV = "SPIKEJAX_MAX_BYTES"
+
+
+def _physical_memory_bytes() -> int | None:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - non-POSIX
+        return None
+
+
+def memory_limit_bytes(device: Any = None) -> int | None:
+    """The number of bytes one allocation request may use before :func:`check_allocation` refuses it.
+
+    ``SPIKEJAX_MAX_BYTES`` (an integer number of bytes) overrides everything. Otherwise the
+    device's own limit (``memory_stats()['bytes_limit']`` on GPUs/TPUs) or, on the CPU backend,
+    the machine's physical memory. ``None`` when nothing is known (no check is made then).
+    """
+    env = os.environ.get(_LIMIT_ENV)
+    if env:
+        try:
+            return int(float(env))
+        except ValueError:
+            raise ConfigError(f"{_LIMIT_ENV} must be a number of bytes, got {env!r}") from None
+    device = device if device is not None else jax.devices()[0]
+    stats = None
+    try:
+        stats = device.memory_stats()
+    except Exception:  # CPU devices may not implement it
+        stats = None
+    if stats and stats.get("bytes_limit"):
+        return int(stats["bytes_limit"])
+    return _physical_memory_bytes()
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(n) < 1024 or unit == "PiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} PiB"  # pragma: no cover
+
+
+def check_allocation(
+    nbytes: float,
+    *,
+    argument: str,
+    what: str = "this request",
+    limit: int | None = None,
+) -> float:
+    """Refuse, before compiling anything, a request whose estimated size exceeds the memory limit.
+
+    ``nbytes`` is the caller's estimate of the largest buffer(s) the request needs; ``argument``
+    names the user's argument(s) that set it (e.g. ``"n_steps"`` or ``"n_steps and n_nodes"``).
+    ``limit`` defaults to :func:`memory_limit_bytes`. Raises :class:`SizeError` (a ``ValueError``
+    and a ``MemoryError``) whose message gives the estimate, the limit and the argument.
+    Returns ``nbytes``.
+    """
+    if not np.isfinite(nbytes) or nbytes < 0:
+        raise SizeError(f"{argument}: {what} has no finite size (estimated {nbytes!r} bytes)")
+    limit = memory_limit_bytes() if limit is None else limit
+    if limit is not None and nbytes > limit:
+        raise SizeError(
+            f"{argument} too large: {what} would need about {_fmt_bytes(nbytes)}, more than the "
+            f"{_fmt_bytes(limit)} available (set {_LIMIT_ENV} to change the limit, or reduce {argument})"
+        )
+    return nbytes
