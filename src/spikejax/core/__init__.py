@@ -26,6 +26,17 @@ from .errors import (
 )
 from .config import Config, option
 from .io import atomic_open, atomic_path, load_h5, load_json, load_model, save_figure, save_h5, save_json, save_model
+from .nwb import (
+    SpikeTrains,
+    as_spike_trains,
+    bin_spikes,
+    rates_from_pynapple,
+    rates_to_pynapple,
+    read_processing,
+    read_units,
+    write_processing,
+    write_units,
+)
 from .likelihoods import (
     bernoulli_nll,
     gaussian_nll,

@@ -544,9 +544,9 @@ def fit_population(
     max_rounds = max(max_epochs, epoch)
 
     show = prog_bar.shown
-    from tqdm.auto import tqdm
+    from .trainer_options import progress_bar
 
-    bar = tqdm(total=max_epochs, initial=min(epoch, max_epochs), desc=prog_bar.desc, disable=not show, leave=False,
+    bar = progress_bar(total=max_epochs, initial=min(epoch, max_epochs), desc=prog_bar.desc, disable=not show, leave=False,
                dynamic_ncols=True)
     try:
         while epoch < max_epochs and bool(np.any(view(dyn).active)):

@@ -19,7 +19,8 @@ program is cached by them) and carries only its own settings:
 * :class:`Checkpointing` — ``Checkpointing(dir, every=None, resume=True)``: save the whole training
   state every ``every`` rounds and resume exactly.
 * :class:`Progress` — ``Progress(enabled=None, desc="fit")``: the tqdm bar (default: on when stderr
-  is a terminal).
+  is a terminal or the code runs in IPython/Jupyter; in a Jupyter kernel the widget bar when
+  ipywidgets is installed, a text bar otherwise).
 """
 
 from __future__ import annotations
@@ -245,9 +246,54 @@ class Checkpointing:
             raise ConfigError(f"Checkpointing.resume must be True or False, got {self.resume!r}")
 
 
+def in_notebook() -> bool:
+    """Whether the code runs in an IPython shell or a Jupyter kernel (``get_ipython()`` answers)."""
+    import sys
+
+    ipy = sys.modules.get("IPython")
+    if ipy is None:
+        return False
+    try:
+        return ipy.get_ipython() is not None
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _in_kernel() -> bool:
+    import sys
+
+    if not in_notebook():
+        return False
+    try:
+        shell = sys.modules["IPython"].get_ipython()
+        return "IPKernelApp" in getattr(shell, "config", {}) or type(shell).__name__ == "ZMQInteractiveShell"
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def progress_bar(**kwargs: Any) -> Any:
+    """A tqdm bar: the notebook widget in a Jupyter kernel with ipywidgets, else the text bar.
+
+    Never tqdm's "IProgress not found" warning: without ipywidgets (or outside a kernel) the plain
+    text bar is used.
+    """
+    if _in_kernel() and not kwargs.get("disable"):
+        try:
+            import ipywidgets  # noqa: F401
+            from tqdm.notebook import tqdm as notebook_tqdm
+
+            return notebook_tqdm(**kwargs)
+        except Exception:  # noqa: BLE001 - no ipywidgets, or an old one: the text bar
+            pass
+    from tqdm.std import tqdm
+
+    return tqdm(**kwargs)
+
+
 @dataclasses.dataclass(frozen=True)
 class Progress:
-    """A tqdm bar over rounds: ``enabled=None`` shows it when stderr is a terminal."""
+    """A tqdm bar over rounds: ``enabled=None`` shows it when stderr is a terminal or in IPython/Jupyter
+    (a widget in a Jupyter kernel with ipywidgets, the text bar otherwise)."""
 
     enabled: bool | None = None
     desc: str = "fit"
@@ -262,6 +308,8 @@ class Progress:
     def shown(self) -> bool:
         if self.enabled is not None:
             return bool(self.enabled)
+        if in_notebook():
+            return True
         import sys
 
         try:

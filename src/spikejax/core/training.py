@@ -254,7 +254,7 @@ def fit(
         checkpoint continues from it (smoothing, early-stopping and plateau counters included: the
         resumed run equals an uninterrupted one).
     progress
-        :class:`Progress` or ``True``/``False``/``None`` (default: when stderr is a terminal).
+        :class:`Progress` or ``True``/``False``/``None`` (default: when stderr is a terminal or in IPython/Jupyter).
     nan_guard
         Raise :class:`TrainingDivergedError` (naming the step) on a non-finite loss or parameter.
     filter_spec

@@ -168,7 +168,7 @@ def train(model: LFADS, train_data: dict[str, Any], valid_data: dict[str, Any], 
     key : PRNG key (minibatch order, posterior samples, dropout).
     sbtt : allow missing (NaN) entries and train on the observed ones only (SBTT).
     checkpoint_dir, resume : save every ``config.checkpoint_every`` epochs; resume from there.
-    progress : tqdm progress bar (default: when stderr is a terminal).
+    progress : tqdm progress bar (default: when stderr is a terminal or in IPython/Jupyter).
     callback : ``callback(epoch, logs) -> stop?`` after each epoch.
 
     Returns
