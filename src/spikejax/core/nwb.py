@@ -514,7 +514,8 @@ def write_processing(path: str | os.PathLike, entries: Mapping[str, Any], *, sou
             kw = {"timestamps": info["timestamps"]} if "timestamps" in info else {"rate": info["rate"], "starting_time": 0.0}
             built.append(pynwb.TimeSeries(name=name, data=data, unit=info.get("unit", "a.u."), description=desc, **kw))
         else:
-            df = _table_of(value, name).reset_index(drop=True)
+            df = _table_of(value, name)
+            df = df.reset_index(drop=isinstance(df.index, __import__("pandas").RangeIndex))
             df.columns = [_nwb_name(c) for c in df.columns]
             for c in df.columns:
                 if df[c].dtype == object or str(df[c].dtype).startswith(("string", "str", "category")):

@@ -124,7 +124,18 @@ def _scalar(ds: Any) -> Any:
 
 
 def read_nwb(path: str | os.PathLike, stimulus_names: Iterable[str] | None = STIMULI) -> tuple[int, list[RawSweep]]:
-    """Read the sweeps of an Allen cell-types NWB (v1) file with h5py.
+    """Read the sweeps of an Allen cell-types NWB file: v1 with h5py, NWB 2 with pynwb (extra ``nwb``).
+
+    An NWB 2 file (root attribute ``nwb_version`` 2.x) is read as the Allen Institute and ipfx write
+    intracellular recordings: per sweep a ``CurrentClampSeries`` in ``/acquisition`` (voltage) and a
+    ``CurrentClampStimulusSeries`` in ``/stimulus/presentation`` (current) with the same
+    ``sweep_number``; the stimulus name from the series' ``stimulus_description`` (a name such as
+    ``"Long Square"``, or an Allen stimulus code: ``C1LS…`` Long Square, ``C1RP…`` Ramp,
+    ``C1NSSEED_1``/``_2`` Noise 1/2, ``C1SS…`` Short Square, ``…Test…`` Test); spike times (s from
+    the sweep start; session times at or after the series' ``starting_time`` are shifted) from
+    ``/processing/spikes/Sweep_<n>`` (timestamps) when present; the analysis
+    window the whole sweep after the test pulse (a pulse shorter than 50 ms that ends within the
+    sweep's first 10 %). Amplitudes come through the series' ``conversion`` (to A and V).
 
     Parameters
     ----------
@@ -147,6 +158,10 @@ def read_nwb(path: str | os.PathLike, stimulus_names: Iterable[str] | None = STI
         fh = h5py.File(path, "r")
     except OSError as exc:
         raise DataFormatError(f"{path} could not be opened as HDF5/NWB (truncated or not an NWB file?): {exc}") from None
+    version = _text(fh.attrs.get("nwb_version", b""))
+    if version.startswith("2"):
+        fh.close()
+        return _read_nwb2(path, wanted)
     sweeps = []
     try:
         with fh:
@@ -202,6 +217,93 @@ def read_nwb(path: str | os.PathLike, stimulus_names: Iterable[str] | None = STI
         raise
     except (OSError, KeyError, ValueError, RuntimeError) as exc:
         raise DataFormatError(f"{path} could not be read as an Allen NWB file (truncated?): {type(exc).__name__}: {exc}") from None
+    return cell_id, sweeps
+
+
+_ALLEN_CODES = (("C1LS", "Long Square"), ("C1RP", "Ramp"), ("C1NSSEED_1", "Noise 1"), ("C1NSSEED_2", "Noise 2"),
+                 ("C1SS", "Short Square"), ("C1SQ", "Short Square"))
+
+
+def _allen_stimulus_name(description: str) -> str:
+    d = str(description).strip()
+    if d in STIMULI or d in ("Test", "Short Square"):
+        return d
+    up = d.upper()
+    for code, name in _ALLEN_CODES:
+        if up.startswith(code):
+            return name
+    if "TEST" in up:
+        return "Test"
+    return d
+
+
+def _after_test_pulse(current: np.ndarray, rate: float) -> int:
+    """Index of the first sample after a leading test pulse (< 50 ms, ending in the first 10 %), else 0."""
+    if current.size < 3:
+        return 0
+    base = current[0]
+    off = np.flatnonzero(current != base)
+    if off.size == 0:
+        return 0
+    on = int(off[0])
+    back = np.flatnonzero(current[on:] == base)
+    if back.size == 0:
+        return 0
+    end = on + int(back[0])
+    if (end - on) / rate < 0.05 and end < 0.1 * current.size:
+        return end
+    return 0
+
+
+def _read_nwb2(path: Path, wanted: set | None) -> tuple[int, list[RawSweep]]:
+    from ..core.nwb import _open_nwb
+
+    io, nwb = _open_nwb(path)
+    sweeps = []
+    with io:
+        try:
+            sid = getattr(nwb.subject, "subject_id", None) if nwb.subject is not None else None
+            spec = getattr(nwb, "specimen_id", None) or sid
+            cell_id = int(spec) if spec is not None and str(spec).strip().isdigit() else None
+        except (TypeError, ValueError):
+            cell_id = None
+        if cell_id is None:
+            digits = re.findall(r"\d+", path.stem)
+            if not digits:
+                raise DataFormatError(f"{path}: no numeric subject_id and no cell id in the file name")
+            cell_id = int(digits[0])
+        acq = {int(o.sweep_number): o for o in nwb.acquisition.values()
+               if type(o).__name__ == "CurrentClampSeries" and getattr(o, "sweep_number", None) is not None}
+        stim = {int(o.sweep_number): o for o in nwb.stimulus.values()
+                if type(o).__name__ == "CurrentClampStimulusSeries" and getattr(o, "sweep_number", None) is not None}
+        if not stim:
+            raise DataFormatError(f"{path}: no CurrentClampStimulusSeries with a sweep_number in /stimulus/presentation: "
+                                  "not an intracellular (current clamp) NWB 2 file")
+        spikes_mod = nwb.processing.get("spikes") if nwb.processing else None
+        for number in sorted(stim):
+            st = stim[number]
+            desc = st.stimulus_description or (acq[number].stimulus_description if number in acq else "")
+            name = _allen_stimulus_name(desc)
+            if wanted is not None and name not in wanted:
+                continue
+            if st.rate is None:
+                raise DataFormatError(f"{path}: sweep {number}'s stimulus has timestamps but no sampling rate")
+            current = np.asarray(st.data[:], np.float64) * float(st.conversion) * 1e12
+            rate = float(st.rate)
+            voltage = None
+            if number in acq:
+                a = acq[number]
+                voltage = np.asarray(a.data[:], np.float64) * float(a.conversion) * 1e3
+            spk = np.zeros(0)
+            if spikes_mod is not None and f"Sweep_{number}" in spikes_mod.data_interfaces:
+                obj = spikes_mod.data_interfaces[f"Sweep_{number}"]
+                ts = getattr(obj, "timestamps", None)
+                spk = np.asarray(ts[:] if ts is not None else obj.data[:], np.float64).reshape(-1)
+                t0 = float(st.starting_time or 0.0)
+                if t0 > 0 and spk.size and spk.min() >= t0:  # session times: from the sweep's first sample
+                    spk = spk - t0
+            start = _after_test_pulse(current, rate) if name != "Test" else 0
+            sweeps.append(RawSweep(number, name, current, voltage, rate, (start, current.size - 1), spk))
     return cell_id, sweeps
 
 

@@ -37,7 +37,7 @@ from .objective import RateTarget, log_likelihood, loss
 from .results import GLMTuneResult, model_spec
 from .simulation import SimState, conditional_intensity, conditional_rate, input_from_window, simulate, state_from_window
 from .stimulus import LoadedStimulus, PoissonStimulus, RegularStimulus, SinStimulus, Stimulus, batch_masks
-from .trajectory import GLMTrajectory
+from .trajectory import GLMTrajectory, trajectory_from_spikes
 from .tuning import TuneConfig, resolve_tunable, tune
 
 __all__ = [
@@ -47,6 +47,7 @@ __all__ = [
     "tune",
     # results, data and configs
     "GLMTrajectory",
+    "trajectory_from_spikes",
     "GLMTuneResult",
     "TuneConfig",
     "RateTarget",

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..core.results import Trajectory, tidy
 
-__all__ = ["GLMTrajectory"]
+__all__ = ["GLMTrajectory", "trajectory_from_spikes"]
 
 
 class GLMTrajectory(Trajectory):
@@ -95,6 +95,14 @@ class GLMTrajectory(Trajectory):
             df["neuron"] = idx - offset[block[idx]]
         return df
 
+    def to_pynapple(self, *, start: float = 0.0):
+        """The counts as a pynapple ``TsdFrame`` (one column per neuron; a ``TsdTensor`` for stacked
+        networks), timestamps at the bin centres in s from ``start`` (s). :func:`trajectory_from_spikes`
+        takes it back unchanged."""
+        from ..core.nwb import rates_to_pynapple
+
+        return rates_to_pynapple(np.asarray(self.spikes), dt=self.dt, start=start)
+
     def plot(self, *, ax: Any = None, max_neurons: int | None = None, title: str | None = None) -> Any:
         """Raster plot (the first network of a stacked batch); returns the Axes."""
         from .analysis import plot_raster
@@ -103,3 +111,30 @@ class GLMTrajectory(Trajectory):
         if raster.ndim == 3:
             raster = raster[0]
         return plot_raster(raster, self.dt, ax=ax, max_neurons=max_neurons, title=title)
+
+
+def trajectory_from_spikes(spikes: Any, *, dt: float | None = None, start: float | None = None,
+                           stop: float | None = None) -> GLMTrajectory:
+    """Observed spike trains as a :class:`GLMTrajectory` (counts ``(n_steps, N)`` in bins of ``dt`` ms).
+
+    ``spikes``: an NWB 2 file path, :class:`~spikejax.core.SpikeTrains` or a pynapple ``TsGroup``
+    (binned from ``start`` to ``stop``, s; ``dt`` required), or a pynapple ``TsdFrame`` of counts per
+    bin on a regular grid (what :meth:`GLMTrajectory.to_pynapple` gives; ``dt`` is read from its
+    timestamps). The result goes where the family takes observed spikes:
+    :func:`~spikejax.glm.log_likelihood`, :func:`~spikejax.glm.firing_rates`, :func:`~spikejax.glm.plot_raster`, …
+    """
+    from ..core.errors import ConfigError, DataFormatError
+    from ..core.nwb import _is_pynapple, bin_spikes, rates_from_pynapple
+
+    if _is_pynapple(spikes, "TsdFrame", "TsdTensor"):
+        counts, width = rates_from_pynapple(spikes)
+        if dt is not None and not np.isclose(float(dt), width, rtol=1e-6):
+            raise ConfigError(f"dt={dt} ms disagrees with the TsdFrame's bin width {width} ms")
+        c = np.asarray(counts)
+        if c.size and (np.any(c < 0) or np.any(c != np.round(c))):
+            raise DataFormatError("spikes: a TsdFrame given as spikes must hold counts (whole numbers >= 0) per bin")
+        return GLMTrajectory(jnp.asarray(c.astype(np.int32)), dt=width)
+    if dt is None:
+        raise ConfigError("dt (ms) is required to bin spike trains")
+    counts = bin_spikes(spikes, dt=dt, start=start, stop=stop)
+    return GLMTrajectory(jnp.asarray(counts), dt=float(dt))

@@ -19,6 +19,7 @@ Evaluation: :func:`ridge_fit`, :func:`ridge_r2`, :func:`rate_r2`, NLB metrics.
 from .config import load_config, load_lfads, parse_config, save_lfads
 from .data import (
     check_dataset,
+    dataset_from_spikes,
     generate_calcium_dataset,
     generate_lorenz_dataset,
     load_lfads_h5,
@@ -77,7 +78,7 @@ __all__ = [
     # plots
     "plot_rates", "plot_factors",
     # data and configuration files
-    "load_lfads_h5", "save_lfads_h5", "check_dataset", "make_sv_mask", "load_lorenz_tutorial",
+    "load_lfads_h5", "save_lfads_h5", "dataset_from_spikes", "check_dataset", "make_sv_mask", "load_lorenz_tutorial",
     "lorenz_trajectories", "generate_lorenz_dataset", "generate_calcium_dataset",
     "parse_config", "load_config", "save_lfads", "load_lfads",
     # evaluation

@@ -32,6 +32,7 @@ __all__ = [
     "lorenz_trajectories",
     "generate_lorenz_dataset",
     "generate_calcium_dataset",
+    "dataset_from_spikes",
 ]
 
 LAYOUTS = ("trials_time_neurons", "neurons_samples_trials")
@@ -125,6 +126,108 @@ def save_lfads_h5(path: str | Path, train: dict[str, Any], valid: dict[str, Any]
             for k, v in (extra or {}).items():
                 f.create_dataset(k, data=np.asarray(v))
     return path
+
+
+_VALID_NAMES = ("val", "valid", "validation")
+
+
+def dataset_from_spikes(spikes: Any, *, dt: float, trials: Any = None, n_bins: int | None = None,
+                        split_column: str = "split", valid_fraction: float = 0.2) -> dict[str, Any]:
+    """An LFADS dataset from spike trains with trials (an NWB 2 file, a pynapple ``TsGroup``, …).
+
+    Each trial is binned at ``dt`` ms from its ``start_time`` for ``n_bins`` bins (default: as many
+    whole bins as the shortest trial holds), giving spike counts trials × time × neurons. Trials go to
+    the ``train`` and ``valid`` splits by the trials table's ``split_column`` (the Neural Latents
+    Benchmark's ``split``: ``train`` → train, ``val``/``valid`` → valid, other values such as ``test``
+    are left out); without that column every ``round(1 / valid_fraction)``-th trial is a validation
+    trial (no random numbers).
+
+    Parameters
+    ----------
+    spikes
+        What :func:`spikejax.core.as_spike_trains` takes: an NWB 2 file path (Units and trials tables),
+        :class:`~spikejax.core.SpikeTrains`, or a pynapple ``TsGroup`` with ``trials`` an ``IntervalSet``
+        (its metadata may hold the split column).
+    dt
+        Bin width in ms (the model's ``LFADSConfig.dt``).
+    trials
+        The trials as a pynapple ``IntervalSet`` when ``spikes`` is a ``TsGroup``.
+    n_bins
+        Bins per trial (``encod_seq_len``); every trial must be at least this long.
+    split_column, valid_fraction
+        The split rule above.
+
+    Returns
+    -------
+    dict
+        The layout of :func:`load_lfads_h5`: ``{"train": {"data", "inds"}, "valid": {"data", "inds"},
+        "extra": {...}}``, ``data`` float32 counts, ``inds`` the 0-based trial rows; ``extra`` holds
+        ``dt``, ``unit_ids``, ``trial_start_s`` (of every trial row) and ``test_inds`` (rows left out).
+
+    Raises
+    ------
+    DataFormatError
+        No trials table, or a trial shorter than ``n_bins`` bins; a split column with no train or no
+        valid trial.
+    """
+    from ..core.errors import check_scalar
+    from ..core.nwb import as_spike_trains, bin_spikes
+
+    st = as_spike_trains(spikes, trials=trials)
+    dt = float(check_scalar(dt, "dt (ms)", low=0.0, low_inclusive=False))
+    if st.trials is None or len(st.trials) == 0:
+        raise DataFormatError(f"{st.source}: no trials (a trials table with start_time/stop_time) to cut LFADS "
+                              "trials from; pass trials= (a pynapple IntervalSet) or add a trials table")
+    width = dt / 1000.0
+    start = st.trials["start_time"].to_numpy(np.float64)
+    stop = st.trials["stop_time"].to_numpy(np.float64)
+    whole = np.floor((stop - start) / width + 1e-9).astype(np.int64)
+    if n_bins is None:
+        n_bins = int(whole.min())
+    n_bins = int(check_scalar(n_bins, "n_bins", low=1, integer=True))
+    short = np.flatnonzero(whole < n_bins)
+    if short.size:
+        raise DataFormatError(f"{st.source}: trial {int(short[0])} holds {int(whole[short[0]])} whole bins of {dt} ms, "
+                              f"fewer than n_bins={n_bins} ({short.size} such trials)")
+    n_tr, n_units = start.size, st.n_units
+    counts = np.zeros((n_tr, n_bins, n_units), np.float32)
+    order = np.argsort(start, kind="stable")
+    s_sorted = start[order]
+    ends = s_sorted + n_bins * width
+    if np.all(s_sorted[1:] >= ends[:-1] - 1e-12):  # non-overlapping windows: one pass per unit
+        for u, t in enumerate(st.times):
+            j = np.searchsorted(s_sorted, t, side="right") - 1
+            ok = j >= 0
+            j, tt = j[ok], t[ok]
+            k = np.floor((tt - s_sorted[j]) / width + 1e-9).astype(np.int64)
+            keep = (k >= 0) & (k < n_bins)
+            np.add.at(counts, (order[j[keep]], k[keep], np.full(int(keep.sum()), u)), 1.0)
+    else:
+        for i in range(n_tr):
+            counts[i] = bin_spikes(st, dt=dt, start=start[i], stop=start[i] + n_bins * width)
+    if split_column in st.trials.columns:
+        lab = np.asarray([str(v).strip().lower() for v in st.trials[split_column]])
+        tr_idx = np.flatnonzero(lab == "train")
+        va_idx = np.flatnonzero(np.isin(lab, _VALID_NAMES))
+        if tr_idx.size == 0 or va_idx.size == 0:
+            raise DataFormatError(f"{st.source}: the trials' {split_column!r} column needs 'train' and 'val' trials, "
+                                  f"has {sorted(set(lab.tolist()))}")
+    else:
+        frac = float(check_scalar(valid_fraction, "valid_fraction", low=0.0, high=1.0, low_inclusive=False,
+                                  high_inclusive=False))
+        every = max(2, int(round(1.0 / frac)))
+        is_val = (np.arange(n_tr) % every) == every - 1
+        if not is_val.any():
+            is_val[-1] = True
+        tr_idx, va_idx = np.flatnonzero(~is_val), np.flatnonzero(is_val)
+        if tr_idx.size == 0:
+            raise DataFormatError(f"{st.source}: {n_tr} trial(s) cannot give both a train and a valid split")
+    rest = np.setdiff1d(np.arange(n_tr), np.concatenate([tr_idx, va_idx]))
+    return {
+        "train": {"data": counts[tr_idx], "inds": tr_idx},
+        "valid": {"data": counts[va_idx], "inds": va_idx},
+        "extra": {"dt": dt, "unit_ids": np.asarray(st.unit_ids), "trial_start_s": start, "test_inds": rest},
+    }
 
 
 def check_dataset(data: dict[str, Any], config, *, sbtt: bool = False, name: str = "data") -> None:

@@ -84,6 +84,13 @@ class LFADSTrajectory(Trajectory):
         return tidy(self.times_ms(rates.shape[0]), {"rate_hz": rates, obs: np.asarray(self.observations)},
                     axes=("trial", "neuron"))
 
+    def to_pynapple(self, *, start: float = 0.0):
+        """The rates (Hz) as a pynapple ``TsdTensor`` (time × trials × neurons), timestamps at the bin
+        centres in s from ``start`` (s)."""
+        from ..core.nwb import rates_to_pynapple
+
+        return rates_to_pynapple(np.asarray(self.rates), dt=self.dt, start=start)
+
     def plot(self, *, ax: Any = None, trial: int = 0) -> Any:
         """Rates (Hz) of one trial (:func:`plot_rates`)."""
         return plot_rates(self.rates, dt=self.dt, trial=trial, ax=ax)

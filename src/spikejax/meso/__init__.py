@@ -10,7 +10,7 @@
   :class:`MesoFitConfig`; :func:`posterior_Z` / :func:`posterior_table` and
   :func:`fit_params_given_Z` – the ceilings (posterior of Z at given parameters, the M-step given
   the true Z).
-* :class:`MesoData`, :func:`load_npz`, :func:`load_bundled` – data and loaders;
+* :class:`MesoData`, :func:`load_npz`, :func:`load_bundled`, :func:`data_from_spikes` – data and loaders;
   :func:`simulate_observed` – a trial drawn from the mesoscopic model itself (no model mismatch).
 
 Time is in ms in every public argument and table (``dt``, ``t_ref``, durations); the model computes
@@ -23,6 +23,7 @@ from .data import (
     dominance_durations,
     load_activity,
     load_bundled,
+    data_from_spikes,
     load_npz,
     load_params_json,
     rebin_counts,
@@ -120,6 +121,7 @@ __all__ = [
     # data
     "load_npz",
     "load_bundled",
+    "data_from_spikes",
     "load_activity",
     "load_params_json",
     "bundled_path",

@@ -51,6 +51,7 @@ __all__ = [
     "bundled_path",
     "dominance_durations",
     "winner_loser_rates",
+    "data_from_spikes",
 ]
 
 
@@ -217,6 +218,71 @@ class MesoData(eqx.Module):
             dt=self.dt,
             I_ext=None if self.I_ext is None else self.I_ext[start:stop],
         )
+
+
+def data_from_spikes(
+    spikes: Any,
+    *,
+    N,
+    population_column: str = "population",
+    populations=None,
+    n_obs: int | None = None,
+    hist_bins: int = HIST_BINS,
+    start: float | None = None,
+    stop: float | None = None,
+    dt: float = DT_MS,
+    I_ext=None,
+) -> MesoData:
+    """A :class:`MesoData` from recorded spike trains (an NWB 2 file, a pynapple ``TsGroup``, …).
+
+    The spikes are binned at ``dt`` ms from ``start`` to ``stop`` (s; default the first and last
+    spike), binarised per bin (a neuron spikes at most once per 4-ms bin in the model), and the
+    units grouped by their ``population_column`` (the NWB Units table's column, or the ``TsGroup``'s
+    metadata): population ``m`` is ``populations[m]`` (default: the labels in order of first
+    appearance), and each keeps its first ``n_obs`` units (default: as many as the smallest group
+    has). The first ``hist_bins`` bins become the history window (:meth:`MesoData.from_full`).
+
+    Parameters
+    ----------
+    spikes
+        What :func:`spikejax.core.as_spike_trains` takes.
+    N
+        Population sizes (the whole populations, not the observed neurons), one per population.
+    population_column, populations, n_obs
+        The grouping above.
+    hist_bins, dt, I_ext
+        As in :meth:`MesoData.from_full`.
+    start, stop
+        The recording window in s.
+
+    Raises
+    ------
+    DataFormatError
+        No ``population_column`` in the units' metadata, or a population with no unit.
+    """
+    from ..core.nwb import as_spike_trains, bin_spikes
+
+    st = as_spike_trains(spikes)
+    if population_column not in st.units.columns:
+        raise DataFormatError(
+            f"{st.source}: the units have no {population_column!r} column to group them into populations "
+            f"(columns: {list(st.units.columns)}); pass population_column="
+        )
+    labels = np.asarray([str(v) for v in st.units[population_column]])
+    if populations is None:
+        populations = list(dict.fromkeys(labels.tolist()))
+    populations = [str(p) for p in populations]
+    groups = [np.flatnonzero(labels == p) for p in populations]
+    empty = [p for p, g in zip(populations, groups) if g.size == 0]
+    if empty:
+        raise DataFormatError(f"{st.source}: no unit has {population_column} = {empty[0]!r} (labels: {sorted(set(labels))})")
+    n_min = min(g.size for g in groups)
+    if n_obs is None:
+        n_obs = n_min
+    n_obs = int(check_scalar(n_obs, "n_obs", low=1, high=n_min, integer=True))
+    counts = bin_spikes(st, dt=dt, start=start, stop=stop)
+    spikes_ = np.stack([counts[:, g[:n_obs]] for g in groups], axis=1)  # (T, M, n_obs)
+    return MesoData.from_full(spikes_, N=N, hist_bins=hist_bins, dt=dt, I_ext=I_ext)
 
 
 def check_params_data(params, data) -> None:

@@ -114,6 +114,16 @@ class MesoFitResult(Result):
         """Fitted parameters of restart ``run``."""
         return from_vector(self.model, jnp.asarray(self.runs["x"][int(run)], self.model.amem.dtype))
 
+    def to_pynapple(self, *, start: float = 0.0):
+        """The inferred activity of the best restart in Hz (``Z / dt``) as a pynapple ``TsdFrame``, one
+        column per population, timestamps at the bin centres in s from ``start`` (s: the time of the
+        fitted window's first bin in the recording)."""
+        from ..core.nwb import rates_to_pynapple
+
+        dt = float(self.config.model.dt)
+        names = list(self.populations) if self.populations is not None and len(self.populations) == len(self.N) else None
+        return rates_to_pynapple(np.asarray(self.Z) / (dt / 1000.0), dt=dt, start=start, columns=names)
+
     # ---- tables ----------------------------------------------------------------------------------
     def to_pandas(self):
         """The parameter table: per fitted parameter (index ``parameter``) its ``unit``, the ``truth``

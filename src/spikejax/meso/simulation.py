@@ -53,6 +53,17 @@ class MesoTrajectory(Trajectory):
         """Number of bins."""
         return int(self.Z.shape[-2])
 
+    def to_pynapple(self, *, start: float = 0.0):
+        """The activity in Hz (``rate_hz``) as a pynapple ``TsdFrame``, one column per population,
+        timestamps at the bin centres in s from ``start`` (s)."""
+        from ..core.nwb import rates_to_pynapple
+
+        Z = np.asarray(self.rate_hz)
+        if Z.ndim != 2:
+            raise ConfigError(f"to_pynapple needs one trajectory (T, M); this one has shape {Z.shape} (index it first)")
+        names = list(self.populations) if len(self.populations) == Z.shape[1] else None
+        return rates_to_pynapple(Z, dt=self.dt, start=start, columns=names)
+
     def to_pandas(self):
         """Long table: ``time_ms``, ``population`` (names), ``rate_hz``, ``expected_rate_hz``."""
         Z = np.asarray(self.Z)
