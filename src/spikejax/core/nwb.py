@@ -129,7 +129,9 @@ class SpikeTrains:
         if ids.size != len(times):
             raise ShapeError(f"unit_ids must give one id per unit ({len(times)}), got {ids.size}")
         object.__setattr__(self, "unit_ids", ids)
-        units = pd.DataFrame(index=ids) if self.units is None else pd.DataFrame(self.units).copy()
+        units = None if self.units is None else pd.DataFrame(self.units).copy()
+        if units is None or (len(units.columns) == 0 and len(units) == 0):
+            units = pd.DataFrame(index=ids)
         if len(units) != len(times):
             raise ShapeError(f"units (metadata) must have one row per unit ({len(times)}), got {len(units)}")
         units.index = ids

@@ -261,6 +261,13 @@ def _read_nwb2(path: Path, wanted: set | None) -> tuple[int, list[RawSweep]]:
     io, nwb = _open_nwb(path)
     sweeps = []
     with io:
+        acq = {int(o.sweep_number): o for o in nwb.acquisition.values()
+               if type(o).__name__ == "CurrentClampSeries" and getattr(o, "sweep_number", None) is not None}
+        stim = {int(o.sweep_number): o for o in nwb.stimulus.values()
+                if type(o).__name__ == "CurrentClampStimulusSeries" and getattr(o, "sweep_number", None) is not None}
+        if not stim:
+            raise DataFormatError(f"{path}: no CurrentClampStimulusSeries with a sweep_number in /stimulus/presentation: "
+                                  "not an intracellular (current clamp) NWB 2 file")
         try:
             sid = getattr(nwb.subject, "subject_id", None) if nwb.subject is not None else None
             spec = getattr(nwb, "specimen_id", None) or sid
@@ -272,13 +279,6 @@ def _read_nwb2(path: Path, wanted: set | None) -> tuple[int, list[RawSweep]]:
             if not digits:
                 raise DataFormatError(f"{path}: no numeric subject_id and no cell id in the file name")
             cell_id = int(digits[0])
-        acq = {int(o.sweep_number): o for o in nwb.acquisition.values()
-               if type(o).__name__ == "CurrentClampSeries" and getattr(o, "sweep_number", None) is not None}
-        stim = {int(o.sweep_number): o for o in nwb.stimulus.values()
-                if type(o).__name__ == "CurrentClampStimulusSeries" and getattr(o, "sweep_number", None) is not None}
-        if not stim:
-            raise DataFormatError(f"{path}: no CurrentClampStimulusSeries with a sweep_number in /stimulus/presentation: "
-                                  "not an intracellular (current clamp) NWB 2 file")
         spikes_mod = nwb.processing.get("spikes") if nwb.processing else None
         for number in sorted(stim):
             st = stim[number]
