@@ -61,6 +61,12 @@ def test_families_take_tsgroups():
     ds = lfads.dataset_from_spikes(group, trials=_trials(), dt=20.0)
     assert ds["train"]["data"].shape == (8, 6, 6) and ds["valid"]["data"].shape == (8, 6, 6)
     np.testing.assert_array_equal(ds["extra"]["unit_ids"], list(times))
+    # aligned 40 ms after each trial's start: the same counts as binning from there by hand
+    shifted = lfads.dataset_from_spikes(group, trials=_trials(), dt=20.0, offset=40.0, n_bins=3)
+    st = core.SpikeTrains.from_pynapple(group)
+    np.testing.assert_array_equal(shifted["train"]["data"][1], st.bin(20.0, start=0.44, stop=0.5))
+    with pytest.raises(core.DataFormatError, match="no 'move_onset_time' column"):
+        lfads.dataset_from_spikes(group, trials=_trials(), dt=20.0, align="move_onset_time")
     data = meso.data_from_spikes(group, N=(400, 400, 200), hist_bins=20, start=0.0, stop=0.4)
     assert isinstance(data, meso.MesoData) and (data.T, data.M, data.n_obs) == (80, 3, 2)
     traj = glm.trajectory_from_spikes(group, dt=5.0, start=0.0, stop=3.4)

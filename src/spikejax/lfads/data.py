@@ -132,11 +132,14 @@ _VALID_NAMES = ("val", "valid", "validation")
 
 
 def dataset_from_spikes(spikes: Any, *, dt: float, trials: Any = None, n_bins: int | None = None,
-                        split_column: str = "split", valid_fraction: float = 0.2) -> dict[str, Any]:
+                        align: str = "start_time", offset: float = 0.0, split_column: str = "split",
+                        valid_fraction: float = 0.2) -> dict[str, Any]:
     """An LFADS dataset from spike trains with trials (an NWB 2 file, a pynapple ``TsGroup``, …).
 
-    Each trial is binned at ``dt`` ms from its ``start_time`` for ``n_bins`` bins (default: as many
-    whole bins as the shortest trial holds), giving spike counts trials × time × neurons. Trials go to
+    Each trial is binned at ``dt`` ms from its ``align`` time plus ``offset`` ms (default: its
+    ``start_time``; the NLB files align to e.g. ``move_onset_time`` with ``offset=-250``) for ``n_bins``
+    bins (default: as many whole bins as the shortest trial holds before its ``stop_time``), giving
+    spike counts trials × time × neurons. Trials go to
     the ``train`` and ``valid`` splits by the trials table's ``split_column`` (the Neural Latents
     Benchmark's ``split``: ``train`` → train, ``val``/``valid`` → valid, other values such as ``test``
     are left out); without that column every ``round(1 / valid_fraction)``-th trial is a validation
@@ -154,6 +157,8 @@ def dataset_from_spikes(spikes: Any, *, dt: float, trials: Any = None, n_bins: i
         The trials as a pynapple ``IntervalSet`` when ``spikes`` is a ``TsGroup``.
     n_bins
         Bins per trial (``encod_seq_len``); every trial must be at least this long.
+    align, offset
+        The trials column (s) each trial's first bin starts from, and a shift in ms.
     split_column, valid_fraction
         The split rule above.
 
@@ -162,7 +167,7 @@ def dataset_from_spikes(spikes: Any, *, dt: float, trials: Any = None, n_bins: i
     dict
         The layout of :func:`load_lfads_h5`: ``{"train": {"data", "inds"}, "valid": {"data", "inds"},
         "extra": {...}}``, ``data`` float32 counts, ``inds`` the 0-based trial rows; ``extra`` holds
-        ``dt``, ``unit_ids``, ``trial_start_s`` (of every trial row) and ``test_inds`` (rows left out).
+        ``dt``, ``unit_ids``, ``trial_start_s`` (each trial row's first bin, s) and ``test_inds`` (rows left out).
 
     Raises
     ------
@@ -179,11 +184,20 @@ def dataset_from_spikes(spikes: Any, *, dt: float, trials: Any = None, n_bins: i
         raise DataFormatError(f"{st.source}: no trials (a trials table with start_time/stop_time) to cut LFADS "
                               "trials from; pass trials= (a pynapple IntervalSet) or add a trials table")
     width = dt / 1000.0
-    start = st.trials["start_time"].to_numpy(np.float64)
+    if align not in st.trials.columns:
+        raise DataFormatError(f"{st.source}: the trials have no {align!r} column to align to (columns: "
+                              f"{list(st.trials.columns)})")
+    offset = float(check_scalar(offset, "offset (ms)"))
+    start = st.trials[align].to_numpy(np.float64) + offset / 1000.0
+    if not np.all(np.isfinite(start)):
+        raise DataFormatError(f"{st.source}: the trials' {align!r} column has NaN entries")
     stop = st.trials["stop_time"].to_numpy(np.float64)
     whole = np.floor((stop - start) / width + 1e-9).astype(np.int64)
     if n_bins is None:
         n_bins = int(whole.min())
+        if n_bins < 1:
+            raise DataFormatError(f"{st.source}: trial {int(np.argmin(whole))} holds no whole bin of {dt} ms between "
+                                  f"its {align!r} time (+ offset) and its stop_time")
     n_bins = int(check_scalar(n_bins, "n_bins", low=1, integer=True))
     short = np.flatnonzero(whole < n_bins)
     if short.size:
