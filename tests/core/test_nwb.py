@@ -66,6 +66,14 @@ def test_units_read_bin_and_write_back_exactly(tmp_path):
     for a, b in zip(st.times, back.times):
         np.testing.assert_array_equal(a, b)
     assert list(back.unit_ids) == list(st.unit_ids) and list(back.trials["split"]) == list(SPLITS)
+    # a module added to the file itself (replaced atomically): the units stay, the table comes back
+    core.write_processing(tmp_path / "copy.nwb", {"params": {"theta": [1.5, 2.5]}}, source=tmp_path / "copy.nwb")
+    table = core.read_processing(tmp_path / "copy.nwb")["params"]
+    assert list(table["parameter"]) == ["theta"] and list(table[["value_0", "value_1"]].iloc[0]) == [1.5, 2.5]
+    assert core.read_units(tmp_path / "copy.nwb").n_units == 6
+    with pytest.raises(core.ConfigError, match="already has a processing module 'spikejax'"):
+        core.write_processing(tmp_path / "copy.nwb", {"x": (np.zeros(3), 1.0)}, source=tmp_path / "copy.nwb")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.nwb", "rec.nwb"]  # no temporary left behind
 
 
 def test_nwb_into_lfads_and_meso_and_results_back_out(tmp_path):
