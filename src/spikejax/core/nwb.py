@@ -426,6 +426,9 @@ def _series_of(value: Any, name: str) -> tuple[np.ndarray, dict] | None:
     from .results import Trajectory
 
     if isinstance(value, Trajectory):
+        if not hasattr(value, "to_pynapple"):
+            raise TypeError(f"write_processing: entry {name!r}: a {type(value).__name__} has no to_pynapple(); pass "
+                            "(array, dt_ms[, unit]) or its to_pandas() table instead")
         value = value.to_pynapple()
     if _is_pynapple(value, "Tsd", "TsdFrame", "TsdTensor"):
         t = np.asarray(value.t, np.float64)
