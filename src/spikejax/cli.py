@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from ._argparse import SpikejaxParser, check_output_path
 from .core.errors import SpikejaxError
 
 FAMILIES = ("gfr", "glm", "meso", "l5", "lfads")
@@ -57,7 +58,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = SpikejaxParser(
         prog="spikejax",
         description="Differentiable models of neurons and neural populations in JAX.",
     )
@@ -67,10 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--x64", action="store_true", help="run in float64 (jax_enable_x64)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = sub.add_parser("demo", help="run the library's main job on bundled data and write figures/tables")
-    demo.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
+    demo.add_argument("--out", default="out/demo", help="output folder")
     demo.add_argument("--quick", action="store_true", help="smallest sizes (smoke test)")
     demo.add_argument("--only", default=None, help="comma-separated families to run (default: all)")
-    demo.add_argument("--seed", type=int, default=0, help="seed of the PRNG key of every family's run (default: 0)")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the PRNG key of every family's run")
     demo.set_defaults(func=_run_demo)
     for family in FAMILIES:
         mod = _family_module(family, "cli")
@@ -90,12 +91,22 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        _check_outputs(args)
         return int(args.func(args) or 0)
     except _USER_ERRORS as exc:
         if os.environ.get("SPIKEJAX_DEBUG"):
             raise
         print(f"spikejax: error: {_describe(exc)}", file=sys.stderr)
         return 2
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse an unwritable output path before any work starts (the parser's ``out_kind`` default
+    says whether ``--out`` names a folder or a file)."""
+    for dest, option in (("out", "--out"), ("save_path", "--save-path")):
+        value = getattr(args, dest, None)
+        if value:
+            check_output_path(value, option=option, kind=getattr(args, "out_kind", "dir"))
 
 
 # A user's mistake (bad input, config, missing file or extra, unwritable output) ends as one line and
