@@ -92,6 +92,9 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._format_action_invocation(action)
 
 
+_ALIASES_IN_MESSAGE = re.compile(r"(--?[A-Za-z0-9][\w-]*)(?:/--?[A-Za-z0-9][\w-]*)+")
+
+
 class SpikejaxParser(argparse.ArgumentParser):
     """``ArgumentParser`` with the spikejax conventions (see the module docstring); its sub-parsers
     are of the same class."""
@@ -123,6 +126,8 @@ class SpikejaxParser(argparse.ArgumentParser):
     def error(self, message):
         """Usage line, then ``spikejax: error: <command>: <message>``; exit status 2."""
         self.print_usage(sys.stderr)
+        # argparse names an option by all its spellings (--n-obs/--n_obs): name it by the first one
+        message = _ALIASES_IN_MESSAGE.sub(r"\1", message)
         where = self.prog.split(" ", 1)[1] + ": " if " " in self.prog else ""
         self.exit(2, f"spikejax: error: {where}{message}\n")
 
