@@ -68,10 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--x64", action="store_true", help="run in float64 (jax_enable_x64)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = sub.add_parser("demo", help="run the library's main job on bundled data and write figures/tables")
-    demo.add_argument("--out", default="out/demo", help="output folder")
+    demo.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
     demo.add_argument("--quick", action="store_true", help="smallest sizes (smoke test)")
     demo.add_argument("--only", default=None, help="comma-separated families to run (default: all)")
-    demo.add_argument("--seed", type=int, default=0, help="seed of the PRNG key of every family's run")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the PRNG key of every family's run (default: 0)")
     demo.set_defaults(func=_run_demo)
     for family in FAMILIES:
         mod = _family_module(family, "cli")

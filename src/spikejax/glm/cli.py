@@ -114,7 +114,7 @@ def _cmd_tune(args) -> int:
         "target_hz": args.rate,
         "estimator": args.estimator,
         "tuned": tuned,
-        "rate_after_hz": population_rate(x),
+        "rate_after_hz": np.float32(population_rate(x)),  # a float32 mean: written as its shortest decimal
         "seconds": res.seconds,
     }
     out = Path(args.out)
