@@ -111,7 +111,7 @@ def _check_outputs(args: argparse.Namespace) -> None:
 
 # A user's mistake (bad input, config, missing file or extra, unwritable output) ends as one line and
 # exit status 2, never a traceback; SPIKEJAX_DEBUG=1 shows the traceback instead.
-_USER_ERRORS = (SpikejaxError, ValueError, TypeError, OSError, ImportError, KeyError)
+_USER_ERRORS = (SpikejaxError, ValueError, TypeError, OSError, ImportError, KeyError, MemoryError, OverflowError)
 
 
 def _describe(exc: BaseException) -> str:
@@ -123,6 +123,8 @@ def _describe(exc: BaseException) -> str:
         return f"{exc.strerror or exc}: {exc.filename}"
     if isinstance(exc, KeyError):
         return f"missing key {exc}"
+    if isinstance(exc, MemoryError | OverflowError) and not isinstance(exc, SpikejaxError):
+        return f"the request is too large for this machine ({type(exc).__name__}: {exc}); reduce the sizes given"
     return str(exc)
 
 

@@ -104,9 +104,9 @@ def run_cli(args, *, subprocess_run: bool = False, env: dict | None = None, setu
 
 
 def cli_mistake(id: str, args, match: str, *, subprocess_run: bool = False, env: dict | None = None,
-                setup: Callable[[], Any] | None = None, marks: tuple = ()) -> Mistake:
+                setup: Callable[[], Any] | None = None, marks: tuple = (), kind: str = "cli") -> Mistake:
     """A :class:`Mistake` of kind ``cli``: ``spikejax ARGS`` must fail cleanly with a message matching ``match``."""
     import functools
 
     call = functools.partial(run_cli, args, subprocess_run=subprocess_run, env=env, setup=setup)
-    return Mistake(id, call, CliError, match, kind="cli", marks=marks)
+    return Mistake(id, call, CliError, match, kind=kind, marks=marks)

@@ -123,6 +123,15 @@ MISTAKES = [
     cli_mistake("gfr-network-lr-negative", ["gfr", "network", "--lr", "-1", "--save-path", OUT], r"--lr: must be a positive number"),
     cli_mistake("gfr-network-freeze-not-bool", ["gfr", "network", "--freeze-neurons", "maybe", "--save-path", OUT],
                 r"--freeze-neurons: expected True or False, got 'maybe'"),
+    # ---- sizes refused up front, with the figure and the flag (before compiling)
+    cli_mistake("gfr-simulate-duration-huge", ["gfr", "simulate", "--duration", "1e15"], r"--duration too large: .*would need about",
+                kind="size"),
+    cli_mistake("glm-simulate-steps-huge", ["glm", "simulate", "--steps", "1000000000000", "--out", OUT],
+                r"--steps too large: .*would need about", kind="size"),
+    cli_mistake("meso-generate-seconds-huge", ["meso", "generate", "--seconds", "1e12", "--out", str(_ROOT / "m.npz")],
+                r"--seconds too large", kind="size"),
+    cli_mistake("meso-simulate-seconds-huge", ["meso", "simulate", "--seconds", "1e12", "--out", OUT], r"--seconds too large",
+                kind="size"),
     # ---- parser: unknown choices, options, commands, missing arguments
     cli_mistake("unknown-command", ["nope"], r"invalid choice: 'nope'"),
     cli_mistake("unknown-option", ["glm", "simulate", "--bogus", "1", "--out", OUT], r"unrecognized arguments: --bogus"),

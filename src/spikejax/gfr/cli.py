@@ -101,6 +101,9 @@ def _simulate(args: argparse.Namespace) -> int:
     n = int(round(args.duration / model.dt))
     if n < 1:
         raise ConfigError(f"--duration must cover at least one {model.dt} ms bin, got {args.duration}")
+    from ..core.errors import check_allocation
+
+    check_allocation(16.0 * n, argument="--duration", what=f"{n} bins of {model.dt} ms")  # current, rates, state
     frame = simulate(model, jnp.full(n, float(args.current))).to_pandas()  # time_ms (bin start), rate_hz, current_pa
     if args.out:
         with atomic_open(args.out, "w", newline="") as fh:

@@ -69,6 +69,9 @@ def _cmd_simulate(args) -> int:
 
     model = _model(args)
     net, k = _networks(args)
+    from ..core.errors import check_allocation
+
+    check_allocation(4.0 * net.n_nodes * args.steps, argument="--steps", what=f"a raster of {net.n_nodes} neurons x {args.steps} steps")
     traj = simulate(model, net, n_steps=args.steps, key=jax.random.key(args.seed), equilibration_steps=args.equilibration)
     x = traj.raster
     out = Path(args.out)
@@ -102,6 +105,10 @@ def _cmd_tune(args) -> int:
 
     model = _model(args)
     net, k = _networks(args)
+    from ..core.errors import check_allocation
+
+    check_allocation(4.0 * net.n_nodes * args.check_steps, argument="--check-steps",
+                     what=f"a check raster of {net.n_nodes} neurons x {args.check_steps} steps")
     names = args.params.split(",") if args.params not in ("all", "model") else args.params
     config = TuneConfig(n_epochs=args.epochs, n_steps=args.steps_per_epoch, learning_rate=args.lr, estimator=args.estimator,
                         progress=not args.quiet)

@@ -31,6 +31,10 @@ def _generate(args: argparse.Namespace) -> int:
     n_steps -= n_steps % 20
     if n_steps < 20:
         raise ConfigError(f"--seconds must cover at least one 4-ms bin (0.004 s), got {args.seconds}")
+    from ..core.errors import check_allocation
+
+    check_allocation(8.0 * (n_steps // 20) * (len(params.N) + args.n_record * len(params.N)), argument="--seconds",
+                     what=f"{n_steps // 20} recorded 4-ms bins")
     I_ext = None
     if args.pulse:
         I_ext = pulse_input(n_steps, MICRO_DT_MS, params.M, _pulses(args.pulse))
@@ -137,6 +141,9 @@ def _simulate(args: argparse.Namespace) -> int:
     n = int(round(args.seconds * 1000.0 / DT_MS))
     if n < 1:
         raise ConfigError(f"--seconds must cover at least one {DT_MS} ms step, got {args.seconds}")
+    from ..core.errors import check_allocation
+
+    check_allocation(64.0 * n * params.M, argument="--seconds", what=f"{n} steps of {DT_MS} ms")
     I_ext = None
     if args.pulse:
         I_ext = pulse_input(n, DT_MS, params.M, _pulses(args.pulse))
