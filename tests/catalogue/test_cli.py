@@ -163,6 +163,8 @@ MISTAKES = [
                 setup=lambda: (_file("cfg.txt", "{}"),)),
     cli_mistake("meso-pulse-malformed", ["meso", "generate", "--pulse", "bad", "--out", str(_ROOT / "m.npz")],
                 r"--pulse 'bad' must be pop:start_s:duration_s:amplitude"),
+    cli_mistake("meso-simulate-A0-too-short", ["meso", "simulate", "--A0", "1", "2", "--out", OUT],
+                r"--A0 takes one initial rate per population \(3\), got 2"),
     cli_mistake("meso-fit-data-missing", ["meso", "fit", "--data", str(_ROOT / "nope.npz"), "--out", OUT], r"no such data file"),
     cli_mistake("lfads-yaml-misspelt-key", ["lfads", "train"], r"gen_dims", setup=_lfads_train("gen_dims: 8\n", "typo.yaml")),
     cli_mistake("lfads-yaml-string-number", ["lfads", "train"], r"batch_size must be an integer, got str",

@@ -20,6 +20,11 @@ def _params_from(args):
     return load_params_json(args.params) if getattr(args, "params", None) else ground_truth()
 
 
+def _check_A0(args, n_pops: int) -> None:
+    if len(args.A0) != n_pops:
+        raise ConfigError(f"--A0 takes one initial rate per population ({n_pops}), got {len(args.A0)}: {args.A0}")
+
+
 def _generate(args: argparse.Namespace) -> int:
     import jax
 
@@ -27,6 +32,7 @@ def _generate(args: argparse.Namespace) -> int:
     from .micro import MICRO_DT_MS, pulse_input, simulate_micro
 
     params = _params_from(args)
+    _check_A0(args, len(params.N))
     n_steps = int(round(args.seconds * 1000.0 / MICRO_DT_MS))
     n_steps -= n_steps % 20
     if n_steps < 20:
@@ -138,6 +144,7 @@ def _simulate(args: argparse.Namespace) -> int:
         if meta.get("N") and tuple(meta["N"]) != tuple(params.N):
             raise ConfigError(f"--model {args.model}: only 3-population models saved by 'spikejax meso fit' are supported here")
         params = load_model(args.model, params)
+    _check_A0(args, params.M)
     n = int(round(args.seconds * 1000.0 / DT_MS))
     if n < 1:
         raise ConfigError(f"--seconds must cover at least one {DT_MS} ms step, got {args.seconds}")
