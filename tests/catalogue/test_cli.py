@@ -142,7 +142,8 @@ MISTAKES = [
     # ---- values that reach the handlers: named, before any work
     cli_mistake("glm-set-without-value", ["glm", "simulate", "--set", "T", "--out", OUT], r"--set takes name=value, got 'T'"),
     cli_mistake("glm-set-not-a-number", ["glm", "simulate", "--set", "T=abc", "--out", OUT], r"--set T: value must be a number"),
-    cli_mistake("glm-set-unknown-parameter", ["glm", "simulate", "--set", "nope=1", "--out", OUT], r"bad --set for RectifiedLNP.*nope"),
+    cli_mistake("glm-set-unknown-parameter", ["glm", "simulate", "--set", "thet=1", "--out", OUT],
+                r"--set thet: RectifiedLNP has no parameter 'thet'.*did you mean 'theta'"),
     cli_mistake("glm-connectivity-folder-missing", ["glm", "simulate", str(_ROOT / "missing"), "--out", OUT],
                 r"no such connectivity folder: .*missing"),
     cli_mistake("glm-generate-odd-neurons", ["glm", "generate", "--neurons", "3", "--out", str(_ROOT / "nets")],

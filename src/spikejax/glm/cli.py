@@ -38,6 +38,15 @@ def _model(args):
 
     params = _parse_sets(args.set)
     cls = models.MODELS[args.model]
+    import difflib
+    import inspect
+
+    known = [n for n in inspect.signature(cls.__init__).parameters if n != "self"]
+    for name in params:
+        if known and name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"--set {name}: {args.model} has no parameter {name!r} (its parameters: {', '.join(known)}){hint}")
     try:
         return cls(**params)
     except TypeError as exc:
