@@ -13,12 +13,16 @@ from spikejax.core.io import atomic_open
 from spikejax.gfr import FitConfig, fit_cells, load_cells, make_cell_bank, preprocess_files, save_records
 
 
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    pass
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=_Formatter)
     ap.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
-    ap.add_argument("--n_cells", type=int, default=8)
-    ap.add_argument("--out", default="out/examples/gfr_fit_cells")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--n-cells", "--n_cells", dest="n_cells", type=int, default=8, help="synthetic cells (without --quick)")
+    ap.add_argument("--out", default="out/examples/gfr_fit_cells", help="output folder")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the bank's and the fit's keys")
     args = ap.parse_args()
     out = Path(args.out)
     k_bank, k_fit = jax.random.split(jax.random.key(args.seed))

@@ -21,12 +21,16 @@ from spikejax.core.io import save_figure, save_json
 from spikejax.gfr import GFRNetwork, VanillaRNN, load_mnist, matching_rnn_size, save_network, train_network
 
 
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    pass
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=_Formatter)
     ap.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
-    ap.add_argument("--epochs", type=int, default=30)
-    ap.add_argument("--n_nodes", type=int, default=64)
-    ap.add_argument("--out", default="out/examples/gfr_lmnist")
+    ap.add_argument("--epochs", type=int, default=30, help="training epochs (without --quick)")
+    ap.add_argument("--n-nodes", "--n_nodes", dest="n_nodes", type=int, default=64, help="hidden GFR neurons (without --quick)")
+    ap.add_argument("--out", default="out/examples/gfr_lmnist", help="output folder")
     args = ap.parse_args()
     n_train, n_test, epochs, n_nodes, batch = None, None, args.epochs, args.n_nodes, 128
     if args.quick:

@@ -15,9 +15,9 @@ from spikejax import glm
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small smoke-test sizes")
-    ap.add_argument("--out", default="out/glm_example")
+    ap.add_argument("--out", default="out/glm_example", help="output folder")
     args = ap.parse_args(argv)
     n_rings, steps, epochs = (1, 2000, 10) if args.quick else (5, 20_000, 100)
 

@@ -9,9 +9,9 @@ import jax
 
 from spikejax.l5 import debug_config, save_figures, run
 
-ap = argparse.ArgumentParser()
+ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
 ap.add_argument("--quick", action="store_true", help="small network, short run")
-ap.add_argument("--out", default="out/l5_debug")
+ap.add_argument("--out", default="out/l5_debug", help="output folder")
 args = ap.parse_args()
 cfg = debug_config(N=[9, 55, 9, 7], sim_number=2, Ttau=80, number_steps_before_learning=200) if args.quick else debug_config()
 res = run(cfg, key=jax.random.PRNGKey(42))

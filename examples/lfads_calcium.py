@@ -14,10 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
 
+from spikejax.core.io import save_json
 from spikejax.lfads import (
     LFADS,
     HParams,
@@ -60,11 +62,14 @@ def run(quick: bool = False, seed: int = 0, epochs: int | None = None, deconvolu
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--epochs", type=int, default=None)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="tiny model and data, 2 epochs (smoke test)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the model and training keys")
+    ap.add_argument("--epochs", type=int, default=None, help="training epochs; None: 150, or 2 with --quick")
+    ap.add_argument("--out", default="out/examples/lfads_calcium", help="output folder (summary.json)")
     ap.add_argument("--deconvolution", default="nnls", choices=["nnls", "ar1"],
                     help="generator's deconvolution (ar1 ignores the calcium rise time: lagged events)")
     a = ap.parse_args()
-    print(json.dumps(run(a.quick, a.seed, a.epochs, a.deconvolution), indent=1))
+    summary = run(a.quick, a.seed, a.epochs, a.deconvolution)
+    save_json(Path(a.out) / "summary.json", summary)
+    print(json.dumps(summary, indent=1))

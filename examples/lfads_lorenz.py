@@ -19,17 +19,19 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
 
+from spikejax.core.io import save_json
 from spikejax.lfads import LFADS, HParams, LFADSConfig, TrainConfig, infer, load_lorenz_tutorial, ridge_r2, train
 
 FULL = dict(ic_enc_dim=64, ic_dim=32, gen_dim=64, fac_dim=40)
 
 
 def run(quick: bool = False, epochs: int | None = None, seed: int = 0, checkpoint_dir=None, save=None,
-        cd_rate: float = 0.5) -> dict:
+        cd_rate: float = 0.5, out=None) -> dict:
     d = load_lorenz_tutorial()
     dims = dict(ic_enc_dim=8, ic_dim=8, gen_dim=16, fac_dim=6) if quick else FULL
     cfg = LFADSConfig(data_dim=60, encod_seq_len=100, ci_enc_dim=0, con_dim=0, co_dim=0, **dims)
@@ -47,6 +49,8 @@ def run(quick: bool = False, epochs: int | None = None, seed: int = 0, checkpoin
     o_tr = infer(res.model, tr["data"], key=jax.random.PRNGKey(2), n_samples=ns)
     o_va = infer(res.model, va["data"], key=jax.random.PRNGKey(3), n_samples=ns)
     r2 = ridge_r2(o_tr["factors"], tr["lowd"], o_va["factors"], va["lowd"], alpha=0.01)
+    if save is None and out is not None:
+        save = str(Path(out) / "result")
     if save is not None:  # the training result (model, history) + posterior-averaged factors for later analysis
         res.save(f"{save}.h5")
         np.savez(f"{save}.npz", train_factors=o_tr["factors"], valid_factors=o_va["factors"])
@@ -56,12 +60,18 @@ def run(quick: bool = False, epochs: int | None = None, seed: int = 0, checkpoin
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--epochs", type=int, default=None)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--checkpoint-dir", default=None)
-    ap.add_argument("--save", default=None, help="path prefix: writes PREFIX.h5 (LFADSTrainResult) and PREFIX.npz (factors)")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="tiny model, 2 epochs on 64 trials (smoke test)")
+    ap.add_argument("--epochs", type=int, default=None, help="training epochs; None: 800, or 2 with --quick")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the model and training keys")
+    ap.add_argument("--checkpoint-dir", default=None, help="checkpoint folder; rerunning resumes")
+    ap.add_argument("--out", default="out/examples/lfads_lorenz",
+                    help="output folder: summary.json, result.h5 (LFADSTrainResult) and result.npz (factors)")
+    ap.add_argument("--save", default=None, help="path prefix: writes PREFIX.h5 and PREFIX.npz instead of OUT/result.h5 and OUT/result.npz")
     ap.add_argument("--cd-rate", type=float, default=0.5, help="coordinated-dropout rate")
     a = ap.parse_args()
-    print(json.dumps(run(a.quick, a.epochs, a.seed, a.checkpoint_dir, a.save, a.cd_rate), indent=1))
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = run(a.quick, a.epochs, a.seed, a.checkpoint_dir, a.save, a.cd_rate, out=out)
+    save_json(out / "summary.json", summary)
+    print(json.dumps(summary, indent=1))

@@ -14,11 +14,11 @@ from spikejax.core import save_figure
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="short excerpt, 2 restarts, few iterations")
-    ap.add_argument("--out", default="out/meso_example")
+    ap.add_argument("--out", default="out/meso_example", help="output folder")
     ap.add_argument("--method", choices=("marginal", "hard", "sem"), default="marginal",
-                    help="maximum marginal likelihood (default), hard EM alone, or stochastic EM")
+                    help="maximum marginal likelihood, hard EM alone, or stochastic EM")
     args = ap.parse_args()
     data = meso.load_bundled()
     config = meso.MesoFitConfig(method=args.method)

@@ -30,3 +30,86 @@ def test_every_available_family_registers_a_subcommand():
     for family in cli.FAMILIES:
         if cli._family_module(family, "cli") is not None:
             assert family in sub.choices, family
+
+
+# ---------------------------------------------------------------------------- one command-line style
+def _walk(parser, path=()):
+    """(command path, parser) for the main parser and every sub-command's parser, recursively."""
+    import argparse
+
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _walk(sub, (*path, name))
+
+
+def test_every_option_of_every_subcommand_has_help_a_shown_default_and_one_kebab_spelling():
+    import argparse
+
+    from spikejax._argparse import deprecated_aliases, kebab
+
+    problems, n_parsers, n_options = [], 0, 0
+    for path, parser in _walk(cli.build_parser()):
+        n_parsers += 1
+        where = " ".join(("spikejax", *path))
+        formatter = parser._get_formatter()
+        visible, strings = {}, []
+        for action in parser._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+                continue
+            hidden = action.help == argparse.SUPPRESS
+            strings += action.option_strings
+            if hidden:
+                continue
+            n_options += 1
+            name = action.option_strings[0] if action.option_strings else action.dest
+            if not action.help or not action.help.strip():
+                problems.append(f"{where} {name}: no help text")
+            shown = formatter._get_help_string(action) or ""
+            takes_value = action.nargs != 0 and not isinstance(action, argparse._VersionAction)
+            if takes_value and not action.required and (action.option_strings or action.nargs in ("?", "*")) and "default" not in shown.lower():
+                problems.append(f"{where} {name}: help shows no default")
+            for s in action.option_strings:
+                if s.startswith("--") and "_" in s and s not in deprecated_aliases(action):
+                    problems.append(f"{where} {s}: snake_case flag (use {kebab(s)}; keep {s} only as a hidden deprecated alias)")
+            for s in deprecated_aliases(action):
+                if kebab(s) not in action.option_strings:
+                    problems.append(f"{where} {s}: deprecated alias without its kebab-case form")
+            key = action.dest.removesuffix("_pos").replace("_", "-").lower()
+            if key in visible:
+                problems.append(f"{where} {name}: listed twice (also as {visible[key]})")
+            visible[key] = name
+        duplicated = {s for s in strings if strings.count(s) > 1}
+        if duplicated:
+            problems.append(f"{where}: option strings defined twice: {sorted(duplicated)}")
+        text = parser.format_help()
+        for s in {s for a in parser._actions for s in deprecated_aliases(a)}:
+            if f"{s} " in text or f"{s}\n" in text or f"{s}," in text or f"[{s}" in text:
+                problems.append(f"{where}: deprecated alias {s} shown in --help")
+    assert n_parsers >= 20 and n_options >= 100, (n_parsers, n_options)
+    assert not problems, "\n".join(problems)
+
+
+def test_deprecated_snake_case_flag_still_works_and_warns(capsys):
+    parser = cli.build_parser()
+    args = parser.parse_args(["gfr", "preprocess", "--save_path", "x", "--bin_sizes", "20"])
+    assert args.save_path == "x" and args.bin_sizes == [20]
+    err = capsys.readouterr().err
+    assert "--save_path is deprecated" in err and "use --save-path" in err
+    args = parser.parse_args(["gfr", "preprocess", "--save-path", "x"])
+    assert args.save_path == "x" and "deprecated" not in capsys.readouterr().err
+    # an abbreviation that matches an option and its alias is not ambiguous
+    assert parser.parse_args(["gfr", "preprocess", "--save-p", "y"]).save_path == "y"
+
+
+def test_version_and_usage_errors(capsys):
+    from spikejax import __version__
+
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--version"])
+    assert exc.value.code == 0 and __version__ in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["glm", "simulate", "--networks", "-1"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "spikejax: error: glm simulate: argument --networks: must be a positive integer" in err

@@ -20,7 +20,10 @@ def _run(args, tmp_path, timeout=300):
 
 @pytest.mark.parametrize("script", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_example_runs_quick(script, tmp_path):
-    _run([sys.executable, str(script), "--quick"], tmp_path)
+    # every example takes --quick (smallest sizes) and --out (its output folder), and writes there
+    out = tmp_path / "out"
+    _run([sys.executable, str(script), "--quick", "--out", str(out)], tmp_path)
+    assert any(p.is_file() for p in out.rglob("*")), f"{script.name} --out {out} wrote nothing"
 
 
 @pytest.mark.slow  # `make demo` runs the full demo; this smoke run of every part is long on 2 cores

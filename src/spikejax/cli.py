@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from ._argparse import SpikejaxParser, check_output_path
 from .core.errors import SpikejaxError
 
 FAMILIES = ("gfr", "glm", "meso", "l5", "lfads")
@@ -57,7 +58,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = SpikejaxParser(
         prog="spikejax",
         description="Differentiable models of neurons and neural populations in JAX.",
     )
@@ -90,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        _check_outputs(args)
         return int(args.func(args) or 0)
     except _USER_ERRORS as exc:
         if os.environ.get("SPIKEJAX_DEBUG"):
@@ -98,9 +100,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse an unwritable output path before any work starts (the parser's ``out_kind`` default
+    says whether ``--out`` names a folder or a file)."""
+    for dest, option in (("out", "--out"), ("save_path", "--save-path")):
+        value = getattr(args, dest, None)
+        if value:
+            check_output_path(value, option=option, kind=getattr(args, "out_kind", "dir"))
+
+
 # A user's mistake (bad input, config, missing file or extra, unwritable output) ends as one line and
 # exit status 2, never a traceback; SPIKEJAX_DEBUG=1 shows the traceback instead.
-_USER_ERRORS = (SpikejaxError, ValueError, TypeError, OSError, ImportError, KeyError)
+_USER_ERRORS = (SpikejaxError, ValueError, TypeError, OSError, ImportError, KeyError, MemoryError, OverflowError)
 
 
 def _describe(exc: BaseException) -> str:
@@ -112,6 +123,8 @@ def _describe(exc: BaseException) -> str:
         return f"{exc.strerror or exc}: {exc.filename}"
     if isinstance(exc, KeyError):
         return f"missing key {exc}"
+    if isinstance(exc, MemoryError | OverflowError) and not isinstance(exc, SpikejaxError):
+        return f"the request is too large for this machine ({type(exc).__name__}: {exc}); reduce the sizes given"
     return str(exc)
 
 

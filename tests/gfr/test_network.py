@@ -411,7 +411,7 @@ def _cli(argv):
 def test_cli_network_writes_results(tmp_path):
     """The whole CLI path with 0 epochs (training itself is covered above): results, CSV, model files."""
     out = tmp_path / "net"
-    argv = ["network", "1e-2", "0", "16", "8", "False", "True", "--n_train", "32", "--n_test", "16", "--baseline", "--save_path", str(out), "--quiet"]
+    argv = ["network", "1e-2", "0", "16", "8", "False", "True", "--n-train", "32", "--n-test", "16", "--baseline", "--save-path", str(out), "--quiet"]
     assert _cli(argv) == 0
     summary = json.loads((out / "network_results.json").read_text())
     s = summary["settings"]
@@ -424,8 +424,8 @@ def test_cli_network_writes_results(tmp_path):
     assert lines[0].startswith("model,n_hidden,n_params") and lines[1].startswith("gfr,8,") and lines[2].startswith("rnn,")
     assert isinstance(load_network(out / "gfr_network.eqx"), GFRNetwork)
     assert isinstance(load_network(out / "rnn_baseline.eqx"), VanillaRNN)
-    # --flags are accepted as well as positionals; --init_from + --resample_neurons restarts from a saved network.
-    argv = ["network", "--epochs", "0", "--batch_size", "16", "--init_from", str(out / "gfr_network.eqx"), "--resample_neurons", "--n_train", "32", "--n_test", "16", "--save_path", str(out / "re"), "--quiet"]
+    # --flags are accepted as well as positionals; --init-from + --resample-neurons restarts from a saved network.
+    argv = ["network", "--epochs", "0", "--batch-size", "16", "--init-from", str(out / "gfr_network.eqx"), "--resample-neurons", "--n-train", "32", "--n-test", "16", "--save-path", str(out / "re"), "--quiet"]
     assert _cli(argv) == 0
     s2 = json.loads((out / "re" / "network_results.json").read_text())["settings"]
     assert s2["epochs"] == 0 and s2["n_nodes"] == 8 and s2["init_from"].endswith("gfr_network.eqx")
@@ -433,11 +433,11 @@ def test_cli_network_writes_results(tmp_path):
 
 def test_cli_argument_errors(tmp_path):
     with pytest.raises(ConfigError, match="given twice"):
-        _cli(["network", "1e-3", "--lr", "1e-2", "--save_path", str(tmp_path)])
-    with pytest.raises(ConfigError, match="init_from"):
-        _cli(["network", "--resample_neurons", "--epochs", "0", "--save_path", str(tmp_path)])
-    with pytest.raises(ConfigError, match="lr"):
-        _cli(["network", "--lr", "-1", "--save_path", str(tmp_path)])
+        _cli(["network", "1e-3", "--lr", "1e-2", "--save-path", str(tmp_path)])
+    with pytest.raises(ConfigError, match="init-from"):
+        _cli(["network", "--resample-neurons", "--epochs", "0", "--save-path", str(tmp_path)])
+    with pytest.raises(SystemExit):  # the parser refuses it: "argument --lr: must be a positive number"
+        _cli(["network", "--lr", "-1", "--save-path", str(tmp_path)])
     assert parse_bool("True") is True and parse_bool("false") is False and parse_bool("1") is True
     with pytest.raises(argparse.ArgumentTypeError):
         parse_bool("maybe")
@@ -446,7 +446,7 @@ def test_cli_argument_errors(tmp_path):
 def test_registered_under_spikejax_gfr(tmp_path, capsys):
     from spikejax.cli import main
 
-    assert main(["gfr", "network", "--mnist_path", str(tmp_path / "none"), "--epochs", "0", "--save_path", str(tmp_path)]) == 2
+    assert main(["gfr", "network", "--mnist-path", str(tmp_path / "none"), "--epochs", "0", "--save-path", str(tmp_path)]) == 2
     assert "no MNIST data" in capsys.readouterr().err
 
 

@@ -29,3 +29,28 @@ def test_cli_simulate_and_tune(tmp_path, capsys):
     assert cli.main(["glm", "simulate", str(tmp_path / "missing"), "--out", str(out)]) == 2
     assert cli.main(["glm", "simulate", str(folder), "--set", "T", "--out", str(out)]) == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_cli_generate_then_simulate_and_the_bundled_example(tmp_path, capsys):
+    folder = tmp_path / "nets"
+    assert cli.main(["glm", "generate", "--networks", "2", "--neurons", "10", "--seed", "3", "--out", str(folder)]) == 0
+    import numpy as np
+
+    mats = [np.load(folder / f"{i}.npy") for i in range(2)]
+    assert all(m.shape == (10, 10) and not np.diag(m).any() for m in mats) and not np.array_equal(mats[0], mats[1])
+    assert json.loads((folder / "generator.json").read_text())["generator"] == "NormalGenerator"
+    out = tmp_path / "sim"
+    # without a folder, simulate reads the bundled example (three 20-neuron networks)
+    assert cli.main(["glm", "simulate", "--steps", "50", "--equilibration", "0", "--out", str(out)]) == 0
+    text = (out / "summary.json").read_text()
+    summary = json.loads(text)
+    assert summary["networks"] == 3 and summary["neurons"] == 60
+    assert '"dt_ms": 0.1,' in text and "NaN" not in text  # no float32 noise, valid JSON
+    # the bundled folder is what its README's command writes
+    from spikejax.data import path
+
+    bundled = path("glm/normal_20")
+    again = tmp_path / "again"
+    assert cli.main(["glm", "generate", "--networks", "3", "--neurons", "20", "--seed", "0", "--out", str(again)]) == 0
+    for i in range(3):
+        np.testing.assert_allclose(np.load(bundled / f"{i}.npy"), np.load(again / f"{i}.npy"), rtol=1e-6, atol=1e-7)

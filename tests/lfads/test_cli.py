@@ -71,3 +71,26 @@ def test_parse_config_errors():
         parse_config({"batch_size": "8"}, data_shape=(1, 10, 3))
     with pytest.raises(ConfigError, match="adam_beta1"):
         parse_config({"adam_beta1": 1.0}, data_shape=(1, 10, 3))
+
+
+def test_cli_evaluate_finds_the_truth_in_the_bundled_lorenz_layout(tmp_path, capsys):
+    """cond_truth / cond_lowd per condition, trial i in condition inds[i] // n_trials_per_init_cond."""
+    from spikejax.lfads import load_lorenz_tutorial
+
+    d = load_lorenz_tutorial()
+    # a perfect "model": the true expected counts per 10-ms bin as rates, the latents as factors
+    pred = save_lfads_h5(tmp_path / "pred.h5", {"data": d["train"]["truth"] / 100.0}, {"data": d["valid"]["truth"] / 100.0},
+                         {"train_factors": d["train"]["lowd"], "valid_factors": d["valid"]["lowd"]})
+    capsys.readouterr()
+    assert main(["lfads", "evaluate", str(pred), "bundled", "--out", str(tmp_path / "m.json")]) == 0
+    captured = capsys.readouterr()
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["conversion_factor"] == 100.0 and m["valid_rate_r2"] > 0.999 and m["valid_rate_r2_calibrated"] > 0.999
+    assert min(m["ridge_r2_factors_to_lowd"]) > 0.999 and len(m["ridge_r2_rates_to_lowd"]) == 3
+    assert np.isfinite(m["valid_bits_per_spike"]) and "rate R²" in captured.err
+    # without truth, it says so (and still reports bits/spike)
+    bare = save_lfads_h5(tmp_path / "bare.h5", {"data": d["train"]["data"]}, {"data": d["valid"]["data"]})
+    assert main(["lfads", "evaluate", str(pred), str(bare)]) == 0
+    captured = capsys.readouterr()
+    assert "no true rates" in captured.err and "no true latents" in captured.err
+    assert set(json.loads(captured.out)) == {"valid_bits_per_spike"}

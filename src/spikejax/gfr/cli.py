@@ -1,12 +1,12 @@
 """``spikejax gfr ...``: preprocess NWB files, fit GFR models, simulate released cells.
 
-* ``spikejax gfr preprocess --nwb FILES|DIR --save_path OUT`` (or ``--synthetic N`` to first
+* ``spikejax gfr preprocess --nwb FILES|DIR --save-path OUT`` (or ``--synthetic N`` to first
   write a synthetic Allen-like cell bank as NWB files under ``OUT/nwb``) -> ``OUT/<cell_id>.h5``;
-* ``spikejax gfr fit --data DIR --save_path OUT [--dt 20 --activation_dt 20 --degree 1
-  --C 0 --config_path cfg.json --lr 1e-2 1e-3 1e-4 --epochs 200 ...]`` -> ``OUT/records.json``
+* ``spikejax gfr fit --data DIR --save-path OUT [--dt 20 --activation-dt 20 --degree 1
+  --C 0 --config-path cfg.json --lr 1e-2 1e-3 1e-4 --epochs 200 ...]`` -> ``OUT/records.json``
   (all fitted cells, ``gfr_dataset.json`` layout), ``OUT/gfr_dataset.json`` (the cells passing the
   release selection) and ``OUT/summary.csv``;
-* ``spikejax gfr simulate --cell_id ID [--dataset JSON] --current 150 --duration 1000`` -> CSV of
+* ``spikejax gfr simulate --cell-id ID [--dataset JSON] --current 150 --duration 1000`` -> CSV of
   rates for a current step;
 * ``spikejax gfr network ...`` when :mod:`spikejax.gfr.cli_network` is installed.
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .._argparse import non_negative_float, non_negative_int, positive_float, positive_int
 from ..core.errors import ConfigError
 
 __all__ = ["register"]
@@ -100,6 +101,9 @@ def _simulate(args: argparse.Namespace) -> int:
     n = int(round(args.duration / model.dt))
     if n < 1:
         raise ConfigError(f"--duration must cover at least one {model.dt} ms bin, got {args.duration}")
+    from ..core.errors import check_allocation
+
+    check_allocation(16.0 * n, argument="--duration", what=f"{n} bins of {model.dt} ms")  # current, rates, state
     frame = simulate(model, jnp.full(n, float(args.current))).to_pandas()  # time_ms (bin start), rate_hz, current_pa
     if args.out:
         with atomic_open(args.out, "w", newline="") as fh:
@@ -117,43 +121,44 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     gfr.set_defaults(func=lambda a: (gfr.print_help(), 2)[1])
 
     pre = sub.add_parser("preprocess", help="read Allen cell-types NWB files (h5py), window, bin and save h5 per cell")
-    pre.add_argument("--nwb", nargs="*", help="NWB files or folders of *.nwb")
-    pre.add_argument("--synthetic", type=int, default=0, metavar="N", help="first write N synthetic Allen-like cells as NWB")
-    pre.add_argument("--save_path", required=True, help="output folder for <cell_id>.h5 (and nwb/ with --synthetic)")
-    pre.add_argument("--bin_sizes", type=int, nargs="*", help="bin sizes in ms (default 10 20 50 100)")
-    pre.add_argument("--sampling_rate", type=float, default=10_000.0, help="synthetic bank sampling rate, Hz")
+    pre.add_argument("--nwb", nargs="*", help="NWB files or folders of *.nwb (default: none)")
+    pre.add_argument("--synthetic", type=non_negative_int, default=0, metavar="N", help="first write N synthetic Allen-like cells as NWB")
+    pre.add_argument("--save-path", "--save_path", required=True, help="output folder for <cell_id>.h5 (and nwb/ with --synthetic)")
+    pre.add_argument("--bin-sizes", "--bin_sizes", type=positive_int, nargs="*", help="bin sizes in ms (default: 10 20 50 100)")
+    pre.add_argument("--sampling-rate", "--sampling_rate", type=positive_float, default=10_000.0, help="synthetic bank sampling rate, Hz")
     pre.add_argument("--short", action="store_true", help="synthetic bank: half-length protocol")
     pre.add_argument("--seed", type=int, default=0, help="seed of the synthetic bank's key")
     pre.set_defaults(func=_preprocess)
 
     fit = sub.add_parser("fit", help="fit GFR models (stage 1 + stage 2) to preprocessed cells, all at once")
     fit.add_argument("--data", required=True, help="folder of preprocessed <cell_id>.h5 files (or one file)")
-    fit.add_argument("--save_path", required=True, help="output folder (records.json, gfr_dataset.json, summary.csv)")
-    fit.add_argument("--config_path", default=None, help="GRNN-style JSON config (hparams, eps, activation_epochs, ...)")
-    fit.add_argument("--dt", "--bin_size", dest="dt", type=int, default=None, help="model time step (GRNN's bin_size), ms (default 20)")
-    fit.add_argument("--activation_dt", "--activation_bin_size", dest="activation_dt", type=int, default=None,
-                     help="activation time step (GRNN's activation_bin_size), ms (default 20)")
-    fit.add_argument("--degree", type=int, default=None, help="activation polynomial degree (default 1)")
-    fit.add_argument("--C", type=float, default=None, help="'L0' penalty weight; as in the original it has no effect on training")
-    fit.add_argument("--lr", type=float, nargs="*", help="stage-2 learning rates (independent restarts), default 1e-2 1e-3 1e-4")
-    fit.add_argument("--epochs", type=int, nargs="*", help="stage-2 epochs (one value, or one per --lr), default 200")
-    fit.add_argument("--activation_epochs", type=int, default=None, help="stage-1 epochs (default 1000)")
-    fit.add_argument("--activation_repeats", type=int, default=None, help="stage-1 restarts (default 3)")
-    fit.add_argument("--epochs_per_call", type=int, default=50, help="epochs per compiled call (checkpoint granularity)")
-    fit.add_argument("--checkpoint_dir", default=None, help="checkpoint folder; rerunning resumes from it")
-    fit.add_argument("--chunk_size", type=int, default=None, help="at most this many cells per compiled call (default: all)")
+    fit.add_argument("--save-path", "--save_path", required=True, help="output folder (records.json, gfr_dataset.json, summary.csv)")
+    fit.add_argument("--config-path", "--config_path", default=None, help="GRNN-style JSON config (hparams, eps, activation_epochs, ...) (default: none)")
+    fit.add_argument("--dt", "--bin-size", "--bin_size", dest="dt", type=positive_int, default=None, help="model time step (GRNN's bin_size), ms (default: 20)")
+    fit.add_argument("--activation-dt", "--activation_dt", "--activation-bin-size", "--activation_bin_size", dest="activation_dt", type=positive_int,
+                     default=None, help="activation time step (GRNN's activation_bin_size), ms (default: 20)")
+    fit.add_argument("--degree", type=positive_int, default=None, help="activation polynomial degree (default: 1)")
+    fit.add_argument("--C", type=non_negative_float, default=None, help="'L0' penalty weight; as in the original it has no effect on training (default: 0)")
+    fit.add_argument("--lr", type=positive_float, nargs="*", help="stage-2 learning rates (independent restarts) (default: 1e-2 1e-3 1e-4)")
+    fit.add_argument("--epochs", type=non_negative_int, nargs="*", help="stage-2 epochs (one value, or one per --lr) (default: 200)")
+    fit.add_argument("--activation-epochs", "--activation_epochs", type=non_negative_int, default=None, help="stage-1 epochs (default: 1000)")
+    fit.add_argument("--activation-repeats", "--activation_repeats", type=positive_int, default=None, help="stage-1 restarts (default: 3)")
+    fit.add_argument("--epochs-per-call", "--epochs_per_call", type=positive_int, default=50, help="epochs per compiled call (checkpoint granularity)")
+    fit.add_argument("--checkpoint-dir", "--checkpoint_dir", default=None, help="checkpoint folder; rerunning resumes from it (default: none)")
+    fit.add_argument("--chunk-size", "--chunk_size", type=positive_int, default=None, help="at most this many cells per compiled call (default: all)")
     fit.add_argument("--seed", type=int, default=0, help="seed of the fit's key (initial coefficients, type-batch order)")
     fit.set_defaults(func=_fit)
 
     sim = sub.add_parser("simulate", help="rates of a released cell for a current step")
-    sim.add_argument("--cell_id", type=int, default=566517779)
+    sim.add_argument("--cell-id", "--cell_id", type=int, default=566517779, help="Allen cell id of a released cell")
     sim.add_argument("--dataset", default=None, help="gfr_dataset.json-layout file (default: the bundled excerpt)")
-    sim.add_argument("--dt", "--bin_size", dest="dt", type=int, default=20, help="model time step, ms")
-    sim.add_argument("--activation_dt", "--activation_bin_size", dest="activation_dt", type=int, default=20, help="activation time step, ms")
+    sim.add_argument("--dt", "--bin-size", "--bin_size", dest="dt", type=positive_int, default=20, help="model time step, ms")
+    sim.add_argument("--activation-dt", "--activation_dt", "--activation-bin-size", "--activation_bin_size", dest="activation_dt",
+                     type=positive_int, default=20, help="activation time step, ms")
     sim.add_argument("--current", type=float, default=200.0, help="step current, pA")
-    sim.add_argument("--duration", type=float, default=1000.0, help="ms")
-    sim.add_argument("--out", default=None, help="CSV file (default: print)")
-    sim.set_defaults(func=_simulate)
+    sim.add_argument("--duration", type=positive_float, default=1000.0, help="duration of the step, ms")
+    sim.add_argument("--out", default=None, help="CSV file (default: print the table)")
+    sim.set_defaults(func=_simulate, out_kind="file")
 
     try:
         from . import cli_network

@@ -3,7 +3,7 @@
 Mirrors the original positional arguments ``[lr] [epochs] [batch_size] [n_nodes]
 [freeze_neurons] [freeze_activations]`` (each also accepted as a ``--flag``); the defaults are the
 paper setting ``1e-3 300 128 64 False True``. MNIST comes from the bundled offline subset (or
-``--mnist_path``); nothing is downloaded. Writes, under ``--save_path``:
+``--mnist-path``); nothing is downloaded. Writes, under ``--save-path``:
 
 * ``network_results.json``: settings, per-model accuracies (step 1, vote, every readout step),
   parameter counts, epochs, training time and the training history;
@@ -20,6 +20,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+from .._argparse import non_negative_int, positive_float, positive_int
 from ..core.errors import ConfigError
 
 __all__ = ["add_parser", "run_network", "parse_bool"]
@@ -55,41 +56,47 @@ def add_parser(gfr_subparsers: Any) -> argparse.ArgumentParser:
         description=(
             "Train a GFR-RNN on L-MNIST (28 rows of 28 pixels, then zero-input readout steps) as GRNN's "
             "network pipeline does. Positional arguments (all optional, paper setting by default): "
-            "lr epochs batch_size n_nodes freeze_neurons freeze_activations, each also accepted as --lr, --epochs, …"
+            "lr epochs batch_size n_nodes freeze_neurons freeze_activations, each also accepted as --lr, --epochs, "
+            "--batch-size, --n-nodes, --freeze-neurons, --freeze-activations (listed below)."
         ),
     )
-    types = {"lr": float, "epochs": int, "batch_size": int, "n_nodes": int, "freeze_neurons": parse_bool, "freeze_activations": parse_bool}
+    types = {"lr": positive_float, "epochs": non_negative_int, "batch_size": positive_int, "n_nodes": positive_int,
+             "freeze_neurons": parse_bool, "freeze_activations": parse_bool}
     helps = {
-        "lr": "Adam learning rate (paper: 1e-3)",
-        "epochs": "training epochs (paper: 300)",
-        "batch_size": "minibatch size (paper: 128)",
-        "n_nodes": "number of hidden GFR neurons (paper: 64)",
-        "freeze_neurons": "freeze alpha, beta and g; train only the linear weights (paper: False)",
-        "freeze_activations": "freeze g's coefficients and threshold (paper: True)",
+        "lr": "Adam learning rate",
+        "epochs": "training epochs",
+        "batch_size": "minibatch size",
+        "n_nodes": "number of hidden GFR neurons",
+        "freeze_neurons": "freeze alpha, beta and g; train only the linear weights (true/false)",
+        "freeze_activations": "freeze g's coefficients and threshold (true/false)",
     }
+    # GRNN's positional form (lr epochs batch_size ...) is accepted but listed once, as its --flag
     for name in _POSITIONAL:
-        p.add_argument(f"{name}_pos", nargs="?", type=types[name], default=None, metavar=name, help=helps[name])
+        p.add_argument(f"{name}_pos", nargs="?", type=types[name], default=None, metavar=name, help=argparse.SUPPRESS)
     for name in _POSITIONAL:
-        p.add_argument(f"--{name}", type=types[name], default=None, help=argparse.SUPPRESS)  # same as the positional
+        flag = "--" + name.replace("_", "-")
+        flags = (flag, f"--{name}") if "_" in name else (flag,)
+        p.add_argument(*flags, dest=name, type=types[name], default=None, metavar=name.upper(),
+                       help=f"{helps[name]} (default: {PAPER_SETTING[name]}, the paper setting)")
     p.add_argument("--neurons", choices=("default", "bio"), default="default", help="default (random) or biological neurons")
     p.add_argument(
-        "--input_mode",
+        "--input-mode", "--input_mode",
         choices=("scaled", "centered"),
         default="scaled",
         help="biological neurons only: input scaled by sigma (variant 1) or centred on the threshold (variant 2)",
     )
     p.add_argument("--records", default=None, help="GFR records JSON for biological neurons (default: bundled excerpt)")
-    p.add_argument("--min_test_evr", type=float, default=0.7, help="biological neurons: keep cells with Noise-2 EVR above this")
-    p.add_argument("--mnist_path", default=None, help="full MNIST (folder of IDX files or .npz); default: bundled 5k subset")
-    p.add_argument("--n_train", type=int, default=None, help="use only the first n training images")
-    p.add_argument("--n_test", type=int, default=None, help="use only the first n test images")
+    p.add_argument("--min-test-evr", "--min_test_evr", type=float, default=0.7, help="biological neurons: keep cells with Noise-2 EVR above this")
+    p.add_argument("--mnist-path", "--mnist_path", default=None, help="full MNIST (folder of IDX files or .npz) (default: the bundled 5k subset)")
+    p.add_argument("--n-train", "--n_train", type=positive_int, default=None, help="use only the first n training images (default: all)")
+    p.add_argument("--n-test", "--n_test", type=positive_int, default=None, help="use only the first n test images (default: all)")
     p.add_argument("--baseline", action="store_true", help="also train a vanilla RNN with the same number of parameters")
-    p.add_argument("--rnn_activation", choices=("relu_tanh", "tanh"), default="relu_tanh", help="baseline RNN nonlinearity")
-    p.add_argument("--init_from", default=None, help="start from a saved GFR network (.eqx written by this command)")
-    p.add_argument("--resample_neurons", action="store_true", help="with --init_from: redraw its neurons with replacement")
-    p.add_argument("--track_test", action="store_true", help="record the test step-1 accuracy after every epoch")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--save_path", default="out/gfr_network", help="output folder (default: out/gfr_network)")
+    p.add_argument("--rnn-activation", "--rnn_activation", choices=("relu_tanh", "tanh"), default="relu_tanh", help="baseline RNN nonlinearity")
+    p.add_argument("--init-from", "--init_from", default=None, help="start from a saved GFR network (.eqx written by this command) (default: a new network)")
+    p.add_argument("--resample-neurons", "--resample_neurons", action="store_true", help="with --init-from: redraw its neurons with replacement")
+    p.add_argument("--track-test", "--track_test", action="store_true", help="record the test step-1 accuracy after every epoch")
+    p.add_argument("--seed", type=int, default=0, help="seed of the model's and the training's keys")
+    p.add_argument("--save-path", "--save_path", default="out/gfr_network", help="output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_network)
     return p
@@ -100,7 +107,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     for name in _POSITIONAL:
         pos, flag = getattr(args, f"{name}_pos"), getattr(args, name)
         if pos is not None and flag is not None and pos != flag:
-            raise ConfigError(f"{name} given twice with different values: positional {pos!r} and --{name} {flag!r}")
+            raise ConfigError(f"{name} given twice with different values: positional {pos!r} and --{name.replace('_', '-')} {flag!r}")
         value = pos if pos is not None else flag
         out[name] = PAPER_SETTING[name] if value is None else value
     if out["lr"] <= 0:
@@ -138,13 +145,13 @@ def run_network(args: argparse.Namespace) -> int:
     if args.init_from is not None:
         model = load_network(args.init_from)
         if not isinstance(model, GFRNetwork):
-            raise ConfigError(f"--init_from must be a saved GFRNetwork, got a {type(model).__name__}")
+            raise ConfigError(f"--init-from must be a saved GFRNetwork, got a {type(model).__name__}")
         if args.resample_neurons:
             model = resample_neurons(model, key=k_resample)
         s["n_nodes"] = model.n_nodes
     else:
         if args.resample_neurons:
-            raise ConfigError("--resample_neurons needs --init_from (a trained network whose neurons are redrawn)")
+            raise ConfigError("--resample-neurons needs --init-from (a trained network whose neurons are redrawn)")
         if args.neurons == "bio":
             model = GFRNetwork.biological(
                 s["n_nodes"], key=k_model, records=args.records, input_mode=args.input_mode, min_test_evr=args.min_test_evr

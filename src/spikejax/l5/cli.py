@@ -5,19 +5,31 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .._argparse import non_negative_float, positive_float, positive_int
+
 __all__ = ["register"]
 
 
 def _cfg(args):
-    from .config import load_config
+    import dataclasses
+    import difflib
+
+    from ..core.errors import ConfigError
+    from .config import L5Config, load_config
 
     overrides = {}
+    names = [f.name for f in dataclasses.fields(L5Config)]
     for item in args.set or []:
         if "=" not in item:
-            from ..core.errors import ConfigError
-
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
         k, v = item.split("=", 1)
+        k = k.strip()
+        # the same check, and the same message, as a key of a JSON/YAML config file
+        k = L5Config.ALIASES.get(k, k)
+        if k not in names:
+            close = difflib.get_close_matches(k, names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known keys are {sorted(names)}"
+            raise ConfigError(f"unknown L5 config key {k!r} in --set {item!r} (L5Config has no field {k!r}){hint}")
         try:
             overrides[k] = json.loads(v)
         except json.JSONDecodeError:
@@ -56,7 +68,7 @@ def _tune(args) -> int:
                margin=args.margin)
     check = check_tuned(cfg, res.model, key=jax.random.PRNGKey(cfg.seed + 1000), sim_number=args.check_sims)
     out = Path(args.out)
-    save_json(out / "tuned.json", {"params": res.summary(), "history": res.history.to_dict(orient="list"),
+    save_json(out / "tuned.json", {"params": res.summary(), "history": {str(c): res.history[c].to_numpy() for c in res.history.columns},
                                    "check_fresh_seeds": check})
     print(json.dumps({"params": res.summary(), "os_rel": check["os_rel"], "ds_rel": check["ds_rel"],
                       "os_rel_sd": check["os_rel_sd"], "ds_rel_sd": check["ds_rel_sd"]}))
@@ -96,8 +108,9 @@ def _sweep(args) -> int:
 def _search(args) -> int:
     import jax
 
-    from .search import tpe_search
+    from .search import _optuna, tpe_search
 
+    _optuna()  # a missing extra is reported before any work
     cfg = _cfg(args)
     best, _, path = tpe_search(cfg, key=jax.random.PRNGKey(cfg.seed), n_trials=args.trials, out_dir=args.out)
     print(json.dumps({"best": best, "csv": str(path)}, default=str))
@@ -110,33 +123,35 @@ def register(subparsers) -> None:
     sub = p.add_subparsers(dest="l5_command", metavar="ACTION")
 
     def common(sp, out_default):
-        sp.add_argument("config", nargs="?", default=None, help="config file (.py/.json/.yaml); default: the debug config")
-        sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (JSON value)")
+        sp.add_argument("config", nargs="?", default=None, help="config file (.py/.json/.yaml) (default: the debug config)")
+        sp.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="override a config key (JSON value), repeatable (default: none)")
         sp.add_argument("--seed", type=int, default=None, help="seed of the key (default: the config's seed)")
-        sp.add_argument("--out", default=out_default, help=f"output folder (default {out_default})")
+        sp.add_argument("--out", default=out_default, help="output folder")
 
     r = sub.add_parser("run", help="simulate a config; write weight_df, selectivity_df, summary_info, meta_data and plots")
     common(r, "out/l5_run")
-    r.add_argument("--no-plots", action="store_true")
+    r.add_argument("--no-plots", action="store_true", help="write the tables only, no figures")
     r.set_defaults(func=_run)
 
     t = sub.add_parser("tune", help="gradient-based tuning toward os_rel < 0, ds_rel > 0, checked on fresh seeds")
     common(t, "out/l5_tune")
-    t.add_argument("--epochs", "--steps", dest="epochs", type=int, default=30, help="optimiser steps (n_epochs)")
-    t.add_argument("--learning-rate", "--lr", dest="learning_rate", type=float, default=0.03)
-    t.add_argument("--margin", type=float, default=0.2)
-    t.add_argument("--check-sims", type=int, default=10)
+    t.add_argument("--epochs", "--steps", dest="epochs", type=positive_int, default=30, help="optimiser steps (n_epochs)")
+    t.add_argument("--learning-rate", "--lr", dest="learning_rate", type=positive_float, default=0.03, help="Adam learning rate")
+    t.add_argument("--margin", type=non_negative_float, default=0.2, help="hinge margin of the selectivity targets")
+    t.add_argument("--check-sims", "--check_sims", type=positive_int, default=10,
+                   help="simulations with fresh seeds that check the tuned parameters")
     t.set_defaults(func=_tune)
 
     s = sub.add_parser("sweep", help="vmapped sweep of random input amplitudes in one compiled call")
     common(s, "out/l5_sweep")
-    s.add_argument("--n", type=int, default=1000)
-    s.add_argument("--chunk", type=int, default=None)
+    s.add_argument("--n", type=positive_int, default=1000, help="number of random amplitude settings")
+    s.add_argument("--chunk", type=positive_int, default=None, help="settings per compiled call (default: all at once)")
     s.set_defaults(func=_sweep)
 
     q = sub.add_parser("search", help="the original's TPE search (needs optuna: pip install spikejax[l5])")
     common(q, "out/l5_search")
-    q.add_argument("--trials", type=int, default=300)
+    q.add_argument("--trials", type=positive_int, default=300, help="TPE trials")
     q.set_defaults(func=_search)
 
     def _help(_args, _p=p):

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .._argparse import non_negative_float, non_negative_int, positive_float, positive_int
+from ..core.errors import ConfigError
+
 __all__ = ["register"]
 
 
@@ -17,6 +20,11 @@ def _params_from(args):
     return load_params_json(args.params) if getattr(args, "params", None) else ground_truth()
 
 
+def _check_A0(args, n_pops: int) -> None:
+    if len(args.A0) != n_pops:
+        raise ConfigError(f"--A0 takes one initial rate per population ({n_pops}), got {len(args.A0)}: {args.A0}")
+
+
 def _generate(args: argparse.Namespace) -> int:
     import jax
 
@@ -24,8 +32,15 @@ def _generate(args: argparse.Namespace) -> int:
     from .micro import MICRO_DT_MS, pulse_input, simulate_micro
 
     params = _params_from(args)
+    _check_A0(args, len(params.N))
     n_steps = int(round(args.seconds * 1000.0 / MICRO_DT_MS))
     n_steps -= n_steps % 20
+    if n_steps < 20:
+        raise ConfigError(f"--seconds must cover at least one 4-ms bin (0.004 s), got {args.seconds}")
+    from ..core.errors import check_allocation
+
+    check_allocation(8.0 * (n_steps // 20) * (len(params.N) + args.n_record * len(params.N)), argument="--seconds",
+                     what=f"{n_steps // 20} recorded 4-ms bins")
     I_ext = None
     if args.pulse:
         I_ext = pulse_input(n_steps, MICRO_DT_MS, params.M, _pulses(args.pulse))
@@ -106,7 +121,7 @@ def _pulses(specs) -> list:
         try:
             pop, start, dur, amp = (float(v) for v in spec.split(":"))
         except ValueError:
-            raise SystemExit(f"spikejax: error: --pulse {spec!r} must be pop:start_s:duration_s:amplitude") from None
+            raise ConfigError(f"--pulse {spec!r} must be pop:start_s:duration_s:amplitude (four numbers)") from None
         out.append((int(pop), 1000.0 * start, 1000.0 * dur, amp))
     return out
 
@@ -127,9 +142,15 @@ def _simulate(args: argparse.Namespace) -> int:
     if args.model:
         meta = load_json(str(args.model) + ".json") if Path(str(args.model) + ".json").is_file() else {}
         if meta.get("N") and tuple(meta["N"]) != tuple(params.N):
-            raise SystemExit("only 3-population models saved by 'spikejax meso fit' are supported here")
+            raise ConfigError(f"--model {args.model}: only 3-population models saved by 'spikejax meso fit' are supported here")
         params = load_model(args.model, params)
+    _check_A0(args, params.M)
     n = int(round(args.seconds * 1000.0 / DT_MS))
+    if n < 1:
+        raise ConfigError(f"--seconds must cover at least one {DT_MS} ms step, got {args.seconds}")
+    from ..core.errors import check_allocation
+
+    check_allocation(64.0 * n * params.M, argument="--seconds", what=f"{n} steps of {DT_MS} ms")
     I_ext = None
     if args.pulse:
         I_ext = pulse_input(n, DT_MS, params.M, _pulses(args.pulse))
@@ -153,43 +174,48 @@ def register(subparsers) -> None:
     sub = p.add_subparsers(dest="meso_command", metavar="SUBCOMMAND")
 
     g = sub.add_parser("generate", help="simulate the microscopic LIF network (0.2 ms) and save 4-ms data")
-    g.add_argument("--seconds", type=float, default=11.0)
-    g.add_argument("--out", default="out/meso/micro.npz")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--A0", type=float, nargs="+", default=[5.0, 20.0, 25.0], help="initial rates (Hz)")
-    g.add_argument("--n-record", type=int, default=30)
+    g.add_argument("--seconds", type=positive_float, default=11.0, help="simulated time, s")
+    g.add_argument("--out", default="out/meso/micro.npz", help="output .npz file")
+    g.add_argument("--seed", type=int, default=0, help="seed of the simulation's key")
+    g.add_argument("--A0", type=non_negative_float, nargs="+", default=[5.0, 20.0, 25.0], help="initial rates per population (Hz)")
+    g.add_argument("--n-record", "--n_record", type=non_negative_int, default=30, help="neurons whose spikes are recorded")
     g.add_argument("--params", default=None, help="parameter JSON (default: neuLVM ground truth)")
-    g.add_argument("--pulse", action="append", default=[], help="pop:start_s:duration_s:amplitude (Δu/s)")
-    g.set_defaults(func=_generate)
+    g.add_argument("--pulse", action="append", default=[],
+                   help="input pulse pop:start_s:duration_s:amplitude (Δu/s), repeatable (default: none)")
+    g.set_defaults(func=_generate, out_kind="file")
 
     f = sub.add_parser("fit", help="fit the mesoscopic model to a few observed neurons (marginal likelihood)")
     f.add_argument("--data", default="bundled", help="'bundled' or a .npz file (surrogate or 'generate' output)")
-    f.add_argument("--out", default="out/meso/fit")
-    f.add_argument("--seed", type=int, default=0)
-    f.add_argument("--n-obs", type=int, default=3)
-    f.add_argument("--bins", type=int, default=0, help="fit only the first BINS bins of the window (0 = all)")
-    f.add_argument("--restarts", type=int, default=5)
+    f.add_argument("--out", default="out/meso/fit", help="output folder")
+    f.add_argument("--seed", type=int, default=0, help="seed of the fit's key")
+    f.add_argument("--n-obs", "--n_obs", type=positive_int, default=3, help="observed neurons per population")
+    f.add_argument("--bins", type=non_negative_int, default=0, help="fit only the first BINS bins of the window (0 = all)")
+    f.add_argument("--restarts", type=positive_int, default=5, help="hard-EM restarts from random initial parameters")
     f.add_argument("--method", choices=("marginal", "hard", "sem"), default="marginal",
-                   help="marginal likelihood (default; hard EM as initialiser), hard EM alone, or stochastic EM")
-    f.add_argument("--iter", type=int, default=None, help="iterations of the marginal-likelihood stage (default 96)")
-    f.add_argument("--max-em", type=int, default=None, help="hard-EM iterations (default 6 as initialiser, 20 alone)")
-    f.add_argument("--m-maxiter", type=int, default=None)
-    f.add_argument("--e-maxiter", type=int, default=None)
-    f.add_argument("--integrator", choices=("exact", "euler"), default="exact")
-    f.add_argument("--sem-iter", type=int, default=0,
+                   help="marginal likelihood (hard EM as initialiser), hard EM alone, or stochastic EM")
+    f.add_argument("--iter", type=positive_int, default=None, help="iterations of the marginal-likelihood stage (default: 96)")
+    f.add_argument("--max-em", "--max_em", type=positive_int, default=None,
+                   help="hard-EM iterations (default: 6 as initialiser, 20 alone)")
+    f.add_argument("--m-maxiter", "--m_maxiter", type=positive_int, default=None,
+                   help="optimiser iterations of each M-step (default: the EM configuration's)")
+    f.add_argument("--e-maxiter", "--e_maxiter", type=positive_int, default=None,
+                   help="optimiser iterations of each E-step (default: the EM configuration's)")
+    f.add_argument("--integrator", choices=("exact", "euler"), default="exact", help="membrane-potential integrator")
+    f.add_argument("--sem-iter", "--sem_iter", type=non_negative_int, default=0,
                    help="stochastic-EM refinement iterations after hard EM (particle-filter draws of Z; 0 = off)")
-    f.add_argument("--particles", type=int, default=256, help="particles of the refinement's filter")
+    f.add_argument("--particles", type=positive_int, default=256, help="particles of the refinement's filter")
     f.set_defaults(func=_fit)
 
     s = sub.add_parser("simulate", help="free simulation of a (fitted) mesoscopic model")
     s.add_argument("--model", default=None, help="params.eqx written by 'spikejax meso fit' (default: ground truth)")
-    s.add_argument("--seconds", type=float, default=100.0)
-    s.add_argument("--out", default="out/meso/simulate")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--A0", type=float, nargs="+", default=[1.0, 1.0, 1.0])
-    s.add_argument("--noise", choices=("gaussian", "binomial"), default="gaussian")
-    s.add_argument("--integrator", choices=("exact", "euler"), default="exact")
-    s.add_argument("--pulse", action="append", default=[], help="pop:start_s:duration_s:amplitude (Δu/s)")
+    s.add_argument("--seconds", type=positive_float, default=100.0, help="simulated time, s")
+    s.add_argument("--out", default="out/meso/simulate", help="output folder")
+    s.add_argument("--seed", type=int, default=0, help="seed of the simulation's key")
+    s.add_argument("--A0", type=non_negative_float, nargs="+", default=[1.0, 1.0, 1.0], help="initial rates per population (Hz)")
+    s.add_argument("--noise", choices=("gaussian", "binomial"), default="gaussian", help="finite-size noise of the populations")
+    s.add_argument("--integrator", choices=("exact", "euler"), default="exact", help="membrane-potential integrator")
+    s.add_argument("--pulse", action="append", default=[],
+                   help="input pulse pop:start_s:duration_s:amplitude (Δu/s), repeatable (default: none)")
     s.set_defaults(func=_simulate)
 
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
