@@ -61,6 +61,7 @@ def sweep_settings(
     key: jax.Array | None = None,
     net: L5Network | None = None,
     chunk_size: int | None = None,
+    memory_budget: float | str | None = "auto",
 ) -> dict:
     """Simulate every setting and return exact summaries, one row per setting.
 
@@ -74,7 +75,11 @@ def sweep_settings(
         Mapping from a name in :data:`SWEEPABLE` to an array with a leading axis of n settings
         (e.g. ``{"amplitude": (n, 4)}``).
     chunk_size
-        Vmap at most this many settings at once (bounds memory; still one compiled call).
+        Vmap at most this many settings at once per device (bounds memory; still one compiled call).
+    memory_budget
+        Bytes per device for the compiled sweep (see :func:`spikejax.core.sweep`): the largest
+        chunk of settings whose program fits, by XLA's memory analysis. ``"auto"`` (default): half
+        of :func:`spikejax.core.memory_limit_bytes`; ``None``: all settings at once.
 
     Returns
     -------
@@ -105,4 +110,4 @@ def sweep_settings(
     p0 = L5Params.from_config(cfg)
 
     one = make_setting_fn(cfg, spec)
-    return sweep(one, batched, p0, net, chunk_size=chunk_size)
+    return sweep(one, batched, p0, net, chunk_size=chunk_size, memory_budget=memory_budget)
