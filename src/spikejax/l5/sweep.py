@@ -6,6 +6,8 @@ metrics computed inside the compiled program, so the call returns only small sum
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -52,6 +54,19 @@ def make_setting_fn(config: L5Config, spec):
         return res
 
     return one
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_setting_fn(config: L5Config, spec):
+    return make_setting_fn(config, spec)
+
+
+def _setting_fn(config: L5Config, spec):
+    """The same function for equal (config, spec): repeated sweeps reuse one compilation."""
+    try:
+        return _cached_setting_fn(config, spec)
+    except TypeError:  # unhashable
+        return make_setting_fn(config, spec)
 
 
 def sweep_settings(
@@ -109,5 +124,5 @@ def sweep_settings(
     spec = make_spec(cfg, record_weights=False, capacity=cfg.n_steps + 1 if "tau_threshold" in batched else None)
     p0 = L5Params.from_config(cfg)
 
-    one = make_setting_fn(cfg, spec)
+    one = _setting_fn(cfg, spec)
     return sweep(one, batched, p0, net, chunk_size=chunk_size, memory_budget=memory_budget)
