@@ -46,6 +46,7 @@ from .metrics import (
     pearson_r,
     r2_score,
 )
+from .precision import kernel_precision, matmul_precision, on_cpu
 from .random import check_key, is_key
 from .results import Record, Result, StopReason, Trajectory, get_ax, history_frame, tidy
 from .population import STATUS_NAMES, PopulationResult, PopulationState, fit_population
