@@ -72,3 +72,34 @@ def test_fit_population_across_processes_hook_early_stopping_one_writer_resume(r
     # only process 0 writes checkpoints; the resumed run went on from epoch 4 (2, 4 then 6, 8)
     assert r0["fit_writes"] == [2, 4, 6, 8] and r1["fit_writes"] == []
     assert r0["resumed_writes"] == [2, 4, 6, 8] and r1["resumed_writes"] == []
+
+
+@pytest.mark.slow
+def test_lfads_pbt_across_two_processes_equals_one_process(tmp_path):
+    """lfads.pbt (fit_population with its exploit/explore hook) over 2 processes x 2 devices against
+    one process with 4 devices: the same exploit decisions, hyperparameters and metrics."""
+    worker = Path(__file__).resolve().parents[1] / "lfads" / "_multiprocess_pbt_worker.py"
+    base = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    one = subprocess.run([sys.executable, str(worker), "0", "0", "1", str(tmp_path / "one.json")], timeout=900,
+                         env=dict(base, XLA_FLAGS="--xla_force_host_platform_device_count=4"), capture_output=True, text=True)
+    assert one.returncode == 0, one.stderr[-4000:]
+    port = _free_port()
+    env = dict(base, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    procs = [subprocess.Popen([sys.executable, str(worker), str(port), str(i), "2", str(tmp_path / f"mp{i}.json")], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    try:
+        logs = [p.communicate(timeout=900)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for p, log in zip(procs, logs):
+        assert p.returncode == 0, log[-4000:]
+    ref = json.loads((tmp_path / "one.json").read_text())
+    assert ref["devices"] == 4 and ref["processes"] == 1
+    for i in range(2):
+        r = json.loads((tmp_path / f"mp{i}.json").read_text())
+        assert r["devices"] == 4 and r["processes"] == 2
+        assert r["source"] == ref["source"] and r["best_worker"] == ref["best_worker"]
+        np.testing.assert_allclose(r["lr"], ref["lr"], rtol=1e-6)
+        np.testing.assert_allclose(r["metric"], ref["metric"], rtol=1e-4)
