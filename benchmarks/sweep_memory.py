@@ -57,6 +57,8 @@ def main(argv=None) -> int:
         print(json.dumps(row), flush=True)
         assert m["peak"] <= args.budget
     if args.check:
+        # the first N settings: unbounded (all N vmapped at once), under a budget of a third of that
+        # (chunks), and one setting at a time; per setting the largest difference over the summaries
         k = args.check
         small = {"amplitude": cases["amplitude"]["amplitude"][:k]}
         spec = make_spec(cfg, record_weights=False)
@@ -65,8 +67,21 @@ def main(argv=None) -> int:
         full = S.plan_chunks(one, small, p0, net, memory_budget=None)["memory"]["peak"]
         plan = S.plan_chunks(one, small, p0, net, memory_budget=full / 3)
         bounded = S.sweep(one, small, p0, net, memory_budget=full / 3)
-        diff = max(float(np.max(np.abs(np.asarray(bounded[key]) - np.asarray(free[key])))) for key in free)
-        print(json.dumps({"check_settings": k, "check_chunk": plan["chunk_size"], "max_abs_diff": diff}), flush=True)
+        single = S.sweep(one, small, p0, net, chunk_size=1)
+
+        def per_setting(a, b):
+            d = np.zeros(k)
+            for key in a:
+                x, y = np.asarray(a[key], np.float64).reshape(k, -1), np.asarray(b[key], np.float64).reshape(k, -1)
+                diff = np.where(np.isnan(x) & np.isnan(y), 0.0, np.abs(x - y))
+                d = np.maximum(d, np.nan_to_num(diff, nan=np.inf).max(axis=1))
+            return d.tolist()
+
+        print(json.dumps({"check_settings": k, "check_chunk": plan["chunk_size"],
+                          "bounded_vs_unbounded": per_setting(bounded, free),
+                          "bounded_vs_one_at_a_time": per_setting(bounded, single),
+                          "unbounded_vs_one_at_a_time": per_setting(free, single),
+                          "not_eq_counter": np.asarray(free["not_eq_counter"]).tolist()}), flush=True)
     if args.run:
         t0 = time.perf_counter()
         res = l5.sweep_settings(cfg, cases["amplitude"], net=net, memory_budget=args.budget)
