@@ -73,7 +73,7 @@ def _f(p, x):
     return {"y": jnp.sum(jnp.sort(h, axis=0)[::7])}
 
 
-def test_memory_budget_picks_the_largest_chunk_that_fits():
+def test_memory_budget_picks_the_largest_chunk_that_fits(monkeypatch):
     params = jnp.linspace(0.1, 1.0, 12)
     x = jnp.linspace(0.0, 1.0, 2048)
     free = plan_chunks(_f, params, x, memory_budget=None)
@@ -89,6 +89,11 @@ def test_memory_budget_picks_the_largest_chunk_that_fits():
                                np.asarray(sweep(_f, params, x, memory_budget=None)["y"]), rtol=1e-6)
     with pytest.raises(SizeError, match="memory_budget"):
         sweep(_f, params, x, memory_budget=one / 2)
+    # the default budget (half of SPIKEJAX_MAX_BYTES here) does not refuse: one setting per step, a warning
+    monkeypatch.setenv("SPIKEJAX_MAX_BYTES", str(int(one)))
+    with pytest.warns(UserWarning, match="one setting per step"):
+        out = sweep(_f, params, x)
+    np.testing.assert_allclose(np.asarray(out["y"]), np.asarray(sweep(_f, params, x, memory_budget=None)["y"]), rtol=1e-6)
     for bad in (-1.0, "lots", True, float("nan")):
         with pytest.raises(ConfigError, match="memory_budget"):
             sweep(_f, params, x, memory_budget=bad)

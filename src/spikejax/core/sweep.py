@@ -18,7 +18,7 @@ bytes per device, as measured by XLA's memory analysis of the compiled program
 
 from __future__ import annotations
 
-import math
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -287,15 +287,23 @@ class _Sweep:
         n = self.n
         return jax.tree_util.tree_map(lambda x: x[:n] if eqx.is_array(x) and x.ndim > 0 else x, out)
 
-    def plan(self, budget):
-        """The largest chunk whose compiled program fits ``budget`` bytes per device."""
+    def plan(self, budget, strict=True):
+        """The largest chunk whose compiled program fits ``budget`` bytes per device. Not ``strict``
+        (the default budget): where even one setting per step does not fit, run one setting per step
+        (or unchunked with one setting per device) instead of refusing."""
         full = self.memory(None)
         if budget is None or full is None or full["peak"] <= budget:
             return None, full
         if self.n_local == 1:
+            if not strict:
+                return None, full
             raise SizeError(f"memory_budget: one setting per device needs {_fmt_bytes(full['peak'])} per device, more "
                             f"than the budget of {_fmt_bytes(budget)} (raise memory_budget, or use more devices)")
         one = self.memory(1)
+        if one["peak"] > budget and not strict:
+            warnings.warn(f"sweep: one setting per step needs {_fmt_bytes(one['peak'])} per device, more than the default "
+                          f"memory_budget ({_fmt_bytes(budget)}); running one setting per step", stacklevel=3)
+            return 1, one
         if one["peak"] > budget:
             raise SizeError(f"memory_budget: even one setting at a time needs {_fmt_bytes(one['peak'])} per device, "
                             f"more than the budget of {_fmt_bytes(budget)}")
@@ -339,7 +347,7 @@ def plan_chunks(
     sw = _Sweep(fn, params, args, shard, devices)
     budget = _budget_bytes(memory_budget, sw.device)
     unbounded = sw.memory(None)
-    chunk, mem = sw.plan(budget)
+    chunk, mem = sw.plan(budget, strict=memory_budget != "auto")
     return {"chunk_size": chunk, "n_devices": sw.n_dev, "per_device": sw.n_local, "budget": budget, "memory": mem,
             "unbounded_memory": unbounded}
 
@@ -375,8 +383,9 @@ def sweep(
         buffers, by ``compiled.memory_analysis()``). If the unchunked program needs more, the sweep
         compiles a one-setting chunk, interpolates, and runs the largest chunk that fits (checked on
         the compiled program). ``"auto"`` (default): :data:`DEFAULT_MEMORY_FRACTION` of
-        :func:`spikejax.core.memory_limit_bytes`; ``None``: no bound. Raises
-        :class:`~spikejax.core.SizeError` when even one setting per device does not fit.
+        :func:`spikejax.core.memory_limit_bytes` (where even one setting per step does not fit it,
+        one setting per step runs, with a warning); ``None``: no bound. An explicit budget that even
+        one setting per device does not fit raises :class:`~spikejax.core.SizeError`.
     devices
         Devices to span (default :func:`sweep_devices`: all processes' devices after
         ``jax.distributed.initialize()``, else the local ones).
@@ -393,5 +402,5 @@ def sweep(
     if chunk_size is not None:
         return sw.run(_balanced(sw.n_local, int(chunk_size)))
     budget = _budget_bytes(memory_budget, sw.device)
-    chunk, _ = sw.plan(budget)
+    chunk, _ = sw.plan(budget, strict=memory_budget != "auto")
     return sw.run(chunk)
