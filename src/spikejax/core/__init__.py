@@ -57,11 +57,13 @@ from .metrics import (
     pearson_r,
     r2_score,
 )
+from .precision import kernel_precision, matmul_precision, on_cpu
 from .random import check_key, is_key
 from .results import Record, Result, StopReason, Trajectory, get_ax, history_frame, tidy
 from .population import STATUS_NAMES, PopulationResult, PopulationState, fit_population
 from .scan import chunked_scan, scan, step_keys
-from .sweep import batch_size_of, shard_batch, stack, sweep, unstack
+from .sweep import (DEFAULT_MEMORY_FRACTION, batch_size_of, gather, is_multiprocess, plan_chunks, program_memory, replicate,
+                    shard_batch, stack, sweep, sweep_devices, unstack)
 from .training import (
     Batching,
     Checkpointing,

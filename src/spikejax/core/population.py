@@ -33,8 +33,11 @@ chunks the host updates the tqdm bar, calls the optional ``between_chunks`` hook
 training: exploit/explore on :class:`PopulationState`, with array leaves of unchanged shapes and
 dtypes, so nothing recompiles) and writes a checkpoint of the whole population
 (:func:`spikejax.core.save_checkpoint`; resuming gives the same result as an uninterrupted run). With
-several local devices the member axis is padded and sharded over them
-(:func:`spikejax.core.shard_batch`), as in :func:`spikejax.core.sweep`.
+several devices the member axis is padded and sharded over them (:func:`spikejax.core.shard_batch`),
+as in :func:`spikejax.core.sweep`; after ``jax.distributed.initialize()`` the devices are every
+process's: each process places only its own members, shared data are replicated, the history and
+the final state are gathered on every process, and only process 0 shows progress and writes
+checkpoints (every process reads them back on resume).
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ import optax
 
 from .errors import ConfigError
 from .results import Result, StopReason
-from .sweep import batch_size_of, shard_batch
+from .sweep import _mesh, _spans_processes, batch_size_of, gather, replicate, shard_batch, sweep_devices
 from .trainer_options import (Batching, Checkpointing, EarlyStopping, FixedBatches, MemberData, PlateauDecay, Progress,
                               Validation, _check_monitor, _options, accepts)
 from .trainer_program import (ACTIVE, DEVICE_FIELDS, STATUS_NAMES, STOPPED, Plan, _init_fn, _initial_smth, _leading,
@@ -358,7 +361,9 @@ def fit_population(
         shapes and dtypes: it never recompiles) or ``None``. For an exact resume, draw its random
         numbers from ``state.epoch`` and keep host-side state in ``state.extra`` (initially ``extra``).
     shard, devices
-        Pad and shard the member axis over the local devices (no effect with one device).
+        Pad and shard the member axis over the devices (default :func:`spikejax.core.sweep_devices`:
+        every process's devices after ``jax.distributed.initialize()``, else the local ones; no
+        effect with one device).
     start_epoch
         The population's clock starts here (step keys, minibatch permutations, ``step`` and
         ``state.epoch`` continue from it): a run continued across calls draws what one call would.
@@ -505,8 +510,14 @@ def fit_population(
                    (tuple(static_leaves), static_def))
     val_payload = None if validation is None or on_host else validation.data
 
-    devs = list(devices) if devices is not None else jax.local_devices()
+    devs = sweep_devices(devices)
     sharded = bool(shard) and len(devs) > 1
+    # across processes (jax.distributed): each process places its own shards of the members, shared
+    # inputs are replicated once, results are gathered, only process 0 writes and shows progress
+    multi = sharded and _spans_processes(_mesh(devs))
+    lead = jax.process_index() == 0
+    if multi:
+        payload, val_payload, key = replicate((payload, val_payload, key), devs)
 
     def place(st: PopulationState):
         dyn = {f: getattr(st, f) for f in DEVICE_FIELDS}
@@ -521,7 +532,14 @@ def fit_population(
         return jax.tree_util.tree_map(lambda a: a[:m] if eqx.is_array(a) and a.ndim > 0 else a, tree)
 
     def view(dyn) -> PopulationState:
-        return dataclasses.replace(state_box[0], **unpad(dyn))
+        return dataclasses.replace(state_box[0], **unpad(gather(dyn) if multi else dyn))
+
+    def active(dyn) -> np.ndarray:
+        if not multi:
+            return view(dyn).active
+        small = gather({f: dyn[f] for f in ("status", "epochs_done", "budget")})
+        small = {k: np.asarray(v)[:m] for k, v in small.items()}
+        return (small["status"] == ACTIVE) & (small["epochs_done"] < small["budget"])
 
     curves: dict[str, np.ndarray] | None = None
     diverged_at = np.full(m, -1, np.int64)
@@ -543,27 +561,28 @@ def fit_population(
     dyn, idx = place(state)
     max_rounds = max(max_epochs, epoch)
 
-    show = prog_bar.shown
+    show = prog_bar.shown and lead
     from .trainer_options import progress_bar
 
     bar = progress_bar(total=max_epochs, initial=min(epoch, max_epochs), desc=prog_bar.desc, disable=not show, leave=False,
                dynamic_ncols=True)
     try:
-        while epoch < max_epochs and bool(np.any(view(dyn).active)):
+        while epoch < max_epochs and bool(np.any(active(dyn))):
             n_run = min(chunk, max_epochs - epoch)
             rnd = np.int32(start_epoch + epoch)
             if on_host:
                 trained, stats = prog.train(dyn, payload, idx, rnd, key, limit)
                 steps = int(min((int(rnd) + 1) * spr, int(limit)))
-                val = _host_validate(validation, unpad(trained["params"]), unpad(dyn["frozen"]), static, m, steps)
+                host_params, host_frozen = gather((trained["params"], dyn["frozen"])) if multi else (trained["params"], dyn["frozen"])
+                val = _host_validate(validation, unpad(host_params), unpad(host_frozen), static, m, steps)
                 n_pad = int(np.shape(dyn["status"])[0]) - m
                 val = {k: np.pad(v, (0, n_pad), mode="edge") if n_pad else v for k, v in val.items()}
                 dyn, rows = prog.finish(dyn, trained, stats, val, rnd, limit)
                 hist, n_done = {k: v[None] for k, v in rows.items()}, 1
             else:
                 dyn, hist, n_done = prog.run(dyn, payload, idx, val_payload, rnd, np.int32(n_run), key, limit)
-                n_done = int(n_done)
-            hist = dict(hist)
+                n_done = int(np.asarray(gather(n_done)))
+            hist = dict(gather(hist) if multi else hist)
             div = hist.pop("_diverged_at", None)
             if div is not None and n_done:
                 d = np.nanmax(np.where(np.isnan(np.asarray(div)[:n_done, :m]), -1, np.asarray(div)[:n_done, :m]), axis=0)
@@ -592,14 +611,19 @@ def fit_population(
                     fixed_ = _same_layout(fields(new), fields(current), "between_chunks")
                     state_box[0] = dataclasses.replace(new, **fixed_, epoch=start_epoch + epoch)
                     dyn, idx = place(state_box[0])
-            if ckpt is not None and (epoch % every == 0 or epoch >= max_epochs or not np.any(view(dyn).active)):
+            if ckpt is not None and (epoch % every == 0 or epoch >= max_epochs or not np.any(active(dyn))):
                 from .training import save_checkpoint
 
                 st = view(dyn)
                 shapes = {k: [list(v.shape[2:]), np.dtype(v.dtype).str] for k, v in curves.items()}
-                save_checkpoint(ckpt, epoch, ({f: getattr(st, f) for f in DEVICE_FIELDS}, st.extra,
-                                              {k: v[:epoch] for k, v in curves.items()}),
-                                {"n_members": m, "format": 2, "history": shapes})
+                if lead:  # one writer; every process reads it back on resume
+                    save_checkpoint(ckpt, epoch, ({f: getattr(st, f) for f in DEVICE_FIELDS}, st.extra,
+                                                  {k: v[:epoch] for k, v in curves.items()}),
+                                    {"n_members": m, "format": 2, "history": shapes})
+                if multi:
+                    from jax.experimental import multihost_utils
+
+                    multihost_utils.sync_global_devices(f"spikejax checkpoint {ckpt} {epoch}")
     finally:
         bar.close()
 

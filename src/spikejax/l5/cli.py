@@ -88,7 +88,8 @@ def _sweep(args) -> int:
     cfg = _cfg(args)
     settings = random_settings(args.n, key=jax.random.PRNGKey(cfg.seed + 1))
     t0 = time.perf_counter()
-    res = sweep_settings(cfg, settings, key=jax.random.PRNGKey(cfg.seed), chunk_size=args.chunk)
+    res = sweep_settings(cfg, settings, key=jax.random.PRNGKey(cfg.seed), chunk_size=args.chunk,
+                         memory_budget=args.memory_budget if args.memory_budget is not None else "auto")
     jax.block_until_ready(res)
     dt = time.perf_counter() - t0
     amp = np.asarray(settings["amplitude"])
@@ -147,6 +148,8 @@ def register(subparsers) -> None:
     common(s, "out/l5_sweep")
     s.add_argument("--n", type=positive_int, default=1000, help="number of random amplitude settings")
     s.add_argument("--chunk", type=positive_int, default=None, help="settings per compiled call (default: all at once)")
+    s.add_argument("--memory-budget", dest="memory_budget", type=positive_float, default=None,
+                   help="bytes per device for the compiled sweep (default: half the device memory)")
     s.set_defaults(func=_sweep)
 
     q = sub.add_parser("search", help="the original's TPE search (needs optuna: pip install spikejax[l5])")

@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..core.precision import matmul
+
 __all__ = ["phi", "rule_gradient", "neuron_mask", "phase_row_masks", "PHASE_MODES"]
 
 PHASE_MODES = ("all", "CS", "CC", "PV", "SST", "Rest")
@@ -108,7 +110,7 @@ def rule_gradient(rule: str, variant: str, W, r, u, sgn, *, theta_bcm, theta_sli
         return G
     if rule == "Oja":
         if variant == "faithful":
-            return r[:, None] * (r + u - W @ r)[None, :] * sgn[None, :]
+            return r[:, None] * (r + u - matmul(W, r))[None, :] * sgn[None, :]
         return sgn[None, :] * r[:, None] * r[None, :] - (r**2)[:, None] * W
     if rule == "Cov":
         d = r - r_mean

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..core.errors import ShapeError
+from ..core.precision import matmul
 from .dynamics import PHASE_MODES, neuron_mask, phase_row_masks, phi, rule_gradient
 from .model import L5Model, L5Params, Spec, _rank1
 from .network import L5Network, check_network, type_index
@@ -87,8 +88,8 @@ def _run_one(p: L5Params, spec: Spec, W0, struct, pos_a, pos_b, r0, theta, theta
 
     def matvec(Wst, r):
         if low_rank:  # Wst is A (low_rank implies learning)
-            return W0 @ r + Wst.T @ (Q @ r)
-        return Wst @ r
+            return matmul(W0, r) + matmul(Wst.T, matmul(Q, r))
+        return matmul(Wst, r)
 
     def nl(x):
         return phi(x, kind=spec.nonlinearity, lo=p.phi_lo, hi=p.phi_hi, gamma=spec.gamma, beta=spec.smooth_beta, variant=spec.variant)

@@ -20,6 +20,7 @@ from . import metrics as M
 from .config import TYPES, L5Config
 from .engine import simulate
 from .model import L5Model, L5Params, build_model
+from ..core.precision import cpu_tuned_jit
 from .network import FAST_COMPILE, L5Network, type_index
 from .params import w_compare
 from .trajectory import L5Trajectory
@@ -143,7 +144,7 @@ def head_loss(wdf: pd.DataFrame, sdf: pd.DataFrame, target=None) -> float:
     return abs(10 * (rmse + d_os) - d_ds + 0.1 * (s_between + s_within))
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4, 5, 6), compiler_options=FAST_COMPILE)
+@functools.partial(cpu_tuned_jit, static_argnums=(1, 2, 3, 4, 5, 6), cpu_compiler_options=FAST_COMPILE)
 def _evaluate_arrays(rates, N, eval_blocks, win_start, win_stop, variant, soft_beta):
     # one compiled program for all statistics (op-by-op, their first call compiled dozens of
     # small programs: ~5 s)

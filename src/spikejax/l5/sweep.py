@@ -6,6 +6,8 @@ metrics computed inside the compiled program, so the call returns only small sum
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -54,6 +56,19 @@ def make_setting_fn(config: L5Config, spec):
     return one
 
 
+@functools.lru_cache(maxsize=16)
+def _cached_setting_fn(config: L5Config, spec):
+    return make_setting_fn(config, spec)
+
+
+def _setting_fn(config: L5Config, spec):
+    """The same function for equal (config, spec): repeated sweeps reuse one compilation."""
+    try:
+        return _cached_setting_fn(config, spec)
+    except TypeError:  # unhashable
+        return make_setting_fn(config, spec)
+
+
 def sweep_settings(
     config: L5Config,
     settings: dict,
@@ -61,6 +76,7 @@ def sweep_settings(
     key: jax.Array | None = None,
     net: L5Network | None = None,
     chunk_size: int | None = None,
+    memory_budget: float | str | None = "auto",
 ) -> dict:
     """Simulate every setting and return exact summaries, one row per setting.
 
@@ -74,7 +90,11 @@ def sweep_settings(
         Mapping from a name in :data:`SWEEPABLE` to an array with a leading axis of n settings
         (e.g. ``{"amplitude": (n, 4)}``).
     chunk_size
-        Vmap at most this many settings at once (bounds memory; still one compiled call).
+        Vmap at most this many settings at once per device (bounds memory; still one compiled call).
+    memory_budget
+        Bytes per device for the compiled sweep (see :func:`spikejax.core.sweep`): the largest
+        chunk of settings whose program fits, by XLA's memory analysis. ``"auto"`` (default): half
+        of :func:`spikejax.core.memory_limit_bytes`; ``None``: all settings at once.
 
     Returns
     -------
@@ -104,5 +124,5 @@ def sweep_settings(
     spec = make_spec(cfg, record_weights=False, capacity=cfg.n_steps + 1 if "tau_threshold" in batched else None)
     p0 = L5Params.from_config(cfg)
 
-    one = make_setting_fn(cfg, spec)
-    return sweep(one, batched, p0, net, chunk_size=chunk_size)
+    one = _setting_fn(cfg, spec)
+    return sweep(one, batched, p0, net, chunk_size=chunk_size, memory_budget=memory_budget)

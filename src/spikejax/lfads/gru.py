@@ -18,6 +18,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from ..core.precision import precise
 from . import rng
 
 __all__ = ["ClippedGRUCell", "gru_scan", "gru_scan_tm", "bidirectional_gru"]
@@ -111,16 +112,19 @@ def _gru_run(xp, h0, u_zr, u_n, clip, reverse):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7))
+@precise
 def _gru_seq(xs, w_in, b_in, h0, u_zr, u_n, clip, reverse):
     """All states (T, B, H) of the clipped GRU over a time-major batch ``xs`` (T, B, I) from ``h0`` (B, H)."""
     return _gru_run(xs @ w_in.T + b_in, h0, u_zr, u_n, clip, reverse)[0]
 
 
+@precise
 def _gru_seq_fwd(xs, w_in, b_in, h0, u_zr, u_n, clip, reverse):
     hs, zrn = _gru_run(xs @ w_in.T + b_in, h0, u_zr, u_n, clip, reverse)
     return hs, (xs, w_in, h0, u_zr, u_n, hs, zrn)
 
 
+@precise
 def _gru_seq_bwd(clip, reverse, res, g_hs):
     """Backward pass: per step only the state cotangent (two small GEMMs); all kernel gradients
     afterwards as one GEMM each over the (time, batch) pairs.

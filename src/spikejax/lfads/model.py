@@ -17,6 +17,7 @@ import jax.numpy as jnp
 
 from ..core.config import Config, option
 from ..core.errors import ConfigError
+from ..core.precision import precise
 from . import rng
 from .gru import ClippedGRUCell, bidirectional_gru
 from .observation import ObservationModel, make_observation
@@ -329,6 +330,7 @@ class LFADS(eqx.Module):
                 off += size
         return out
 
+    @precise  # full float32 products unless the user chose a precision (core.matmul_precision)
     def forward(self, x: jax.Array, hp: HParams, *, key: jax.Array | None = None, noise: dict | None = None,
                 ext: jax.Array | None = None, sample_posteriors: bool = True,
                 training: bool = True) -> dict[str, jax.Array]:
@@ -357,6 +359,7 @@ class LFADS(eqx.Module):
                                  sample_posteriors=sample_posteriors, training=training)
         return jax.tree_util.tree_map(lambda a: a[0], out)
 
+    @precise
     def forward_batch(self, x: jax.Array, hp: HParams, *, noise: dict, ext: jax.Array | None = None,
                       sample_posteriors: bool = True, training: bool = True) -> dict[str, jax.Array]:
         """:meth:`forward` for a batch: ``x`` (B, encod_seq_len, data_dim), ``noise`` from

@@ -3,7 +3,8 @@
 Workers are the members of a :func:`spikejax.core.fit_population` run: stacked along a leading
 axis, each with its own minibatch order, injected learning rate and ``HParams`` (array leaves of
 shape (workers,)), trained by the same loss as :func:`spikejax.lfads.train` and validated after
-every epoch inside the program, ``vmap``-ped and sharded over the local devices. One generation is
+every epoch inside the program, ``vmap``-ped and sharded over the devices (every process's after
+``jax.distributed.initialize()``: docs/howto/distributed.md). One generation is
 one chunk of ``epochs_per_generation`` epochs; exploit, explore and the stopping rule run in the
 ``between_chunks`` hook, changing array values only, so nothing recompiles between generations.
 
@@ -121,7 +122,7 @@ class PBTConfig(Config):
     metric: str = option("valid/recon_smth", choices=("valid/recon_smth", "valid/recon_heldout"),
                          help="the metric that ranks workers")
     smoothing: float = option(0.7, gt=0, le=1, help="weight of the newest validation recon in its smoothing")
-    shard: bool = option(True, help="shard the population over the local devices")
+    shard: bool = option(True, help="shard the population over the devices (all processes' after jax.distributed.initialize())")
 
 
 def perturb(value: float, p: float, rng: np.random.Generator, *, low: float | None = None, high: float | None = None,
