@@ -37,7 +37,7 @@ CURRENT = np.full(8, 100.0, np.float32)
 
 
 @functools.lru_cache(maxsize=None)
-def files(tmp=None) -> dict[str, str]:
+def files() -> dict[str, str]:
     """Malformed preprocessed-cell files (written once per session into a temporary folder)."""
     import tempfile
 
@@ -64,13 +64,13 @@ def files(tmp=None) -> dict[str, str]:
         fh["gamma"] = 0.1
         fh.create_group("sweeps")
     out["cell_id_array"] = p
-    # gamma is NaN
-    p = os.path.join(root, "gamma_nan.h5")
+    # gamma is negative (NaN is allowed: no sweep had two spikes)
+    p = os.path.join(root, "gamma_negative.h5")
     with h5py.File(p, "w") as fh:
         fh["cell_id"] = 1
-        fh["gamma"] = np.nan
+        fh["gamma"] = -0.1
         fh.create_group("sweeps")
-    out["gamma_nan"] = p
+    out["gamma_negative"] = p
     # a sweep holding NaN rates
     p = os.path.join(root, "rate_nan.h5")
     with h5py.File(p, "w") as fh:
@@ -213,8 +213,7 @@ MISTAKES = [
     Mistake("gfr-fitconfig-bin-size", lambda: gfr.FitConfig(dt=15), ConfigError, r"dt.*one of", "config"),
     Mistake("gfr-fitconfig-unknown-key", lambda: gfr.FitConfig.from_dict({"epochs": 3}),
             ConfigError, r"epochs", "config"),
-    Mistake("gfr-fitconfig-unknown-stimulus", lambda: gfr.FitConfig(val_stimulus="Noise 3"),
-            ConfigError, r"val_stimulus.*Noise 3", "config"),
+    Mistake("gfr-fitconfig-zero-patience", lambda: gfr.FitConfig(patience=0), ConfigError, r"patience.*>= 1", "config"),
     # -- fitting entry points ----------------------------------------------------------------------
     Mistake("gfr-fit-alpha-beta-rate-shape", lambda: gfr.fit_alpha_beta(neuron(), np.zeros((2, 8)), np.zeros((2, 7))),
             ShapeError, r"rate.*\(2, 8\)", "shape"),
@@ -227,7 +226,7 @@ MISTAKES = [
     Mistake("gfr-loss-missing-current", lambda: gfr.loss(neuron(), {"rate": np.zeros((2, 8))}),
             DataFormatError, r"data.*current", "value"),
     Mistake("gfr-loss-rate-shape", lambda: gfr.loss(neuron(), {"current": np.zeros((2, 8)), "rate": np.zeros((2, 9))}),
-            ShapeError, r"rate.*\(2, 8\)", "shape"),
+            ShapeError, r"rate.*T=8", "shape"),
     Mistake("gfr-fit-cells-not-cells", lambda: gfr.fit_cells(["cell.h5"], key=np.zeros(2, np.uint32)),
             TypeError, r"cells.*CellData", "type"),
     # -- files -------------------------------------------------------------------------------------
@@ -237,8 +236,8 @@ MISTAKES = [
             DataFormatError, r"sweep_dataset\.h5.*Sweep_3", "file"),
     Mistake("gfr-load-cell-cell-id-array", lambda: gfr.load_cell(files()["cell_id_array"]),
             DataFormatError, r"cell_id_array\.h5.*cell_id", "file"),
-    Mistake("gfr-load-cell-gamma-nan", lambda: gfr.load_cell(files()["gamma_nan"]),
-            DataFormatError, r"gamma_nan\.h5.*gamma", "file"),
+    Mistake("gfr-load-cell-gamma-negative", lambda: gfr.load_cell(files()["gamma_negative"]),
+            DataFormatError, r"gamma_negative\.h5.*gamma.*>= 0", "file"),
     Mistake("gfr-load-cell-rate-nan", lambda: gfr.load_cell(files()["rate_nan"]),
             DataFormatError, r"rate_nan\.h5.*rate_20.*finite", "file"),
     Mistake("gfr-load-cell-missing-gamma", lambda: gfr.load_cell(files()["no_gamma"]),
