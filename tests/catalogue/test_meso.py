@@ -131,7 +131,7 @@ MISTAKES = [
     # -- configs -----------------------------------------------------------------------------------
     Mistake("meso-config-negative-dt", lambda: meso.MesoConfig(dt=-4.0), ConfigError, r"dt.*> 0", "config"),
     Mistake("meso-config-n-age-one", lambda: meso.MesoConfig(n_age=1), ConfigError, r"n_age.*>= 2", "config"),
-    Mistake("meso-config-string-dt", lambda: meso.MesoConfig(dt="4"), ConfigError, r"dt.*float", "config"),
+    Mistake("meso-config-string-dt", lambda: meso.MesoConfig(dt="4"), ConfigError, r"dt.*number.*str", "config"),
     Mistake("meso-fitconfig-unknown-method", lambda: meso.MesoFitConfig(method="adam"), ConfigError, r"method.*marginal", "config"),
     Mistake("meso-fitconfig-typo", lambda: meso.MesoFitConfig.from_dict({"mehtod": "hard"}),
             ConfigError, r"mehtod.*did you mean 'method'", "config"),
@@ -147,13 +147,13 @@ MISTAKES = [
     Mistake("meso-data-Z-above-one", lambda: meso.MesoData(np.zeros((20, 3, 2)), np.zeros((5, 3, 2)), N=(400, 400, 200), Z=np.full((20, 3), 2.0)),
             SpikejaxError, r"Z.*<= 1", "value"),
     Mistake("meso-data-N-wrong", lambda: meso.MesoData(np.zeros((20, 3, 2)), np.zeros((5, 3, 2)), N=(400, 400)),
-            ConfigError, r"N", "shape"),
+            ShapeError, r"N.*one size per population \(3\)", "shape"),
     Mistake("meso-loss-N-mismatch", lambda: meso.loss(gt(), meso.MesoData(np.zeros((20, 3, 2)), np.zeros((5, 3, 2)), N=(40, 40, 20), Z=np.zeros((20, 3)))),
             ConfigError, r"N.*must equal", "shape"),
     Mistake("meso-load-npz-truncated", lambda: meso.load_npz(files()["truncated"]), DataFormatError, r"truncated\.npz", "file"),
     Mistake("meso-load-npz-wrong-keys", lambda: meso.load_npz(files()["wrong_keys"]), DataFormatError, r"wrong_keys\.npz", "file"),
     Mistake("meso-load-npz-not-npz", lambda: meso.load_npz(files()["not_npz"]), DataFormatError, r"not_npz\.npz", "file"),
-    Mistake("meso-from-vector-length", lambda: meso.from_vector(gt(), np.zeros(11)), ShapeError, r"\(12,\)", "shape"),
+    Mistake("meso-from-vector-length", lambda: meso.from_vector(gt(), np.zeros(11)), ShapeError, r"x .*\(12,\).*got \(11,\)", "shape"),
 ]
 
 
