@@ -148,7 +148,7 @@ def _pink_noise(n: int, seed: int) -> np.ndarray:
     return x / x.std()
 
 
-def protocol_samples(sampling_rate: float, *, n_repeats: int = 3, short: bool = False) -> float:
+def _protocol_samples(sampling_rate: float, *, n_repeats: int = 3, short: bool = False) -> float:
     """Samples of all sweeps of one cell's :func:`stimulus_protocol` (for size checks before allocating)."""
     scale = 0.5 if short else 1.0
     frame_ms = 260.0  # test pulse and lead (160 ms) plus the 100-ms tail
@@ -168,7 +168,7 @@ def stimulus_protocol(rheobase: float, sampling_rate: float, *, n_repeats: int =
     sr = float(sampling_rate)
     ms = lambda t: int(round(t * sr / 1000.0))  # noqa: E731
     scale = 0.5 if short else 1.0
-    check_allocation(8.0 * protocol_samples(sr, n_repeats=n_repeats, short=short), argument="sampling_rate",
+    check_allocation(8.0 * _protocol_samples(sr, n_repeats=n_repeats, short=short), argument="sampling_rate",
                      what=f"the stimulus protocol at {sr:g} Hz")
     pre = ms(60)  # test pulse 10..20 ms, experiment starts at 40 ms
 
@@ -313,7 +313,7 @@ def make_cell_bank(
     check_scalar(n_repeats, "n_repeats", low=0, integer=True)
     chunk_cells = int(chunk_cells)
     # a chunk's currents, voltages and spikes (float64): about 3 x chunk_cells x the protocol's samples
-    check_allocation(3 * 8.0 * min(chunk_cells, max(int(n_cells), 1)) * protocol_samples(sampling_rate, n_repeats=n_repeats, short=short),
+    check_allocation(3 * 8.0 * min(chunk_cells, max(int(n_cells), 1)) * _protocol_samples(sampling_rate, n_repeats=n_repeats, short=short),
                      argument="sampling_rate and chunk_cells", what="one chunk of simulated sweeps")
     params = draw_cells(n_cells, key=key, metadata=metadata)
     out_dir = Path(out_dir)

@@ -552,7 +552,7 @@ def _check_model_values(model: GLMModel) -> None:
             check_finite(leaf, f"{type(model).__name__}{jax.tree_util.keystr(path)}")
 
 
-def simulation_bytes(model: GLMModel, network: Network, n_steps: int, *, chunk_size: int = 10_000, store_as_dtype=jnp.int32,
+def _simulation_bytes(model: GLMModel, network: Network, n_steps: int, *, chunk_size: int = 10_000, store_as_dtype=jnp.int32,
                      backend: str = "auto") -> dict[str, float]:
     """Estimated bytes of the largest buffers of :func:`simulate` (for the size check before compiling).
 
@@ -596,7 +596,7 @@ def _model_T(model: GLMModel) -> int:
 
 
 def _check_simulation_size(model, network, n_steps, chunk_size, out_dtype, backend) -> None:
-    parts = simulation_bytes(model, network, n_steps, chunk_size=chunk_size, store_as_dtype=out_dtype, backend=backend)
+    parts = _simulation_bytes(model, network, n_steps, chunk_size=chunk_size, store_as_dtype=out_dtype, backend=backend)
     names = {
         "raster": ("n_steps and n_nodes", f"the raster of {n_steps} steps x {network.n_nodes} neurons"),
         "chunk": ("n_nodes", f"the per-chunk buffers of {network.n_nodes} neurons"),

@@ -270,7 +270,7 @@ class PosteriorZ(NamedTuple):
     log_lik_runs: jax.Array
 
 
-def filter_bytes(T: int, M: int, n_particles: int, n_runs: int = 1, *, itemsize: int = 4, n_age: int = 64,
+def _filter_bytes(T: int, M: int, n_particles: int, n_runs: int = 1, *, itemsize: int = 4, n_age: int = 64,
                  band: bool = True) -> float:
     """Estimated bytes of the particle filter's largest buffers (for the size check before compiling).
 
@@ -287,7 +287,7 @@ def filter_bytes(T: int, M: int, n_particles: int, n_runs: int = 1, *, itemsize:
 
 def _check_filter_size(data, n_particles, n_runs, config, argument, what, band=True) -> None:
     T, M = int(data.y.shape[0]), int(data.y.shape[1])
-    nbytes = filter_bytes(T, M, n_particles, n_runs, itemsize=jnp.dtype(data.y.dtype).itemsize,
+    nbytes = _filter_bytes(T, M, n_particles, n_runs, itemsize=jnp.dtype(data.y.dtype).itemsize,
                           n_age=int(config.n_age), band=band)
     check_allocation(nbytes, argument=argument, what=f"{what} over {T} bins")
 
