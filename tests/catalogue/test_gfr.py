@@ -142,6 +142,14 @@ def _rnn(**kw):
 
 GiB = 1 << 30
 
+
+def _nan_network_forward():
+    import equinox as eqx
+
+    net = _network(n_nodes=3)
+    bad = eqx.tree_at(lambda n: n.neurons.alpha, net, net.neurons.alpha.at[0, 0].set(jnp.nan))
+    return gfr.forward(bad, np.zeros((1, 2, 28), np.float32))
+
 MISTAKES = [
     # -- the model: NaN/inf or out-of-range parameters are refused before simulating --------------
     Mistake("gfr-simulate-nan-alpha", lambda: gfr.simulate(with_leaf("alpha", [np.nan, 0, 0, 0]), CURRENT),
@@ -188,6 +196,7 @@ MISTAKES = [
             SizeError, r"n_nodes.*would need", "size"),
     Mistake("gfr-rnn-huge-hidden", lambda: _rnn(n_hidden=10**7),
             SizeError, r"n_hidden.*would need", "size"),
+    Mistake("gfr-forward-nan-neurons", _nan_network_forward, NonFiniteError, r"model\.neurons\.alpha.*finite", "nonfinite"),
     Mistake("gfr-network-negative-nodes", lambda: _network(n_nodes=-5),
             ConfigError, r"n_nodes.*positive integer", "value"),
     Mistake("gfr-draw-cells-too-many", lambda: gfr.draw_cells(10**9, key=np.zeros(2, np.uint32)),
