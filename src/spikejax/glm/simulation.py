@@ -336,10 +336,10 @@ def _run_segment(model, engine, stimulus, state, keys, t0: int, n_active: int, s
         return new_state, ys
     new_state, ys, top = segment(*args, length, True)
     top = float(jnp.max(top))
-    if np.isnan(top):
+    if np.isnan(top) or np.isposinf(top):
         phase = "recorded" if stim_on else "equilibration"
         raise NonFiniteError(
-            f"the expected counts became NaN in the {phase} steps {t0}..{t0 + n_active - 1}: the stimulus (or a "
+            f"the expected counts became {top} in the {phase} steps {t0}..{t0 + n_active - 1}: the stimulus (or a "
             "model parameter) must be finite there; check stimulus(t) for those steps"
         )
     if top > 1.0:
