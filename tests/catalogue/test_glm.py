@@ -5,13 +5,12 @@ from __future__ import annotations
 import functools
 import os
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from spikejax import glm
-from spikejax.core.errors import ConfigError, NonFiniteError, ShapeError, SizeError, SpikejaxError
+from spikejax.core.errors import ConfigError, NonFiniteError, ShapeError, SizeError
 
 from .harness import Mistake, check, params
 

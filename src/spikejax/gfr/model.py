@@ -35,7 +35,6 @@ import numpy as np
 from ..core.errors import (
     ConfigError,
     DataFormatError,
-    NonFiniteError,
     ShapeError,
     SpikejaxError,
     check_allocation,
