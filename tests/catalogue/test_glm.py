@@ -133,3 +133,31 @@ MISTAKES = [
 @pytest.mark.parametrize("mistake", params(MISTAKES))
 def test_mistake(mistake):
     check(mistake)
+
+
+def test_replace_validates_like_the_constructor():
+    """``model.replace(**kw)`` is refused exactly when ``RectifiedLNP(**kw)`` is (hypothesis over values)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    values = st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=32), st.integers(-3, 3))
+    names = st.sampled_from(["dt", "tau", "lambda_0", "theta", "T", "r"])
+
+    @settings(max_examples=60, deadline=None)
+    @given(name=names, value=values)
+    def prop(name, value):
+        try:
+            glm.RectifiedLNP(**{"T": 5, name: value})
+            built = None
+        except ConfigError as exc:
+            built = exc
+        try:
+            lnp().replace(**{name: value})
+            replaced = None
+        except ConfigError as exc:
+            replaced = exc
+        assert (built is None) == (replaced is None), (name, value, built, replaced)
+        if built is not None:
+            assert name in str(replaced)
+
+    prop()
