@@ -78,3 +78,15 @@ def test_mean_field_errors():
     excit = glm.from_dense(np.abs(glm.mexican_hat(20)) * 100)
     with pytest.raises(ValueError, match="eigenvalue"):
         glm.mean_field_rate(glm.RectifiedLNP(r=1.0), excit)
+
+
+def test_stimulus_nan_after_the_first_step_is_detected():
+    """A stimulus finite at t = 0 but NaN later is caught after the chunk that produced it (issue 23)."""
+    import jax.numpy as jnp
+
+    from spikejax.core.errors import NonFiniteError
+
+    net = glm.from_dense(glm.mexican_hat(6))
+    stim = lambda t: jnp.where(t >= 5, jnp.nan, 0.0) * jnp.ones(6)  # noqa: E731
+    with pytest.raises(NonFiniteError, match="stimulus"):
+        glm.simulate(glm.RectifiedLNP(T=5), net, n_steps=10, key=jax.random.key(0), stimulus=stim, equilibration_steps=0)

@@ -64,6 +64,18 @@ __all__ = [
 ]
 
 
+def _check_cells(cells: Any, config: Any, name: str = "cells") -> None:
+    """Types of the arguments of :func:`fit_cells` / :func:`fit_cell` (before any work)."""
+    if not isinstance(config, FitConfig):
+        raise TypeError(f"config must be a spikejax.gfr.FitConfig, got {type(config).__name__}")
+    if isinstance(cells, (str, bytes, os.PathLike, CellData)) or not isinstance(cells, Sequence):
+        raise TypeError(f"cells must be a list of CellData (see load_cells), got {type(cells).__name__}")
+    for i, cell in enumerate(cells):
+        if not isinstance(cell, CellData):
+            where = name if name == "cell" else f"cells[{i}]"
+            raise TypeError(f"{where} must be a CellData (preprocessed with load_cell/load_cells), got {type(cell).__name__} {cell!r:.80}")
+
+
 def _ckpt(root: Path | None, sub: str) -> Path | None:
     return None if root is None else Path(root) / sub
 
@@ -123,6 +135,7 @@ def fit_cells(
     config = config or FitConfig()
     if not cells:
         raise ConfigError("fit_cells needs at least one cell")
+    _check_cells(cells, config)
     if checkpoint_every is not None and checkpoint_every % epochs_per_call:
         raise ConfigError(f"checkpoint_every ({checkpoint_every}) must be a multiple of epochs_per_call ({epochs_per_call})")
     ids = [c.cell_id for c in cells]
@@ -268,6 +281,7 @@ def fit_cell(
     t0 = time.perf_counter()
     key = check_key(key)
     config = config or FitConfig()
+    _check_cells([cell], config, name="cell")
     prep = prepare_cell(cell, config)
     data = stack_cells([prep], config, padded_shapes([prep], config, group_order(config, key=key)))
     act = jax.tree_util.tree_map(lambda a: a[0], data["act"])

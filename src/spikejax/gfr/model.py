@@ -32,7 +32,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..core.errors import ConfigError, DataFormatError, ShapeError, check_array, check_keys, is_traced
+from ..core.errors import (
+    ConfigError,
+    DataFormatError,
+    ShapeError,
+    SpikejaxError,
+    check_allocation,
+    check_array,
+    check_finite,
+    check_keys,
+    check_scalar,
+    is_traced,
+)
 from ..core.scan import scan
 
 __all__ = [
@@ -53,6 +64,7 @@ __all__ = [
     "default_neuron",
     "default_layer",
     "DEFAULT_DECAY",
+    "check_model",
 ]
 
 #: Time constants (ms) of the decay grid; only those >= the bin size are kept.
@@ -207,13 +219,56 @@ class PolynomialActivation(eqx.Module):
 
 
 def _set_fields(obj, alpha, beta, decay, g, dt, kappa):
-    """Shared field conversion of :class:`GFR` and :class:`GFRLayer` (called from their ``__init__``)."""
+    """Shared field conversion of :class:`GFR` and :class:`GFRLayer` (called from their ``__init__``).
+
+    The static fields (``dt``, ``kappa``: Python numbers) and the activation's type are checked here;
+    the array values (finiteness, ranges) are checked at the entry points by :func:`check_model`, outside
+    ``jit`` (a model may be built from traced arrays)."""
+    name = type(obj).__name__
+    if not isinstance(g, PolynomialActivation):
+        raise TypeError(f"{name} needs g, a spikejax.gfr.PolynomialActivation, got {type(g).__name__}")
+    check_scalar(dt, f"{name} dt (the bin size, ms)", low=0.0, low_inclusive=False)
+    check_scalar(kappa, f"{name} kappa (the feedback scale)", low=0.0)
     obj.alpha = _as_float(alpha)
     obj.beta = _as_float(beta)
     obj.decay = _as_float(decay)
     obj.g = g
     obj.dt = dt
     obj.kappa = float(kappa)
+
+
+def check_model(model: Any, name: str = "model") -> None:
+    """Check that ``model`` is a :class:`GFR` or :class:`GFRLayer` with usable parameter values.
+
+    Raises ``TypeError`` for another type; :class:`~spikejax.core.errors.NonFiniteError` when
+    ``alpha``, ``beta``, ``decay`` or a leaf of ``g`` holds NaN/inf; :class:`SpikejaxError` when a
+    decay rate lies outside (0, 1] or ``g.max_current``/``g.max_firing_rate`` is not > 0. The checks
+    read the (small) parameter arrays on the host; under ``jit`` tracing (traced leaves) they are
+    skipped, so call the public entry points (``simulate`` ...) outside ``jit`` to get them.
+    """
+    if not isinstance(model, (GFR, GFRLayer)):
+        raise TypeError(f"{name} must be a GFR or GFRLayer, got {type(model).__name__}")
+    leaves = {
+        "alpha": model.alpha,
+        "beta": model.beta,
+        "decay": model.decay,
+        "g.poly_coeff": model.g.poly_coeff,
+        "g.b": model.g.b,
+        "g.max_current": model.g.max_current,
+        "g.max_firing_rate": model.g.max_firing_rate,
+    }
+    if is_traced(list(leaves.values())):
+        return
+    for leaf, value in leaves.items():
+        check_finite(value, f"{name}.{leaf}")
+    decay = np.asarray(model.decay)
+    if decay.size and not (np.all(decay > 0) and np.all(decay <= 1)):
+        raise SpikejaxError(f"{name}.decay (the decay rates lambda) must lie in (0, 1], got {decay.tolist()}")
+    for leaf in ("g.max_current", "g.max_firing_rate"):
+        v = np.asarray(leaves[leaf])
+        if np.any(v <= 0):
+            what = "sigma, pA" if leaf == "g.max_current" else "gamma, spikes/ms"
+            raise SpikejaxError(f"{name}.{leaf} ({what}) must be > 0, got minimum {float(np.min(v))!r}")
 
 
 def _gfr_step(alpha, beta, decay, kappa, g, state, current):
@@ -432,6 +487,7 @@ class GFRLayer(eqx.Module):
 
 
 def _validate_current(model, current, name="current"):
+    check_model(model)
     if isinstance(model, GFRLayer):
         cur = check_array(current, name, ndim=range(2, 64), finite=not is_traced(current))
         if cur.shape[-2] != model.n_neurons:
@@ -439,12 +495,13 @@ def _validate_current(model, current, name="current"):
                 f"{name} for a GFRLayer must have shape (..., N, T) with N = {model.n_neurons} neurons, "
                 f"got {tuple(cur.shape)}"
             )
-    elif isinstance(model, GFR):
-        cur = check_array(current, name, ndim=range(1, 64), finite=not is_traced(current))
     else:
-        raise TypeError(f"model must be a GFR or GFRLayer, got {type(model).__name__}")
+        cur = check_array(current, name, ndim=range(1, 64), finite=not is_traced(current))
     if cur.shape[-1] < 1:
         raise ShapeError(f"{name} must have at least one time bin on its last axis, got shape {tuple(cur.shape)}")
+    # the rates (and the time-major copy of the current) are as large as the current
+    check_allocation(2.0 * cur.size * jnp.dtype(model.alpha.dtype).itemsize, argument=f"the size of {name}",
+                     what=f"simulating {tuple(cur.shape)} bins")
     return _as_float(cur).astype(model.alpha.dtype)
 
 
@@ -521,9 +578,13 @@ def kernels(model: GFR | GFRLayer, length: int) -> tuple[jax.Array, jax.Array]:
     -------
     ``(k_I, k_f)`` each of shape ``(..., length)`` (leading neuron axes as in ``alpha``).
     """
-    if int(length) < 1:
-        raise ConfigError(f"length must be >= 1 bin, got {length!r}")
-    j = jnp.arange(int(length), dtype=model.alpha.dtype)
+    check_model(model)
+    check_scalar(length, "length", low=1, integer=True)
+    length = int(length)
+    lead = int(np.prod(model.alpha.shape[:-1]))
+    check_allocation((model.n_traces + 2 * lead + 2) * length * jnp.dtype(model.alpha.dtype).itemsize, argument="length",
+                     what=f"kernels of {length} bins")
+    j = jnp.arange(length, dtype=model.alpha.dtype)
     base = 1.0 - jax.lax.stop_gradient(model.decay)
     powers = jnp.where(j[None, :] == 0, 1.0, jnp.power(base[:, None], j[None, :]))  # (n, L); 0**0 = 1
     n = model.n_traces
@@ -552,6 +613,7 @@ def simulate_feedforward(model: GFR | GFRLayer, current: jax.Array) -> jax.Array
     Raises :class:`~spikejax.core.errors.ConfigError` if ``beta`` is not zero (the recursion in
     :func:`simulate` is then needed).
     """
+    check_model(model)
     if not is_traced(model.beta) and np.any(np.asarray(model.beta) != 0):
         raise ConfigError(
             "simulate_feedforward needs beta = 0 (no feedback); with feedback use simulate(), got "
@@ -581,6 +643,12 @@ def default_neuron(*, kappa: float = 1.0) -> GFR:
 
 def default_layer(n_neurons: int, *, kappa: float = 1.0) -> GFRLayer:
     """A :class:`GFRLayer` of ``n_neurons`` copies of :func:`default_neuron`."""
-    if int(n_neurons) < 1:
-        raise ConfigError(f"n_neurons must be >= 1, got {n_neurons!r}")
-    return GFRLayer.from_neurons([default_neuron(kappa=kappa)] * int(n_neurons))
+    check_scalar(n_neurons, "n_neurons", low=1, integer=True)
+    n = int(n_neurons)
+    one = default_neuron(kappa=kappa)
+    # alpha, beta (N, n), g's leaves (N, 2) and (N,) x 3, plus a step's state (N, n) + (N,)
+    check_allocation(n * (3 * one.n_traces + 6) * jnp.dtype(one.alpha.dtype).itemsize, argument="n_neurons",
+                     what=f"a layer of {n} GFR neurons")
+    tile = lambda a: jnp.broadcast_to(a, (n, *a.shape))  # noqa: E731
+    g = PolynomialActivation(tile(one.g.poly_coeff), tile(one.g.b), tile(one.g.max_current), tile(one.g.max_firing_rate), one.g.dt)
+    return GFRLayer(tile(one.alpha), tile(one.beta), one.decay, g, one.dt, one.kappa)

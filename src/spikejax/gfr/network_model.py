@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..core.errors import ConfigError, check_choice
+from ..core.errors import ConfigError, check_allocation, check_choice
 from ..core.training import trainable
 from .model import GFRLayer, default_layer
 
@@ -70,6 +70,14 @@ def _check_size(value: Any, name: str) -> int:
     return int(value)
 
 
+def _check_network_allocation(n: int, n_in: int, n_out: int, name: str, what: str) -> None:
+    """Refuse before compiling a network whose weights (the ``n x n`` recurrent matrix dominates) and
+    their Adam moments/gradient (4 copies in training) exceed the memory limit."""
+    n_weights = n * n + n * (n_in + n_out + 2) + n_out
+    check_allocation(4.0 * n_weights * jnp.dtype(_float_dtype()).itemsize, argument=name,
+                     what=f"{what} ({n_weights} weights, with their gradient and Adam moments)")
+
+
 # ---------------------------------------------------------------------------------------------
 # Models
 # ---------------------------------------------------------------------------------------------
@@ -122,6 +130,7 @@ class VanillaRNN(_LinearRNN):
         h = _check_size(n_hidden, "n_hidden")
         n_in = _check_size(n_inputs, "n_inputs")
         n_out = _check_size(n_classes, "n_classes")
+        _check_network_allocation(h, n_in, n_out, "n_hidden", f"a VanillaRNN of {h} hidden units")
         check_choice(activation, "activation", ("relu_tanh", "tanh"))
         weights = _linear_layers(key, h, n_in, n_out, jnp.dtype(_float_dtype()), "uniform")
         self.w_in, self.b_in, self.w_rec, self.b_rec, self.w_out, self.b_out = weights
@@ -199,13 +208,15 @@ class GFRNetwork(_LinearRNN):
         n_classes: int = N_CLASSES,
     ):
         check_choice(input_mode, "input_mode", _INPUT_MODES)
+        n_in = _check_size(n_inputs, "n_inputs")
+        n_out = _check_size(n_classes, "n_classes")
         if neurons is None:
-            neurons = default_layer(_check_size(n_nodes, "n_nodes"), kappa=1.0)
+            n = _check_size(n_nodes, "n_nodes")
+            _check_network_allocation(n, n_in, n_out, "n_nodes", f"a GFRNetwork of {n} nodes")
+            neurons = default_layer(n, kappa=1.0)
         elif not isinstance(neurons, GFRLayer):
             raise TypeError(f"neurons must be a spikejax.gfr.GFRLayer, got {type(neurons).__name__}")
         n = neurons.n_neurons
-        n_in = _check_size(n_inputs, "n_inputs")
-        n_out = _check_size(n_classes, "n_classes")
         if w_in_init is None:
             w_in_init = "normal" if input_mode == "scaled" else "uniform"
         check_choice(w_in_init, "w_in_init", ("uniform", "normal"))
@@ -314,6 +325,7 @@ def biological_layer(
     (layer, cell_ids): the :class:`GFRLayer` and the cell id of each of its neurons.
     """
     n = _check_size(n_nodes, "n_nodes")
+    _check_network_allocation(n, 0, 0, "n_nodes", f"a layer and network of {n} biological nodes")
     from .records import gfr_from_params, load_records
 
     recs = load_records(records)

@@ -38,6 +38,10 @@ __all__ = ["forward", "network_loss", "evaluate_network", "GFRNetworkResult", "t
 def _check_images(model: Any, images: Any, name: str = "images") -> jax.Array:
     if not isinstance(model, (GFRNetwork, VanillaRNN)):
         raise TypeError(f"model must be a GFRNetwork or VanillaRNN, got {type(model).__name__}")
+    if isinstance(model, GFRNetwork):
+        from .model import check_model
+
+        check_model(model.neurons, "model.neurons")
     x = check_array(images, name, ndim=(2, 3), finite=not is_traced(images))
     if x.shape[-1] != model.n_inputs:
         raise ShapeError(

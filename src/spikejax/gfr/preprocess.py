@@ -405,12 +405,45 @@ def save_cell(path: str | os.PathLike, cell: CellData) -> Path:
     return save_h5(path, data, attrs={"format": "spikejax.gfr.cell/1"})
 
 
+def _file_scalar(raw: dict[str, Any], key: str, path: Any, kind: type, *, low: float | None = None, nan_ok: bool = False) -> Any:
+    """A scalar dataset of a cell file as ``kind``; anything else raises DataFormatError naming the file and the key."""
+    value = raw[key]
+    arr = np.asarray(value)
+    if isinstance(value, dict) or arr.ndim != 0 or arr.dtype.kind not in "biuf":
+        what = "a group" if isinstance(value, dict) else f"{arr.dtype} data of shape {arr.shape}"
+        raise DataFormatError(f"{path}: '{key}' must be a scalar number, got {what}")
+    v = arr.item()
+    if kind is int:
+        if not (np.isfinite(v) and float(v) == int(v)):
+            raise DataFormatError(f"{path}: '{key}' must be a whole number, got {v!r}")
+        return int(v)
+    v = float(v)
+    if np.isnan(v) and nan_ok:
+        return v
+    if not np.isfinite(v) or (low is not None and v < low):
+        bound = f" >= {low}" if low is not None else ""
+        raise DataFormatError(f"{path}: '{key}' must be a finite number{bound}{' (or NaN)' if nan_ok else ''}, got {v!r}")
+    return v
+
+
 def load_cell(path: str | os.PathLike) -> CellData:
-    """Read a cell written by :func:`save_cell`; truncated or incomplete files raise DataFormatError."""
+    """Read a cell written by :func:`save_cell`; truncated, malformed or incomplete files (a missing key,
+    ``sweeps`` not a group, NaN/inf or negative samples) raise DataFormatError naming the file and the key."""
     raw = load_h5(path, required=("cell_id", "gamma", "sweeps"))
+    if not isinstance(raw["sweeps"], dict):
+        got = np.asarray(raw["sweeps"])
+        raise DataFormatError(
+            f"{path}: 'sweeps' must be a group of Sweep_<n> groups (as save_cell writes it), got a dataset of "
+            f"shape {got.shape} and dtype {got.dtype}"
+        )
+    cell_id = _file_scalar(raw, "cell_id", path, int)
+    gamma = _file_scalar(raw, "gamma", path, float, low=0.0, nan_ok=True)  # NaN: no sweep had two spikes
+    sampling_rate = _file_scalar(raw, "sampling_rate", path, float, low=0.0, nan_ok=True) if "sampling_rate" in raw else float("nan")
     sweeps = []
     for name, entry in raw["sweeps"].items():
-        if not isinstance(entry, dict) or "stimulus_name" not in entry:
+        if not isinstance(entry, dict):
+            raise DataFormatError(f"{path}: sweeps/{name} must be a group (stimulus_name, current_<dt>, rate_<dt>), got a dataset")
+        if "stimulus_name" not in entry:
             raise DataFormatError(f"{path}: sweeps/{name} has no stimulus_name")
         binned = {}
         for key in entry:
@@ -419,15 +452,30 @@ def load_cell(path: str | os.PathLike) -> CellData:
                 b = int(m.group(1))
                 if f"rate_{b}" not in entry:
                     raise DataFormatError(f"{path}: sweeps/{name} has current_{b} but no rate_{b}")
-                cur = np.asarray(entry[key], dtype=np.float64)
-                rate = np.asarray(entry[f"rate_{b}"], dtype=np.float64)
-                if cur.shape != rate.shape:
-                    raise DataFormatError(f"{path}: sweeps/{name} current_{b} and rate_{b} differ in shape")
+                try:
+                    cur = np.asarray(entry[key], dtype=np.float64)
+                    rate = np.asarray(entry[f"rate_{b}"], dtype=np.float64)
+                except (TypeError, ValueError):
+                    raise DataFormatError(f"{path}: sweeps/{name} current_{b} and rate_{b} must hold numbers") from None
+                if cur.ndim != 1 or cur.shape != rate.shape:
+                    raise DataFormatError(
+                        f"{path}: sweeps/{name} current_{b} and rate_{b} must be 1-D of one shape, got {cur.shape} and {rate.shape}"
+                    )
+                for label, arr in ((f"current_{b}", cur), (f"rate_{b}", rate)):
+                    if not np.all(np.isfinite(arr)):
+                        raise DataFormatError(f"{path}: sweeps/{name}/{label} must be finite, got {int((~np.isfinite(arr)).sum())} NaN/inf value(s)")
+                if np.any(rate < 0):
+                    raise DataFormatError(f"{path}: sweeps/{name}/rate_{b} must be >= 0 (spikes/ms), got minimum {rate.min()!r}")
                 binned[b] = (cur, rate)
-        number = int(entry.get("number", int(re.sub(r"\D", "", name) or 0)))
-        sweeps.append(BinnedSweep(number, str(entry["stimulus_name"]), binned))
+        try:
+            number = int(entry.get("number", int(re.sub(r"\D", "", name) or 0)))
+        except (TypeError, ValueError):
+            raise DataFormatError(f"{path}: sweeps/{name}/number must be a whole number, got {entry.get('number')!r}") from None
+        stim = entry["stimulus_name"]
+        stim = stim.decode() if isinstance(stim, bytes) else stim
+        sweeps.append(BinnedSweep(number, str(stim), binned))
     sweeps.sort(key=lambda s: s.number)
-    return CellData(int(raw["cell_id"]), float(raw["gamma"]), sweeps, float(raw.get("sampling_rate", np.nan)))
+    return CellData(cell_id, gamma, sweeps, sampling_rate)
 
 
 def preprocess_files(

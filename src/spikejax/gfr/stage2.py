@@ -98,7 +98,7 @@ def loss(model: GFR, data: dict[str, Any], *, key: jax.Array | None = None) -> j
     -------
     scalar (nats).
     """
-    cur, rate = jnp.asarray(data["current"]), jnp.asarray(data["rate"])
+    cur, rate = _check_loss_inputs(model, data)
     if cur.ndim == 2:
         cur, rate = cur[None], rate[None]
     g_, s, t = cur.shape
@@ -111,6 +111,34 @@ def loss(model: GFR, data: dict[str, Any], *, key: jax.Array | None = None) -> j
         batch = {"current": cur[j], "rate": rate[j], "n_sweeps": n_sweeps[j], "n_bins": n_bins[j], "dt": dt}
         total = total + stage2_loss(model, batch, eps=eps)[0]
     return total
+
+
+def _check_loss_inputs(model: Any, data: Any) -> tuple[jax.Array, jax.Array]:
+    """Validate the arguments of :func:`loss` (shapes always; values only outside ``jit``)."""
+    from ..core.errors import DataFormatError, check_array
+    from .model import check_model
+
+    check_model(model)
+    if not isinstance(model, GFR):
+        raise TypeError(f"model must be a single GFR neuron, got {type(model).__name__}")
+    if not isinstance(data, dict):
+        raise TypeError(f"data must be a dict as loss_data builds it (current, rate, ...), got {type(data).__name__}")
+    missing = [k for k in ("current", "rate") if k not in data]
+    if missing:
+        raise DataFormatError(f"data is missing required key(s) {missing} (see loss_data); it has {sorted(data)}")
+    dims: dict[str, int] = {}
+    cur = check_array(data["current"], "data['current']", ndim=(2, 3))
+    shape = ("G", "S", "T")[3 - cur.ndim:]
+    check_array(cur, "data['current']", shape, dims=dims)
+    rate = check_array(data["rate"], "data['rate']", shape, dims=dims, low=0.0)
+    for k in ("n_sweeps", "n_bins"):
+        if k in data:
+            check_array(data[k], f"data[{k!r}]", low=0, integer=True)
+    if "dt" in data:
+        check_array(data["dt"], "data['dt']", (), low=0.0)
+    if "eps" in data:
+        check_array(data["eps"], "data['eps']", (), low=0.0)
+    return cur, rate
 
 
 def loss_data(cell: Any, config: FitConfig | None = None) -> dict[str, Any]:
@@ -263,6 +291,18 @@ def fit_alpha_beta(
 
     t0 = time.perf_counter()
 
+    from ..core.errors import check_scalar
+    from .model import check_model
+
+    check_model(model)
+    if not isinstance(model, GFR):
+        raise TypeError(f"model must be a single GFR neuron, got {type(model).__name__}")
+    if method not in ("adam", "bfgs"):
+        raise ConfigError(f"method must be 'adam' or 'bfgs', got {method!r}")
+    check_scalar(learning_rate, "learning_rate", low=0.0, low_inclusive=False)
+    check_scalar(n_epochs, "n_epochs", low=0, integer=True)
+    check_scalar(eps, "eps", low=0.0, low_inclusive=False)
+    check_scalar(tol, "tol", low=0.0, low_inclusive=False)
     cur = check_array(current, "current", ndim=2)
     r = check_array(rate, "rate", shape=cur.shape, low=0.0)
     batch = {"current": cur, "rate": r, "n_sweeps": jnp.asarray(cur.shape[0]), "n_bins": jnp.asarray(cur.shape[1]),

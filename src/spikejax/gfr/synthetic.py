@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, check_allocation, check_scalar
 from ..core.random import check_key
 from ..core.io import atomic_path
 
@@ -124,6 +124,7 @@ def draw_cells(n_cells: int, *, key: Any, metadata: pd.DataFrame | None = None, 
     a numpy generator seeded with the key's bits) and derive parameters."""
     from .records import load_metadata
 
+    check_scalar(n_cells, "n_cells", low=1, integer=True)
     meta = load_metadata() if metadata is None else metadata
     ok = meta.dropna(subset=list(_FEATURES))
     if species is not None and "donor__species" in ok:
@@ -147,15 +148,28 @@ def _pink_noise(n: int, seed: int) -> np.ndarray:
     return x / x.std()
 
 
+def _protocol_samples(sampling_rate: float, *, n_repeats: int = 3, short: bool = False) -> float:
+    """Samples of all sweeps of one cell's :func:`stimulus_protocol` (for size checks before allocating)."""
+    scale = 0.5 if short else 1.0
+    frame_ms = 260.0  # test pulse and lead (160 ms) plus the 100-ms tail
+    total_ms = 9 * (frame_ms + 1000 * scale) + (frame_ms + 2000 * scale) + 2 * int(n_repeats) * (frame_ms + 3600 * scale)
+    return total_ms * float(sampling_rate) / 1000.0
+
+
 def stimulus_protocol(rheobase: float, sampling_rate: float, *, n_repeats: int = 3, short: bool = False) -> list[tuple[str, np.ndarray, int, int]]:
     """The sweeps of one cell: list of ``(stimulus_name, current (pA), exp_start, exp_stop)``.
 
     ``exp_start``/``exp_stop`` delimit the experiment epoch (after the test pulse). ``short``
     halves the durations (for quick runs).
     """
+    check_scalar(rheobase, "rheobase")
+    check_scalar(sampling_rate, "sampling_rate", low=0.0, low_inclusive=False)
+    check_scalar(n_repeats, "n_repeats", low=0, integer=True)
     sr = float(sampling_rate)
     ms = lambda t: int(round(t * sr / 1000.0))  # noqa: E731
     scale = 0.5 if short else 1.0
+    check_allocation(8.0 * _protocol_samples(sr, n_repeats=n_repeats, short=short), argument="sampling_rate",
+                     what=f"the stimulus protocol at {sr:g} Hz")
     pre = ms(60)  # test pulse 10..20 ms, experiment starts at 40 ms
 
     def frame(body: np.ndarray, lead: int = ms(100)) -> tuple[np.ndarray, int, int]:
@@ -293,6 +307,14 @@ def make_cell_bank(
     :func:`draw_cells`, the spikes with ``fold_in(key, first cell of the chunk)``).
     """
     key = check_key(key)
+    check_scalar(n_cells, "n_cells", low=1, integer=True)
+    check_scalar(chunk_cells, "chunk_cells", low=1, integer=True)
+    check_scalar(sampling_rate, "sampling_rate", low=0.0, low_inclusive=False)
+    check_scalar(n_repeats, "n_repeats", low=0, integer=True)
+    chunk_cells = int(chunk_cells)
+    # a chunk's currents, voltages and spikes (float64): about 3 x chunk_cells x the protocol's samples
+    check_allocation(3 * 8.0 * min(chunk_cells, max(int(n_cells), 1)) * _protocol_samples(sampling_rate, n_repeats=n_repeats, short=short),
+                     argument="sampling_rate and chunk_cells", what="one chunk of simulated sweeps")
     params = draw_cells(n_cells, key=key, metadata=metadata)
     out_dir = Path(out_dir)
     paths = []

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..core.errors import ConfigError, DataFormatError, check_scalar
+from ..core.errors import ConfigError, DataFormatError, check_allocation, check_scalar
 from ..core.io import atomic_path
 from ..core.random import check_key
 from .network import Network, batch_networks, from_dense
@@ -168,6 +168,8 @@ def mexican_hat(n_neurons: int, a: float = 1.0015, sigma_1: float = 6.98, sigma_
     check_scalar(sigma_2, "sigma_2", low=0.0, low_inclusive=False)
     check_scalar(a, "a")
     n = int(n_neurons)
+    # distances (int64), the float64 matrix and its float32 copy, and the temporaries of the two Gaussians
+    check_allocation(5.0 * 8 * n * n, argument="n_neurons", what=f"a dense {n} x {n} Mexican-hat matrix")
     i = np.arange(n)
     d = np.abs(i[:, None] - i[None, :])
     d = np.minimum(d, n - d).astype(np.float64)

@@ -45,8 +45,14 @@ __all__ = [
 ]
 
 
+def _no_string(value, name):
+    if isinstance(value, (str, bytes)):
+        raise ConfigError(f"{name} must be a number, got str {value!r}")
+
+
 def _param(value, name, *, low=None, low_inclusive=True, high=None):
     """A model parameter as a float array leaf (validated when concrete)."""
+    _no_string(value, name)
     if isinstance(value, jax.Array) and value.ndim == 0 and jnp.issubdtype(value.dtype, jnp.floating):
         check_scalar(value, name, low=low, low_inclusive=low_inclusive, high=high)
         return value
@@ -58,11 +64,13 @@ def _dt(value) -> float:
     """The time step in ms as a Python float (a static field: sizes and times of a run derive from it)."""
     if is_traced(value):
         raise ConfigError("dt must be a concrete number (ms): it is a static field of the model, not a traced parameter")
+    _no_string(value, "dt")
     check_scalar(value, "dt", low=0.0, low_inclusive=False)
     return float(value)
 
 
 def _int(value, name, *, low=1):
+    _no_string(value, name)
     check_scalar(value, name, low=low, integer=True)
     return int(value)
 
@@ -205,17 +213,99 @@ class GLMModel(eqx.Module):
         return {name: getattr(self, name) for name in self.tunable}
 
     def replace(self, **values) -> "GLMModel":
-        """A copy with parameters replaced (values converted to the existing leaves' dtype)."""
+        """A copy with parameters replaced, validated as the constructor validates them.
+
+        Array parameters keep their leaves' dtype. Static fields (``dt``, ``T``) may be replaced too.
+        For the built-in models (and subclasses whose ``__init__`` arguments are attributes of the
+        same name) the copy is rebuilt by the constructor, so ``replace(dt=-0.1)`` is refused like
+        ``RectifiedLNP(dt=-0.1)``; other subclasses get the generic checks (finite numbers, ``dt > 0``).
+        """
+        import difflib
+
         names = list(values)
         for name in names:
             if not hasattr(self, name):
-                raise ConfigError(f"{type(self).__name__} has no parameter {name!r}")
-        leaves = [jnp.asarray(values[n], dtype=jnp.asarray(getattr(self, n)).dtype) for n in names]
-        return eqx.tree_at(lambda m: [getattr(m, n) for n in names], self, leaves)
+                known = sorted(set(_init_names(type(self))) | {f.name for f in _fields(self)})
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else f"; it has {', '.join(known)}"
+                raise ConfigError(f"{type(self).__name__} has no parameter {name!r}{hint}")
+        init = _init_names(type(self))
+        if init is not None and set(names) <= set(init) and all(_has_value(self, n) for n in init):
+            kwargs = {n: _current(self, n) for n in init}
+            kwargs.update(values)
+            return type(self)(**kwargs)
+        # generic subclasses: array leaves by tree_at, static fields set on a copy
+        static = {f.name for f in _fields(self) if f.metadata.get("static", False)}
+        for n in names:
+            v = values[n]
+            if n == "dt":
+                _dt(v)
+            elif not is_traced(v):
+                _no_string(v, n)
+                from ..core.errors import check_finite
+
+                check_finite(jnp.asarray(v), n)
+        leaf_names = [n for n in names if n not in static]
+        out = self
+        if leaf_names:
+            leaves = [jnp.asarray(values[n], dtype=jnp.asarray(getattr(self, n)).dtype) for n in leaf_names]
+            out = eqx.tree_at(lambda m: [getattr(m, n) for n in leaf_names], out, leaves)
+        static_changes = {n: values[n] for n in names if n in static}
+        if static_changes:
+            out = _set_static(out, static_changes)
+        return out
 
     def rate_hz(self, mu: jax.Array) -> jax.Array:
         """Convert expected counts per step to Hz (``mu / dt * 1000`` with ``dt`` in ms)."""
         return mu / self.dt * 1000.0
+
+
+def _fields(model) -> tuple:
+    import dataclasses
+
+    return dataclasses.fields(model)
+
+
+def _init_names(cls) -> list[str] | None:
+    """The keyword arguments of ``cls.__init__`` (``None`` if it takes ``*args``/``**kwargs``)."""
+    import inspect
+
+    try:
+        sig = inspect.signature(cls.__init__)
+    except (TypeError, ValueError):
+        return None
+    out = []
+    for p in list(sig.parameters.values())[1:]:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            return None
+        out.append(p.name)
+    return out
+
+
+def _current(model, name):
+    """The value of constructor argument ``name`` (``T`` is stored as ``T_steps``)."""
+    if name == "T" and hasattr(model, "T_steps"):
+        return model.T_steps
+    return getattr(model, name)
+
+
+def _has_value(model, name) -> bool:
+    try:
+        _current(model, name)
+    except Exception:
+        return False
+    return True
+
+
+def _set_static(model, changes):
+    """``model`` with static fields changed (object.__setattr__ on a shallow copy, as dataclasses.replace can't
+    be used once array leaves were swapped by tree_at without re-running ``__init__``)."""
+    import copy
+
+    out = copy.copy(model)
+    for k, v in changes.items():
+        object.__setattr__(out, k, v)
+    return out
 
 
 class SAModel(GLMModel):

@@ -96,7 +96,7 @@ class Network(eqx.Module):
 def _max_out_degree(src: np.ndarray, n: int) -> int:
     if src.size == 0:
         return 0
-    return int(np.bincount(src.reshape(-1), minlength=n).max())
+    return int(np.bincount(src.reshape(-1)).max())
 
 
 def from_edges(src, dst, weight, n_nodes: int, *, check: bool = True) -> Network:

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..core.errors import ConfigError, ShapeError, check_scalar, is_traced
+from ..core.errors import ConfigError, NonFiniteError, ShapeError, check_allocation, check_finite, check_scalar, is_traced
 from ..core.random import check_key
 from ..core.scan import step_keys
 from .kernels import Coupler, LagKernel, choose_backend, make_coupler
@@ -335,7 +335,14 @@ def _run_segment(model, engine, stimulus, state, keys, t0: int, n_active: int, s
         new_state, ys, _ = segment(*args, length, False)
         return new_state, ys
     new_state, ys, top = segment(*args, length, True)
-    if float(jnp.max(top)) > 1.0:
+    top = float(jnp.max(top))
+    if np.isnan(top) or np.isposinf(top):
+        phase = "recorded" if stim_on else "equilibration"
+        raise NonFiniteError(
+            f"the expected counts became {top} in the {phase} steps {t0}..{t0 + n_active - 1}: the stimulus (or a "
+            "model parameter) must be finite there; check stimulus(t) for those steps"
+        )
+    if top > 1.0:
         new_state, ys, _ = segment(*args, length, False)
     return new_state, ys
 
@@ -408,6 +415,14 @@ def _validate_stimulus(stimulus, n: int, dtype):
             f"stimulus returns shape {shape} at a step but the network has {n} neurons; "
             f"its masks (or output) must have {n} entries (one per neuron of the batch)"
         )
+    if not _any_traced(stimulus):
+        # one concrete evaluation at the first step catches a stimulus that returns NaN/inf (a later NaN is
+        # caught after the chunk that produced it, from the expected counts)
+        try:
+            first = stimulus(jnp.asarray(0, jnp.int32))
+        except (jax.errors.ConcretizationTypeError, jax.errors.UnexpectedTracerError, jax.errors.TracerArrayConversionError):
+            return stimulus
+        check_finite(first, "stimulus(t) at t = 0")
     return stimulus
 
 
@@ -467,14 +482,19 @@ def simulate(
         raise TypeError(f"model must be a spikejax.glm model (GLMModel subclass), got {type(model).__name__}")
     if not isinstance(network, Network):
         raise TypeError(f"network must be a spikejax.glm.Network, got {type(network).__name__}")
-    check_scalar(n_steps, "n_steps", low=1, integer=True)
-    check_scalar(equilibration_steps, "equilibration_steps", low=0, integer=True)
-    check_scalar(chunk_size, "chunk_size", low=1, integer=True)
+    for name, value, low in (("n_steps", n_steps, 1), ("equilibration_steps", equilibration_steps, 0), ("chunk_size", chunk_size, 1)):
+        if isinstance(value, (str, bytes)):
+            raise ConfigError(f"{name} must be a whole number, got str {value!r}")
+        check_scalar(value, name, low=low, integer=True)
     n_steps, equilibration_steps, chunk_size = int(n_steps), int(equilibration_steps), int(chunk_size)
     dt = _model_dt(model)
     out_dtype = resolve_dtype(store_as_dtype)
     dtype = jnp.result_type(float)
+    if backend not in ("auto", "dense", "sparse", "event"):
+        raise ConfigError(f"backend must be one of 'auto', 'dense', 'sparse', 'event'; got {backend!r}")
+    _check_model_values(model)
     _check_network_weights(network)
+    _check_simulation_size(model, network, n_steps, chunk_size, out_dtype, backend)
     exact = _any_traced(model, network, stimulus, key)
     if network.is_stacked:
         raster, state = _simulate_stacked(model, network, n_steps, key, stimulus, equilibration_steps, out_dtype, backend,
@@ -522,6 +542,70 @@ def _any_traced(*trees) -> bool:
 
 def _batch_keys(key, k):
     return jax.vmap(lambda b: jax.random.fold_in(key, b))(jnp.arange(k))
+
+
+def _check_model_values(model: GLMModel) -> None:
+    """The model's array parameters must be finite (they may have been swapped in by ``eqx.tree_at``)."""
+    arrays = eqx.filter(model, eqx.is_array)
+    for path, leaf in jax.tree_util.tree_leaves_with_path(arrays):
+        if not is_traced(leaf):
+            check_finite(leaf, f"{type(model).__name__}{jax.tree_util.keystr(path)}")
+
+
+def _simulation_bytes(model: GLMModel, network: Network, n_steps: int, *, chunk_size: int = 10_000, store_as_dtype=jnp.int32,
+                     backend: str = "auto") -> dict[str, float]:
+    """Estimated bytes of the largest buffers of :func:`simulate` (for the size check before compiling).
+
+    ``raster``: the returned spikes ``(n_steps, N)`` in the output dtype, twice (the chunks and their
+    concatenation); ``chunk``: one compiled chunk's float counts ``(length, N)`` and its cast copy; ``ring``:
+    the ``T``-step ring buffers of drive and trace ``(T, N)`` and the lag-kernel vectors; ``coupler``:
+    the dense ``(N, N)`` weight matrix or the event kernel's padded adjacency.
+    """
+    n = int(network.n_nodes)
+    b = int(network.src.shape[0]) if network.is_stacked else 1
+    fl = jnp.dtype(jnp.result_type(float)).itemsize
+    out = jnp.dtype(resolve_dtype(store_as_dtype)).itemsize
+    T = int(_model_T(model))
+    length = max(1, min(chunk_size, (1 << 26) // max(b * n, 1), n_steps))
+    if backend == "auto":
+        kind = ("dense" if n <= 256 else "sparse") if network.is_stacked else choose_backend(network, spiking=type(model).spiking_trace)
+    else:
+        kind = backend
+    if kind == "dense":
+        coupler = float(n) * n * fl
+    elif kind == "event":
+        coupler = float(n + 1) * max(int(network.max_out_degree or 1), 1) * 8
+    else:
+        coupler = float(network.src.size) * 12
+    return {
+        "raster": 2.0 * b * n_steps * n * out,
+        "chunk": 2.0 * b * length * n * fl,
+        "ring": b * (2.0 * T * n + 8.0 * T) * fl,
+        "coupler": b * coupler,
+    }
+
+
+def _model_T(model: GLMModel) -> int:
+    """The model's history length without building its kernel (``T_steps`` or the Bernoulli windows)."""
+    for attr in ("T_steps",):
+        if hasattr(model, attr):
+            return int(getattr(model, attr))
+    if hasattr(model, "coupling_window"):
+        return max(int(model.coupling_window), int(model.abs_ref_scale) + int(model.rel_ref_scale))
+    return int(model.T)
+
+
+def _check_simulation_size(model, network, n_steps, chunk_size, out_dtype, backend) -> None:
+    parts = _simulation_bytes(model, network, n_steps, chunk_size=chunk_size, store_as_dtype=out_dtype, backend=backend)
+    names = {
+        "raster": ("n_steps and n_nodes", f"the raster of {n_steps} steps x {network.n_nodes} neurons"),
+        "chunk": ("n_nodes", f"the per-chunk buffers of {network.n_nodes} neurons"),
+        "ring": ("T and n_nodes", f"the model's history window (T = {_model_T(model)} steps) for {network.n_nodes} neurons"),
+        "coupler": ("n_nodes", f"the synaptic kernel of {network.n_nodes} neurons (backend {backend!r})"),
+    }
+    top = max(parts, key=parts.get)
+    argument, what = names[top]
+    check_allocation(sum(parts.values()), argument=argument, what=f"{what} (largest of the simulation's buffers)")
 
 
 def _check_network_weights(network: Network) -> None:

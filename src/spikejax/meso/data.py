@@ -16,6 +16,8 @@ Loaders read
 from __future__ import annotations
 
 import os
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -313,10 +315,15 @@ def _open_npz(path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such data file: {path}")
+    import zipfile
+
     try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
+        d = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DataFormatError(f"{path} could not be read as a .npz archive (truncated?): {exc}") from None
+    if not hasattr(d, "files"):  # a plain .npy array under a .npz name
+        raise DataFormatError(f"{path} is a single .npy array, not a .npz archive of named arrays")
+    return d
 
 
 GENERIC_KEYS = ("A_4ms", "sampled_spikes_4ms", "sampled_ids")
@@ -411,6 +418,8 @@ def _arrays_from_npz(path, N) -> dict:
                 )
         except KeyError as exc:
             raise DataFormatError(f"{path} misses key {exc}") from None
+        except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:  # a member cut short
+            raise DataFormatError(f"{path}: a member of the .npz archive could not be read (truncated?): {exc}") from None
     return {"counts": counts, "spikes": spikes}
 
 

@@ -131,6 +131,7 @@ def fit_em(
         base = dataclasses.replace(ground_truth(dtype=dtype), N=tuple(data.N))
     if not isinstance(base, MesoParams):
         raise TypeError(f"model must be a MesoParams or None, got {type(base).__name__}")
+    base.validate()
     if len(base.N) != data.M or tuple(base.N) != tuple(data.N):
         raise ConfigError(f"model.N {base.N} must equal data.N {data.N}")
     if base.names is not None and len(base.names) != data.M:

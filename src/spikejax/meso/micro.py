@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..core.errors import check_array, check_scalar
+from ..core.errors import check_allocation, check_array, check_scalar
 from ..core.random import check_key
 from .params import MesoParams
 
@@ -111,6 +111,8 @@ def pulse_input(n_steps: int, dt: float, M: int, pulses) -> np.ndarray:
     """
     n_steps = int(check_scalar(n_steps, "n_steps", low=1, integer=True))
     check_scalar(dt, "dt", low=0.0, low_inclusive=False)
+    check_scalar(M, "M", low=1, integer=True)
+    check_allocation((4.0 * int(M) + 16.0) * n_steps, argument="n_steps", what=f"an input of {n_steps} x {int(M)} steps")
     out = np.zeros((n_steps, M), dtype=np.float32)
     t = np.arange(n_steps) * dt
     for i, pulse in enumerate(pulses):
@@ -167,10 +169,22 @@ def simulate_micro(
         Counts and recorded spikes per bin of ``dt * record_every`` ms.
     """
     key = check_key(key)
+    if not isinstance(params, MesoParams):
+        raise TypeError(f"params must be a MesoParams, got {type(params).__name__}")
     params = params.validate()
     M = params.M
     n_steps = int(check_scalar(n_steps, "n_steps", low=1, integer=True))
     record_every = int(check_scalar(record_every, "record_every", low=1, integer=True))
+    check_scalar(dt, "dt", low=0.0, low_inclusive=False)
+    check_scalar(max_age, "max_age", low=0.0, low_inclusive=False)
+    n_rec = int(check_scalar(n_record, "n_record", low=0, integer=True))
+    itemsize = jnp.dtype(params.amem.dtype).itemsize
+    # recorded counts (int32) and spikes (uint8) per output bin, one block of uniforms per bin, the neurons' state
+    n_bins = n_steps // record_every
+    nbytes = 2.0 * n_bins * M * (4 + n_rec) + 2.0 * record_every * M * max(params.N) * itemsize
+    if I_ext is not None:
+        nbytes += 2.0 * n_steps * M * itemsize
+    check_allocation(nbytes, argument="n_steps", what=f"a microscopic run of {n_steps} steps ({n_bins} output bins)")
     if n_steps % record_every:
         raise ValueError(f"n_steps ({n_steps}) must be a multiple of record_every ({record_every})")
     n_record = int(check_scalar(n_record, "n_record", low=0, high=min(params.N), integer=True))

@@ -453,6 +453,18 @@ def predict(
     config
         Static options (:class:`MesoConfig`: bin size, age bins, free bin, integrator).
     """
+    from .params import MesoParams
+
+    if not isinstance(params, MesoParams):
+        raise TypeError(f"params must be a MesoParams, got {type(params).__name__}")
+    params.validate()
+    if not isinstance(config, MesoConfig):
+        raise ConfigError(f"config must be a MesoConfig, got {type(config).__name__}")
+    dims = {"M": params.M}
+    Z = check_array(Z, "Z", ("T", "M"), dims=dims, low=0.0, high=1.0)
+    A0 = check_array(A0, "A0", ("M",), dims=dims, low=0.0)
+    if I_ext is not None:
+        I_ext = check_array(I_ext, "I_ext", ("T", "M"), dims=dims)
     return _predict_jit(params, Z, A0, I_ext, cfg=config)[0]
 
 

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..core.errors import ConfigError, SpikejaxError, check_array, check_finite, is_traced
+from ..core.errors import ConfigError, ShapeError, SpikejaxError, check_array, check_finite, is_traced
 
 __all__ = [
     "MesoParams",
@@ -176,8 +176,15 @@ def to_vector(params: MesoParams) -> jax.Array:
 
 def from_vector(params: MesoParams, x: jax.Array) -> MesoParams:
     """Replace the fitted parameters of ``params`` by the vector ``x`` (inverse of :func:`to_vector`)."""
+    if not isinstance(params, MesoParams):
+        raise TypeError(f"params must be a MesoParams, got {type(params).__name__}")
     M = params.M
-    x = jnp.asarray(x)
+    x = check_array(x, "x (the fitted parameters amem, J, mu, theta)", ndim=range(1, 64), finite=False)
+    if x.shape[-1] != 4 * M:
+        raise ShapeError(
+            f"x (the fitted parameters amem, J, mu, theta) must have shape (..., {4 * M}) = (..., 4M) for M = {M} "
+            f"populations, i.e. ({4 * M},) for one vector; got {tuple(x.shape)}"
+        )
     parts = [x[..., i * M : (i + 1) * M] for i in range(4)]
     return eqx.tree_at(lambda p: (p.amem, p.J, p.mu, p.theta), params, tuple(parts))
 

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..core.errors import ConfigError, check_array, check_choice, check_scalar
+from ..core.errors import ConfigError, check_allocation, check_array, check_choice, check_scalar
 from ..core.random import check_key
 from ..core.results import Trajectory, get_ax, tidy
 from .model import MesoConfig, init_state, step
@@ -129,6 +129,9 @@ def simulate(
         ``Z`` and ``zbar`` (n_steps, M) fractions per bin; ``rate_hz`` in Hz; ``dt`` in ms.
     """
     key = check_key(key)
+    if not isinstance(model, MesoParams):
+        raise TypeError(f"model must be a MesoParams (e.g. meso.ground_truth()), got {type(model).__name__}")
+    model.validate()
     if not isinstance(config, MesoConfig):
         raise ConfigError(f"config must be a MesoConfig, got {type(config).__name__}")
     if I_ext is not None and np.ndim(I_ext) == 0:
@@ -144,6 +147,9 @@ def simulate(
     if n_steps is None:
         raise ConfigError("n_steps is required (the number of bins to simulate) when no input I_ext is given")
     n_steps = int(check_scalar(n_steps, "n_steps", low=1, integer=True))
+    # Z and zbar (n_steps, M), the scanned step index and input, and the returned copies
+    check_allocation(4.0 * n_steps * (M + 1) * jnp.dtype(dtype).itemsize, argument="n_steps",
+                     what=f"a free run of {n_steps} bins of {config.dt:g} ms")
     if I_ext is not None and I_ext.shape[0] != n_steps:
         raise ConfigError(f"I_ext has {I_ext.shape[0]} bins, n_steps is {n_steps}")
     A0 = jnp.ones((M,), dtype) if A0 is None else check_array(A0, "A0", (M,), low=0.0).astype(dtype)

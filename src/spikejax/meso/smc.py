@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
-from ..core.errors import check_scalar
+from ..core.errors import ConfigError, check_allocation, check_scalar
 from ..core.random import check_key
 from .data import MesoData, check_params_data
 from .model import (_VAR_FLOOR_HZ, MesoConfig, _decay, _free_potential, advance, init_state, ref_bins, spike_log_probs,
@@ -202,6 +202,11 @@ def weighted_quantiles(x, w, qs):
     return jnp.stack([one(q) for q in qs])
 
 
+def _check_config(config) -> None:
+    if not isinstance(config, MesoConfig):
+        raise ConfigError(f"config must be a MesoConfig, got {type(config).__name__}")
+
+
 def sample_posterior(params: MesoParams, data: MesoData, *, key: jax.Array, n_particles: int = 256,
                      n_samples: int = 1, config: MesoConfig = MesoConfig()):
     """Draw latent trajectories ``Z ~ p(Z | y, Θ)`` and estimate ``log p(y | Θ)`` with a particle filter.
@@ -234,6 +239,10 @@ def sample_posterior(params: MesoParams, data: MesoData, *, key: jax.Array, n_pa
         raise TypeError(f"data must be a MesoData, got {type(data).__name__}")
     n_particles = int(check_scalar(n_particles, "n_particles", low=2, integer=True))
     n_samples = int(check_scalar(n_samples, "n_samples", low=1, integer=True))
+    _check_config(config)
+    _check_filter_size(data, n_particles, 1, config, "n_particles", f"a particle filter of {n_particles} particles", band=False)
+    check_allocation(float(n_samples) * data.y.shape[0] * data.y.shape[1] * (4 + jnp.dtype(data.y.dtype).itemsize),
+                     argument="n_samples", what=f"{n_samples} traced-back trajectories")
     key = check_key(key)
     paths, loglik, _ = _pf_jit(params, data.y, data.A0, data.age0, data.I_ext, key, n_particles=n_particles,
                                n_paths=n_samples, cfg=config)
@@ -259,6 +268,28 @@ class PosteriorZ(NamedTuple):
     upper: jax.Array
     log_lik: jax.Array
     log_lik_runs: jax.Array
+
+
+def _filter_bytes(T: int, M: int, n_particles: int, n_runs: int = 1, *, itemsize: int = 4, n_age: int = 64,
+                 band: bool = True) -> float:
+    """Estimated bytes of the particle filter's largest buffers (for the size check before compiling).
+
+    Per run the genealogy: draws ``Zs`` (T, P, M), ancestors (T, P) and the smoothing weights (T, P); the
+    pooled band sorts a (T, R·P, M) copy; each particle carries an age-structured state of about
+    ``6 · M · n_age`` numbers.
+    """
+    T, M, P, R = float(T), float(M), float(n_particles), float(n_runs)
+    gene = R * T * P * (M + 1) * itemsize + T * P * 4
+    band_b = 2.0 * R * T * P * M * itemsize if band else 0.0
+    state = 2.0 * P * 6 * M * (n_age + 1) * itemsize
+    return gene + band_b + state
+
+
+def _check_filter_size(data, n_particles, n_runs, config, argument, what, band=True) -> None:
+    T, M = int(data.y.shape[0]), int(data.y.shape[1])
+    nbytes = _filter_bytes(T, M, n_particles, n_runs, itemsize=jnp.dtype(data.y.dtype).itemsize,
+                          n_age=int(config.n_age), band=band)
+    check_allocation(nbytes, argument=argument, what=f"{what} over {T} bins")
 
 
 def _posterior(params, y, A0, age0, I_ext, key, *, n_particles: int, n_runs: int, level: float, band: bool,
@@ -329,5 +360,8 @@ def posterior_Z(params: MesoParams, data: MesoData, *, key: jax.Array, n_particl
     n_particles = int(check_scalar(n_particles, "n_particles", low=2, integer=True))
     n_runs = int(check_scalar(n_runs, "n_runs", low=1, integer=True))
     level = float(check_scalar(level, "level", low=0.0, high=1.0, low_inclusive=False, high_inclusive=False))
+    _check_config(config)
+    _check_filter_size(data, n_particles, n_runs, config, "n_particles and n_runs",
+                       f"{n_runs} particle-filter run(s) of {n_particles} particles")
     return _posterior_jit(params, data.y, data.A0, data.age0, data.I_ext, key, n_particles=n_particles,
                           n_runs=n_runs, level=level, band=True, cfg=config)

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..core.errors import check_array, check_scalar
+from ..core.errors import check_allocation, check_array, check_scalar
 from ..core.random import check_key
 from .data import MesoData
 from .model import HIST_BINS, MesoConfig, advance, init_state, step_parts
@@ -69,6 +69,11 @@ def simulate_observed(params: MesoParams, n_steps: int, *, key: jax.Array, n_obs
     dtype = params.amem.dtype
     A0 = jnp.ones((M,), dtype) if A0 is None else check_array(A0, "A0", (M,), low=0.0).astype(dtype)
     total = burn_bins + hist_bins + n_steps
+    if not isinstance(config, MesoConfig):
+        raise TypeError(f"config must be a MesoConfig, got {type(config).__name__}")
+    # Z (T, M) and the observed spikes (T, M, n_obs) of all bins, on the device and on the host
+    check_allocation(2.0 * total * M * (1 + n_obs) * jnp.dtype(dtype).itemsize, argument="n_steps",
+                     what=f"a trial of {total} bins (burn_bins + hist_bins + n_steps)")
     Z, y = _draw(params, key, A0, n_total=total, n_obs=n_obs, cfg=config)
     Z, y = np.asarray(Z)[burn_bins:], np.asarray(y)[burn_bins:]
     return MesoData.from_full(y, N=params.N, Z=Z, hist_bins=hist_bins, dt=config.dt)
