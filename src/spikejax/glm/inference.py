@@ -475,16 +475,16 @@ def _solve_bfgs(model, obs, F, S, x, I, mask, l2, theta0, R, scale, max_steps, r
         init = (jnp.asarray(0), jnp.ones((n_post,), dtype), f, g, jnp.zeros((n_post,), bool))
         _, alpha, fn, gn, ok = jax.lax.while_loop(ls_cond, ls_body, init)
         move = ok & ~done
-        alpha = jnp.where(move, alpha, 0.0)
-        s_ = alpha[None, :] * d
+        s_ = jnp.where(move[None, :], alpha[None, :] * d, 0.0)
         Un = U + s_
-        y = gn - g
+        y = jnp.where(move[None, :], gn - g, 0.0)
         sy = jnp.sum(s_ * y, axis=0)
-        upd = move & (sy > 1e-10)
+        upd = move & (sy > 1e-8 * jnp.sqrt(jnp.sum(s_ * s_, axis=0) * jnp.sum(y * y, axis=0))) & (sy > 0)
         rho = jnp.where(upd, 1.0 / jnp.where(upd, sy, 1.0), 0.0)
         eye = jnp.eye(P, dtype=dtype)
         A = eye[None] - rho[:, None, None] * jnp.einsum("in,jn->nij", s_, y)
         Hn = jnp.einsum("nij,njk,nlk->nil", A, H, A) + rho[:, None, None] * jnp.einsum("in,jn->nij", s_, s_)
+        upd = upd & jnp.all(jnp.isfinite(Hn), axis=(1, 2))
         H = jnp.where(upd[:, None, None], Hn, H)
         decrease = f - fn
         conv = (jnp.max(jnp.abs(gn), axis=0) <= atol) | (move & (decrease <= rtol * (jnp.abs(fn) + 1e-3)))
