@@ -96,6 +96,8 @@ def main(argv=None):
     m, X, y = nemos_fit()
     out["nemos_warm_s"] = time.perf_counter() - t0
     W_nemos = np.asarray(m.coef_)[:n, :]  # (pre, post)
+    gains_nemos = np.asarray(m.coef_)[n]
+    b_nemos = np.asarray(m.intercept_)
     # feature check: nemos's design equals spikejax's filtered history
     from spikejax.glm.inference import _features_jit, _initial_state
 
@@ -132,13 +134,9 @@ def main(argv=None):
     out["nemos"] = stats(W_nemos)
     out["spikejax"] = stats(W_sj)
     # log-likelihood at each fit's estimate (spikejax's likelihood for both)
-    b_nemos = np.asarray(m.intercept_)
     out["ll_fit_spikejax"] = res.log_likelihood
-    m2 = nemos_fit()[0]
-    out["ll_fit_nemos"] = float(glm.spike_log_likelihood(model, np.asarray(m2.coef_)[:n], xs.T, inputs=Is,
-                                                          gains=np.asarray(m2.coef_)[n], bias=np.asarray(m2.intercept_) + 3.0,
+    out["ll_fit_nemos"] = float(glm.spike_log_likelihood(model, W_nemos, xs.T, inputs=Is, gains=gains_nemos, bias=b_nemos + 3.0,
                                                           initial_window=init_window))
-    del b_nemos
     out["machine"] = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, jax {jax.__version__}, nemos {nmo.__version__}"
     out["load_avg"] = os.getloadavg()
     print(json.dumps(out, indent=1))
