@@ -262,9 +262,10 @@ def _stream_ll(model, wmode, wparams, bias, gains, x, inputs, stimulus, hist, au
     def body(carry, chunk):
         H, a = carry
         xc, ic, sc, mc = chunk
+        xc = xc.astype(H.dtype)  # counts may be stored narrow (uint8): cast one window at a time
         tr, a = _traces(model, xc, a)
         Z = jnp.concatenate([H, tr], axis=0)
-        drive = jnp.zeros((L, n), x.dtype)
+        drive = jnp.zeros((L, n), H.dtype)
         if bias is not None:
             drive = drive + bias
         if ic is not None:
@@ -339,7 +340,9 @@ def spike_log_likelihood(
     obs = _observation(model, observation)
     check_scalar(window, "window", low=1, integer=True)
     dtype = jnp.result_type(float)
-    x = _raster_time_major(spikes).astype(dtype)
+    x = _raster_time_major(spikes)
+    if not jnp.issubdtype(x.dtype, jnp.integer):
+        x = x.astype(dtype)
     n_steps, n = x.shape
     wmode, wparams = _prepare_weights(weights, edges, n, dtype)
     inputs, gains, stimulus, bias = _prepare_inputs(n_steps, n, inputs, gains, stimulus, bias, dtype)
@@ -825,7 +828,7 @@ def _fit_trainer(model, obs, x, inputs, mask, hist, aux, l1, l2, window, batch_s
     xn = np.asarray(x)
     if xn.size and (xn.min() < 0 or xn.max() > 255):
         raise SpikejaxError(f"spikes: the trainer stores counts as uint8; got counts in [{xn.min()}, {xn.max()}]")
-    x8 = xn.astype(np.uint8)
+    x8 = np.asarray(xn, np.uint8)
     # history before the recording: the initial window (GLMs), zeros elsewhere
     head = np.zeros((T_h, n), np.uint8)
     if not isinstance(model, SAModel):
@@ -836,6 +839,7 @@ def _fit_trainer(model, obs, x, inputs, mask, hist, aux, l1, l2, window, batch_s
     windows = full[idx]  # (n_win, T_h + W_len, N) uint8
     valid = (np.arange(n_win)[:, None] * W_len + np.arange(W_len)[None, :]) < n_steps
     data = {"x": jnp.asarray(windows), "valid": jnp.asarray(valid)}
+    del windows, full, idx
     c = 0
     if inputs is not None:
         c = inputs.shape[1]
@@ -876,7 +880,8 @@ def _fit_trainer(model, obs, x, inputs, mask, hist, aux, l1, l2, window, batch_s
     params = ConnectivityParams(weights=p.weights * m, bias=p.bias, gains=p.gains)
     hist_df = res.history.copy()
     # the exact (streamed) log-likelihood of the whole recording at the estimate
-    per = _stream_ll_jit(model, "dense", params.weights, params.bias, params.gains if c else None, jnp.asarray(x8, dtype), inputs,
+    del data
+    per = _stream_ll_jit(model, "dense", params.weights, params.bias, params.gains if c else None, jnp.asarray(x8), inputs,
                          None, hist, aux, obs, 4096)
     ll = float(jnp.sum(per))
     if not isinstance(hist_df, pd.DataFrame):
