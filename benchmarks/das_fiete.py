@@ -143,10 +143,11 @@ def main(argv=None):
     for name in GENERATORS:
         rs = [r for r in vol_rows if r["model"] == name]
         axes[0].semilogx([r["spikes"] for r in rs], [r["r_all"] for r in rs], "o-", label=name)
-        axes[1].errorbar([r["spikes"] for r in rs], [r["bias_rel"] for r in rs], marker="o", label=name)
+        axes[1].errorbar([r["spikes"] for r in rs], [r["mean_near"] for r in rs], yerr=[2 * r["se_near"] for r in rs], marker="o",
+                         label=name)
     axes[1].set_xscale("log")
     axes[0].set_ylabel("corr(inferred, true)")
-    axes[1].set_ylabel("bias on unconnected correlated pairs\n/ |mean on true edges|")
+    axes[1].set_ylabel("mean inferred weight, unconnected\ncorrelated pairs (± 2 se)")
     for ax in axes:
         ax.set_xlabel("spikes used")
         ax.axhline(0, color="k", lw=0.5)
