@@ -74,7 +74,6 @@ def one(gen_name: str, s: float, n: int, steps: int, seed: int):
     off = d > 0
     edge = d > K
     near = (d >= 1) & (d <= K)
-    far = d > 2 * K
     # spike-count correlation (10-ms bins) of unconnected-correlated pairs
     b = x[: (steps // 10) * 10].reshape(-1, 10, n).sum(1)
     C = np.corrcoef(b.T)

@@ -683,7 +683,7 @@ def fit_connectivity(
     true_weights
         The generating ``(N, N)`` matrix where known (reported in the table).
     initial_window
-        History before the first step ``(N, T)`` (zeros by default).
+        History before the first step ``(N, T)`` (zeros by default; in-memory solvers only).
     observation
         ``"poisson"`` or ``"bernoulli"``; default the model's emission.
     n_iter, tol
@@ -718,7 +718,6 @@ def fit_connectivity(
             inputs = inputs[:, None]
         if inputs.shape[0] != n_steps:
             raise ShapeError(f"inputs must be time-major (n_steps={n_steps}, C) or (n_steps,), got shape {tuple(inputs.shape)}")
-    c = 0 if inputs is None else int(inputs.shape[1])
     if edges is None:
         mask = np.ones((n, n), bool)
     else:
@@ -731,6 +730,9 @@ def fit_connectivity(
     if solver == "auto":
         solver = "bfgs" if n_steps * n * jnp.dtype(dtype).itemsize * 3 <= _IN_MEMORY_BYTES else "trainer"
     if solver == "trainer":
+        if initial_window is not None:
+            raise ConfigError("initial_window: solver='trainer' starts the recording from an empty history; "
+                              "pass the history as the first steps of spikes, or use solver='bfgs'")
         params, history, stop, ll = _fit_trainer(model, obs, x, inputs, mask, hist, aux, l1, l2, window, batch_size, n_epochs,
                                                  learning_rate, key, progress, dtype)
     else:
@@ -829,10 +831,8 @@ def _fit_trainer(model, obs, x, inputs, mask, hist, aux, l1, l2, window, batch_s
     if xn.size and (xn.min() < 0 or xn.max() > 255):
         raise SpikejaxError(f"spikes: the trainer stores counts as uint8; got counts in [{xn.min()}, {xn.max()}]")
     x8 = np.asarray(xn, np.uint8)
-    # history before the recording: the initial window (GLMs), zeros elsewhere
+    # history before the recording: empty
     head = np.zeros((T_h, n), np.uint8)
-    if not isinstance(model, SAModel):
-        head[T_h - T:] = np.clip(np.round(np.asarray(hist)), 0, 255).astype(np.uint8)
     pad = n_win * W_len - n_steps
     full = np.concatenate([head, x8, np.zeros((pad, n), np.uint8)], axis=0)
     idx = np.arange(n_win)[:, None] * W_len + np.arange(T_h + W_len)[None, :]
@@ -848,20 +848,15 @@ def _fit_trainer(model, obs, x, inputs, mask, hist, aux, l1, l2, window, batch_s
     batch_size = int(min(batch_size, n_win))
     m = jnp.asarray(mask, dtype)
     total = float(n_steps)
-    counts = np.asarray(x8.sum(axis=0), np.float64)
-    rate = np.maximum(counts / n_steps, 1e-6)
     b0 = _bias_init_jit(model, obs, jnp.asarray(x8[: min(n_steps, 200_000)], dtype), None, dtype) if kernel.self_kernel is None else jnp.zeros((n,), dtype)
-    del rate
     params0 = ConnectivityParams(weights=jnp.zeros((n, n), dtype), bias=jnp.asarray(b0, dtype), gains=jnp.zeros((n, c), dtype))
 
     def window_nll(p, xw, valid_w, iw):
         xw = xw.astype(dtype)
-        h0 = jnp.zeros((0, n), dtype)
         a0 = jnp.zeros((n,), dtype) if isinstance(model, SAModel) else None
         tr, _ = _traces(model, xw, a0)
         drive = p.bias + (iw @ p.gains.T if iw is not None else 0.0)
         mu = _window_mu(model, kernel, tr[T_h - T:], W_len, "dense", p.weights * m, jnp.broadcast_to(drive, (W_len, n)))
-        del h0
         terms = jnp.where(valid_w[:, None], _log_terms(obs, xw[T_h:], mu), 0.0)
         return -jnp.sum(terms)
 
