@@ -4,7 +4,8 @@ Models (:class:`BernoulliGLM`, :class:`PoissonGLM`, :class:`RectifiedLNP`, :clas
 :class:`ThresholdSAM`, or a subclass of :class:`GLMModel`), networks (:func:`from_dense`,
 :func:`from_edges`, :func:`batch_networks`, :func:`stack_networks`), generators, stimuli,
 :func:`simulate` (a :class:`GLMTrajectory`), the objective :func:`loss` (on a :class:`RateTarget`),
-:func:`tune` (a :class:`GLMTuneResult`, settings in :class:`TuneConfig`) and analysis helpers. See
+:func:`tune` (a :class:`GLMTuneResult`, settings in :class:`TuneConfig`), connectivity inference
+:func:`fit_connectivity` (a :class:`GLMFitResult`) on the streamed likelihood :func:`spike_log_likelihood` and analysis helpers. See
 ``docs/glm.md``.
 """
 
@@ -21,6 +22,7 @@ from .analysis import (
     plot_raster,
     population_rate,
 )
+from .fit_result import GLMFitResult
 from .generators import (
     MexicanHatGenerator,
     NormalGenerator,
@@ -30,6 +32,7 @@ from .generators import (
     mexican_hat,
     save_connectivity,
 )
+from .inference import CONNECTIVITY_SOLVERS, OBSERVATIONS, fit_connectivity, spike_log_likelihood
 from .kernels import BACKENDS, Coupler, LagKernel, choose_backend, make_coupler
 from .models import MODELS, BernoulliGLM, GLMModel, PoissonGLM, RectifiedLNP, RectifiedSAM, SAModel, ThresholdSAM, sample_poisson
 from .network import Network, batch_keys, batch_networks, from_dense, from_edges, stack_networks, to_dense, unbatch_raster
@@ -45,10 +48,12 @@ __all__ = [
     "simulate",
     "loss",
     "tune",
+    "fit_connectivity",
     # results, data and configs
     "GLMTrajectory",
     "trajectory_from_spikes",
     "GLMTuneResult",
+    "GLMFitResult",
     "TuneConfig",
     "RateTarget",
     "SimState",
@@ -95,6 +100,9 @@ __all__ = [
     "batch_masks",
     # teacher-forced intensities and likelihood
     "log_likelihood",
+    "spike_log_likelihood",
+    "OBSERVATIONS",
+    "CONNECTIVITY_SOLVERS",
     "conditional_intensity",
     "conditional_rate",
     "input_from_window",

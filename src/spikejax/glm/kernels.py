@@ -175,19 +175,34 @@ class Coupler(eqx.Module):
 def choose_backend(network: Network, *, spiking: bool = True) -> str:
     """The kernel :func:`make_coupler` picks for ``backend="auto"``.
 
-    Dense for small networks (N <= 256) or dense large ones (density >= 25 % and N <= 4096);
-    otherwise spike-driven gathering when the presynaptic trace is a spike count (GLMs), or the
-    edge segment sum when it is a dense activation (SA models). These thresholds were measured on
-    CPUs and apply on the CPU backend only; on accelerators the dense product is taken up to
+    From the CPU measurements of ``benchmarks/glm_kernels.py`` (RESULTS.md, "Kernel choice"; the choice
+    was the fastest kernel at every measured N in 100-3000 and density in 1-50 %):
+
+    * very sparse networks (density <= 2 %): the edge segment sum up to N = 512; beyond, spike-driven
+      gathering for spike-count traces (GLMs) and the segment sum for dense activations (SA models);
+    * otherwise dense up to N = 512, and for dense networks (density >= 25 %) up to N = 4096;
+    * otherwise spike-driven gathering (GLMs) or, for SA models, dense up to N = 4096 and the segment sum
+      beyond (the dense and segment-sum costs do not depend on activity).
+
+    The event kernel's cost grows with the number of spikes per step; the table was measured at the
+    tutorial RectifiedLNP's low rates, so very active networks may be faster with ``backend="dense"``.
+    These thresholds apply on the CPU backend only; on accelerators the dense product is taken up to
     N = 8192 (a 256 MB float32 matrix) and the edge segment sum beyond (no per-step ``cond`` on the
     number of spikes, which would synchronise with the host every step).
     """
     n = network.n_nodes
     if not on_cpu():
         return "dense" if n <= 8192 else "sparse"
-    if n <= 256 or (network.density >= 0.25 and n <= 4096):
+    density = network.density
+    if density <= 0.02:
+        if n <= 512 or not spiking:
+            return "sparse"
+        return "event"
+    if n <= 512 or (density >= 0.25 and n <= 4096):
         return "dense"
-    return "event" if spiking else "sparse"
+    if spiking:
+        return "event"
+    return "dense" if n <= 4096 else "sparse"
 
 
 def _out_adjacency(src: np.ndarray, dst: np.ndarray, w: np.ndarray, n: int, degree: int):
