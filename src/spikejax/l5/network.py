@@ -27,7 +27,6 @@ __all__ = [
     "spectral_normalize",
     "build_network",
     "sample_positions",
-    "network_bytes",
 ]
 
 
