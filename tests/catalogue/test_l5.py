@@ -157,7 +157,7 @@ MISTAKES = [
     Mistake("tune-n_epochs-float", lambda: l5.tune(_cfg(), key=KEY, net=_net(), n_epochs=2.5), ConfigError,
             r"n_epochs.*int.*2\.5", "config"),
     Mistake("tune-train-unknown", lambda: l5.tune(_cfg(), key=KEY, net=_net(), n_epochs=1, train=("amplitudes",)),
-            ConfigError, r"train.*amplitudes.*amplitude", "config"),
+            ConfigError, r"train.*unknown.*amplitudes.*did you mean .amplitude.", "config"),
     Mistake("tune-learning_rate-negative", lambda: l5.tune(_cfg(), key=KEY, net=_net(), n_epochs=1, learning_rate=-0.05),
             ConfigError, r"learning_rate.*> 0", "config"),
 ]

@@ -124,7 +124,7 @@ def check_train(train: Any) -> None:
     if bad:
         close = difflib.get_close_matches(str(bad[0]), TRAIN_GROUPS, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"train holds unknown group(s) {bad}{hint}; choose from {TRAIN_GROUPS}")
+        raise ConfigError(f"train must name some of {TRAIN_GROUPS}; got unknown group(s) {bad}{hint}")
 
 
 def check_tune_args(config: Any, *, n_epochs: Any = 0, train: Any = TRAIN_GROUPS, **positive: Any) -> None:
@@ -135,7 +135,10 @@ def check_tune_args(config: Any, *, n_epochs: Any = 0, train: Any = TRAIN_GROUPS
         raise ConfigError(f"n_epochs must be an int >= 0, got {type(n_epochs).__name__} {n_epochs!r}")
     check_train(train)
     for name, value in positive.items():
-        check_scalar(value, name, low=0.0, low_inclusive=name in ("c_reg", "c_act", "c_con", "min_act", "margin"))
+        if name == "margin":  # any finite number (a negative margin switches the selectivity terms off)
+            check_scalar(value, name)
+        else:
+            check_scalar(value, name, low=0.0, low_inclusive=name in ("c_reg", "c_act", "c_con", "min_act"))
 
 
 def _frozen_spec(tp0: TuneParams, train) -> Any:
