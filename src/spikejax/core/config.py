@@ -172,6 +172,29 @@ def _plain(v: Any) -> Any:
     return v
 
 
+def _string_hint(value: Any, tp: type) -> str:
+    """For a string that reads as a number: how to write it so that YAML/JSON give a number.
+
+    Strings are never converted (a quoted value is a string on purpose, and guessing would hide
+    typos), but PyYAML reads ``1e-3`` (no dot) as a string, so say so.
+    """
+    if not isinstance(value, str):
+        return ""
+    try:
+        number = float(value)
+    except ValueError:
+        return ""
+    if tp is int and number.is_integer() and "e" not in value.lower():
+        return f" (the string {value!r}: write {int(number)} without quotes)"
+    text = value.strip()
+    if "e" in text.lower() and "." not in text.split("e")[0].split("E")[0]:
+        mantissa, _, exponent = text.lower().partition("e")
+        fixed = f"{mantissa}.0e{exponent}"
+        return (f" (the string {value!r}: YAML reads a float without a dot as a string; write {fixed} "
+                "without quotes)")
+    return f" (the string {value!r}: write it without quotes)"
+
+
 def _coerce(where: str, tp: Any, value: Any) -> Any:
     """Check ``value`` against the annotation ``tp``; return it (ints widened to float where a float is expected)."""
     if tp is Any:
@@ -190,7 +213,9 @@ def _coerce(where: str, tp: Any, value: Any) -> Any:
             except ConfigError as exc:
                 errors.append(str(exc))
         expected = " or ".join(_type_name(a) for a in args)
-        raise ConfigError(f"{where} must be {expected}, got {type(value).__name__} {value!r}")
+        numeric = next((a for a in args if a in (float, int)), None)
+        hint = _string_hint(value, numeric) if numeric is not None else ""
+        raise ConfigError(f"{where} must be {expected}, got {type(value).__name__} {value!r}{hint}")
     if origin is typing.Literal:
         if value not in args:
             raise ConfigError(f"{where} must be one of {args}, got {value!r}")
@@ -216,11 +241,11 @@ def _coerce(where: str, tp: Any, value: Any) -> Any:
     if tp is int:
         if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
             return int(value)
-        raise ConfigError(f"{where} must be an integer, got {type(value).__name__} {value!r}")
+        raise ConfigError(f"{where} must be an integer, got {type(value).__name__} {value!r}{_string_hint(value, int)}")
     if tp is float:
         if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)):
             return float(value)
-        raise ConfigError(f"{where} must be a number, got {type(value).__name__} {value!r}")
+        raise ConfigError(f"{where} must be a number, got {type(value).__name__} {value!r}{_string_hint(value, float)}")
     if tp is str:
         if isinstance(value, str):
             return value

@@ -53,10 +53,28 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         # mkstemp creates the file 0600; the final file gets the mode a plain open() would give (umask)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        os_error = _os_error_in(exc)
+        if os_error is not None and str(path) not in str(exc):
+            # a full disk or a file-size limit: say which file could not be written (same errno, same subclass)
+            reason = os_error.strerror or str(os_error) or type(os_error).__name__
+            if os_error.errno is None:
+                raise OSError(f"could not write {path}: {reason} (disk full or file-size limit?)") from exc
+            raise OSError(os_error.errno, f"could not write {path}: {reason}") from exc
         raise
+
+
+def _os_error_in(exc: BaseException) -> OSError | None:
+    """The OSError that caused ``exc`` (itself, or along its ``__cause__``/``__context__`` chain), if any."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, OSError):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return None
 
 
 @contextlib.contextmanager

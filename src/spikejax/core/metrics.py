@@ -48,6 +48,10 @@ def explained_variance(x: jax.Array, y: jax.Array, axis: int = -1) -> jax.Array:
     Population variances (ddof 0) along ``axis``; NaN where the denominator is 0
     (both traces constant), as in GRNN.
     """
+    try:
+        jnp.broadcast_shapes(jnp.shape(x), jnp.shape(y))
+    except ValueError:
+        raise ShapeError(f"shapes must be broadcastable: x {tuple(jnp.shape(x))}, y {tuple(jnp.shape(y))}") from None
     x = jnp.asarray(x)
     y = jnp.asarray(y, dtype=x.dtype) if jnp.issubdtype(x.dtype, jnp.floating) else jnp.asarray(y)
     vx = jnp.var(x, axis=axis)
@@ -74,6 +78,9 @@ def evr(model_trace: jax.Array, trials: jax.Array) -> jax.Array:
     ``trials`` shape (..., K, T); EV_m = mean_k EV(r_k, m).
     """
     trials = jnp.asarray(trials)
+    if trials.ndim < 2 or jnp.shape(model_trace) != trials.shape[:-2] + trials.shape[-1:]:
+        raise ShapeError(f"model_trace must have shape {trials.shape[:-2] + trials.shape[-1:]} (trials without the "
+                         f"trial axis -2), got model_trace {tuple(jnp.shape(model_trace))} and trials {trials.shape}")
     m = jnp.asarray(model_trace)[..., None, :]
     ev_m = jnp.mean(explained_variance(trials, m), axis=-1)
     return ev_m / ev_ceiling(trials)
@@ -106,6 +113,7 @@ def r2_score(y_true: jax.Array, y_pred: jax.Array, *, multioutput: str = "unifor
 
 def pearson_r(x: jax.Array, y: jax.Array, axis: int = -1) -> jax.Array:
     """Pearson correlation along ``axis``."""
+    _same_shape(x=x, y=y)
     x = jnp.asarray(x)
     y = jnp.asarray(y, dtype=x.dtype)
     xc = x - jnp.mean(x, axis=axis, keepdims=True)

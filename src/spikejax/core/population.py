@@ -58,7 +58,7 @@ from .errors import ConfigError
 from .results import Result, StopReason
 from .sweep import _mesh, _spans_processes, batch_size_of, gather, replicate, shard_batch, sweep_devices
 from .trainer_options import (Batching, Checkpointing, EarlyStopping, FixedBatches, MemberData, PlateauDecay, Progress,
-                              Validation, _check_monitor, _options, accepts)
+                              Validation, _check_monitor, _options, accepts, check_int, check_trainer_call)
 from .trainer_program import (ACTIVE, DEVICE_FIELDS, STATUS_NAMES, STOPPED, Plan, _init_fn, _initial_smth, _leading,
                               _same_layout, _strong, program, where)
 
@@ -238,12 +238,11 @@ def _host_validate(validation: Validation, params, frozen, static, m: int, steps
 
 def _read_checkpoint(ckpt: Path, dyn_like: Any, extra: Any, m: int):
     """``(rounds, dyn, extra, history)`` from the checkpoint in ``ckpt``, or ``None``."""
-    from .io import load_json
-    from .training import load_checkpoint
+    from .training import _checkpoint_index, load_checkpoint
 
-    if not (ckpt / "latest.json").is_file():
+    info = _checkpoint_index(ckpt)  # None, or a validated index (DataFormatError naming latest.json)
+    if info is None:
         return None
-    info = load_json(ckpt / "latest.json")
     rounds, meta = int(info["step"]), dict(info.get("meta", {}))
     shapes = meta.get("history")
     if shapes is None or meta.get("format") != 2:
@@ -380,6 +379,9 @@ def fit_population(
     """
     t0 = time.perf_counter()
     del has_aux  # the loss's output form is detected at trace time
+    key = check_trainer_call(loss_fn, optimizer, key)
+    for _name, _v in (("epochs_per_chunk", epochs_per_chunk), ("steps_per_epoch", steps_per_epoch)):
+        check_int(_v, _name, low=1, optional=True)
     batching, mdata, fixed, validation, checkpointing, prog_bar = _options(
         batching=batching, member_data=member_data, batches=batches, validation=validation,
         checkpointing=checkpointing, progress=progress, batch_size=batch_size, shuffle=shuffle,
@@ -389,7 +391,7 @@ def fit_population(
     params_all = eqx.filter(population, eqx.is_array)
     if not jax.tree_util.tree_leaves(params_all):
         raise ConfigError("population has no array leaves to train")
-    m = batch_size_of(params_all)
+    m = batch_size_of(params_all, "population")
     _leading(params_all, m, "population")
     budget = np.asarray(n_epochs)
     if budget.ndim == 0:

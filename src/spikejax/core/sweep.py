@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from .errors import ConfigError, SizeError, _fmt_bytes, memory_limit_bytes
+from .errors import ConfigError, ShapeError, SizeError, _fmt_bytes, memory_limit_bytes
 
 __all__ = ["sweep", "stack", "unstack", "batch_size_of", "shard_batch", "replicate", "gather", "sweep_devices",
            "is_multiprocess", "plan_chunks", "program_memory", "DEFAULT_MEMORY_FRACTION"]
@@ -39,9 +39,21 @@ DEFAULT_MEMORY_FRACTION = 0.5
 
 def stack(items: Sequence[Any]) -> Any:
     """Stack a list of pytrees of identical structure (e.g. equinox modules) along a new leading axis."""
+    if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
+        raise ConfigError(f"stack needs a list of pytrees (e.g. equinox modules), got {type(items).__name__}")
     if not items:
         raise ConfigError("stack needs at least one item")
     arrays = [eqx.filter(it, eqx.is_array) for it in items]
+    first = jax.tree_util.tree_flatten_with_path(arrays[0])
+    for i, tree in enumerate(arrays[1:], start=1):
+        leaves = jax.tree_util.tree_flatten_with_path(tree)
+        if leaves[1] != first[1]:
+            raise ShapeError(f"stack: item {i} has a different structure from item 0 ({leaves[1]} vs {first[1]})"[:600])
+        for (path, a), (_, a0) in zip(leaves[0], first[0]):
+            if np.shape(a) != np.shape(a0) or jnp.result_type(a) != jnp.result_type(a0):
+                raise ShapeError(f"stack: leaf {jax.tree_util.keystr(path)} of item {i} has shape {np.shape(a)} "
+                                 f"and dtype {jnp.result_type(a)}, item 0 has shape {np.shape(a0)} and dtype "
+                                 f"{jnp.result_type(a0)}")
     static = eqx.filter(items[0], eqx.is_array, inverse=True)
     stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *arrays)
     return eqx.combine(stacked, static)
@@ -54,12 +66,19 @@ def unstack(batched: Any) -> list[Any]:
     return [eqx.combine(jax.tree_util.tree_map(lambda a: a[i], arrays), static) for i in range(n)]
 
 
-def batch_size_of(tree: Any) -> int:
-    """Leading-axis length shared by all array leaves of ``tree``."""
-    sizes = {int(x.shape[0]) for x in jax.tree_util.tree_leaves(tree) if eqx.is_array(x) and x.ndim > 0}
-    if len(sizes) != 1:
-        raise ConfigError(f"all array leaves of the sweep batch must share their leading axis, got sizes {sorted(sizes)}")
-    return sizes.pop()
+def batch_size_of(tree: Any, name: str = "the sweep batch") -> int:
+    """Leading-axis length shared by all array leaves of ``tree`` (a :class:`ConfigError` naming the leaves if not)."""
+    by_size: dict[int, list[str]] = {}
+    for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        if eqx.is_array(x) and x.ndim > 0:
+            by_size.setdefault(int(x.shape[0]), []).append(jax.tree_util.keystr(path) or "(root)")
+    if not by_size:
+        raise ConfigError(f"{name} has no array leaf with a leading (settings) axis, got {type(tree).__name__}")
+    if len(by_size) != 1:
+        listed = "; ".join(f"{', '.join(paths[:4])}{' ...' if len(paths) > 4 else ''} {'have' if len(paths) > 1 else 'has'} "
+                           f"{n}" for n, paths in sorted(by_size.items(), key=lambda kv: kv[1][0]))
+        raise ConfigError(f"all array leaves of {name} must share their leading axis: {listed}")
+    return next(iter(by_size))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -395,9 +414,13 @@ def sweep(
     The stacked outputs, with the leading axis of length equal to the batch size. Across processes
     every process receives the whole (gathered) result.
     """
+    if not callable(fn):
+        raise TypeError(f"fn must be callable (fn(params, *args)), got {type(fn).__name__}")
+    if batch_size_of(params, "params") == 0:
+        raise ConfigError("params holds no settings (its leading axis has length 0): nothing to sweep")
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer))
                                    or chunk_size < 1):
-        raise ConfigError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
+        raise ConfigError(f"chunk_size must be None or an int >= 1, got {chunk_size!r}")
     sw = _Sweep(fn, params, args, shard, devices)
     if chunk_size is not None:
         return sw.run(_balanced(sw.n_local, int(chunk_size)))

@@ -47,6 +47,36 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+
+def check_int(value: Any, name: str, *, low: int | None = None, optional: bool = False) -> int | None:
+    """``value`` as a Python int; a :class:`ConfigError` naming ``name`` for a float (``2.5``, ``100.0``),
+    a string, a bool or a value below ``low`` (``None`` passes with ``optional=True``)."""
+    if value is None and optional:
+        return None
+    if not _is_int(value):
+        raise ConfigError(f"{name} must be an int{'' if low is None else f' >= {low}'}, got "
+                          f"{type(value).__name__} {value!r}")
+    if low is not None and value < low:
+        raise ConfigError(f"{name} must be an int >= {low}, got {value!r}")
+    return int(value)
+
+
+def check_trainer_call(loss_fn: Any, optimizer: Any, key: Any) -> Any:
+    """The checks every trainer entry point makes first: a callable loss, an optax optimiser, a PRNG key."""
+    from .random import check_key
+
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be callable (loss_fn(model, batch, key) -> loss), got {type(loss_fn).__name__} "
+                        f"{loss_fn!r}"[:300])
+    if not (callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))):
+        raise TypeError(f"optimizer must be an optax GradientTransformation (e.g. optax.adam(1e-3)), got "
+                        f"{type(optimizer).__name__} {optimizer!r}"[:300])
+    return check_key(key)
+
+
 def _check_monitoring(obj) -> None:
     """Shared checks of EarlyStopping / PlateauDecay (patience, mode, monitor, min_steps, min_delta)."""
     name = type(obj).__name__
@@ -59,7 +89,7 @@ def _check_monitoring(obj) -> None:
         raise ConfigError(f"{name}.monitor must be one of {_MONITORS}, 'train/<aux key>' or 'val/<key>', got {obj.monitor!r}")
     if not _is_int(obj.min_steps) or obj.min_steps < 0:
         raise ConfigError(f"{name}.min_steps must be an int >= 0, got {obj.min_steps!r}")
-    if not isinstance(obj.min_delta, (int, float, np.floating)) or not math.isfinite(obj.min_delta) or obj.min_delta < 0:
+    if not _is_number(obj.min_delta) or not math.isfinite(obj.min_delta) or obj.min_delta < 0:
         raise ConfigError(f"{name}.min_delta must be a finite number >= 0, got {obj.min_delta!r}")
 
 
@@ -125,10 +155,12 @@ class PlateauDecay:
     name: str = "learning_rate"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.factor, (int, float, np.floating)) or not 0 < self.factor <= 1:
-            raise ConfigError(f"PlateauDecay.factor must be in (0, 1], got {self.factor!r}")
-        if not isinstance(self.min_value, (int, float, np.floating)) or self.min_value < 0:
-            raise ConfigError(f"PlateauDecay.min_value must be a number >= 0, got {self.min_value!r}")
+        if not _is_number(self.factor) or not 0 < self.factor <= 1:
+            raise ConfigError(f"PlateauDecay.factor must be a number in (0, 1], got {type(self.factor).__name__} "
+                              f"{self.factor!r}")
+        if not _is_number(self.min_value) or not math.isfinite(self.min_value) or self.min_value < 0:
+            raise ConfigError(f"PlateauDecay.min_value must be a finite number >= 0, got {type(self.min_value).__name__} "
+                              f"{self.min_value!r}")
         if not isinstance(self.name, str) or not self.name:
             raise ConfigError(f"PlateauDecay.name must name an injected hyperparameter, got {self.name!r}")
         _check_monitoring(self)
@@ -215,8 +247,8 @@ class Validation:
     def __post_init__(self) -> None:
         if not callable(self.fn):
             raise ConfigError(f"Validation.fn must be callable, got {type(self.fn).__name__}")
-        if self.smoothing is not None and (not isinstance(self.smoothing, (int, float, np.floating)) or not 0 < self.smoothing <= 1):
-            raise ConfigError(f"Validation.smoothing must be in (0, 1], got {self.smoothing!r}")
+        if self.smoothing is not None and (not _is_number(self.smoothing) or not 0 < self.smoothing <= 1):
+            raise ConfigError(f"Validation.smoothing must be None or a number in (0, 1], got {self.smoothing!r}")
         if not isinstance(self.on_host, (bool, np.bool_)):
             raise ConfigError(f"Validation.on_host must be True or False, got {self.on_host!r}")
         if self.on_host and self.data is not None:
@@ -339,8 +371,8 @@ def _options(*, batching, member_data, batches, validation, checkpointing, progr
     both(batching, batch_size is not None or shuffle is not True or shared_batches is not True,
          ("batching=Batching(...)", "batch_size=/shuffle=/shared_batches="))
     if batching is None:
-        batching = Batching(batch_size=None if batch_size is None else int(batch_size), shuffle=bool(shuffle),
-                            shared=bool(shared_batches))
+        batching = Batching(batch_size=check_int(batch_size, "batch_size", low=1, optional=True), shuffle=shuffle,
+                            shared=shared_batches)
     if isinstance(member_data, (bool, np.bool_)):
         if data_index is not None and not member_data:
             raise ConfigError("data_index needs member_data=True")
@@ -355,11 +387,11 @@ def _options(*, batching, member_data, batches, validation, checkpointing, progr
          ("validation=Validation(...)", "val_fn=/val_data=/val_smoothing="))
     if validation is None and val_fn is not None:
         validation = Validation(val_fn, data=val_data, smoothing=val_smoothing)
-    elif validation is None and val_smoothing is not None and not 0 < val_smoothing <= 1:
+    elif validation is None and val_smoothing is not None and (not _is_number(val_smoothing) or not 0 < val_smoothing <= 1):
         raise ConfigError(f"val_smoothing must be in (0, 1], got {val_smoothing}")
     both(checkpointing, checkpoint_dir is not None, ("checkpointing=Checkpointing(...)", "checkpoint_dir="))
     if checkpointing is None and checkpoint_dir is not None:
-        checkpointing = Checkpointing(checkpoint_dir, every=checkpoint_every, resume=bool(resume))
+        checkpointing = Checkpointing(checkpoint_dir, every=checkpoint_every, resume=resume)
     if not isinstance(progress, Progress):
         progress = Progress(enabled=progress, desc=desc)
     return batching, member_data, batches, validation, checkpointing, progress

@@ -35,7 +35,7 @@ from .errors import ConfigError, DataFormatError, TrainingDivergedError
 from .io import atomic_path, load_json, save_json
 from .results import Result, StopReason, history_frame
 from .trainer_options import (Batching, Checkpointing, EarlyStopping, FixedBatches, MemberData, PlateauDecay, Progress,
-                              Validation, accepts)
+                              Validation, accepts, check_int, check_trainer_call)
 from .trainer_program import all_finite as _all_finite
 
 __all__ = [
@@ -278,9 +278,16 @@ def fit(
 
     if (n_steps is None) == (n_epochs is None):
         raise ConfigError("fit needs exactly one of n_steps= or n_epochs=")
+    key = check_trainer_call(loss_fn, optimizer, key)
+    n_steps = check_int(n_steps, "n_steps", low=0, optional=True)
+    n_epochs = check_int(n_epochs, "n_epochs", low=0, optional=True)
+    steps_per_call = check_int(steps_per_call, "steps_per_call", low=1, optional=True)
+    checkpoint_every = check_int(checkpoint_every, "checkpoint_every", low=1, optional=True)
     if batching is not None and (batch_size is not None or shuffle is not True):
         raise ConfigError("pass either batching=Batching(...) or batch_size=/shuffle=, not both")
-    batching = batching or Batching(batch_size=None if batch_size is None else int(batch_size), shuffle=bool(shuffle))
+    if batching is not None and not isinstance(batching, Batching):
+        raise ConfigError(f"batching must be a Batching(...), got {type(batching).__name__}")
+    batching = batching or Batching(batch_size=check_int(batch_size, "batch_size", low=1, optional=True), shuffle=shuffle)
     n_samples = _n_samples(data) if data is not None else None
     if batching.batch_size is not None:
         if n_samples is None:
@@ -301,15 +308,15 @@ def fit(
     if val_fn is not None:
         validation = Validation(val_fn, smoothing=val_smoothing, on_host=True,
                                 pass_step=bool(with_step) or accepts(val_fn, "step"))
-    elif val_smoothing is not None and not 0 < val_smoothing <= 1:
-        raise ConfigError(f"val_smoothing must be in (0, 1], got {val_smoothing}")
+    elif val_smoothing is not None and (isinstance(val_smoothing, (str, bool)) or not 0 < val_smoothing <= 1):
+        raise ConfigError(f"val_smoothing must be in (0, 1], got {val_smoothing!r}")
     if checkpointing is not None and checkpoint_dir is not None:
         raise ConfigError("pass either checkpointing=Checkpointing(...) or checkpoint_dir=, not both")
     if checkpoint_dir is not None:
         every_steps = checkpoint_every or spr
         if every_steps % spr:
             raise ConfigError(f"checkpoint_every ({every_steps}) must be a multiple of steps_per_call ({spr})")
-        checkpointing = Checkpointing(checkpoint_dir, every=every_steps // spr, resume=bool(resume))
+        checkpointing = Checkpointing(checkpoint_dir, every=every_steps // spr, resume=resume)
     if not isinstance(progress, Progress):
         progress = Progress(enabled=progress, desc=desc)
     per_round = callback is not None or (validation is not None and validation.on_host)
@@ -369,7 +376,10 @@ def save_checkpoint(directory: str | Path, step: int, state: Any, meta: dict[str
     name = f"state-{int(step):09d}.eqx"
     with atomic_path(ckpt / name, suffix=".eqx") as tmp:
         eqx.tree_serialise_leaves(tmp, state)
-    previous = load_json(ckpt / "latest.json").get("state") if (ckpt / "latest.json").is_file() else None
+    try:
+        previous = (_checkpoint_index(ckpt) or {}).get("state")
+    except DataFormatError:  # a damaged index is replaced below; its state file is left alone
+        previous = None
     save_json(ckpt / "latest.json", {"step": int(step), "state": name, "meta": meta or {}}, indent=None)
     if previous and previous != name:
         (ckpt / previous).unlink(missing_ok=True)
@@ -382,14 +392,43 @@ def load_checkpoint(directory: str | Path, like: Any) -> tuple[int, Any, dict[st
     ``like`` is a skeleton pytree with the structure, shapes and dtypes of the saved state.
     """
     ckpt = Path(directory)
-    if not (ckpt / "latest.json").is_file():
+    info = _checkpoint_index(ckpt)
+    if info is None:
         return None
-    info = load_json(ckpt / "latest.json")
+    latest = ckpt / "latest.json"
+    step, name, meta = info["step"], info["state"], info.get("meta", {})
+    if not (ckpt / name).is_file():
+        raise DataFormatError(f"checkpoint state file {ckpt / name} named by {latest} is missing; "
+                              "pass resume=False or a fresh checkpoint folder")
     try:
-        state = eqx.tree_deserialise_leaves(ckpt / info["state"], like)
+        state = eqx.tree_deserialise_leaves(ckpt / name, like)
     except Exception as exc:
         raise DataFormatError(
-            f"checkpoint {ckpt / info.get('state', '?')} does not match this model/optimiser or is damaged "
+            f"checkpoint {ckpt / name} does not match this model/optimiser or is damaged "
             f"({type(exc).__name__}: {exc}); pass resume=False or a fresh checkpoint folder"
         ) from None
-    return int(info["step"]), state, dict(info.get("meta", {}))
+    return int(step), state, dict(meta)
+
+
+def _checkpoint_index(ckpt: Path) -> dict[str, Any] | None:
+    """The validated ``latest.json`` of checkpoint folder ``ckpt`` (``None`` when there is none);
+    a malformed index raises :class:`DataFormatError` naming the file."""
+    latest = ckpt / "latest.json"
+    if not latest.is_file():
+        return None
+    info = load_json(latest)
+    if not isinstance(info, dict):
+        raise DataFormatError(f"checkpoint index {latest} must hold a JSON object with 'step' and 'state', "
+                              f"got a {type(info).__name__}; pass resume=False or a fresh checkpoint folder")
+    missing = [k for k in ("step", "state") if k not in info]
+    if missing:
+        raise DataFormatError(f"checkpoint index {latest} is missing key(s) {missing} (it has {sorted(info)}); "
+                              "pass resume=False or a fresh checkpoint folder")
+    step, name, meta = info["step"], info["state"], info.get("meta", {})
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise DataFormatError(f"checkpoint index {latest}: 'step' must be an integer >= 0, got {step!r}")
+    if not isinstance(name, str) or Path(name).name != name or not name.endswith(".eqx"):
+        raise DataFormatError(f"checkpoint index {latest}: 'state' must name a .eqx file in the same folder, got {name!r}")
+    if not isinstance(meta, dict):
+        raise DataFormatError(f"checkpoint index {latest}: 'meta' must be a JSON object, got {type(meta).__name__}")
+    return info

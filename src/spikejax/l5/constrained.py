@@ -41,7 +41,7 @@ import optax
 import pandas as pd
 
 from ..core.config import Config, option
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, check_scalar
 from ..core.random import check_key
 from ..core.results import Result, StopReason, history_frame
 from ..core.training import fit
@@ -51,7 +51,7 @@ from .engine import _run
 from .model import L5Params, make_spec, replace_params
 from .network import L5Network, build_network, type_index
 from .objective import soft_relative_indices
-from .tuning import TuneParams, _frozen_spec, _params_template
+from .tuning import TuneParams, _frozen_spec, _params_template, check_tune_args
 
 __all__ = [
     "Constraints",
@@ -287,8 +287,10 @@ def tune_constrained(
     checkpoint
         Checkpoint the blocks (two levels) so 2500-step runs fit in memory.
     """
-    if n_epochs < 0:
-        raise ConfigError(f"n_epochs must be >= 0, got {n_epochs}")
+    check_tune_args(config, n_epochs=n_epochs, train=train, learning_rate=learning_rate, soft_beta=soft_beta,
+                    c_con=c_con, c_reg=c_reg, margin=margin)
+    if time_budget is not None:
+        check_scalar(time_budget, "time_budget", low=0.0, low_inclusive=False)
     cfg = config
     t0 = time.perf_counter()
     key = check_key(key)

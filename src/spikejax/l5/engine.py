@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..core.errors import ShapeError
+from ..core.errors import ShapeError, check_allocation, is_traced
 from ..core.precision import matmul
 from .dynamics import PHASE_MODES, neuron_mask, phase_row_masks, phi, rule_gradient
 from .model import L5Model, L5Params, Spec, _rank1
@@ -367,6 +367,19 @@ def _simulate(p: L5Params, net: L5Network, spec: Spec) -> L5Trajectory:
 _simulate_jit = eqx.filter_jit(_simulate)
 
 
+def simulation_bytes(spec: Spec, sim_number: int, n_directions: int) -> int:
+    """Estimated bytes of one simulation: the gained W per network, and per network and direction the
+    weight carry (dense N x N when the weights learn without the low-rank form), the ring buffer of the
+    threshold window and the block-averaged records."""
+    n = int(sum(spec.N))
+    itemsize = jnp.dtype(jnp.result_type(float)).itemsize
+    dense = spec.learning and (n > 20000 or not spec.low_rank)  # (the low-rank test builds an N x N mask)
+    per_run = (n * n if dense else 4 * n) + (spec.capacity + spec.n_blocks + 4) * n + 16 * spec.n_blocks
+    if spec.record_weights and dense:
+        per_run += n * n  # W_final
+    return int(itemsize * (sim_number * n * n + sim_number * n_directions * per_run))
+
+
 def _run(params: L5Params, net: L5Network, spec: Spec, *, jit: bool = True) -> L5Trajectory:
     if not isinstance(spec, Spec):
         raise TypeError(f"spec must be a Spec (see make_spec), got {type(spec).__name__}")
@@ -374,6 +387,11 @@ def _run(params: L5Params, net: L5Network, spec: Spec, *, jit: bool = True) -> L
         raise TypeError(f"params must be L5Params, got {type(params).__name__}")
     params.validate(spec.dt)
     check_network(net, spec.N)
+    if not is_traced(net.W):
+        check_allocation(simulation_bytes(spec, net.W.shape[0], int(np.size(params.degree))),
+                         argument="N, sim_number, degree and Ttau",
+                         what=f"simulating {net.W.shape[0]} network(s) of {sum(spec.N)} neurons for {spec.n_steps} steps "
+                              f"and {int(np.size(params.degree))} direction(s)")
     if spec.n_steps % spec.block:
         raise ShapeError(f"n_steps={spec.n_steps} must be a multiple of block={spec.block}")
     return (_simulate_jit if jit else _simulate)(params, net, spec)

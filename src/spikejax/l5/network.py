@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from ..core.errors import ConfigError, ShapeError, check_array
+from ..core.errors import ConfigError, ShapeError, check_allocation, check_array
 from ..core.precision import cpu_tuned_jit
 from ..core.random import check_key
 from .config import L5Config
@@ -237,11 +237,18 @@ def build_network(config: L5Config, *, key: jax.Array, sim_number: int | None = 
     normalize
         Divide every W by its max Re(eigenvalue) (the original does).
     """
+    if not isinstance(config, L5Config):
+        raise TypeError(f"config must be an L5Config (L5Config(...), load_config(...) or L5Config.from_dict(...)), "
+                        f"got {type(config).__name__}")
     cfg = config
     key = check_key(key)
+    if sim_number is not None and (isinstance(sim_number, bool) or not isinstance(sim_number, (int, np.integer))):
+        raise ConfigError(f"sim_number must be an int >= 1, got {type(sim_number).__name__} {sim_number!r}")
     S = int(cfg.sim_number if sim_number is None else sim_number)
     if S < 1:
         raise ConfigError(f"sim_number must be >= 1, got {S}")
+    check_allocation(network_bytes(cfg.N, S), argument="N (config.N)" if sim_number is None else "N and sim_number",
+                     what=f"sampling {S} network(s) of {sum(int(n) for n in cfg.N)} neurons (N={list(cfg.N)})")
     N = [int(n) for n in cfg.N]
     K = indegree(cfg.prob, N)
     dtype = jnp.result_type(float)
@@ -267,6 +274,14 @@ def build_network(config: L5Config, *, key: jax.Array, sim_number: int | None = 
             "check w_target/prob (a network without excitatory loops cannot be normalised)"
         )
     return L5Network(W=W, struct=st, lambda_max=lam, w_type=w_type, pos_a=a, pos_b=b, r0=r0)
+
+
+def network_bytes(N, sim_number: int) -> int:
+    """Estimated peak bytes of :func:`build_network`: per network W, the structural mask and the raw W
+    (default float dtype) plus the float64 host copy used for the eigenvalues."""
+    n = int(sum(int(x) for x in N))
+    itemsize = jnp.dtype(jnp.result_type(float)).itemsize
+    return int(sim_number) * n * n * (3 * itemsize + 8)
 
 
 def check_network(net: L5Network, N) -> None:

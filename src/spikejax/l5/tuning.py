@@ -18,6 +18,7 @@ The result is then checked with the exact (argmax) metrics on networks with fres
 
 from __future__ import annotations
 
+import difflib
 import time
 from typing import Any
 
@@ -28,7 +29,7 @@ import numpy as np
 import optax
 import pandas as pd
 
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, check_scalar
 from ..core.random import check_key
 from ..core.results import Result, StopReason
 from ..core.training import fit
@@ -110,11 +111,39 @@ class L5TuneResult(Result):
         }
 
 
+TRAIN_GROUPS = ("amplitude", "tau", "w_gain")
+
+
+def check_train(train: Any) -> None:
+    """``train`` must be a non-empty tuple/list of group names from :data:`TRAIN_GROUPS`."""
+    if isinstance(train, str):
+        raise ConfigError(f"train must be a tuple of group names such as ({train!r},), got the string {train!r}")
+    if not isinstance(train, (tuple, list)) or not train:
+        raise ConfigError(f"train must name some of {TRAIN_GROUPS}, got {train!r}")
+    bad = [t for t in train if t not in TRAIN_GROUPS]
+    if bad:
+        close = difflib.get_close_matches(str(bad[0]), TRAIN_GROUPS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"train must name some of {TRAIN_GROUPS}; got unknown group(s) {bad}{hint}")
+
+
+def check_tune_args(config: Any, *, n_epochs: Any = 0, train: Any = TRAIN_GROUPS, **positive: Any) -> None:
+    """The checks shared by :func:`tune` and :func:`~spikejax.l5.tune_constrained` (before anything is built)."""
+    if not isinstance(config, L5Config):
+        raise TypeError(f"config must be an L5Config, got {type(config).__name__}")
+    if isinstance(n_epochs, bool) or not isinstance(n_epochs, (int, np.integer)) or n_epochs < 0:
+        raise ConfigError(f"n_epochs must be an int >= 0, got {type(n_epochs).__name__} {n_epochs!r}")
+    check_train(train)
+    for name, value in positive.items():
+        if name == "margin":  # any finite number (a negative margin switches the selectivity terms off)
+            check_scalar(value, name)
+        else:
+            check_scalar(value, name, low=0.0, low_inclusive=name in ("c_reg", "c_act", "c_con", "min_act"))
+
+
 def _frozen_spec(tp0: TuneParams, train) -> Any:
     names = {"amplitude": "log_amplitude", "tau": "log_tau", "w_gain": "log_gain"}
-    bad = [t for t in train if t not in names]
-    if bad or not train:
-        raise ConfigError(f"train must name some of 'amplitude', 'tau', 'w_gain'; got {train!r}")
+    check_train(train)
     filter_spec = jax.tree_util.tree_map(lambda _: True, tp0)
     for group, attr in names.items():
         if group not in train:
@@ -160,8 +189,8 @@ def tune(
     train
         Which groups are trained: any of "amplitude", "tau", "w_gain".
     """
-    if n_epochs < 0:
-        raise ConfigError(f"n_epochs must be >= 0, got {n_epochs}")
+    check_tune_args(config, n_epochs=n_epochs, train=train, learning_rate=learning_rate, soft_beta=soft_beta,
+                    c_reg=c_reg, c_act=c_act, min_act=min_act, margin=margin)
     t0 = time.perf_counter()
     key = check_key(key)
     net = build_network(config, key=key) if net is None else net

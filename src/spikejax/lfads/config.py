@@ -45,10 +45,25 @@ def parse_config(raw: dict[str, Any], *, data_shape: tuple[int, int, int] | None
         if old in raw:
             raise ConfigError(f"{old!r} was renamed: use {new!r}" if new else
                               f"{old!r} was removed: the sample-validation mask is drawn from the run's key (seed)")
-    if "keep_prob" in raw:
-        raw["dropout_rate"] = 1.0 - float(raw.pop("keep_prob"))
-    if "keep_ratio" in raw:
-        raw["cd_rate"] = 1.0 - float(raw.pop("keep_ratio"))
+    for alias, target in (("keep_prob", "dropout_rate"), ("keep_ratio", "cd_rate")):
+        if alias in raw:
+            v = raw.pop(alias)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 1:
+                raise ConfigError(f"{alias} must be a number in (0, 1] (it sets {target} = 1 - {alias}), got "
+                                  f"{type(v).__name__} {v!r}")
+            raw[target] = 1.0 - float(v)
+    for name, kind in (("seed", int), ("n_samples", int), ("sbtt", bool)):
+        if name in raw:
+            v = raw[name]
+            ok = isinstance(v, bool) if kind is bool else (isinstance(v, int) and not isinstance(v, bool))
+            if not ok or (name == "n_samples" and v < 1) or (name == "seed" and v < 0):
+                want = {"seed": "an int >= 0", "n_samples": "an int >= 1", "sbtt": "true or false"}[name]
+                raise ConfigError(f"{name} must be {want}, got {type(v).__name__} {v!r}")
+    if "layout" in raw:
+        from .data import LAYOUTS
+
+        if raw["layout"] not in LAYOUTS:
+            raise ConfigError(f"layout must be one of {LAYOUTS}, got {raw['layout']!r}")
     for a, b in _ALIASES.items():
         if a in raw:
             v = raw.pop(a)
@@ -60,7 +75,12 @@ def parse_config(raw: dict[str, Any], *, data_shape: tuple[int, int, int] | None
     pbt_f = {f.name for f in dataclasses.fields(PBTConfig)}
     unknown = sorted(set(raw) - model_f - train_f - pbt_f - set(_HP_FIELDS) - set(_EXTRA))
     if unknown:
-        raise ConfigError(f"unknown hyperparameter name(s) {unknown}; known: model {sorted(model_f)}, "
+        import difflib
+
+        known = sorted(model_f | train_f | pbt_f | set(_HP_FIELDS) | set(_EXTRA))
+        close = difflib.get_close_matches(str(unknown[0]), known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"unknown hyperparameter name(s) {unknown}{hint}; known: model {sorted(model_f)}, "
                           f"hparams {sorted(_HP_FIELDS)}, train {sorted(train_f)}, pbt {sorted(pbt_f)}, {list(_EXTRA)}")
     m = {k: raw[k] for k in model_f if k in raw}
     if data_shape is not None:

@@ -17,7 +17,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..core.errors import ConfigError, DataFormatError, ShapeError
+from ..core.errors import ConfigError, DataFormatError, NonFiniteError, ShapeError
 from ..core.io import atomic_path
 from ..core.random import check_key
 from .rng import numpy_seed
@@ -244,19 +244,42 @@ def dataset_from_spikes(spikes: Any, *, dt: float, trials: Any = None, n_bins: i
     }
 
 
-def check_dataset(data: dict[str, Any], config, *, sbtt: bool = False, name: str = "data") -> None:
+class NonFiniteDataError(NonFiniteError, DataFormatError):
+    """Data holding inf (or NaN where no entry may be missing): a non-finite input and a malformed data set."""
+
+
+def check_dataset(data: dict[str, Any], config, *, sbtt: bool = False, name: str = "data", array_ok: bool = False) -> None:
     """Validate a split dict against a model config; raise a clear error on bad input.
+
+    ``array_ok=True`` also accepts a bare (trials, time, neurons) array (as :func:`~spikejax.lfads.infer` does).
 
     Checks the shapes ``(trials, encod_seq_len, data_dim)`` / ``(trials, recon_seq_len,
     recon_dim)``, NaN only with ``sbtt=True``, no inf, non-negative counts for Poisson, and for
     ZIG that every non-zero event exceeds ``s_min``.
     """
-    if not isinstance(data, dict) or "data" not in data:
-        raise DataFormatError(f"{name} must be a dict with a 'data' array (trials x time x neurons)")
-    x = np.asarray(data["data"], dtype=float)
+    bare = not isinstance(data, dict)
+    if bare and not array_ok:
+        raise DataFormatError(f"{name} must be a dict with a 'data' array (trials x time x neurons), got "
+                              f"{type(data).__name__}")
+    if bare:
+        data = {"data": data}
+    if "data" not in data:
+        raise DataFormatError(f"{name} must be a dict with a 'data' array (trials x time x neurons); it has keys "
+                              f"{sorted(data)}")
+    label = name if bare else f"{name}['data']"
+    raw = data["data"]
+    if isinstance(raw, (str, bytes)) or raw is None:
+        raise TypeError(f"{label} must be an array of counts (trials x time x neurons), got {type(raw).__name__} {raw!r}")
+    try:
+        x = np.asarray(raw, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{label} must be an array of numbers (trials x time x neurons): {exc}") from None
     if x.ndim != 3 or x.shape[1:] != (config.encod_seq_len, config.data_dim):
-        raise ShapeError(f"{name}['data'] must have shape (trials, {config.encod_seq_len}, {config.data_dim}) "
-                         f"(trials x encod_seq_len x data_dim), got {x.shape}")
+        raise ShapeError(f"{label} must have shape (trials, {config.encod_seq_len}, {config.data_dim}) (trials x "
+                         f"encod_seq_len x data_dim: the model has data_dim={config.data_dim} neurons and "
+                         f"encod_seq_len={config.encod_seq_len} bins), got {x.shape}")
+    if x.shape[0] == 0:
+        raise ShapeError(f"{label} holds no trials (shape {x.shape}); at least one trial is needed")
     y = np.asarray(data.get("recon", data["data"]), dtype=float)
     if y.shape[1:] != (config.recon_seq_len, config.recon_dim) or y.shape[0] != x.shape[0]:
         raise ShapeError(f"{name}['recon'] must have shape ({x.shape[0]}, {config.recon_seq_len}, "
@@ -267,29 +290,31 @@ def check_dataset(data: dict[str, Any], config, *, sbtt: bool = False, name: str
             raise ShapeError(f"{name}['ext'] must have shape ({x.shape[0]}, {config.recon_seq_len}, "
                              f"{config.ext_input_dim}), got {e.shape}")
         if not np.all(np.isfinite(e)):
-            raise DataFormatError(f"{name}['ext'] contains NaN/inf")
+            raise NonFiniteDataError(f"{name}['ext'] contains NaN/inf")
     elif config.ext_input_dim > 0:
         raise DataFormatError(f"{name} needs an 'ext' array: the model has ext_input_dim={config.ext_input_dim}")
     for arr, which in ((x, "data"), (y, "recon")):
+        where = label if which == "data" else f"{name}['{which}']"
         if np.any(np.isinf(arr)):
-            raise DataFormatError(f"{name}['{which}'] contains inf values")
+            raise NonFiniteDataError(f"{where} contains {int(np.isinf(arr).sum())} inf value(s); counts must be finite "
+                                     "(NaN marks a missing entry)")
         n_nan = int(np.isnan(arr).sum())
         if n_nan and not sbtt:
-            raise DataFormatError(
+            raise NonFiniteDataError(
                 f"{name}['{which}'] contains {n_nan} NaN entries (missing samples) but SBTT is off; pass "
                 "sbtt=True to train on the observed entries only, or fill the missing values")
         v = arr[~np.isnan(arr)]
         if config.reconstruction == "poisson":
             if v.size and v.min() < 0:
-                raise DataFormatError(f"{name}['{which}'] has negative counts (min {v.min()}); the Poisson "
+                raise DataFormatError(f"{where} has negative counts (min {v.min()}); the Poisson "
                                       "observation model needs counts >= 0")
         else:
             if v.size and v.min() < 0:
-                raise DataFormatError(f"{name}['{which}'] has negative events (min {v.min()}); ZIG needs y >= 0")
+                raise DataFormatError(f"{where} has negative events (min {v.min()}); ZIG needs y >= 0")
             bad = (v > 0) & (v <= config.s_min)
             if bad.any():
                 raise DataFormatError(
-                    f"{name}['{which}'] has {int(bad.sum())} non-zero events <= s_min={config.s_min} (smallest "
+                    f"{where} has {int(bad.sum())} non-zero events <= s_min={config.s_min} (smallest "
                     f"{v[v > 0].min():.4g}); the ZIG needs every event > s_min: threshold the events (set y <= s_min "
                     "to 0) or lower s_min below the smallest event")
 

@@ -15,8 +15,9 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from ..core.errors import ShapeError
+from ..core.errors import ConfigError, ShapeError, check_allocation
 from ..core.random import check_key
 from .model import LFADS
 from .observation import PoissonReadout
@@ -53,12 +54,21 @@ def simulate(model: LFADS, *, n_trials: int, key: jax.Array, n_steps: int | None
     counts per bin for Poisson, events for ZIG). ``jit``/``vmap`` of ``simulate`` return one too.
     """
     key = check_key(key)
+    if not isinstance(model, LFADS):
+        raise TypeError(f"model must be an LFADS model, got {type(model).__name__}")
     c = model.config
+    for name, v in (("n_trials", n_trials), ("n_steps", n_steps)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer))):
+            raise ConfigError(f"{name} must be an int >= 1, got {type(v).__name__} {v!r}")
     T = int(c.recon_seq_len if n_steps is None else n_steps)
     n = int(n_trials)
     if n < 1 or T < 1:
         raise ShapeError(f"simulate needs n_trials >= 1 and n_steps >= 1, got n_trials={n}, n_steps={T}")
     dtype = model.ic_prior_mean.dtype
+    # outputs (time-major): rates, observations, factors, generator states, inferred inputs (+ the noise)
+    per_bin = 2 * c.recon_dim + c.fac_dim + c.gen_dim + 2 * c.co_dim + c.ext_input_dim
+    check_allocation(float(n) * T * per_bin * jnp.dtype(dtype).itemsize, argument="n_trials and n_steps",
+                     what=f"simulating {n} trials of {T} bins")
     if ext is None:
         ext = jnp.zeros((T, n, c.ext_input_dim), dtype)
     else:

@@ -10,6 +10,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..core.random import check_key
+from ..core.trainer_options import check_int
+from .data import check_dataset
 from .model import LFADS, HParams
 
 __all__ = ["infer"]
@@ -55,6 +58,15 @@ def infer(model: LFADS, data: Any, *, key: jax.Array, n_samples: int = 50, batch
     per bin for Poisson, event size per bin ``q(kθ + s_min)`` for ZIG), ``factors``, ``gen_states``,
     ``con_inputs`` (inferred inputs), ``ic_mean``, ``ic_std`` (averaged over samples).
     """
+    if not isinstance(model, LFADS):
+        raise TypeError(f"model must be an LFADS model, got {type(model).__name__}")
+    key = check_key(key)
+    n_samples = check_int(n_samples, "n_samples", low=1)
+    batch_size = check_int(batch_size, "batch_size", low=1)
+    if hp is not None and not isinstance(hp, HParams):
+        raise TypeError(f"hp must be HParams (HParams.create(...)), got {type(hp).__name__}")
+    # shapes against the model, no inf, NaN = missing (zero-filled below), counts >= 0 for Poisson
+    check_dataset(data, model.config, sbtt=True, name="data", array_ok=True)
     x = data["data"] if isinstance(data, dict) else data
     ext = data.get("ext") if isinstance(data, dict) else None
     dtype = model.ic_prior_mean.dtype

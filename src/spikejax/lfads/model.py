@@ -14,6 +14,7 @@ import math
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ..core.config import Config, option
 from ..core.errors import ConfigError
@@ -118,15 +119,26 @@ class HParams(eqx.Module):
         vals = dict(locals())
         vals.pop("cls")
         dtype = vals.pop("dtype") or jnp.zeros(()).dtype
+        for name, v in vals.items():
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)) and not (
+                    hasattr(v, "shape") and np.ndim(v) == 0):
+                hint = ""
+                if isinstance(v, str):
+                    try:
+                        float(v)
+                        hint = " (write the number without quotes; YAML reads 1e-4 without a dot as a string: 1.0e-4)"
+                    except ValueError:
+                        pass
+                raise ConfigError(f"HParams.{name} must be a number, got {type(v).__name__} {v!r}{hint}")
         for name in ("dropout_rate", "cd_rate", "cd_pass_rate"):
             v = float(vals[name])
             if not 0.0 <= v < 1.0:
-                raise ConfigError(f"{name} must be in [0, 1), got {v}")
+                raise ConfigError(f"HParams.{name} must be in [0, 1), got {v}")
         for name, v in vals.items():
             if not math.isfinite(float(v)) or float(v) < 0:
-                raise ConfigError(f"{name} must be a finite number >= 0, got {v}")
+                raise ConfigError(f"HParams.{name} must be a finite number >= 0, got {v}")
         if float(vals["loss_scale"]) <= 0:
-            raise ConfigError(f"loss_scale must be > 0, got {vals['loss_scale']}")
+            raise ConfigError(f"HParams.loss_scale must be > 0, got {vals['loss_scale']}")
         return cls(**{k: jnp.asarray(float(v), dtype) for k, v in vals.items()})
 
     def replace(self, **kw) -> "HParams":
@@ -207,6 +219,34 @@ def kl_co_gaussian(mean: jax.Array, std: jax.Array, prior_var: float) -> jax.Arr
     return jnp.sum(kl_ic(mean, std, 0.0, prior_var))
 
 
+def parameter_counts(c: LFADSConfig) -> dict[str, int]:
+    """Number of parameters of each part of an LFADS model, keyed by the config field that sizes it most."""
+    enc_in = c.data_dim
+    counts = {
+        "ic_enc_dim": 2 * 3 * c.ic_enc_dim * (enc_in + c.ic_enc_dim + 2) + 2 * c.ic_enc_dim * 2 * c.ic_dim,
+        "ci_enc_dim": (2 * 3 * c.ci_enc_dim * (enc_in + c.ci_enc_dim + 2)) if c.use_con else 0,
+        "con_dim": (3 * c.con_dim * (2 * c.ci_enc_dim + c.fac_dim + c.con_dim + 2) + 2 * c.co_dim * c.con_dim)
+        if c.use_con else 0,
+        "gen_dim": 3 * c.gen_dim * (c.co_dim + c.ext_input_dim + c.gen_dim + 2) + c.ic_dim * c.gen_dim,
+        "fac_dim": c.fac_dim * c.gen_dim + 3 * c.recon_dim * (c.fac_dim + 1),
+    }
+    return counts
+
+
+def check_parameter_size(c: LFADSConfig, dtype=None) -> int:
+    """Refuse (:class:`~spikejax.core.SizeError`, naming the largest size field) a model whose parameters,
+    with the optimiser's two Adam moments and the gradient (four copies), exceed the memory limit."""
+    from ..core.errors import check_allocation
+
+    itemsize = jnp.dtype(dtype or jnp.zeros(()).dtype).itemsize
+    counts = parameter_counts(c)
+    n = sum(counts.values())
+    biggest = max(counts, key=counts.get)
+    return check_allocation(4 * n * itemsize, argument=biggest,
+                            what=f"an LFADS model with {n:,} parameters ({biggest}={getattr(c, biggest)}) and its "
+                                 "optimiser state")
+
+
 class LFADS(eqx.Module):
     """Latent factor analysis via dynamical systems (sequential VAE), lfads-torch architecture.
 
@@ -233,8 +273,12 @@ class LFADS(eqx.Module):
     co_prior_log_nvar: jax.Array | None
 
     def __init__(self, config: LFADSConfig, *, key: jax.Array, dtype=None):
+        if not isinstance(config, LFADSConfig):
+            raise TypeError(f"config must be an LFADSConfig (LFADSConfig(data_dim=..., encod_seq_len=...) or "
+                            f"LFADSConfig.from_dict(...)), got {type(config).__name__}")
         c = config
         dtype = dtype or jnp.zeros(()).dtype
+        check_parameter_size(c, dtype)
         ks = iter(jax.random.split(key, 16))
         self.config = c
         self.ic_enc_fwd = ClippedGRUCell(c.data_dim, c.ic_enc_dim, key=next(ks), clip=c.cell_clip, dtype=dtype)

@@ -19,8 +19,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from ..core.errors import is_traced
 from ..core.random import check_key
 from . import rng
+from .data import check_dataset
 from .model import LFADS, HParams
 
 __all__ = ["ramp", "prepare_inputs", "recon_cost", "loss_terms", "loss"]
@@ -166,6 +168,9 @@ def loss(model: LFADS, data: Any, *, key: jax.Array | None = None, hp: HParams |
     (usable inside ``jax.grad``, ``jit`` and ``vmap``).
     """
     batch = dict(data) if isinstance(data, dict) else {"data": data}
+    if not is_traced(batch):  # concrete data: shapes against the model, counts, inf (NaN = missing, as in SBTT)
+        check_dataset({k: v for k, v in batch.items() if k != "sv_mask"} if isinstance(data, dict) else data,
+                      model.config, sbtt=True, name="data", array_ok=True)
     dtype = model.ic_prior_mean.dtype
     batch = {k: (jnp.asarray(v, bool) if k == "sv_mask" else jnp.asarray(v, dtype)) for k, v in batch.items()}
     hp = hp if hp is not None else HParams.create(dtype=dtype)

@@ -177,6 +177,13 @@ def train(model: LFADS, train_data: dict[str, Any], valid_data: dict[str, Any], 
     per epoch: ``epoch``, ``loss``, ``learning_rate``, ``train/<term>``, ``valid/<term>``, ``valid/recon_smth``.
     """
     key = check_key(key)
+    if not isinstance(model, LFADS):
+        raise TypeError(f"model must be an LFADS model (LFADS(config, key=...)), got {type(model).__name__}")
+    if config is not None and not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig (TrainConfig(...) or TrainConfig.from_dict(...)), got "
+                        f"{type(config).__name__}")
+    if hp is not None and not isinstance(hp, HParams):
+        raise TypeError(f"hp must be HParams (HParams.create(...)), got {type(hp).__name__}")
     tc = config or TrainConfig()
     c = model.config
     hp = hp if hp is not None else HParams.create(dtype=model.ic_prior_mean.dtype)
