@@ -10,6 +10,7 @@ from .errors import (
     ShapeError,
     SizeError,
     SpikejaxError,
+    TargetMissedWarning,
     TrainingDivergedError,
     check_allocation,
     check_array,

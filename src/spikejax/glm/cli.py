@@ -49,7 +49,7 @@ def _networks(args):
 def _cmd_simulate(args) -> int:
     import jax
 
-    from ..core.io import atomic_path, save_json
+    from ..core.io import atomic_path, json_ready, save_json, short_float
     from .analysis import firing_rates, mean_isi
     from .simulation import simulate
 
@@ -69,19 +69,19 @@ def _cmd_simulate(args) -> int:
         "neurons": int(net.n_nodes),
         "edges": int(net.n_edges),
         "steps": args.steps,
-        "dt_ms": float(model.dt),
-        "rate_hz": float(rates.mean()),
+        "dt_ms": short_float(model.dt),
+        "rate_hz": short_float(rates.mean()),
         "mean_isi_ms": mean_isi(traj),
     }
     save_json(out / "summary.json", summary)
-    print(json.dumps(summary))
+    print(json.dumps(json_ready(summary)))
     return 0
 
 
 def _cmd_tune(args) -> int:
     import jax
 
-    from ..core.io import save_json
+    from ..core.io import json_ready, save_json, short_float
     from .analysis import population_rate
     from .simulation import simulate
     from .tuning import TuneConfig, tune
@@ -93,7 +93,7 @@ def _cmd_tune(args) -> int:
                         progress=not args.quiet)
     res = tune(model, net, args.rate, names, key=jax.random.key(args.seed), config=config)
     x = simulate(res.model, net, n_steps=args.check_steps, key=jax.random.key(args.seed + 1))
-    tuned = {n: float(getattr(res.model, n)) for n in type(res.model).tunable}
+    tuned = {n: short_float(getattr(res.model, n)) for n in type(res.model).tunable}
     summary = {
         "model": args.model,
         "networks": k,
@@ -101,13 +101,15 @@ def _cmd_tune(args) -> int:
         "estimator": args.estimator,
         "tuned": tuned,
         "rate_after_hz": population_rate(x),
+        "final_tune_rate_hz": res.final_rate_hz,
+        "target_met": res.target_met,
         "seconds": res.seconds,
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     save_json(out / "tuned.json", summary)
     res.save(out / "tune_result.h5")
-    print(json.dumps(summary))
+    print(json.dumps(json_ready(summary)))
     return 0
 
 
