@@ -76,17 +76,19 @@ wheel:
 	@ls $(WHEEL_DIR)/spikejax-*.whl
 
 # what a user gets: the wheel installed in a fresh virtual environment outside the source tree
-# (dependencies from pip's cache or the registry), then `spikejax --version`, the metadata `pip show`
-# reads, and `spikejax demo --quick` run from an empty folder with a fresh compilation cache
+# (a current pip; dependencies from pip's cache or the registry), then `spikejax --version`, the
+# metadata `pip show` reads, and `spikejax demo --quick` run from an empty folder with a fresh
+# compilation cache
 WHEEL_TEST_DIR ?= $(shell mktemp -d -t spikejax-wheel-test.XXXXXX)
 wheel-test: wheel
 	@set -e; d="$(WHEEL_TEST_DIR)"; src="$$(pwd)"; whl="$$(ls $$src/$(WHEEL_DIR)/spikejax-*.whl)"; \
 	echo "[wheel-test] $$whl -> fresh venv in $$d"; \
 	$(PYTHON) -m venv "$$d/venv"; \
+	"$$d/venv/bin/python" -m pip install --quiet --upgrade pip; \
 	"$$d/venv/bin/python" -m pip install --quiet "$$whl"; \
 	cd "$$d"; \
 	"$$d/venv/bin/spikejax" --version; \
-	"$$d/venv/bin/python" -m pip show spikejax | grep -E '^(Name|Version|Home-page|Project-URL|License)'; \
+	"$$d/venv/bin/python" -m pip show --verbose spikejax | grep -E '^(Name|Version|Home-page|License|Project-URLs|  [A-Z][a-z]+, http)'; \
 	"$$d/venv/bin/python" -c "import importlib.metadata as m, spikejax, pathlib; md = m.metadata('spikejax'); \
 	urls = md.get_all('Project-URL') or []; assert md['Version'] == spikejax.__version__, md['Version']; \
 	assert any(u.startswith('Homepage') for u in urls), urls; \

@@ -107,7 +107,7 @@ def short_float(x: Any) -> float | None:
     a = np.asarray(x)
     if a.size != 1:
         raise TypeError(f"short_float: x must be a scalar, got an array of shape {a.shape}")
-    v = a.reshape(())
+    v = a.ravel()[0]  # a numpy scalar of the array's own dtype
     if not np.isfinite(v):
         return None
     if v.dtype in (np.float32, np.float16):

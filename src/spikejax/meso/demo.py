@@ -99,7 +99,9 @@ def run(out_dir: Path, *, quick: bool, seed: int, full: bool = False) -> dict:
         res.to_pandas().to_csv(fh)
     res.save(out_dir / "fit.h5")
     pkey = jax.random.fold_in(key, 7)
-    post = posterior_Z(res.model, data, key=pkey, config=config.model)
+    # the posterior of Z at the fit: 8 filter runs of 256 particles (full), 4 of 128 (light, quick)
+    n_particles, n_runs = (256, 8) if full else (128, 4)
+    post = posterior_Z(res.model, data, key=pkey, n_particles=n_particles, n_runs=n_runs, config=config.model)
     lap("posterior")
     figures = {
         "inferred_vs_true_Z.png": plot_activity(res.Z, data.Z, Z_init=res.Z0, smooth=5),
@@ -114,7 +116,7 @@ def run(out_dir: Path, *, quick: bool, seed: int, full: bool = False) -> dict:
         save_figure(ax.figure, out_dir / name, dpi=110)
     lap("figures")
     with atomic_open(out_dir / "posterior_Z.csv") as fh:
-        posterior_table(res, data, key=pkey).to_csv(fh, index=False)
+        posterior_table(res, data, key=pkey, posterior=post).to_csv(fh, index=False)
     lap("posterior_table")
     summary = {
         **res.summary(),
