@@ -16,8 +16,8 @@ import numpy as np
 __all__ = ["run", "light_fit_config", "FULL_FIT_HINT"]
 
 #: How to run the full fit (printed by the light demo and written into its summary).
-FULL_FIT_HINT = ("light fit (hard EM only); for the full marginal-likelihood fit run `spikejax demo --full --only meso` "
-                 "or `spikejax meso fit --out out/meso_fit`")
+FULL_FIT_HINT = ("light fit (hard EM only, 2 restarts); for the full marginal-likelihood fit (about 5 min on 2 cores) "
+                 "run `spikejax demo --full --only meso` or `spikejax meso fit --restarts 10`")
 
 
 def light_fit_config():
