@@ -51,7 +51,8 @@ def _fake_family(result, *, accepts_full=False):
 
 def test_demo_summary_carries_quick_and_target_met_and_passes_full(monkeypatch, tmp_path, capsys):
     glm_mod, glm_calls = _fake_family({"target_met": False, "rate_hz": np.float32(36.7)})
-    meso_mod, meso_calls = _fake_family({"fit": "full", "part_seconds": {"fit": 1.0}}, accepts_full=True)
+    meso_mod, meso_calls = _fake_family({"fit": "full", "part_seconds": {"fit": 1.0}, "seconds": 99.0, "quick": None},
+                                        accepts_full=True)
     mods = {"glm": glm_mod, "meso": meso_mod}
     monkeypatch.setattr(cli, "_family_module", lambda family, name: mods.get(family) if name == "demo" else None)
     assert cli.main(["demo", "--quick", "--only", "glm,meso", "--out", str(tmp_path)]) == 0
@@ -59,6 +60,7 @@ def test_demo_summary_carries_quick_and_target_met_and_passes_full(monkeypatch, 
     assert summary["glm"]["quick"] is True and summary["glm"]["target_met"] is False
     assert summary["glm"]["rate_hz"] == 36.7  # float32 written as its shortest decimal
     assert meso_calls == [{"quick": True, "seed": 0, "full": False}]  # full only when asked for
+    assert summary["meso"]["seconds"] < 99.0 and summary["meso"]["quick"] is True  # the part's own keys lose
     assert cli.main(["demo", "--full", "--only", "glm,meso", "--out", str(tmp_path)]) == 0
     assert meso_calls[-1]["full"] is True and glm_calls[-1] == {"quick": False, "seed": 0}
     out = capsys.readouterr().out

@@ -50,7 +50,9 @@ def _run_demo(args: argparse.Namespace) -> int:
         kwargs = {"full": True} if args.full and "full" in inspect.signature(mod.run).parameters else {}
         result = mod.run(out / family, quick=args.quick, seed=args.seed, **kwargs)
         dt = time.perf_counter() - t0
-        summary[family] = {"seconds": round(dt, 1), "quick": bool(args.quick), **(result or {})}
+        # the part's wall time and the run's size come first and win over a same-named key of the part
+        summary[family] = {"seconds": round(dt, 1), "quick": bool(args.quick)}
+        summary[family].update({k: v for k, v in (result or {}).items() if k not in summary[family]})
         parts = (result or {}).get("part_seconds")
         detail = f" ({', '.join(f'{k} {v:.1f} s' for k, v in parts.items())})" if parts else ""
         print(f"[spikejax demo] {family}: done in {dt:.1f} s{detail} -> {out / family}", flush=True)

@@ -9,8 +9,9 @@ import numpy as np
 
 __all__ = ["run", "R2_TARGET"]
 
-#: Mean held-out ridge R² (over x, y, z) below which the demo warns that the factors miss the latents.
-R2_TARGET = 0.5
+#: Mean held-out ridge R² (over x, y, z) below which the demo warns that the factors miss the latents
+#: (the default 25-epoch run reaches about 0.5, the quick run about 0).
+R2_TARGET = 0.3
 
 
 def run(out_dir: Path, *, quick: bool, seed: int) -> dict:

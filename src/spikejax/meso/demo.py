@@ -20,8 +20,8 @@ __all__ = ["run", "light_fit_config", "FULL_FIT_HINT", "LIGHT_WINDOW_MS"]
 LIGHT_WINDOW_MS = 5000.0
 
 #: How to run the full fit (printed by the light demo and written into its summary).
-FULL_FIT_HINT = ("light fit (hard EM only, 2 restarts, the first 5 s); for the full marginal-likelihood fit (about 5 min on 2 cores) "
-                 "run `spikejax demo --full --only meso` or `spikejax meso fit --restarts 10`")
+FULL_FIT_HINT = ("light fit (hard EM only, 2 restarts, the first 5 s); for the full marginal-likelihood fit "
+                 "(about 5 min on 2 cores) run `spikejax demo --full --only meso` or `spikejax meso fit --restarts 10`")
 
 
 def light_fit_config():
