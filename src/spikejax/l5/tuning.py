@@ -113,10 +113,13 @@ class L5TuneResult(Result):
 
     def summary(self) -> dict:
         p = self.model
+        from ..core.io import json_ready
+
+        # json_ready: float32 values as their shortest decimals (8.4441, not 8.444100379943848)
         return {
-            "amplitude": np.asarray(p.amplitude).round(4).tolist(),
-            "tau": np.asarray(p.tau).round(5).tolist(),
-            "w_gain": np.asarray(p.w_gain).round(4).tolist(),
+            "amplitude": json_ready(np.asarray(p.amplitude).round(4)),
+            "tau": json_ready(np.asarray(p.tau).round(5)),
+            "w_gain": json_ready(np.asarray(p.w_gain).round(4)),
         }
 
 
