@@ -100,10 +100,10 @@ def _cmd_tune(args) -> int:
         "target_hz": args.rate,
         "estimator": args.estimator,
         "tuned": tuned,
-        "rate_after_hz": population_rate(x),
-        "final_tune_rate_hz": res.final_rate_hz,
+        "rate_after_hz": round(float(population_rate(x)), 3),
+        "final_tune_rate_hz": round(res.final_rate_hz, 3),
         "target_met": res.target_met,
-        "seconds": res.seconds,
+        "seconds": round(res.seconds, 2),
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
