@@ -55,19 +55,21 @@ def test_demo_summary_carries_quick_and_target_met_and_passes_full(monkeypatch, 
                                         accepts_full=True)
     mods = {"glm": glm_mod, "meso": meso_mod}
     monkeypatch.setattr(cli, "_family_module", lambda family, name: mods.get(family) if name == "demo" else None)
-    assert cli.main(["demo", "--quick", "--only", "glm,meso", "--out", str(tmp_path)]) == 0
+    assert cli.main(["demo", "--quick", "--jobs", "1", "--only", "glm,meso", "--out", str(tmp_path)]) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["glm"]["quick"] is True and summary["glm"]["target_met"] is False
     assert summary["glm"]["rate_hz"] == 36.7  # float32 written as its shortest decimal
     assert meso_calls == [{"quick": True, "seed": 0, "full": False}]  # full only when asked for
     assert summary["meso"]["seconds"] < 99.0 and summary["meso"]["quick"] is True  # the part's own keys lose
-    assert cli.main(["demo", "--full", "--only", "glm,meso", "--out", str(tmp_path)]) == 0
+    assert cli.main(["demo", "--full", "--jobs", "1", "--only", "glm,meso", "--out", str(tmp_path)]) == 0
     assert meso_calls[-1]["full"] is True and glm_calls[-1] == {"quick": False, "seed": 0}
     out = capsys.readouterr().out
     assert "meso: done in" in out and "(fit 1.0 s)" in out and "total" in out
     assert json.loads((tmp_path / "summary.json").read_text())["glm"]["quick"] is False
     assert cli.main(["demo", "--quick", "--full", "--out", str(tmp_path)]) == 2
     assert "exclude each other" in capsys.readouterr().err
+    assert cli.main(["demo", "--jobs", "0", "--out", str(tmp_path)]) == 2
+    assert "--jobs must be a positive integer" in capsys.readouterr().err
 
 
 def _glm_result(rates, target=62.5, **config):
