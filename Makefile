@@ -15,7 +15,7 @@ VENV_NEW   := .venv-new
 PY_NEW     := $(VENV_NEW)/bin/python
 STAMP_NEW  := $(VENV_NEW)/.installed-stamp
 
-.PHONY: demo test test-newest test-slow setup docs bench bench-quick clean
+.PHONY: demo demo-full test test-newest test-slow setup docs bench bench-quick wheel wheel-test clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ setup: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/spikejax demo --out out/demo
+
+# the demo with the full-size fits (meso: the marginal-likelihood fit_em, ~5 min more on 2 cores)
+demo-full: $(STAMP)
+	$(VENV)/bin/spikejax demo --full --out out/demo-full
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
@@ -63,6 +67,35 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(BENCH_SETUP)
 	$(PY) benchmarks/quick.py
+
+# the wheel, built from the source tree (setuptools in pip's isolated build environment) -> dist/
+WHEEL_DIR ?= dist
+wheel:
+	rm -f $(WHEEL_DIR)/spikejax-*.whl
+	$(PYTHON) -m pip wheel --quiet --no-deps . -w $(WHEEL_DIR)
+	@ls $(WHEEL_DIR)/spikejax-*.whl
+
+# what a user gets: the wheel installed in a fresh virtual environment outside the source tree
+# (a current pip; dependencies from pip's cache or the registry), then `spikejax --version`, the
+# metadata `pip show` reads, and `spikejax demo --quick` run from an empty folder with a fresh
+# compilation cache
+WHEEL_TEST_DIR ?= $(shell mktemp -d -t spikejax-wheel-test.XXXXXX)
+wheel-test: wheel
+	@set -e; d="$(WHEEL_TEST_DIR)"; src="$$(pwd)"; whl="$$(ls $$src/$(WHEEL_DIR)/spikejax-*.whl)"; \
+	echo "[wheel-test] $$whl -> fresh venv in $$d"; \
+	$(PYTHON) -m venv "$$d/venv"; \
+	"$$d/venv/bin/python" -m pip install --quiet --upgrade pip; \
+	"$$d/venv/bin/python" -m pip install --quiet "$$whl"; \
+	cd "$$d"; \
+	"$$d/venv/bin/spikejax" --version; \
+	"$$d/venv/bin/python" -m pip show --verbose spikejax | grep -E '^(Name|Version|Home-page|License|Project-URLs|  [A-Z][a-z]+, http)'; \
+	"$$d/venv/bin/python" -c "import importlib.metadata as m, spikejax, pathlib; md = m.metadata('spikejax'); \
+	urls = md.get_all('Project-URL') or []; assert md['Version'] == spikejax.__version__, md['Version']; \
+	assert any(u.startswith('Homepage') for u in urls), urls; \
+	assert 'site-packages' in spikejax.__file__, spikejax.__file__; print('[wheel-test] metadata ok:', spikejax.__file__)"; \
+	SPIKEJAX_CACHE_DIR="$$d/cache" "$$d/venv/bin/spikejax" demo --quick --out "$$d/demo"; \
+	test -s "$$d/demo/summary.json"; \
+	echo "[wheel-test] ok"; rm -rf "$$d"
 
 clean:
 	rm -rf $(VENV) $(VENV_NEW) out docs/_build .pytest_cache

@@ -37,3 +37,4 @@ def test_demo_quick_writes_outputs(tmp_path):
     for family in summary:
         files = [p for p in (out / family).rglob("*") if p.is_file()]
         assert files, f"demo part {family} wrote nothing"
+        assert summary[family]["quick"] is True, family

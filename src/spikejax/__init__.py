@@ -9,7 +9,8 @@ layer-5 rate network), ``lfads`` (LFADS / RADICaL sequential VAEs). Shared machi
 from . import core
 from ._version import __version__
 from .core.cache import configure_from_env as _configure_cache
-from .core.errors import ConfigError, DataFormatError, NonFiniteError, ShapeError, SpikejaxError, TrainingDivergedError
+from .core.errors import (ConfigError, DataFormatError, NonFiniteError, ShapeError, SpikejaxError, TargetMissedWarning,
+                          TrainingDivergedError)
 
 # Persistent compilation cache on by default (SPIKEJAX_CACHE_DIR=off disables it): see core/cache.py.
 _configure_cache()
@@ -23,5 +24,6 @@ __all__ = [
     "ConfigError",
     "DataFormatError",
     "TrainingDivergedError",
+    "TargetMissedWarning",
     "__version__",
 ]

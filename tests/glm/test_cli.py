@@ -16,6 +16,7 @@ def test_cli_simulate_and_tune(tmp_path, capsys):
     assert cli.main(args) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["networks"] == 2 and summary["neurons"] == 40 and summary["rate_hz"] > 10
+    assert summary["dt_ms"] == 0.1 and "0.10000000149011612" not in (out / "summary.json").read_text()
     import numpy as np
 
     assert np.load(out / "raster.npy").shape == (40, 200)
@@ -25,6 +26,7 @@ def test_cli_simulate_and_tune(tmp_path, capsys):
     assert cli.main(args) == 0
     tuned = json.loads((out / "tuned.json").read_text())
     assert tuned["tuned"]["theta"] != 1e-4 and tuned["target_hz"] == 62.5
+    assert tuned["target_met"] is False and abs(tuned["final_tune_rate_hz"] - 62.5) > 6.25  # 2 epochs miss it
     # errors are reported, not raised
     assert cli.main(["glm", "simulate", str(tmp_path / "missing"), "--out", str(out)]) == 2
     assert cli.main(["glm", "simulate", str(folder), "--set", "T", "--out", str(out)]) == 2

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from spikejax import glm
-from spikejax.core import ConfigError, StopReason
+from spikejax.core import ConfigError, StopReason, TargetMissedWarning
 
 from .conftest import TUT
 
@@ -84,8 +84,10 @@ def test_tune_result_save_load_and_stimulus(ring20, tmp_path):
     mask = np.zeros((1, 20), bool)
     mask[0, :5] = True
     stim = glm.RegularStimulus(0.001, 10, 5, 1000, stimulus_masks=mask)
-    res = glm.tune(m, ring20, 62.5, "all", key=jax.random.key(0), stimulus=stim, estimator="spikeometric", n_steps=20,
-                   n_epochs=3, learning_rate=1e-5)
+    with pytest.warns(TargetMissedWarning, match="glm tune missed its target"):  # 3 epochs: far from 62.5 Hz
+        res = glm.tune(m, ring20, 62.5, "all", key=jax.random.key(0), stimulus=stim, estimator="spikeometric",
+                       n_steps=20, n_epochs=3, learning_rate=1e-5)
+    assert res.target_met is False and abs(res.final_rate_hz - 62.5) > 6.25
     assert isinstance(res, glm.GLMTuneResult) and res.stop_reason == StopReason.COMPLETED and res.seconds > 0
     assert list(res.history.columns[:3]) == ["epoch", "loss", "rate_hz"] and len(res.history) == 3
     assert set(res.params) == set(glm.RectifiedLNP.tunable) | {"stimulus.strength"}

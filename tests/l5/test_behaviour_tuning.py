@@ -1,9 +1,12 @@
 """Acceptance 2 (the debug configuration's behaviour) and 3 (gradient tuning toward os_rel < 0, ds_rel > 0)."""
 
+import warnings
+
 import jax
 import numpy as np
 import pytest
 
+from spikejax.core import TargetMissedWarning
 from spikejax.l5 import L5Params, check_tuned, debug_config, run, tune
 
 
@@ -41,8 +44,13 @@ def test_debug_config_behaviour_full():
 
 def test_tuning_decreases_loss_small():
     cfg = debug_config(N=[9, 55, 9, 7], learning_rule="None", threshold_filter="ema", sim_number=2, Ttau=60)
-    res = tune(cfg, key=jax.random.PRNGKey(0), n_epochs=4, learning_rate=0.05, margin=0.5)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = tune(cfg, key=jax.random.PRNGKey(0), n_epochs=4, learning_rate=0.05, margin=0.5)
     h = res.history
+    # a TargetMissedWarning exactly when the last step misses os_rel < 0, ds_rel > 0
+    assert res.target_met == bool(h["os_rel_soft"].iloc[-1] < 0 and h["ds_rel_soft"].iloc[-1] > 0)
+    assert any(issubclass(w.category, TargetMissedWarning) for w in caught) == (not res.target_met)
     assert len(h["loss"]) == 4 and np.all(np.isfinite(h["loss"]))
     assert h["loss"].iloc[-1] < h["loss"].iloc[0]
     assert not np.allclose(np.asarray(res.params.amplitude), np.asarray(L5Params.from_config(cfg).amplitude))

@@ -128,6 +128,9 @@ def test_posterior_of_Z_table_and_plot(short, fit_tiny, tmp_path):
         z = zt[zt["population"] == nm]
         assert np.all(z["lower_rate_hz"] <= z["rate_hz"] + 1e-3) and np.all(z["rate_hz"] <= z["upper_rate_hz"] + 1e-3)
     post = meso.posterior_Z(r.model, short, key=jax.random.PRNGKey(0), n_particles=32, n_runs=2)
+    # a posterior computed once serves the table too (same key and sizes: the same table)
+    again = meso.posterior_table(r, short, key=jax.random.PRNGKey(1), posterior=post)
+    assert again.equals(zt)
     save_figure(meso.plot_posterior_Z(post, short.Z).figure, tmp_path / "post.png")
     assert (tmp_path / "post.png").is_file()
 

@@ -10,6 +10,7 @@ from .errors import (
     ShapeError,
     SizeError,
     SpikejaxError,
+    TargetMissedWarning,
     TrainingDivergedError,
     check_allocation,
     check_array,
@@ -25,7 +26,8 @@ from .errors import (
     memory_limit_bytes,
 )
 from .config import Config, option
-from .io import atomic_open, atomic_path, load_h5, load_json, load_model, save_figure, save_h5, save_json, save_model
+from .io import (atomic_open, atomic_path, json_ready, load_h5, load_json, load_model, save_figure, save_h5, save_json,
+                 save_model, short_float)
 from .nwb import (
     SpikeTrains,
     as_spike_trains,

@@ -23,6 +23,8 @@ __all__ = [
     "ConfigError",
     "DataFormatError",
     "TrainingDivergedError",
+    "TargetMissedWarning",
+    "warn_target_missed",
     "is_traced",
     "check_array",
     "check_shape",
@@ -68,6 +70,22 @@ class SizeError(SpikejaxError, MemoryError):
 
 class TrainingDivergedError(SpikejaxError, FloatingPointError):
     """The loss or the parameters became NaN/inf during training."""
+
+
+class TargetMissedWarning(UserWarning):
+    """A tune, fit or quick run finished but missed its target (a rate off the requested one by more
+    than the tolerance, a fit quality below its mark, a smoke-test-sized run whose numbers mean little).
+
+    The run's result is still returned (and its summary carries ``"target_met": false``); filter the
+    warning with ``warnings.filterwarnings("error", category=TargetMissedWarning)`` to make it an error.
+    """
+
+
+def warn_target_missed(message: str, *, stacklevel: int = 3) -> None:
+    """Issue :class:`TargetMissedWarning` with ``message`` (attributed to the caller's caller)."""
+    import warnings
+
+    warnings.warn(message, TargetMissedWarning, stacklevel=stacklevel)
 
 
 def is_traced(x: Any) -> bool:

@@ -26,6 +26,8 @@ __all__ = [
     "atomic_open",
     "save_json",
     "load_json",
+    "json_ready",
+    "short_float",
     "save_h5",
     "load_h5",
     "save_model",
@@ -112,6 +114,29 @@ def _finite_json(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return obj
+
+
+def short_float(x: Any) -> float | None:
+    """A scalar as a Python float with the shortest decimal that round-trips in its own precision.
+
+    ``short_float(np.float32(0.1))`` is ``0.1`` (``float()`` gives ``0.10000000149011612``); NaN and
+    inf become ``None`` (JSON has no token for them). Python floats and float64 values are unchanged.
+    """
+    a = np.asarray(x)
+    if a.size != 1:
+        raise TypeError(f"short_float: x must be a scalar, got an array of shape {a.shape}")
+    v = a.ravel()[0]  # a numpy scalar of the array's own dtype
+    if not np.isfinite(v):
+        return None
+    if v.dtype in (np.float32, np.float16):
+        return float(np.format_float_positional(v, unique=True))
+    return float(v)
+
+
+def json_ready(obj: Any) -> Any:
+    """``obj`` as plain JSON values, as :func:`save_json` writes it: arrays become lists, float32 values
+    their shortest decimals (``0.1``, not ``0.10000000149011612``), NaN and inf ``None``."""
+    return _finite_json(obj)
 
 
 def save_json(path: str | os.PathLike, obj: Any, *, indent: int | None = 1) -> Path:

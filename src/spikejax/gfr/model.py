@@ -46,6 +46,14 @@ from ..core.errors import (
 )
 from ..core.scan import scan
 
+
+def _py(v: Any) -> float:
+    """A scalar as a Python float, float32 values as their shortest decimal (no float32 noise in JSON)."""
+    from ..core.io import short_float
+
+    x = short_float(v)
+    return float(np.asarray(v)) if x is None else x
+
 __all__ = [
     "TAUS_MS",
     "BIN_SIZES",
@@ -352,14 +360,14 @@ class GFR(eqx.Module):
         if a.ndim != 1:
             raise ShapeError(f"get_params needs a single neuron (alpha of shape (n,)), got alpha shape {a.shape}")
         return {
-            "a": [[float(v) for v in a]],
-            "b": [[float(v) for v in np.asarray(self.beta)]],
-            "ds": [float(v) for v in np.asarray(self.decay)],
+            "a": [[_py(v) for v in a]],
+            "b": [[_py(v) for v in np.asarray(self.beta)]],
+            "ds": [_py(v) for v in np.asarray(self.decay)],
             "bin_size": self.dt,
-            "g.max_current": [float(np.asarray(self.g.max_current))],
-            "g.max_firing_rate": [float(np.asarray(self.g.max_firing_rate))],
-            "g.poly_coeff": [[float(v) for v in np.asarray(self.g.poly_coeff)]],
-            "g.b": [float(np.asarray(self.g.b))],
+            "g.max_current": [_py(self.g.max_current)],
+            "g.max_firing_rate": [_py(self.g.max_firing_rate)],
+            "g.poly_coeff": [[_py(v) for v in np.asarray(self.g.poly_coeff)]],
+            "g.b": [_py(self.g.b)],
             "g.bin_size": self.g.dt,
         }
 

@@ -188,7 +188,9 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.integer):
         return int(value)
     if isinstance(value, np.floating):
-        return float(value)
+        from ..core.io import short_float
+
+        return short_float(value)  # float32 as its shortest decimal
     return value
 
 

@@ -121,8 +121,8 @@ class GFRFitResult(Result):
             cre = t.at[i, "cre_line"] if "cre_line" in t.columns else None
             out.append(make_record(
                 mdl, cell_id=int(t.at[i, "cell_id"]), cre_line=None if cre in (None, "", "None") else str(cre),
-                val_evr=float(t.at[i, "val_evr"]), test_evr=float(t.at[i, "test_evr"]),
-                train_loss=float(t.at[i, "train_loss"]), test_loss=float(t.at[i, "test_loss"])))
+                val_evr=_scalar(t.at[i, "val_evr"]), test_evr=_scalar(t.at[i, "test_evr"]),
+                train_loss=_scalar(t.at[i, "train_loss"]), test_loss=_scalar(t.at[i, "test_loss"])))
         return out
 
     @classmethod
@@ -248,3 +248,9 @@ class GFRNetworkResult(Result):
         from .network_train import _network_like
 
         return eqx.filter_eval_shape(_network_like, dict(header["architecture"]))
+
+
+def _scalar(value: Any) -> Any:
+    """A table cell as a numpy float scalar of its own precision (the record writer shortens float32)."""
+    v = np.asarray(value)
+    return v.ravel()[0] if v.dtype.kind == "f" else np.float64(value)

@@ -72,7 +72,7 @@ def _networks(args):
 def _cmd_simulate(args) -> int:
     import jax
 
-    from ..core.io import _finite_json, atomic_path, save_json
+    from ..core.io import atomic_path, json_ready, save_json, short_float
     from .analysis import firing_rates, mean_isi
     from .simulation import simulate
 
@@ -95,19 +95,19 @@ def _cmd_simulate(args) -> int:
         "neurons": int(net.n_nodes),
         "edges": int(net.n_edges),
         "steps": args.steps,
-        "dt_ms": np.float32(model.dt) if isinstance(model.dt, np.floating) else model.dt,
-        "rate_hz": rates.mean(),
-        "mean_isi_ms": mean_isi(traj),  # NaN when no neuron spikes twice: written as null
+        "dt_ms": short_float(model.dt),
+        "rate_hz": short_float(rates.mean()),
+        "mean_isi_ms": mean_isi(traj),
     }
     save_json(out / "summary.json", summary)
-    print(json.dumps(_finite_json(summary)))
+    print(json.dumps(json_ready(summary)))
     return 0
 
 
 def _cmd_tune(args) -> int:
     import jax
 
-    from ..core.io import _finite_json, save_json
+    from ..core.io import json_ready, save_json, short_float
     from .analysis import population_rate
     from .simulation import simulate
     from .tuning import TuneConfig, tune
@@ -123,7 +123,7 @@ def _cmd_tune(args) -> int:
                         progress=not args.quiet)
     res = tune(model, net, args.rate, names, key=jax.random.key(args.seed), config=config)
     x = simulate(res.model, net, n_steps=args.check_steps, key=jax.random.key(args.seed + 1))
-    tuned = {n: np.asarray(getattr(res.model, n)) for n in type(res.model).tunable}
+    tuned = {n: short_float(getattr(res.model, n)) for n in type(res.model).tunable}
     summary = {
         "model": args.model,
         "networks": k,
@@ -137,32 +137,7 @@ def _cmd_tune(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     save_json(out / "tuned.json", summary)
     res.save(out / "tune_result.h5")
-    print(json.dumps(_finite_json(summary)))
-    return 0
-
-
-GENERATORS = ("normal", "uniform", "mexican-hat")
-
-
-def _cmd_generate(args) -> int:
-    import jax
-
-    from ..core.io import save_json
-    from .generators import MexicanHatGenerator, NormalGenerator, UniformGenerator
-
-    if args.generator == "normal":
-        gen = NormalGenerator(args.neurons, mean=args.mean, std=args.std, sparsity=args.sparsity, glorot=args.glorot)
-    elif args.generator == "uniform":
-        gen = UniformGenerator(args.neurons, low=args.low, high=args.high, sparsity=args.sparsity)
-    else:
-        gen = MexicanHatGenerator(args.neurons, a=args.a, sigma_1=args.sigma_1, sigma_2=args.sigma_2)
-    out = Path(args.out)
-    paths = gen.save(args.networks, out, key=jax.random.key(args.seed), fmt=args.format)
-    settings = {"generator": type(gen).__name__, **{k: v for k, v in vars(gen).items()}, "networks": args.networks,
-                "seed": args.seed, "format": args.format}
-    save_json(out / "generator.json", settings)
-    print(f"wrote {len(paths)} connectivity matrices ({args.neurons} x {args.neurons}) to {out}; "
-          f"next: spikejax glm simulate {out}")
+    print(json.dumps(json_ready(summary)))
     return 0
 
 

@@ -20,7 +20,7 @@ TUTORIAL = dict(lambda_0=100.0, theta=1e-4, T=20, tau=10.0, dt=0.1, r=0.0025, b=
 def run(out_dir: Path, *, quick: bool, seed: int) -> dict:
     import matplotlib.pyplot as plt
 
-    from ..core.io import atomic_open, save_figure, save_json
+    from ..core.io import atomic_open, save_figure, save_json, short_float
     from . import analysis as A
     from .generators import MexicanHatGenerator
     from .models import RectifiedLNP
@@ -43,7 +43,7 @@ def run(out_dir: Path, *, quick: bool, seed: int) -> dict:
     x0 = np.asarray(simulate(model, net, n_steps=steps, key=k_before).raster)
     rate0 = A.population_rate(x0, model.dt)
     mf0 = float(A.mean_field_rate(model, net))
-    theta_mf = float(A.mean_field_theta(model, net, 62.5))
+    theta_mf = A.mean_field_theta(model, net, 62.5)
 
     res = tune(model, net, 62.5, ["theta"], key=k_tune, n_epochs=epochs, **tune_kw)
     x1 = np.asarray(simulate(res.model, net, n_steps=steps, key=k_after).raster)
@@ -54,9 +54,12 @@ def run(out_dir: Path, *, quick: bool, seed: int) -> dict:
         "rate_before_hz": round(rate0, 3),
         "mean_field_rate_before_hz": round(mf0, 3),
         "mean_isi_before_ms": round(A.mean_isi(x0, 0.1), 3),
-        "tuned_theta": float(res.model.theta),
-        "mean_field_theta": theta_mf,
+        "tuned_theta": short_float(res.model.theta),
+        "mean_field_theta": short_float(theta_mf),
         "rate_after_hz": round(rate1, 3),
+        "target_rate_hz": 62.5,
+        "final_tune_rate_hz": round(res.final_rate_hz, 3),
+        "target_met": res.target_met,
         "mean_isi_after_ms": round(A.mean_isi(x1, 0.1), 3),
         "tune_seconds": round(res.seconds, 2),
     }

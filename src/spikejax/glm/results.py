@@ -104,6 +104,23 @@ class GLMTuneResult(Result):
         """The last epoch's estimated rate (Hz)."""
         return float(self.history["rate_hz"].to_numpy()[-1])
 
+    @property
+    def final_rate_hz(self) -> float:
+        """The rate reached (Hz): the mean estimate over the last ``average_last`` fraction of the epochs
+        (at least one), less noisy than :attr:`rate_hz`."""
+        rates = self.history["rate_hz"].to_numpy()
+        frac = float(getattr(self.config, "average_last", 0.25) or 0.0)
+        n = max(1, int(round(frac * len(rates))))
+        return float(np.mean(rates[-n:]))
+
+    @property
+    def target_met(self) -> bool:
+        """Whether :attr:`final_rate_hz` is within ``config.rate_tolerance`` (relative, at least 0.5 Hz)
+        of :attr:`target_rate_hz`."""
+        tol = float(getattr(self.config, "rate_tolerance", 0.1))
+        miss = abs(self.final_rate_hz - self.target_rate_hz)
+        return bool(np.isfinite(miss) and miss <= max(tol * abs(self.target_rate_hz), 0.5))
+
     def tuned_stimulus(self, stimulus: Any) -> Any:
         """``stimulus`` with the tuned ``"stimulus.<name>"`` values of :attr:`params` put in."""
         from .tuning import _set

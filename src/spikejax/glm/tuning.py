@@ -39,7 +39,7 @@ import optax
 import pandas as pd
 
 from ..core.config import Config, option
-from ..core.errors import ConfigError, NonFiniteError, TrainingDivergedError, check_scalar
+from ..core.errors import ConfigError, NonFiniteError, TrainingDivergedError, check_scalar, warn_target_missed
 from ..core.population import fit_population
 from ..core.random import check_key
 from ..core.results import StopReason
@@ -75,6 +75,8 @@ class TuneConfig(Config):
     stimulus_offset: bool = option(False, help="compatibility: evaluate the stimulus at t + T (spikeometric's clock)")
     sam_inverse_rate: bool = option(False, help="compatibility (SA models, 'spikeometric'): spikeometric's dt / mean(mu) rate")
     progress: bool = option(False, help="tqdm bar over the epochs (the program then runs in 10 chunks of epochs)")
+    rate_tolerance: float = option(0.1, ge=0.0, help="relative miss of the final rate (mean of the last epochs' "
+                                   "estimates) above which tune warns (TargetMissedWarning); at least 0.5 Hz")
 
 
 def resolve_tunable(model: GLMModel, stimulus, tunable_parameters) -> list[str]:
@@ -167,6 +169,12 @@ def tune(
     :class:`GLMTuneResult`: the tuned ``model`` and ``stimulus``, ``params`` (tuned values), the per-epoch
     ``history`` (``epoch``, ``loss``, ``rate_hz`` and the parameter values after each update), ``stop_reason``
     and the wall time ``seconds``.
+
+    Warns
+    -----
+    TargetMissedWarning
+        When the final rate (:attr:`GLMTuneResult.final_rate_hz`) misses ``firing_rate`` by more than
+        ``config.rate_tolerance`` (relative; :attr:`GLMTuneResult.target_met` is then ``False``).
     """
     key = check_key(key)
     config = TuneConfig() if config is None else config
@@ -251,7 +259,7 @@ def tune(
             raise NonFiniteError(f"tuned parameter {n} is not finite ({v})")
     final = {n: jnp.asarray(v).astype(params0[n].dtype) for n, v in final.items()}
     model_t, stim_t = _set(pair, final)
-    return GLMTuneResult(
+    result = GLMTuneResult(
         model=model_t,
         history=pd.DataFrame(hist),
         stop_reason=StopReason.COMPLETED,
@@ -262,6 +270,12 @@ def tune(
         config=config,
         model_spec=model_spec(model_t),
     )
+    if not result.target_met:
+        warn_target_missed(
+            f"glm tune missed its target: final rate {result.final_rate_hz:.3g} Hz against {firing_rate:g} Hz "
+            f"(tolerance {config.rate_tolerance:g} relative); run more epochs (n_epochs={n_epochs}) or a larger "
+            f"learning rate")
+    return result
 
 
 def _epoch_sizes(config: TuneConfig, T: int) -> tuple[int, int, int]:

@@ -87,8 +87,9 @@ def selectivity_df(after, before) -> pd.DataFrame:
 
 
 def _none_if_nan(x):
-    x = float(x)
-    return None if not np.isfinite(x) else x
+    from ..core.io import short_float
+
+    return short_float(x)  # float32 values as their shortest decimal, NaN/inf as None
 
 
 def summary_info(agg, cnt) -> dict[str, Any]:

@@ -29,7 +29,7 @@ import numpy as np
 import optax
 import pandas as pd
 
-from ..core.errors import ConfigError, check_scalar
+from ..core.errors import ConfigError, check_scalar, warn_target_missed
 from ..core.random import check_key
 from ..core.results import Result, StopReason
 from ..core.training import fit
@@ -93,6 +93,16 @@ class L5TuneResult(Result):
         """The tuned parameters (the old name of :attr:`model`)."""
         return self.model
 
+    @property
+    def target_met(self) -> bool:
+        """Whether the last step's smooth indices on the training networks have the target's sign
+        pattern (``os_rel_soft < 0`` and ``ds_rel_soft > 0``); :func:`check_tuned` checks the exact
+        indices on fresh networks (its ``"target_met"``)."""
+        h = self.history
+        if len(h) == 0:
+            return False
+        return bool(h["os_rel_soft"].iloc[-1] < 0 and h["ds_rel_soft"].iloc[-1] > 0)
+
     @classmethod
     def _template(cls, field: str, header):
         config = header["config"]
@@ -104,10 +114,13 @@ class L5TuneResult(Result):
 
     def summary(self) -> dict:
         p = self.model
+        from ..core.io import json_ready
+
+        # json_ready: float32 values as their shortest decimals (8.4441, not 8.444100379943848)
         return {
-            "amplitude": np.asarray(p.amplitude).round(4).tolist(),
-            "tau": np.asarray(p.tau).round(5).tolist(),
-            "w_gain": np.asarray(p.w_gain).round(4).tolist(),
+            "amplitude": json_ready(np.asarray(p.amplitude).round(4)),
+            "tau": json_ready(np.asarray(p.tau).round(5)),
+            "w_gain": json_ready(np.asarray(p.w_gain).round(4)),
         }
 
 
@@ -188,6 +201,11 @@ def tune(
         Weight of ``|theta - theta_0|^2`` on the log parameters.
     train
         Which groups are trained: any of "amplitude", "tau", "w_gain".
+
+    Warns
+    -----
+    TargetMissedWarning
+        When the last step's smooth indices miss the sign pattern (:attr:`L5TuneResult.target_met`).
     """
     check_tune_args(config, n_epochs=n_epochs, train=train, learning_rate=learning_rate, soft_beta=soft_beta,
                     c_reg=c_reg, c_act=c_act, min_act=min_act, margin=margin)
@@ -219,8 +237,15 @@ def tune(
         filter_spec=filter_spec, steps_per_call=1, callback=cb, progress=progress, desc="l5 tune",
     )
     hist = pd.DataFrame({"step": np.arange(1, len(history["loss"]) + 1), **history})
-    return L5TuneResult(model=res.model.apply(p0, spec.dt), history=hist, stop_reason=StopReason.of(res.stop_reason),
-                        seconds=time.perf_counter() - t0, tune_params=res.model, config=config)
+    result = L5TuneResult(model=res.model.apply(p0, spec.dt), history=hist, stop_reason=StopReason.of(res.stop_reason),
+                          seconds=time.perf_counter() - t0, tune_params=res.model, config=config)
+    if n_epochs > 0 and not result.target_met:
+        last = hist.iloc[-1] if len(hist) else None
+        got = (f"os_rel {last['os_rel_soft']:.3g}, ds_rel {last['ds_rel_soft']:.3g}" if last is not None
+               else "no step logged")
+        warn_target_missed(f"l5 tune missed its target os_rel < 0 and ds_rel > 0 on the training networks ({got}) "
+                           f"after {n_epochs} steps; run more epochs or a larger learning rate")
+    return result
 
 
 def check_tuned(config: L5Config, params: L5Params, *, key: jax.Array, sim_number: int | None = None,
@@ -230,7 +255,8 @@ def check_tuned(config: L5Config, params: L5Params, *, key: jax.Array, sim_numbe
     Returns os_rel/ds_rel/os_p_rel (on the means over simulations, as the original), the
     per-network values with their s.d. across networks (``*_sd``), and the same for
     "experiments" of ``group`` networks each (the original's unit: ``sim_number`` = 5 networks
-    give one os_rel; ``*_exp``, ``*_exp_sd``), plus the counters.
+    give one os_rel; ``*_exp``, ``*_exp_sd``), ``target_met`` (``os_rel < 0`` and ``ds_rel > 0``),
+    plus the counters.
     """
     c = config.replace(sim_number=int(sim_number or config.sim_number))
     net = build_network(c, key=check_key(key))
@@ -252,6 +278,7 @@ def check_tuned(config: L5Config, params: L5Params, *, key: jax.Array, sim_numbe
             vals = (m[:, 0] - m[:, 1]) / (m[:, 0] + m[:, 1])
             res[k + "_exp"] = vals.tolist()
             res[k + "_exp_sd"] = float(np.std(vals, ddof=1))
+    res["target_met"] = bool(res["os_rel"] < 0 and res["ds_rel"] > 0)
     res["act_mean"] = np.asarray(agg["act_mean"]).tolist()
     res["OS_mean"] = np.asarray(agg["OS_mean"]).tolist()
     res["DS_mean"] = np.asarray(agg["DS_mean"]).tolist()

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..core.errors import ConfigError
+from ..core.io import short_float
 from ..core.metrics import pearson_r
 from ..core.random import check_key
 from ..core.results import Result, StopReason
@@ -183,7 +184,8 @@ class MesoFitResult(Result):
         """Median relative error of the fitted parameters of the best restart."""
         if self.truth_x is None:
             raise ConfigError("the fit has no ground truth (pass truth= to fit_em)")
-        return float(self.to_pandas()["rel_error"].median())
+        rel = np.asarray(self.to_pandas()["rel_error"].to_numpy())
+        return short_float(np.median(rel).astype(rel.dtype))
 
     def z_correlation(self, Z_true) -> np.ndarray:
         """Pearson r per population between the inferred Z and ``Z_true`` (T, M) (e.g. ``data.Z``)."""
@@ -210,14 +212,14 @@ class MesoFitResult(Result):
 
     def summary(self) -> dict:
         """Small JSON-able summary."""
-        out = {"method": self.method, "best_restart": self.best, "loss": float(self.runs["loss"][self.best]),
+        out = {"method": self.method, "best_restart": self.best, "loss": short_float(self.runs["loss"][self.best]),
                "seconds": round(float(self.seconds), 1), "stop_reason": str(self.stop_reason),
-               "losses": [float(v) for v in self.runs["loss"]],
+               "losses": [short_float(v) for v in np.asarray(self.runs["loss"])],
                "stage_seconds": {k: round(float(v), 1) for k, v in self.stage_seconds.items()}}
         if "n_em" in self.runs:
             out["n_em"] = int(self.runs["n_em"][self.best])
         if "log_lik" in self.runs:
-            out["log_lik"] = [float(v) for v in self.runs["log_lik"]]
+            out["log_lik"] = [short_float(v) for v in np.asarray(self.runs["log_lik"])]
         if self.truth_x is not None:
             out["median_rel_error"] = self.median_rel_error()
         return out
@@ -273,21 +275,25 @@ def _make_result(method: str, runs: dict, *, seconds: float, x0, Z0, base: MesoP
 
 
 def posterior_table(result: MesoFitResult, data, *, key, n_particles: int = 256, n_runs: int = 8,
-                    level: float = 0.9):
+                    level: float = 0.9, posterior=None):
     """The smoothed posterior of the population activity at the fitted parameters, as a long table.
 
     Runs :func:`spikejax.meso.posterior_Z` (``n_runs`` particle-filter runs of ``n_particles``) at
     ``result.model`` on ``data`` and returns one row per bin and population: ``time_ms``,
     ``population``, the posterior mean ``rate_hz`` and the bounds ``lower_rate_hz`` /
     ``upper_rate_hz`` of the central credible band of ``level`` (and ``true_rate_hz`` when
-    ``data.Z`` is known), all in Hz.
+    ``data.Z`` is known), all in Hz. ``posterior``: a :class:`~spikejax.meso.PosteriorZ` already
+    computed by :func:`~spikejax.meso.posterior_Z` at ``result.model`` on ``data`` (the filter runs
+    are then skipped, and ``key``, ``n_particles``, ``n_runs`` and ``level`` unused).
     """
     from ..core.results import tidy
     from .smc import posterior_Z
 
     key = check_key(key)
-    post = jax.device_get(posterior_Z(result.model, data, key=key, n_particles=n_particles, n_runs=n_runs,
-                                      level=level, config=result.config.model))
+    if posterior is None:
+        posterior = posterior_Z(result.model, data, key=key, n_particles=n_particles, n_runs=n_runs, level=level,
+                                config=result.config.model)
+    post = jax.device_get(posterior)
     dt_s = float(data.dt) / 1000.0
     values = {"rate_hz": np.asarray(post.mean) / dt_s, "lower_rate_hz": np.asarray(post.lower) / dt_s,
               "upper_rate_hz": np.asarray(post.upper) / dt_s}
