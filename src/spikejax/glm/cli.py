@@ -130,14 +130,41 @@ def _cmd_tune(args) -> int:
         "target_hz": args.rate,
         "estimator": args.estimator,
         "tuned": tuned,
-        "rate_after_hz": np.float32(population_rate(x)),  # a float32 mean: written as its shortest decimal
-        "seconds": res.seconds,
+        "rate_after_hz": round(float(population_rate(x)), 3),
+        "final_tune_rate_hz": round(res.final_rate_hz, 3),
+        "target_met": res.target_met,
+        "seconds": round(res.seconds, 2),
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     save_json(out / "tuned.json", summary)
     res.save(out / "tune_result.h5")
     print(json.dumps(json_ready(summary)))
+    return 0
+
+
+GENERATORS = ("normal", "uniform", "mexican-hat")
+
+
+def _cmd_generate(args) -> int:
+    import jax
+
+    from ..core.io import save_json
+    from .generators import MexicanHatGenerator, NormalGenerator, UniformGenerator
+
+    if args.generator == "normal":
+        gen = NormalGenerator(args.neurons, mean=args.mean, std=args.std, sparsity=args.sparsity, glorot=args.glorot)
+    elif args.generator == "uniform":
+        gen = UniformGenerator(args.neurons, low=args.low, high=args.high, sparsity=args.sparsity)
+    else:
+        gen = MexicanHatGenerator(args.neurons, a=args.a, sigma_1=args.sigma_1, sigma_2=args.sigma_2)
+    out = Path(args.out)
+    paths = gen.save(args.networks, out, key=jax.random.key(args.seed), fmt=args.format)
+    settings = {"generator": type(gen).__name__, **{k: v for k, v in vars(gen).items()}, "networks": args.networks,
+                "seed": args.seed, "format": args.format}
+    save_json(out / "generator.json", settings)
+    print(f"wrote {len(paths)} connectivity matrices ({args.neurons} x {args.neurons}) to {out}; "
+          f"next: spikejax glm simulate {out}")
     return 0
 
 
