@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -36,6 +37,23 @@ class Mistake:
             raise ValueError(f"kind must be one of {CLASSES}, got {self.kind!r}")
         if not self.match:
             raise ValueError(f"mistake {self.id!r}: match must name the argument")
+
+
+def with_memory_limit(nbytes: int, fn: Callable[[], Any]) -> Callable[[], Any]:
+    """``fn`` run as on a device with ``nbytes`` of memory (``SPIKEJAX_MAX_BYTES``, restored after)."""
+
+    def call():
+        old = os.environ.get("SPIKEJAX_MAX_BYTES")
+        os.environ["SPIKEJAX_MAX_BYTES"] = str(int(nbytes))
+        try:
+            return fn()
+        finally:
+            if old is None:
+                del os.environ["SPIKEJAX_MAX_BYTES"]
+            else:
+                os.environ["SPIKEJAX_MAX_BYTES"] = old
+
+    return call
 
 
 def params(mistakes: list[Mistake]) -> list:

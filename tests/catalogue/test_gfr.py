@@ -14,7 +14,7 @@ import pytest
 from spikejax import gfr
 from spikejax.core.errors import ConfigError, DataFormatError, NonFiniteError, ShapeError, SizeError, SpikejaxError
 
-from .harness import Mistake, check, params
+from .harness import Mistake, check, params, with_memory_limit as _limit
 
 
 # -- small fixtures, built once and lazily --------------------------------------------------------
@@ -111,21 +111,6 @@ def files() -> dict[str, str]:
     return out
 
 
-def _limit(nbytes: int, fn):
-    """Run ``fn`` as on a device with ``nbytes`` of memory (SPIKEJAX_MAX_BYTES)."""
-
-    def call():
-        old = os.environ.get("SPIKEJAX_MAX_BYTES")
-        os.environ["SPIKEJAX_MAX_BYTES"] = str(int(nbytes))
-        try:
-            return fn()
-        finally:
-            if old is None:
-                del os.environ["SPIKEJAX_MAX_BYTES"]
-            else:
-                os.environ["SPIKEJAX_MAX_BYTES"] = old
-
-    return call
 
 
 def _network(**kw):

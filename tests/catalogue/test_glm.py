@@ -12,7 +12,7 @@ import pytest
 from spikejax import glm
 from spikejax.core.errors import ConfigError, NonFiniteError, ShapeError, SizeError
 
-from .harness import Mistake, check, params
+from .harness import Mistake, check, params, with_memory_limit as _limit
 
 N = 6
 KEY = np.zeros(2, np.uint32)  # a raw uint32 key: no device work to build it
@@ -34,21 +34,6 @@ def sim(model=None, network=None, **kw):
     return glm.simulate(lnp() if model is None else model, net() if network is None else network, **kw)
 
 
-def _limit(nbytes: int, fn):
-    """Run ``fn`` as on a device with ``nbytes`` of memory (SPIKEJAX_MAX_BYTES)."""
-
-    def call():
-        old = os.environ.get("SPIKEJAX_MAX_BYTES")
-        os.environ["SPIKEJAX_MAX_BYTES"] = str(int(nbytes))
-        try:
-            return fn()
-        finally:
-            if old is None:
-                del os.environ["SPIKEJAX_MAX_BYTES"]
-            else:
-                os.environ["SPIKEJAX_MAX_BYTES"] = old
-
-    return call
 
 
 GiB = 1 << 30

@@ -11,7 +11,7 @@ import pytest
 from spikejax import meso
 from spikejax.core.errors import ConfigError, DataFormatError, NonFiniteError, ShapeError, SizeError, SpikejaxError
 
-from .harness import Mistake, check, params
+from .harness import Mistake, check, params, with_memory_limit as _limit
 
 KEY = np.zeros(2, np.uint32)  # a raw uint32 key: no device work to build it
 GiB = 1 << 30
@@ -58,21 +58,6 @@ def files() -> dict[str, str]:
     return out
 
 
-def _limit(nbytes: int, fn):
-    """Run ``fn`` as on a device with ``nbytes`` of memory (SPIKEJAX_MAX_BYTES)."""
-
-    def call():
-        old = os.environ.get("SPIKEJAX_MAX_BYTES")
-        os.environ["SPIKEJAX_MAX_BYTES"] = str(int(nbytes))
-        try:
-            return fn()
-        finally:
-            if old is None:
-                del os.environ["SPIKEJAX_MAX_BYTES"]
-            else:
-                os.environ["SPIKEJAX_MAX_BYTES"] = old
-
-    return call
 
 
 MISTAKES = [
