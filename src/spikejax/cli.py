@@ -32,8 +32,8 @@ def _family_module(family: str, name: str):
         raise
 
 
-# cold wall time of each demo part on 2 cores (s): the parallel demo starts the longest parts first
-_DEMO_COST = {"lfads": 26.0, "l5": 21.0, "meso": 18.0, "glm": 13.0, "gfr": 11.0}
+# cold wall time of each demo part, two parts at once on 2 cores (s): the parallel demo starts the longest first
+_DEMO_COST = {"lfads": 24.0, "l5": 28.0, "meso": 27.0, "glm": 20.0, "gfr": 11.0}
 
 
 def _demo_part(family: str, out: Path, quick: bool, seed: int, full: bool, x64: bool) -> tuple[float, dict]:
@@ -80,17 +80,52 @@ def _run_demo(args: argparse.Namespace) -> int:
         for family in families:
             report(family, *_demo_part(family, *part_args))
     else:
-        # independent parts in `jobs` worker processes (spawned: no forked JAX state), longest first; the
-        # compilation cache is shared, so a second run loads every program either way
+        # independent parts run at once: this process takes parts itself (its JAX is already imported)
+        # while a feeder thread per worker process (spawned: no forked JAX state) hands parts to
+        # `jobs - 1` workers; every runner takes the next part as soon as it is free, longest first.
+        # The compilation cache is shared, so a second run loads every program either way.
+        import collections
         import concurrent.futures
         import multiprocessing
+        import threading
 
-        order = sorted(families, key=lambda f: _DEMO_COST.get(f, 0.0), reverse=True)
+        pending = collections.deque(sorted(families, key=lambda f: _DEMO_COST.get(f, 0.0), reverse=True))
+        lock = threading.Lock()
+        failures: list[BaseException] = []
+
+        def take() -> str | None:
+            with lock:
+                return pending.popleft() if pending and not failures else None
+
+        def feed(pool) -> None:
+            while (family := take()) is not None:
+                try:
+                    dt, result = pool.submit(_demo_part, family, *part_args).result()
+                except BaseException as exc:  # re-raised in the main thread below
+                    with lock:
+                        failures.append(exc)
+                    return
+                with lock:
+                    report(family, dt, result)
+
         ctx = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-            futures = {pool.submit(_demo_part, f, *part_args): f for f in order}
-            for fut in concurrent.futures.as_completed(futures):
-                report(futures[fut], *fut.result())
+        with concurrent.futures.ProcessPoolExecutor(max_workers=jobs - 1, mp_context=ctx) as pool:
+            feeders = [threading.Thread(target=feed, args=(pool,), daemon=True) for _ in range(jobs - 1)]
+            for t in feeders:
+                t.start()
+            try:
+                while (family := take()) is not None:
+                    dt, result = _demo_part(family, *part_args)
+                    with lock:
+                        report(family, dt, result)
+            except BaseException:
+                with lock:
+                    pending.clear()
+                raise
+            for t in feeders:
+                t.join()
+        if failures:
+            raise failures[0]
     summary = {f: summary[f] for f in families if f in summary}
     out.mkdir(parents=True, exist_ok=True)
     from .core.io import save_json

@@ -51,7 +51,7 @@ def run(out_dir: Path, *, quick: bool = False, seed: int = 0) -> dict:
     else:
         cfg = debug_config(seed=seed)
         tcfg = cfg.replace(learning_rule="None", threshold_filter="ema", sim_number=2, Ttau=80)
-        n_tune, n_check = 25, 5
+        n_tune, n_check = 15, 5  # the debug configuration meets os_rel < 0, ds_rel > 0 from about 10 steps
     res = run_config(cfg, key=jax.random.PRNGKey(seed))  # the demo's seed made a key explicitly
     res.save(out_dir / "debug_config")
     save_figures(res, out_dir / "debug_config")
