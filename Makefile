@@ -6,8 +6,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 # two pytest workers: XLA compilation (most of the suite's time) is single-threaded; whole files per
-# worker (--dist loadfile) so a file's fixtures and compiled programs are built once
-PYTEST_ARGS ?= -n 2 --dist loadfile
+# worker (--dist loadfile) so a file's fixtures and compiled programs are built once; a worker that
+# crashes is not replaced (the run reports it and ends instead of rescheduling its file)
+PYTEST_ARGS ?= -n 2 --dist loadfile --max-worker-restart=0
 
 # the second stack: Python >= 3.12 with the newest jax the registry serves (jax >= 0.11 needs 3.12)
 PYTHON_NEW ?= $(shell .ci/find-python)

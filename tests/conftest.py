@@ -14,8 +14,36 @@ if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
 # checks the cache itself in subprocesses with their own folders).
 os.environ.setdefault("SPIKEJAX_CACHE_DIR", "off")
 
+import gc
+
 import jax
 import pytest
+
+# Every compiled XLA:CPU program holds about 3 memory mappings until JAX's caches drop it, and Linux
+# allows a process 65530 (vm.max_map_count): past it XLA segfaults while compiling. One pytest worker
+# compiles ~20 000 programs over the suite, so the caches are emptied after a test module whenever
+# the process holds more than this many mappings (a user's long session can do the same:
+# ``jax.clear_caches()``; see docs/howto/troubleshooting.md).
+MAX_MAPPINGS = 20_000
+
+
+def _mappings() -> int | None:
+    """Memory mappings this process holds now (Linux), ``None`` where /proc is absent."""
+    try:
+        with open(f"/proc/{os.getpid()}/maps", "rb") as f:
+            return sum(1 for _ in f)
+    except OSError:
+        return None
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """After a test module, drop JAX's compiled programs if the process nears the mapping limit."""
+    yield
+    n = _mappings()
+    if n is not None and n > MAX_MAPPINGS:
+        jax.clear_caches()
+        gc.collect()
 
 
 @pytest.fixture(autouse=True)
