@@ -23,7 +23,7 @@ import pytest
 # allows a process 65530 (vm.max_map_count): past it XLA segfaults while compiling. One pytest worker
 # compiles ~20 000 programs over the suite, so the caches are emptied after a test module whenever
 # the process holds more than this many mappings (a user's long session can do the same:
-# ``jax.clear_caches()``; see docs/howto/troubleshooting.md).
+# ``jax.clear_caches()``; see docs/howto/sweeps.md).
 MAX_MAPPINGS = 20_000
 
 

@@ -1,5 +1,6 @@
 """The mechanism tests/conftest.py relies on to keep a pytest worker below vm.max_map_count."""
 
+import gc
 import sys
 
 import jax
@@ -11,8 +12,6 @@ from tests.conftest import MAX_MAPPINGS, _mappings
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/maps is Linux only")
 def test_clear_caches_releases_the_mappings_of_compiled_programs():
-    import gc
-
     x = jnp.ones(4)
     jax.block_until_ready(x)
     gc.collect()
