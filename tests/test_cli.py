@@ -113,3 +113,24 @@ def test_version_and_usage_errors(capsys):
         cli.main(["glm", "simulate", "--networks", "-1"])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and "spikejax: error: glm simulate: argument --networks: must be a positive integer" in err
+
+
+@pytest.mark.parametrize("args, code, stream, text", [
+    (["--version"], 0, "stdout", "spikejax "),
+    (["demo", "--only", "nope", "--out", "{tmp}/o"], 2, "stderr", "spikejax: error: --only must name families"),
+    (["glm", "simulate", "--networks", "-1"], 2, "stderr", "spikejax: error: glm simulate: argument --networks"),
+])
+def test_the_command_runs_exit_handlers_flushes_and_keeps_its_exit_status(tmp_path, args, code, stream, text):
+    """``python -m spikejax`` (the console script's ``console_main``) ends with ``os._exit`` to skip
+    Python's slow finalisation: the ``atexit`` handlers still run, output is flushed, the status kept."""
+    import subprocess
+    import sys
+
+    marker = tmp_path / "atexit-ran"
+    prog = (f"import atexit, pathlib, sys; atexit.register(pathlib.Path({str(marker)!r}).write_text, 'yes'); "
+            f"from spikejax.cli import console_main; sys.argv = ['spikejax'] + sys.argv[1:]; console_main()")
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    out = subprocess.run([sys.executable, "-c", prog, *argv], capture_output=True, text=True, timeout=120)
+    assert out.returncode == code, out.stderr
+    assert text in getattr(out, stream)
+    assert marker.read_text() == "yes"

@@ -208,3 +208,35 @@ def test_restore_best_on_the_training_loss_returns_the_parameters_it_was_measure
     logged = np.asarray(res.curves["loss"], dtype=float)
     assert float(loss_fn(res.model, None, None)) == pytest.approx(float(np.min(logged)), rel=1e-6)
     assert not eqx.tree_equal(res.model, {"w": jnp.zeros(2)})
+
+
+@pytest.mark.parametrize("members, batching, n_expected", [
+    (1, Batching(batch_size=6), 1),                  # 4 steps a round: a scan over the step
+    (3, Batching(batch_size=6), 1),                  # vmapped over members
+    (1, Batching(batch_size=None), 1),               # one step a round
+    (1, "fixed", 2),                                 # fixed batches: one (static) step per batch
+])
+def test_the_program_traces_the_loss_and_validation_once(members, batching, n_expected):
+    """The program asks for the step's and the round's output shapes before its loop; the user's loss
+    and validation are still traced once per program (once per batch for fixed batches), not three times."""
+    calls = {"loss": 0, "val": 0}
+
+    def loss(m, batch, key):
+        calls["loss"] += 1
+        return _loss(m, batch, key)
+
+    def val(m, data, key):
+        calls["val"] += 1
+        return _val(m, data, key)
+
+    x, y = _data()
+    kw = dict(optimizer=optax.adam(0.05), key=jax.random.PRNGKey(0), n_epochs=3,
+              validation=Validation(val, data=_data(12)), progress=Progress(False))
+    if batching == "fixed":
+        res = fit_population(stack([_model()]), loss, batches=FixedBatches([(x[:12], y[:12]), (x[12:], y[12:])]), **kw)
+    elif members == 1:
+        res = fit(_model(), loss, (x, y), batching=batching, **kw)
+    else:
+        res = fit_population(stack([_model(0.1 * i) for i in range(members)]), loss, (x, y), batching=batching, **kw)
+    assert np.all(np.isfinite(np.asarray(res.curves["val"])))
+    assert calls == {"loss": n_expected, "val": 1}

@@ -180,6 +180,12 @@ def program(plan: Plan, loss_fn, optimizer, val_fn, skip_step, static_rest, stat
             return jax.vmap(lambda r, i: jax.tree_util.tree_map(lambda a: jnp.take(a[r], i, axis=0), b))(member_index, idx), 0
         return jax.tree_util.tree_map(lambda a: jnp.take(a, member_index, axis=0), b), 0
 
+    # ``vstep`` and ``vval`` are jitted inside the program only so that JAX traces each of them once: the
+    # program asks for their output shapes (``eval_shape``) before its loop and then calls them in it, three
+    # traces of the user's loss otherwise (the costliest part of a warm start: 1.5 s a trace for L5's).
+    # The calls must agree in abstract values: ``j`` is a static int for fixed batches and for one step a
+    # round, an int32 scalar otherwise.
+    @eqx.filter_jit
     def vstep(dyn, data, member_index, rnd, j, data_key, step_key, params, opt_state, carry, active, step_limit):
         """Step ``j`` of round ``rnd`` for every member."""
         arrays, static_data = eqx.partition(data, eqx.is_array)  # non-array leaves of the data stay static
@@ -197,6 +203,7 @@ def program(plan: Plan, loss_fn, optimizer, val_fn, skip_step, static_rest, stat
     def steps_done(rnd, step_limit):
         return jnp.minimum((rnd + 1) * spr, step_limit)
 
+    @eqx.filter_jit
     def vval(dyn, params, val_data, rnd, val_key, step_limit):
         vv = member_map(member_val, (0, 0, 0, None, 0, None, None), dyn["member_id"].shape[0])
         return vv(params, dyn["frozen"], dyn["args"], val_data, dyn["member_id"], steps_done(rnd, step_limit),
@@ -226,7 +233,7 @@ def program(plan: Plan, loss_fn, optimizer, val_fn, skip_step, static_rest, stat
         elif spr == 1:
             c = one_step(c, 0)
         else:
-            c, _ = jax.lax.scan(lambda cc, j: (one_step(cc, j), None), c, jnp.arange(spr))
+            c, _ = jax.lax.scan(lambda cc, j: (one_step(cc, j), None), c, jnp.arange(spr, dtype=jnp.int32))
         params, opt_state, carry, _, tot, cnt, aux_tot, diverged, div_at = c
         counted = cnt > 0
         den = jnp.maximum(cnt, 1.0)
@@ -314,7 +321,8 @@ def program(plan: Plan, loss_fn, optimizer, val_fn, skip_step, static_rest, stat
 
     def aux_shapes_of(dyn, data, member_index, rnd0, data_key, step_key, step_limit):
         active = dyn["status"] == ACTIVE
-        return jax.eval_shape(lambda d: vstep(d, data, member_index, rnd0, 0, data_key, step_key, d["params"],
+        j0 = 0 if p.batching == "fixed" or spr == 1 else jnp.zeros((), jnp.int32)  # as train_round passes it
+        return jax.eval_shape(lambda d: vstep(d, data, member_index, rnd0, j0, data_key, step_key, d["params"],
                                               d["opt_state"], d["carry"], active, step_limit)[4], dyn)
 
     def run(dyn, data, member_index, val_data, rnd0, n_run, key, step_limit):
