@@ -15,6 +15,7 @@ import importlib
 import inspect
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -88,7 +89,6 @@ def _run_demo(args: argparse.Namespace) -> int:
         import collections
         import concurrent.futures
         import multiprocessing
-        import threading
 
         pending = collections.deque(sorted(families, key=lambda f: _DEMO_COST.get(f, 0.0), reverse=True))
         lock = threading.Lock()
@@ -200,9 +200,9 @@ def console_main() -> None:
     elif not isinstance(code, int):
         print(code, file=sys.stderr)
         code = 1
-    threading_shutdown = getattr(__import__("threading"), "_shutdown", None)
-    if threading_shutdown is not None:
-        threading_shutdown()  # join non-daemon threads as the interpreter would
+    shutdown = getattr(threading, "_shutdown", None)  # private: what the interpreter calls at exit
+    if shutdown is not None:
+        shutdown()  # join non-daemon threads as the interpreter would
     atexit._run_exitfuncs()
     _hard_exit(code)
 
