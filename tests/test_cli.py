@@ -119,6 +119,8 @@ def test_version_and_usage_errors(capsys):
     (["--version"], 0, "stdout", "spikejax "),
     (["demo", "--only", "nope", "--out", "{tmp}/o"], 2, "stderr", "spikejax: error: --only must name families"),
     (["glm", "simulate", "--networks", "-1"], 2, "stderr", "spikejax: error: glm simulate: argument --networks"),
+    # a parallel demo's workers start before parsing; a usage error shuts them down cleanly
+    (["demo", "--no-such-flag", "--out", "{tmp}/o"], 2, "stderr", "unrecognized arguments: --no-such-flag"),
 ])
 def test_the_command_runs_exit_handlers_flushes_and_keeps_its_exit_status(tmp_path, args, code, stream, text):
     """``python -m spikejax`` (the console script's ``console_main``) ends with ``os._exit`` to skip
@@ -133,4 +135,32 @@ def test_the_command_runs_exit_handlers_flushes_and_keeps_its_exit_status(tmp_pa
     out = subprocess.run([sys.executable, "-c", prog, *argv], capture_output=True, text=True, timeout=120)
     assert out.returncode == code, out.stderr
     assert text in getattr(out, stream)
+    assert "Traceback" not in out.stderr
     assert marker.read_text() == "yes"
+
+
+@pytest.mark.parametrize("argv, n", [
+    (["demo"], 1), (["--x64", "demo", "--quick"], 1), (["demo", "--jobs", "3"], 2), (["demo", "--jobs=1"], 0),
+    (["demo", "--only", "glm"], 0), (["demo", "--only=glm,meso", "--jobs", "4"], 1), (["demo", "--jobs", "x"], 0),
+    (["demo", "--help"], 0), (["glm", "simulate"], 0), ([], 0),
+])
+def test_the_demo_workers_are_guessed_from_the_command_line_before_parsing(argv, n, monkeypatch):
+    monkeypatch.setattr(cli, "_default_jobs", lambda: 2)
+    assert cli._demo_workers_wanted(argv) == n
+
+
+def test_the_demo_orders_its_parts_by_the_last_run_with_the_same_cache(tmp_path, monkeypatch):
+    times = tmp_path / cli._DEMO_TIMES_FILE
+    monkeypatch.setattr(cli, "_demo_times_path", lambda: times)
+    assert cli._demo_costs("default") == (cli._DEMO_COST, False)  # no earlier run: the first-run table
+    cli._save_demo_times("default", {"glm": 5.5, "l5": 15.8})
+    cli._save_demo_times("quick", {"glm": 1.0})
+    costs, learned = cli._demo_costs("default")
+    assert learned and costs["glm"] == 5.5 and costs["l5"] == 15.8 and costs["meso"] == cli._DEMO_COST["meso"]
+    assert cli._demo_costs("quick")[0]["glm"] == 1.0 and cli._demo_costs("full") == (cli._DEMO_COST, False)
+    for junk in ("{not json", "[1, 2]", '{"default": {"glm": "fast", "l5": -1, "meso": NaN}}'):
+        times.write_text(junk)
+        assert cli._demo_costs("default") == (cli._DEMO_COST, False)  # never an error, the defaults
+    monkeypatch.setattr(cli, "_demo_times_path", lambda: None)  # cache off: nothing kept
+    cli._save_demo_times("default", {"glm": 1.0})
+    assert cli._demo_costs("default") == (cli._DEMO_COST, False)

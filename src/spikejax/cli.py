@@ -34,8 +34,69 @@ def _family_module(family: str, name: str):
         raise
 
 
-# cold wall time of each demo part, two parts at once on 2 cores (s): the parallel demo starts the longest first
+# cold wall time of each demo part, two parts at once on 2 cores (s): the parallel demo starts the longest first.
+# A run with the compilation cache on keeps its own part times next to the cache (_DEMO_TIMES_FILE), and the
+# next run orders its parts by those: with a warm cache the parts' times change, and so does the best order.
 _DEMO_COST = {"lfads": 24.0, "l5": 28.0, "meso": 27.0, "glm": 20.0, "gfr": 11.0}
+_DEMO_TIMES_FILE = "spikejax-demo-parts.json"
+
+
+def _demo_mode(quick: bool, full: bool, x64: bool) -> str:
+    return ("quick" if quick else "full" if full else "default") + ("-x64" if x64 else "")
+
+
+def _demo_times_path() -> Path | None:
+    from .core.cache import cache_dir
+
+    folder = cache_dir()
+    return None if folder is None else folder / _DEMO_TIMES_FILE
+
+
+def _demo_costs(mode: str) -> tuple[dict[str, float], bool]:
+    """Each part's expected seconds for ``mode`` and whether they come from an earlier run with this cache
+    (else :data:`_DEMO_COST`). A missing, unreadable or foreign file means the defaults, never an error."""
+    import json
+    import math
+
+    costs = dict(_DEMO_COST)
+    path = _demo_times_path()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8")) if path is not None else None
+    except (OSError, ValueError):
+        data = None
+    learned = data.get(mode) if isinstance(data, dict) else None
+    if not isinstance(learned, dict):
+        return costs, False
+    used = False
+    for family, seconds in learned.items():
+        if family in costs and isinstance(seconds, int | float) and math.isfinite(seconds) and seconds > 0:
+            costs[family] = float(seconds)
+            used = True
+    return costs, used
+
+
+def _save_demo_times(mode: str, seconds: dict[str, float]) -> None:
+    """Keep this run's part times for the next run's order (next to the compilation cache, atomically)."""
+    import json
+
+    from .core.io import save_json
+
+    path = _demo_times_path()
+    if path is None or not seconds:
+        return
+    try:
+        data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    except (OSError, ValueError):
+        data = {}
+    if not isinstance(data, dict):
+        data = {}
+    entry = data.get(mode) if isinstance(data.get(mode), dict) else {}
+    entry.update({f: round(float(s), 2) for f, s in seconds.items()})
+    data[mode] = entry
+    try:
+        save_json(path, data)
+    except OSError:  # a read-only cache folder: the next run uses the default order
+        pass
 
 
 def _demo_part(family: str, out: Path, quick: bool, seed: int, full: bool, x64: bool) -> tuple[float, dict]:
@@ -67,6 +128,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     summary: dict[str, dict] = {}
     t_total = time.perf_counter()
     part_args = (out, bool(args.quick), args.seed, bool(args.full), bool(getattr(args, "x64", False)))
+    mode = _demo_mode(bool(args.quick), bool(args.full), bool(getattr(args, "x64", False)))
 
     def report(family: str, dt: float, result: dict) -> None:
         # the part's wall time and the run's size come first and win over a same-named key of the part
@@ -90,7 +152,11 @@ def _run_demo(args: argparse.Namespace) -> int:
         import concurrent.futures
         import multiprocessing
 
-        pending = collections.deque(sorted(families, key=lambda f: _DEMO_COST.get(f, 0.0), reverse=True))
+        costs, learned = _demo_costs(mode)
+        pending = collections.deque(sorted(families, key=lambda f: costs.get(f, 0.0), reverse=True))
+        print(f"[spikejax demo] {jobs} processes, parts longest first "
+              f"({'by the last run with this cache' if learned else 'by typical first-run times'}): "
+              f"{', '.join(pending)}", flush=True)
         lock = threading.Lock()
         failures: list[BaseException] = []
 
@@ -109,9 +175,9 @@ def _run_demo(args: argparse.Namespace) -> int:
                 with lock:
                     report(family, dt, result)
 
-        ctx = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(max_workers=jobs - 1, mp_context=ctx,
-                                                    initializer=_exit_fast_at_shutdown) as pool:
+        pool = _take_early_pool(jobs - 1) or concurrent.futures.ProcessPoolExecutor(
+            max_workers=jobs - 1, mp_context=multiprocessing.get_context("spawn"), initializer=_exit_fast_at_shutdown)
+        with pool:
             feeders = [threading.Thread(target=feed, args=(pool,), daemon=True) for _ in range(jobs - 1)]
             for t in feeders:
                 t.start()
@@ -128,6 +194,7 @@ def _run_demo(args: argparse.Namespace) -> int:
                 t.join()
         if failures:
             raise failures[0]
+        _save_demo_times(mode, {f: summary[f]["seconds"] for f in families if f in summary})
     summary = {f: summary[f] for f in families if f in summary}
     out.mkdir(parents=True, exist_ok=True)
     from .core.io import save_json
@@ -155,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--full", action="store_true",
                       help="full-size fits where the default is a light one (meso: the marginal-likelihood fit_em, "
                            "about 5 minutes on 2 cores, instead of hard EM alone)")
-    demo.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+    demo.add_argument("--jobs", type=int, default=_default_jobs(),
                       help="parts run at once, each in its own process (default: 2, or 1 on one core; "
                            "1 runs them one after the other in this process)")
     demo.add_argument("--only", default=None, help="comma-separated families to run (default: all)")
@@ -166,6 +233,72 @@ def build_parser() -> argparse.ArgumentParser:
         if mod is not None:
             mod.register(sub)
     return parser
+
+
+def _default_jobs() -> int:
+    return min(2, os.cpu_count() or 1)
+
+
+# The demo's worker processes, started by `console_main` before the command line is parsed (see there).
+_early_pool: tuple[int, object] | None = None
+
+
+def _demo_workers_wanted(argv: list[str]) -> int:
+    """Worker processes ``spikejax <argv>`` will ask for if it is a parallel demo, else 0.
+
+    A cheap guess made before the real parser is built: a wrong guess costs nothing but the early
+    start (the demo shuts a pool of the wrong size down and starts its own)."""
+    words = [a for a in argv if a != "--x64"]
+    if not words or words[0] != "demo" or any(a in ("-h", "--help", "--version") for a in words):
+        return 0
+    jobs, n_parts = _default_jobs(), len(FAMILIES)
+    for i, word in enumerate(words[1:], start=1):
+        name, eq, value = word.partition("=")
+        if not eq:
+            value = words[i + 1] if i + 1 < len(words) else ""
+        if name == "--jobs":
+            try:
+                jobs = int(value)
+            except ValueError:
+                return 0
+        elif name == "--only":
+            n_parts = len([f for f in value.split(",") if f.strip()])
+    return max(0, min(jobs, n_parts) - 1)
+
+
+def _warm_worker() -> None:
+    """A demo worker's first task: the imports every part needs, while the main process parses and imports."""
+    import jax.numpy  # noqa: F401
+    import matplotlib.pyplot  # noqa: F401
+
+    from . import core  # noqa: F401
+
+
+def _start_early_pool(n_workers: int) -> None:
+    """Spawn the demo's workers now, so their 2-3 s of start-up (Python, JAX, matplotlib) overlaps the main
+    process's own instead of following it."""
+    global _early_pool
+    import concurrent.futures
+    import multiprocessing
+
+    pool = concurrent.futures.ProcessPoolExecutor(max_workers=n_workers, mp_context=multiprocessing.get_context("spawn"),
+                                                  initializer=_exit_fast_at_shutdown)
+    for _ in range(n_workers):
+        pool.submit(_warm_worker)
+    _early_pool = (n_workers, pool)
+
+
+def _take_early_pool(n_workers: int):
+    """The early-started pool if it has ``n_workers`` workers (it is then the caller's), else ``None``."""
+    global _early_pool
+    if _early_pool is None:
+        return None
+    n, pool = _early_pool
+    _early_pool = None
+    if n == n_workers:
+        return pool
+    pool.shutdown(wait=True, cancel_futures=True)
+    return None
 
 
 def _exit_fast_at_shutdown() -> None:
@@ -190,11 +323,19 @@ def console_main() -> None:
     (destroying modules, executables and the XLA client) after its last ``atexit`` handler; nothing
     a command wrote depends on it. So the command runs the ``atexit`` handlers itself, flushes its
     streams and ends with ``os._exit``. :func:`main` (what tests and scripts call) returns normally.
+
+    For ``spikejax demo`` with two or more jobs it also spawns the worker processes before anything
+    else (:func:`_start_early_pool`), so their start-up runs beside the main process's.
     """
+    n_workers = _demo_workers_wanted(sys.argv[1:])
+    if n_workers:
+        _start_early_pool(n_workers)
     try:
         code = main()
     except SystemExit as exc:  # argparse's exit for --help, --version and usage errors
         code = exc.code
+    finally:
+        _take_early_pool(-1)  # not taken by the demo (a usage error, say): shut its workers down
     if code is None:
         code = 0
     elif not isinstance(code, int):

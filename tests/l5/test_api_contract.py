@@ -60,3 +60,20 @@ def test_constrained_result_save_load(tmp_path):
     back = L5ConstrainedResult.load(res.save(tmp_path / "c.h5"))
     np.testing.assert_array_equal(np.asarray(back.model.amplitude), np.asarray(res.model.amplitude))
     assert back.config == cfg and back.method == "gradient" and back.best_loss == res.best_loss
+
+
+def test_check_tuned_on_given_networks_equals_sampling_them_and_refuses_a_mismatch():
+    from spikejax.core.errors import ShapeError
+    from spikejax.l5 import L5Params, build_network, check_tuned
+
+    cfg = debug_config(**TINY, learning_rule="None", threshold_filter="ema")
+    key = jax.random.PRNGKey(7)
+    params = L5Params.from_config(cfg)
+    net = build_network(cfg.replace(sim_number=2), key=key)
+    given = check_tuned(cfg, params, key=key, net=net)
+    sampled = check_tuned(cfg, params, key=key, sim_number=2)
+    assert given["os_rel_sims"] == sampled["os_rel_sims"] and given["ds_rel"] == sampled["ds_rel"]
+    with pytest.raises(ShapeError, match="net holds 2 networks but sim_number is 3"):
+        check_tuned(cfg, params, key=key, net=net, sim_number=3)
+    with pytest.raises(TypeError, match="net must be an L5Network"):
+        check_tuned(cfg, params, key=key, net=np.zeros((2, 16, 16)))

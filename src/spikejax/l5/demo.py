@@ -60,9 +60,11 @@ def run(out_dir: Path, *, quick: bool = False, seed: int = 0) -> dict:
     tuned = tune(tcfg, key=jax.random.PRNGKey(seed + 1), n_epochs=n_tune, learning_rate=0.05, margin=0.35)
     fresh = jax.random.PRNGKey(seed + 12345)
     from .model import L5Params
+    from .network import build_network
 
-    before = check_tuned(tcfg, L5Params.from_config(tcfg), key=fresh, sim_number=n_check)
-    check = check_tuned(tcfg, tuned.params, key=fresh, sim_number=n_check)
+    fresh_net = build_network(tcfg.replace(sim_number=n_check), key=fresh)  # both checks on the same networks
+    before = check_tuned(tcfg, L5Params.from_config(tcfg), key=fresh, net=fresh_net)
+    check = check_tuned(tcfg, tuned.params, key=fresh, net=fresh_net)
     if not check["target_met"]:
         from ..core.errors import warn_target_missed
 

@@ -29,7 +29,7 @@ import numpy as np
 import optax
 import pandas as pd
 
-from ..core.errors import ConfigError, check_scalar, warn_target_missed
+from ..core.errors import ConfigError, ShapeError, check_scalar, warn_target_missed
 from ..core.random import check_key
 from ..core.results import Result, StopReason
 from ..core.training import fit
@@ -37,7 +37,7 @@ from . import metrics as M
 from .config import L5Config
 from .engine import _run
 from .model import L5Model, L5Params, make_spec, replace_params
-from .network import L5Network, build_network
+from .network import L5Network, build_network, check_network
 from .objective import L5Target, _terms, soft_relative_indices
 
 __all__ = ["TuneParams", "L5TuneResult", "tune", "check_tuned", "soft_relative_indices"]
@@ -249,7 +249,7 @@ def tune(
 
 
 def check_tuned(config: L5Config, params: L5Params, *, key: jax.Array, sim_number: int | None = None,
-                group: int = 5) -> dict:
+                group: int = 5, net: L5Network | None = None) -> dict:
     """Re-simulate ``params`` on fresh networks and return the exact relative indices.
 
     Returns os_rel/ds_rel/os_p_rel (on the means over simulations, as the original), the
@@ -257,9 +257,24 @@ def check_tuned(config: L5Config, params: L5Params, *, key: jax.Array, sim_numbe
     "experiments" of ``group`` networks each (the original's unit: ``sim_number`` = 5 networks
     give one os_rel; ``*_exp``, ``*_exp_sd``), ``target_met`` (``os_rel < 0`` and ``ds_rel > 0``),
     plus the counters.
+
+    ``net`` gives the fresh networks (e.g. ``build_network(config.replace(sim_number=n), key=key)``,
+    to check several parameter sets on the same networks without sampling and normalising them again);
+    by default they are sampled from ``key``.
     """
+    key = check_key(key)
+    if net is not None:
+        if not isinstance(net, L5Network):
+            raise TypeError(f"net must be an L5Network (from build_network), got {type(net).__name__}")
+        check_network(net, config.N)
+        if sim_number is None:
+            sim_number = net.W.shape[0]
+        elif int(sim_number) != net.W.shape[0]:
+            raise ShapeError(f"net holds {net.W.shape[0]} networks but sim_number is {sim_number}: "
+                             f"build it with sim_number={sim_number} or leave sim_number out")
     c = config.replace(sim_number=int(sim_number or config.sim_number))
-    net = build_network(c, key=check_key(key))
+    if net is None:
+        net = build_network(c, key=key)
     spec = make_spec(c, record_weights=False)
     p = replace_params(L5Params.from_config(c), amplitude=params.amplitude, tau=params.tau, w_gain=params.w_gain)
     out = _run(p, net, spec)
