@@ -3,6 +3,7 @@
 
 import json
 import math
+import time
 import types
 import warnings
 
@@ -71,6 +72,38 @@ def test_demo_summary_carries_quick_and_target_met_and_passes_full(monkeypatch, 
     assert cli.main(["demo", "--jobs", "0", "--out", str(tmp_path)]) == 2
     assert "--jobs must be a positive integer" in capsys.readouterr().err
 
+
+def test_demo_parts_report_their_compile_seconds_and_the_next_run_expects_them_saved(monkeypatch, tmp_path):
+    import jax
+    import jax.numpy as jnp
+
+    class Compiles:  # a part that compiles a new program (an unrolled chain; a constant no cache has seen)
+        @staticmethod
+        def run(out_dir, *, quick, seed):
+            salt = float(time.time_ns() % 1_000_003)
+
+            def f(x):
+                for i in range(60):
+                    x = jnp.sin(x) * (salt + i) + jnp.cos(x @ x.T)
+                return x
+
+            jax.jit(f)(jnp.ones((4, 4))).block_until_ready()
+            return {}
+
+    class Idle:
+        @staticmethod
+        def run(out_dir, *, quick, seed):
+            return {}
+
+    mods = {"glm": Compiles, "meso": Idle}
+    times = tmp_path / "times.json"
+    monkeypatch.setattr(cli, "_family_module", lambda family, name: mods.get(family) if name == "demo" else None)
+    monkeypatch.setattr(cli, "_demo_times_path", lambda: times)
+    assert cli.main(["demo", "--jobs", "1", "--only", "glm,meso", "--out", str(tmp_path / "o")]) == 0
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["glm"]["compile_seconds"] > 0.01 and summary["meso"]["compile_seconds"] == 0.0
+    learned, _ = cli._demo_costs("default")
+    assert learned["glm"] == pytest.approx(summary["glm"]["seconds"] - summary["glm"]["compile_seconds"], abs=0.06)
 
 def _glm_result(rates, target=62.5, **config):
     from spikejax import glm
