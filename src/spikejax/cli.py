@@ -52,19 +52,25 @@ def _demo_times_path() -> Path | None:
     return None if folder is None else folder / _DEMO_TIMES_FILE
 
 
+def _read_demo_times() -> dict:
+    """The kept part times (``{mode: {family: seconds}}``); ``{}`` when missing, unreadable or not a mapping."""
+    from .core.io import load_json
+
+    path = _demo_times_path()
+    try:
+        data = load_json(path) if path is not None else {}
+    except (OSError, ValueError):  # missing or unreadable; DataFormatError is a ValueError
+        data = {}
+    return data if isinstance(data, dict) else {}
+
+
 def _demo_costs(mode: str) -> tuple[dict[str, float], bool]:
     """Each part's expected seconds for ``mode`` and whether they come from an earlier run with this cache
     (else :data:`_DEMO_COST`). A missing, unreadable or foreign file means the defaults, never an error."""
-    import json
     import math
 
     costs = dict(_DEMO_COST)
-    path = _demo_times_path()
-    try:
-        data = json.loads(path.read_text(encoding="utf-8")) if path is not None else None
-    except (OSError, ValueError):
-        data = None
-    learned = data.get(mode) if isinstance(data, dict) else None
+    learned = _read_demo_times().get(mode)
     if not isinstance(learned, dict):
         return costs, False
     used = False
@@ -77,19 +83,12 @@ def _demo_costs(mode: str) -> tuple[dict[str, float], bool]:
 
 def _save_demo_times(mode: str, seconds: dict[str, float]) -> None:
     """Keep this run's part times for the next run's order (next to the compilation cache, atomically)."""
-    import json
-
     from .core.io import save_json
 
     path = _demo_times_path()
     if path is None or not seconds:
         return
-    try:
-        data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-    except (OSError, ValueError):
-        data = {}
-    if not isinstance(data, dict):
-        data = {}
+    data = _read_demo_times()
     entry = data.get(mode) if isinstance(data.get(mode), dict) else {}
     entry.update({f: round(float(s), 2) for f, s in seconds.items()})
     data[mode] = entry
@@ -329,6 +328,11 @@ def _take_early_pool(n_workers: int):
     return None
 
 
+def _discard_early_pool() -> None:
+    """Shut down an early-started pool nobody took (a usage error before the demo ran, say)."""
+    _take_early_pool(-1)  # no pool has -1 workers: a pool still there is shut down
+
+
 def _exit_fast_at_shutdown() -> None:
     """Make this process skip Python's finalisation once its ``atexit`` handlers have run (see
     :func:`console_main`); the demo's worker processes call it when they start."""
@@ -363,7 +367,7 @@ def console_main() -> None:
     except SystemExit as exc:  # argparse's exit for --help, --version and usage errors
         code = exc.code
     finally:
-        _take_early_pool(-1)  # not taken by the demo (a usage error, say): shut its workers down
+        _discard_early_pool()
     if code is None:
         code = 0
     elif not isinstance(code, int):
